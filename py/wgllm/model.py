@@ -1,0 +1,224 @@
+"""A GGUF model opened for inference: hyperparameters (ModelConfig) and weights by llama.cpp name.
+
+ModelConfig is the one place where GGUF metadata becomes the flags every backend runs on (the numpy
+reference, the wgpu engine and, mirrored in TypeScript, the browser bundle). Each architecture's
+quirks are spelled out in `_ARCH_RECIPES` so that the forward passes stay generic.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from wgllm.errors import ModelFormatError
+from wgllm.gguf_io import GGUFFile
+
+
+@dataclass(frozen=True)
+class ArchRecipe:
+    norm: str  # "rms" | "layer"
+    ffn: str  # "swiglu" | "geglu" (gelu-tanh gate) | "gelu" (tanh) | "gelu_erf"
+    rope: str  # "norm" (adjacent pairs, llama.cpp's permuted Q/K) | "neox" (halves) | "none"
+    parallel: bool = False  # attention and MLP read the same normed input (Phi-2)
+    post_norms: bool = False  # Gemma-2/3: norms after attention and after the MLP
+    qk_norm: bool = False  # Gemma-3: RMSNorm over each head of Q and K
+    embed_scale: bool = False  # Gemma: embeddings times sqrt(n_embd)
+    learned_pos: bool = False  # GPT-2: position_embd added to the token embeddings
+    swa_pattern: int = 0  # every swa_pattern-th layer is global, the others sliding (0: none)
+    alibi: bool = False  # Falcon-RW: ALiBi instead of RoPE
+
+
+_ARCH_RECIPES: dict[str, ArchRecipe] = {
+    "llama": ArchRecipe(norm="rms", ffn="swiglu", rope="norm"),
+    "gemma": ArchRecipe(norm="rms", ffn="geglu", rope="neox", embed_scale=True),
+    "gemma2": ArchRecipe(norm="rms", ffn="geglu", rope="neox", embed_scale=True, post_norms=True, swa_pattern=2),
+    "gemma3": ArchRecipe(
+        norm="rms", ffn="geglu", rope="neox", embed_scale=True, post_norms=True, qk_norm=True, swa_pattern=6
+    ),
+    "phi2": ArchRecipe(norm="layer", ffn="gelu", rope="neox", parallel=True),
+    "falcon": ArchRecipe(norm="layer", ffn="gelu_erf", rope="none", alibi=True),
+    "stablelm": ArchRecipe(norm="layer", ffn="swiglu", rope="neox"),
+    "gpt2": ArchRecipe(norm="layer", ffn="gelu", rope="none", learned_pos=True),
+}
+SUPPORTED_ARCHITECTURES = tuple(_ARCH_RECIPES)
+
+# llama.cpp scales Gemma-2/3 queries by 1/sqrt(n_embd/n_head) for the 27B models only (identified
+# there by their layer count); every other size uses 1/sqrt(head_dim).
+_GEMMA_27B_LAYERS = {"gemma2": 46, "gemma3": 62}
+_GEMMA3_LOCAL_ROPE_BASE = 10000.0  # hard-coded in llama.cpp, not stored in GGUF
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str
+    recipe: ArchRecipe
+    n_vocab: int
+    n_ctx_train: int
+    n_embd: int
+    n_layer: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int  # of Q and K
+    head_dim_v: int
+    n_ff: int
+    norm_eps: float
+    n_rot: int  # rotary dimensions per head (0 without RoPE)
+    rope_base: float  # global layers
+    rope_base_local: float  # sliding-window layers (Gemma-3)
+    rope_scale: float  # positions divided by this on global layers (linear scaling)
+    attn_scale: float
+    attn_softcap: float  # 0: off
+    final_softcap: float  # 0: off
+    sliding_window: int  # 0: off
+    swa_layers: tuple[bool, ...]
+    alibi_max_bias: float
+    tied_output: bool
+    has_output_bias: bool
+
+    @property
+    def kv_dim(self) -> int:
+        return self.n_head_kv * self.head_dim
+
+    def layer_rope(self, layer: int) -> tuple[float, float]:
+        """(base, position scale) of the RoPE used by `layer`."""
+        if self.arch == "gemma3" and self.swa_layers[layer]:
+            return self.rope_base_local, 1.0
+        return self.rope_base, self.rope_scale
+
+    @classmethod
+    def from_gguf(cls, g: GGUFFile) -> "ModelConfig":
+        arch = g.architecture
+        if arch not in _ARCH_RECIPES:
+            raise ModelFormatError(
+                f"{g.path}: unsupported architecture {arch!r}; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
+            )
+        recipe = _ARCH_RECIPES[arch]
+        num = (int, float)
+
+        def key(name: str, default=None):
+            full = f"{arch}.{name}"
+            if default is None:
+                return g.require(full, num)
+            value = g.get(full, default)
+            if not isinstance(value, num):
+                raise ModelFormatError(f"{g.path}: metadata key {full} is {value!r}, expected a number")
+            return value
+
+        n_embd = int(key("embedding_length"))
+        n_layer = int(key("block_count"))
+        n_head = int(_per_layer_constant(g, f"{arch}.attention.head_count", required=True))
+        n_head_kv = int(_per_layer_constant(g, f"{arch}.attention.head_count_kv", default=n_head))
+        if n_head <= 0 or n_head_kv <= 0 or n_head % n_head_kv:
+            raise ModelFormatError(f"{g.path}: {n_head} attention heads cannot be shared by {n_head_kv} KV heads")
+        head_dim = int(key("attention.key_length", n_embd // n_head))
+        head_dim_v = int(key("attention.value_length", head_dim))
+        n_ff = int(_per_layer_constant(g, f"{arch}.feed_forward_length", required=True))
+        eps_key = "attention.layer_norm_rms_epsilon" if recipe.norm == "rms" else "attention.layer_norm_epsilon"
+        norm_eps = float(key(eps_key))
+        n_rot = 0 if recipe.rope == "none" else int(key("rope.dimension_count", head_dim))
+        if n_rot % 2 or n_rot > head_dim:
+            raise ModelFormatError(f"{g.path}: {arch}.rope.dimension_count = {n_rot}, expected an even number <= {head_dim}")
+        rope_scale = 1.0
+        scaling = g.get(f"{arch}.rope.scaling.type")
+        if scaling not in (None, "none"):
+            if scaling != "linear":
+                raise ModelFormatError(f"{g.path}: {arch}.rope.scaling.type = {scaling!r}; only 'linear' is supported")
+            rope_scale = float(key("rope.scaling.factor", 1.0))
+        head_for_scale = head_dim
+        if _GEMMA_27B_LAYERS.get(arch) == n_layer:
+            head_for_scale = n_embd // n_head
+        window = int(key("attention.sliding_window", 0)) if recipe.swa_pattern else 0
+        swa = tuple(
+            bool(window) and (layer % recipe.swa_pattern) < recipe.swa_pattern - 1 for layer in range(n_layer)
+        )
+        tokens = g.get("tokenizer.ggml.tokens")
+        embd = g.tensor("token_embd.weight")
+        n_vocab = embd.shape[0]
+        if tokens is not None and len(tokens) != n_vocab:
+            raise ModelFormatError(
+                f"{g.path}: the tokenizer has {len(tokens)} tokens but token_embd.weight has {n_vocab} rows"
+            )
+        return cls(
+            arch=arch,
+            recipe=recipe,
+            n_vocab=n_vocab,
+            n_ctx_train=int(key("context_length", 0)),
+            n_embd=n_embd,
+            n_layer=n_layer,
+            n_head=n_head,
+            n_head_kv=n_head_kv,
+            head_dim=head_dim,
+            head_dim_v=head_dim_v,
+            n_ff=n_ff,
+            norm_eps=norm_eps,
+            n_rot=n_rot,
+            rope_base=float(key("rope.freq_base", 10000.0)),
+            rope_base_local=_GEMMA3_LOCAL_ROPE_BASE,
+            rope_scale=rope_scale,
+            attn_scale=1.0 / math.sqrt(head_for_scale),
+            attn_softcap=float(key("attn_logit_softcapping", 0.0)) if arch == "gemma2" else 0.0,
+            final_softcap=float(key("final_logit_softcapping", 0.0)) if arch == "gemma2" else 0.0,
+            sliding_window=window,
+            swa_layers=swa,
+            alibi_max_bias=float(key("attention.max_alibi_bias", 8.0)) if recipe.alibi else 0.0,
+            tied_output="output.weight" not in g.tensors,
+            has_output_bias="output.bias" in g.tensors,
+        )
+
+
+def _per_layer_constant(g: GGUFFile, full_key: str, *, required: bool = False, default=None):
+    """A hyperparameter that GGUF may store per layer (an array); we need it constant."""
+    value = g.get(full_key, default)
+    if value is None and required:
+        value = g.require(full_key)
+    if isinstance(value, np.ndarray):
+        if value.size == 0 or np.any(value != value.flat[0]):
+            raise ModelFormatError(f"{g.path}: {full_key} varies per layer ({value.tolist()}); wgllm needs one value")
+        value = value.flat[0].item()
+    if not isinstance(value, (int, float)):
+        raise ModelFormatError(f"{g.path}: metadata key {full_key} is {value!r}, expected a number")
+    return value
+
+
+@dataclass
+class Model:
+    """A loaded GGUF model: config, tokenizer, and weights dequantised to float32 on first use."""
+
+    gguf: GGUFFile
+    config: ModelConfig
+    tokenizer: "object"
+    _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def path(self) -> Path:
+        return self.gguf.path
+
+    def has(self, name: str) -> bool:
+        return name in self.gguf.tensors
+
+    def weight(self, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """A float32 tensor by its llama.cpp name, checked against `shape` (numpy order)."""
+        if name not in self._cache:
+            self._cache[name] = self.gguf.dequantize(name, shape)
+        w = self._cache[name]
+        if shape is not None and w.shape != tuple(shape):
+            raise ModelFormatError(f"{self.path}: tensor {name} has shape {w.shape}, expected {tuple(shape)}")
+        return w
+
+    def output_weight(self) -> np.ndarray:
+        c = self.config
+        name = "token_embd.weight" if c.tied_output else "output.weight"
+        return self.weight(name, (c.n_vocab, c.n_embd))
+
+
+def load_model(path: str | os.PathLike[str]) -> Model:
+    """Open a GGUF model: parse and check its header, build its config and tokenizer (no weights read)."""
+    from wgllm.tokenizer import Tokenizer
+
+    g = GGUFFile(path)
+    config = ModelConfig.from_gguf(g)
+    return Model(gguf=g, config=config, tokenizer=Tokenizer.from_gguf(g))

@@ -1,0 +1,292 @@
+"""The numpy reference transformer: one function per op (named like its shader), and the forward pass.
+
+It is the oracle for the GPU engine and is itself checked against `transformers`. float32 by
+default; `dtype=np.float64` on request. Shapes: n = tokens in this call, m = tokens in the KV cache.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from wgllm.model import Model, ModelConfig
+
+# -- ops (one per shader) ------------------------------------------------------------------------
+
+
+def embedding(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """(vocab, dim)[ids] -> (n, dim)"""
+    return table[ids]
+
+
+def rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
+    """x * w / sqrt(mean(x^2) + eps) over the last axis (Gemma's 1+w is already in GGUF's w)."""
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+
+def layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    mean = np.mean(x, axis=-1, keepdims=True)
+    var = np.mean((x - mean) ** 2, axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * w + b
+
+
+def matmul(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """(n, k) x (m, k)^T [+ (m,)] -> (n, m): GGUF stores weights as (out, in) rows."""
+    y = x @ w.T
+    return y if bias is None else y + bias
+
+
+def rope(x: np.ndarray, positions: np.ndarray, n_rot: int, base: float, neox: bool, pos_scale: float = 1.0) -> np.ndarray:
+    """Rotate the first n_rot dims of each head of x (n, heads, head_dim) by position * base^(-2i/n_rot).
+
+    neox: pairs (i, i + n_rot/2); otherwise adjacent pairs (2i, 2i+1), llama.cpp's layout for the
+    llama architecture (whose Q/K rows the converter permuted to match).
+    """
+    half = n_rot // 2
+    inv_freq = base ** (-np.arange(half, dtype=np.float64) * 2.0 / n_rot)
+    angles = (positions.astype(np.float64)[:, None] / pos_scale) * inv_freq[None, :]  # (n, half)
+    cos = np.cos(angles).astype(x.dtype)[:, None, :]
+    sin = np.sin(angles).astype(x.dtype)[:, None, :]
+    out = x.copy()
+    if neox:
+        a, b = x[..., :half], x[..., half:n_rot]
+        out[..., :half] = a * cos - b * sin
+        out[..., half:n_rot] = b * cos + a * sin
+    else:
+        a, b = x[..., 0:n_rot:2], x[..., 1:n_rot:2]
+        out[..., 0:n_rot:2] = a * cos - b * sin
+        out[..., 1:n_rot:2] = b * cos + a * sin
+    return out
+
+
+def alibi_slopes(n_head: int, max_bias: float) -> np.ndarray:
+    """ALiBi slope per head, as ggml_soft_max_ext computes it (equal to BLOOM's for max_bias 8)."""
+    n_log2 = 2 ** math.floor(math.log2(n_head))
+    m0 = 2.0 ** (-max_bias / n_log2)
+    m1 = 2.0 ** (-(max_bias / 2.0) / n_log2)
+    h = np.arange(n_head)
+    return np.where(h < n_log2, m0 ** (h + 1), m1 ** (2 * (h - n_log2) + 1)).astype(np.float64)
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def softcap(x: np.ndarray, cap: float) -> np.ndarray:
+    """cap * tanh(x / cap)"""
+    return cap * np.tanh(x / cap)
+
+
+def attention(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    q_pos: np.ndarray,
+    k_pos: np.ndarray,
+    scale: float,
+    *,
+    softcap_value: float = 0.0,
+    window: int = 0,
+    slopes: np.ndarray | None = None,
+) -> np.ndarray:
+    """Causal attention. q (n, H, d), k (m, Hkv, d), v (m, Hkv, dv) -> (n, H, dv).
+
+    Key j is visible to query i when k_pos[j] <= q_pos[i] (and q_pos[i] - k_pos[j] < window when
+    window > 0). Scores are scale * (q.k + slope_h * k_pos) with ALiBi (Falcon-RW adds the bias
+    before scaling), then soft-capped when softcap_value > 0.
+    """
+    n_head, n_head_kv = q.shape[1], k.shape[1]
+    group = n_head // n_head_kv
+    kh = np.repeat(k, group, axis=1)  # (m, H, d)
+    vh = np.repeat(v, group, axis=1)
+    scores = np.einsum("nhd,mhd->hnm", q, kh)  # (H, n, m)
+    if slopes is not None:
+        scores = scores + slopes.astype(q.dtype)[:, None, None] * k_pos.astype(q.dtype)[None, None, :]
+    scores = scores * q.dtype.type(scale)
+    if softcap_value:
+        scores = softcap(scores, softcap_value)
+    dist = q_pos[:, None] - k_pos[None, :]  # (n, m)
+    visible = dist >= 0
+    if window:
+        visible &= dist < window
+    scores = np.where(visible[None], scores, -np.inf)
+    return np.einsum("hnm,mhd->nhd", softmax(scores, axis=-1), vh)
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): WGSL has no erf, so shader and reference share this."""
+    t = 1.0 / (1.0 + 0.3275911 * np.abs(x))
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return np.sign(x) * (1.0 - poly * np.exp(-x * x))
+
+
+def gelu_erf(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    return x / (1.0 + np.exp(-x))
+
+
+def swiglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    return silu(gate) * up
+
+
+def geglu(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    return gelu_tanh(gate) * up
+
+
+def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a + b
+
+
+# -- the forward pass ----------------------------------------------------------------------------
+
+
+@dataclass
+class KVCache:
+    """Per layer, K after RoPE (m, Hkv, d) and V (m, Hkv, dv), and the positions held."""
+
+    k: list[np.ndarray] = field(default_factory=list)
+    v: list[np.ndarray] = field(default_factory=list)
+    positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    @property
+    def length(self) -> int:
+        return len(self.positions)
+
+
+class _Layer:
+    """Weights of one block, dequantised, as the dtype asked for."""
+
+    def __init__(self, model: Model, prefix: str, dtype):
+        self.model, self.prefix, self.dtype = model, prefix, dtype
+
+    def get(self, name: str, shape=None) -> np.ndarray | None:
+        full = self.prefix + name
+        if not self.model.has(full):
+            return None
+        return self.model.weight(full, shape).astype(self.dtype, copy=False)
+
+    def need(self, name: str, shape=None) -> np.ndarray:
+        return self.model.weight(self.prefix + name, shape).astype(self.dtype, copy=False)
+
+
+def _norm(c: ModelConfig, layer: _Layer, name: str, x: np.ndarray) -> np.ndarray:
+    w = layer.need(f"{name}.weight", (x.shape[-1],))
+    if c.recipe.norm == "rms":
+        return rms_norm(x, w, c.norm_eps)
+    b = layer.get(f"{name}.bias", (x.shape[-1],))
+    return layer_norm(x, w, b if b is not None else np.zeros_like(w), c.norm_eps)
+
+
+def _qkv(c: ModelConfig, layer: _Layer, h: np.ndarray):
+    n = h.shape[0]
+    q_dim, kv_dim, v_dim = c.n_head * c.head_dim, c.kv_dim, c.n_head_kv * c.head_dim_v
+    fused = layer.get("attn_qkv.weight", (q_dim + kv_dim + v_dim, c.n_embd))
+    if fused is not None:
+        qkv = matmul(h, fused, layer.get("attn_qkv.bias", (q_dim + kv_dim + v_dim,)))
+        q, k, v = np.split(qkv, [q_dim, q_dim + kv_dim], axis=-1)
+    else:
+        q = matmul(h, layer.need("attn_q.weight", (q_dim, c.n_embd)), layer.get("attn_q.bias", (q_dim,)))
+        k = matmul(h, layer.need("attn_k.weight", (kv_dim, c.n_embd)), layer.get("attn_k.bias", (kv_dim,)))
+        v = matmul(h, layer.need("attn_v.weight", (v_dim, c.n_embd)), layer.get("attn_v.bias", (v_dim,)))
+    return (
+        q.reshape(n, c.n_head, c.head_dim),
+        k.reshape(n, c.n_head_kv, c.head_dim),
+        v.reshape(n, c.n_head_kv, c.head_dim_v),
+    )
+
+
+def _attention_block(c: ModelConfig, layer: _Layer, i: int, h: np.ndarray, positions: np.ndarray, cache: KVCache):
+    n = h.shape[0]
+    q, k, v = _qkv(c, layer, h)
+    if c.recipe.qk_norm:
+        q = rms_norm(q, layer.need("attn_q_norm.weight", (c.head_dim,)), c.norm_eps)
+        k = rms_norm(k, layer.need("attn_k_norm.weight", (c.head_dim,)), c.norm_eps)
+    if c.n_rot:
+        base, pos_scale = c.layer_rope(i)
+        neox = c.recipe.rope == "neox"
+        q = rope(q, positions, c.n_rot, base, neox, pos_scale)
+        k = rope(k, positions, c.n_rot, base, neox, pos_scale)
+    if len(cache.k) > i:
+        cache.k[i] = np.concatenate([cache.k[i], k])
+        cache.v[i] = np.concatenate([cache.v[i], v])
+    else:
+        cache.k.append(k)
+        cache.v.append(v)
+    k_pos = np.concatenate([cache.positions, positions])
+    slopes = alibi_slopes(c.n_head, c.alibi_max_bias) if c.recipe.alibi else None
+    out = attention(
+        q,
+        cache.k[i],
+        cache.v[i],
+        positions,
+        k_pos,
+        c.attn_scale,
+        softcap_value=c.attn_softcap,
+        window=c.sliding_window if c.swa_layers[i] else 0,
+        slopes=slopes,
+    )
+    o_w = layer.need("attn_output.weight", (c.n_embd, c.n_head * c.head_dim_v))
+    return matmul(out.reshape(n, -1), o_w, layer.get("attn_output.bias", (c.n_embd,)))
+
+
+def _ffn_block(c: ModelConfig, layer: _Layer, h: np.ndarray) -> np.ndarray:
+    up = matmul(h, layer.need("ffn_up.weight", (c.n_ff, c.n_embd)), layer.get("ffn_up.bias", (c.n_ff,)))
+    kind = c.recipe.ffn
+    if kind in ("swiglu", "geglu"):
+        gate = matmul(h, layer.need("ffn_gate.weight", (c.n_ff, c.n_embd)), layer.get("ffn_gate.bias", (c.n_ff,)))
+        act = swiglu(gate, up) if kind == "swiglu" else geglu(gate, up)
+    else:
+        act = gelu_tanh(up) if kind == "gelu" else gelu_erf(up)
+    return matmul(act, layer.need("ffn_down.weight", (c.n_embd, c.n_ff)), layer.get("ffn_down.bias", (c.n_embd,)))
+
+
+def forward(model: Model, ids, dtype=np.float32, cache: KVCache | None = None) -> np.ndarray:
+    """Logits (len(ids), vocab) for `ids` appended after what `cache` holds (a fresh one if None)."""
+    c = model.config
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.ndim != 1 or len(ids) == 0:
+        raise ValueError(f"forward needs a non-empty 1-D list of token ids, got shape {ids.shape}")
+    if ids.min() < 0 or ids.max() >= c.n_vocab:
+        raise ValueError(f"token id {int(ids.max() if ids.max() >= c.n_vocab else ids.min())} is outside the vocabulary of {c.n_vocab}")
+    cache = cache if cache is not None else KVCache()
+    positions = cache.length + np.arange(len(ids), dtype=np.int64)
+    x = embedding(model.weight("token_embd.weight", (c.n_vocab, c.n_embd)), ids).astype(dtype)
+    if c.recipe.embed_scale:
+        x = x * dtype(math.sqrt(c.n_embd))
+    if c.recipe.learned_pos:
+        pos_table = model.weight("position_embd.weight")
+        if positions[-1] >= pos_table.shape[0]:
+            raise ValueError(f"position {positions[-1]} is beyond the model's {pos_table.shape[0]} learned positions")
+        x = x + pos_table[positions].astype(dtype)
+    for i in range(c.n_layer):
+        layer = _Layer(model, f"blk.{i}.", dtype)
+        h = _norm(c, layer, "attn_norm", x)
+        attn = _attention_block(c, layer, i, h, positions, cache)
+        if c.recipe.post_norms:
+            attn = _norm(c, layer, "post_attention_norm", attn)
+        if c.recipe.parallel:
+            x = x + attn + _ffn_block(c, layer, h)
+            continue
+        x = x + attn
+        h = _norm(c, layer, "ffn_norm", x)
+        ffn = _ffn_block(c, layer, h)
+        if c.recipe.post_norms:
+            ffn = _norm(c, layer, "post_ffw_norm", ffn)
+        x = x + ffn
+    cache.positions = np.concatenate([cache.positions, positions])
+    out = _Layer(model, "", dtype)
+    x = _norm(c, out, "output_norm", x)
+    logits = matmul(x, model.output_weight().astype(dtype, copy=False), out.get("output.bias", (c.n_vocab,)))
+    if c.final_softcap:
+        logits = softcap(logits, c.final_softcap)
+    return logits
