@@ -1,0 +1,148 @@
+"""Device, shader and pipeline cache, buffers and dispatch through wgpu-py.
+
+One GpuContext per process, on the adapter's own limits. Pipelines are cached by
+(shader file, entry point, override constants) and bind groups by the buffers they bind, so
+nothing is rebuilt per token. Shaders are the WGSL files in the repository's shaders/ folder,
+the same files the browser bundle imports.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+SHADER_DIR = Path(os.environ.get("WGLLM_SHADER_DIR", Path(__file__).resolve().parents[3] / "shaders"))
+_WANTED_FEATURES = ("shader-f16", "subgroup")
+
+
+class GpuError(RuntimeError):
+    """No usable adapter, a shader that fails to compile (named by file), or a model that does not fit."""
+
+
+class GpuContext:
+    def __init__(self, power_preference: str = "high-performance"):
+        try:
+            import wgpu
+        except ImportError as e:  # pragma: no cover - wgpu is a runtime dependency
+            raise GpuError(f"wgpu-py is not installed ({e}); pip install wgpu") from None
+        self.wgpu = wgpu
+        try:
+            adapter = wgpu.gpu.request_adapter_sync(power_preference=power_preference)
+        except Exception as e:  # wgpu raises plain RuntimeError when no backend/driver exists
+            adapter, reason = None, str(e)
+        else:
+            reason = "no adapter was offered"
+        if adapter is None:
+            raise GpuError(
+                f"No WebGPU adapter is available ({reason}). On Debian/Ubuntu without a GPU, install the "
+                "software Vulkan driver: apt-get install mesa-vulkan-drivers"
+            )
+        self.adapter = adapter
+        self.features = {f for f in _WANTED_FEATURES if f in adapter.features}
+        self.limits = dict(adapter.limits)
+        self.device = adapter.request_device_sync(required_features=sorted(self.features), required_limits=self.limits)
+        self.max_binding = int(self.limits["max-storage-buffer-binding-size"])
+        self.max_buffer = int(self.limits["max-buffer-size"])
+        self.has_f16 = "shader-f16" in self.features
+        self._modules: dict[str, object] = {}
+        self._pipelines: dict[tuple, object] = {}
+
+    @property
+    def adapter_name(self) -> str:
+        info = self.adapter.info
+        return f"{info.get('device', '?')} ({info.get('description', '')}, {info.get('backend_type', '')})"
+
+    # -- shaders and pipelines -----------------------------------------------------------------
+    def shader_source(self, name: str) -> str:
+        path = SHADER_DIR / name
+        if not path.is_file():
+            raise GpuError(f"shader file {path} not found")
+        return path.read_text()
+
+    def module(self, name: str):
+        if name not in self._modules:
+            try:
+                self._modules[name] = self.device.create_shader_module(label=name, code=self.shader_source(name))
+            except Exception as e:
+                raise GpuError(f"shaders/{name} failed to compile: {e}") from None
+        return self._modules[name]
+
+    def pipeline(self, name: str, constants: dict[str, float | int] | None = None, entry: str = "main"):
+        key = (name, entry, tuple(sorted((constants or {}).items())))
+        if key not in self._pipelines:
+            compute = {"module": self.module(name), "entry_point": entry}
+            if constants:
+                compute["constants"] = dict(constants)
+            try:
+                self._pipelines[key] = self.device.create_compute_pipeline(label=f"{name}:{entry}", layout="auto", compute=compute)
+            except Exception as e:
+                raise GpuError(f"shaders/{name} (entry {entry}, constants {constants}) failed validation: {e}") from None
+        return self._pipelines[key]
+
+    # -- buffers -------------------------------------------------------------------------------
+    def buffer(self, data: np.ndarray | bytes | None = None, size: int | None = None, *, uniform: bool = False, label: str = ""):
+        """A storage (or uniform) buffer, filled with `data` when given; size padded to 4 bytes."""
+        u = self.wgpu.BufferUsage
+        usage = (u.UNIFORM if uniform else u.STORAGE) | u.COPY_DST | u.COPY_SRC
+        raw = None if data is None else (data.tobytes() if isinstance(data, np.ndarray) else bytes(data))
+        nbytes = size if size is not None else len(raw)
+        nbytes = max(4, -(-nbytes // 4) * 4)
+        if uniform:
+            nbytes = -(-nbytes // 16) * 16
+        if nbytes > self.max_buffer:
+            raise GpuError(f"buffer {label!r} needs {nbytes} bytes; the adapter's maxBufferSize is {self.max_buffer}")
+        buf = self.device.create_buffer(label=label, size=nbytes, usage=usage)
+        if raw:
+            padded = raw + b"\0" * (-len(raw) % 4)
+            self.device.queue.write_buffer(buf, 0, padded)
+        return buf
+
+    def write(self, buf, data: np.ndarray | bytes, offset: int = 0) -> None:
+        raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+        self.device.queue.write_buffer(buf, offset, raw + b"\0" * (-len(raw) % 4))
+
+    def read(self, buf, dtype=np.float32, shape=None, offset: int = 0, nbytes: int | None = None) -> np.ndarray:
+        mem = self.device.queue.read_buffer(buf, offset, nbytes)
+        arr = np.frombuffer(mem, dtype=dtype).copy()
+        if shape is not None:
+            arr = arr[: int(np.prod(shape))].reshape(shape)
+        return arr
+
+    # -- dispatch ------------------------------------------------------------------------------
+    def bind_group(self, pipeline, bindings: list):
+        """bindings: buffers, or (buffer, offset, size) for a window into one, in binding order."""
+        entries = []
+        for i, b in enumerate(bindings):
+            buf, offset, size = b if isinstance(b, tuple) else (b, 0, b.size)
+            entries.append({"binding": i, "resource": {"buffer": buf, "offset": offset, "size": size}})
+        return self.device.create_bind_group(layout=pipeline.get_bind_group_layout(0), entries=entries)
+
+    def encode(self, encoder, pipeline, bind_group, grid: tuple[int, int, int]) -> None:
+        limit = int(self.limits["max-compute-workgroups-per-dimension"])
+        if any(g > limit for g in grid):
+            raise GpuError(f"dispatch grid {grid} exceeds maxComputeWorkgroupsPerDimension {limit}")
+        cpass = encoder.begin_compute_pass()
+        cpass.set_pipeline(pipeline)
+        cpass.set_bind_group(0, bind_group)
+        cpass.dispatch_workgroups(*grid)
+        cpass.end()
+
+    def run(self, name: str, bindings: list, grid: tuple[int, int, int], constants=None, entry: str = "main") -> None:
+        """One-shot: compile (cached), bind, dispatch, submit. Tests and setup use this; the engine encodes."""
+        pipeline = self.pipeline(name, constants, entry)
+        encoder = self.device.create_command_encoder()
+        self.encode(encoder, pipeline, self.bind_group(pipeline, bindings), grid)
+        self.device.queue.submit([encoder.finish()])
+
+
+_CONTEXT: GpuContext | None = None
+
+
+def get_context() -> GpuContext:
+    """The process's one GpuContext, created on first use."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        _CONTEXT = GpuContext()
+    return _CONTEXT
