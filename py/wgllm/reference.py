@@ -290,3 +290,39 @@ def forward(model: Model, ids, dtype=np.float32, cache: KVCache | None = None) -
     if c.final_softcap:
         logits = softcap(logits, c.final_softcap)
     return logits
+
+
+# -- sampling (sample.wgsl) ----------------------------------------------------------------------
+
+_U32 = 0xFFFFFFFF
+
+
+def pcg_hash(v: int) -> int:
+    """PCG-RXS-M-XS 32-bit hash (Jarzynski & Olano); the shader computes the same in u32."""
+    state = (v * 747796405 + 2891336453) & _U32
+    word = (((state >> ((state >> 28) + 4)) ^ state) * 277803737) & _U32
+    return ((word >> 22) ^ word) & _U32
+
+
+def random_uniform(seed: int, step: int) -> float:
+    """A uniform number in [0, 1) with 24 random bits, from (seed, step) alone: counter-based."""
+    return (pcg_hash((seed & _U32) ^ pcg_hash(step & _U32)) >> 8) / 16777216.0
+
+
+def sample_top_k(logits: np.ndarray, top_k: int, temperature: float, u: float) -> int:
+    """MediaPipe's sampler: keep the top_k logits, divide by temperature, softmax, draw with u.
+
+    top_k <= 1 or temperature <= 0 is greedy (ties go to the lowest id). Candidates are ordered by
+    logit, then id; the draw is the first candidate whose cumulative probability exceeds u.
+    """
+    logits = np.asarray(logits, dtype=np.float32)
+    if top_k <= 1 or temperature <= 0:
+        return int(np.argmax(logits))
+    k = min(int(top_k), logits.shape[0])
+    ids = np.arange(logits.shape[0])
+    order = np.lexsort((ids, -logits))[:k]
+    scaled = (logits[order] - logits[order[0]]) / np.float32(temperature)
+    p = np.exp(scaled.astype(np.float32))
+    cdf = np.cumsum(p, dtype=np.float32)
+    pick = int(np.searchsorted(cdf, np.float32(u) * cdf[-1], side="right"))
+    return int(order[min(pick, k - 1)])
