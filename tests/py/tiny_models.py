@@ -1,0 +1,216 @@
+"""Tiny random-weight transformers models of the eight architectures, saved like Hub checkpoints.
+
+Every weight is redrawn from a fixed seed (HF initialises norms to ones/zeros and biases to zero,
+which would hide a missing +1, bias or reorder): norm weights and biases are random, matrices
+are scaled so activations stay O(1) and Gemma-2's soft-capping bites. Sliding windows (4) are
+shorter than the test sequences. Each model is saved with `save_pretrained` (safetensors) beside a
+tokenizer trained here: SentencePiece for llama and the Gemmas, byte-level BPE (`tokenizers`) for
+the others; the model's vocab_size is the tokenizer's size.
+
+`tiny_model(arch)` builds once per test process, under a temporary folder removed at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import transformers
+
+ARCHS = ("llama", "gemma", "gemma2", "gemma3", "phi2", "falcon", "stablelm", "gpt2")
+SPM_ARCHS = ("llama", "gemma", "gemma2", "gemma3")
+
+_CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A small model runs on the graphics card of a laptop, inside the browser.",
+    "Quantised weights take less memory: eight bits, or four bits for every weight.",
+    "Attention looks back over the tokens of the context window; the sliding window looks back less far.",
+    "Numbers 0 1 2 3 4 5 6 7 8 9 and some punctuation: (a, b) [c; d] {e: f}!",
+    "She sells sea shells by the sea shore, and the shells she sells are sea shells.",
+    "How much wood would a woodchuck chuck if a woodchuck could chuck wood?",
+    "Peter Piper picked a peck of pickled peppers from the garden in the morning.",
+    "Transformers turn tokens into vectors, mix them with attention and feed-forward layers.",
+    "The converter writes one file; the reference reads it back and compares the logits.",
+]
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    arch: str
+    folder: Path  # config.json, model.safetensors, tokenizer files
+    model: torch.nn.Module  # the HF model (float32, eager attention, eval mode)
+    vocab_file: Path  # what to pass as vocab_model_file
+
+
+def _spm_tokenizer(folder: Path, gemma: bool) -> Path:
+    import sentencepiece as spm
+
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(_CORPUS * 4) + "\n")
+    ids = dict(pad_id=0, eos_id=1, bos_id=2, unk_id=3) if gemma else dict(unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
+    spm.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(folder / "tokenizer"),
+        model_type="bpe",
+        vocab_size=320,
+        byte_fallback=True,
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        minloglevel=2,
+        num_threads=1,
+        **ids,
+    )
+    corpus.unlink()
+    (folder / "tokenizer.vocab").unlink()
+    return folder / "tokenizer.model"
+
+
+def _bpe_tokenizer(folder: Path) -> Path:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tok.train_from_iterator(_CORPUS * 4, trainer)
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "GPT2Tokenizer", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"})
+    )
+    return folder
+
+
+def _vocab_size(arch: str, vocab_file: Path) -> int:
+    if arch in SPM_ARCHS:
+        import sentencepiece as spm
+
+        return spm.SentencePieceProcessor(model_file=str(vocab_file)).get_piece_size()
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(vocab_file / "tokenizer.json")).get_vocab_size()
+
+
+def config_for(arch: str, vocab_size: int) -> transformers.PretrainedConfig:
+    common = dict(vocab_size=vocab_size, hidden_size=64, num_attention_heads=4, max_position_embeddings=128)
+    if arch == "llama":
+        return transformers.LlamaConfig(
+            **common, intermediate_size=128, num_hidden_layers=2, num_key_value_heads=2, rms_norm_eps=1e-5,
+            tie_word_embeddings=True, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        )
+    if arch == "gemma":
+        # head_dim 32 != 64/4 (like Gemma's 256): key_length/value_length must be written
+        return transformers.GemmaConfig(
+            **common, intermediate_size=128, num_hidden_layers=2, num_key_value_heads=1, head_dim=32, rms_norm_eps=1e-6,
+            hidden_act="gelu_pytorch_tanh",
+        )
+    if arch == "gemma2":
+        return transformers.Gemma2Config(
+            **common, intermediate_size=128, num_hidden_layers=3, num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16,
+            sliding_window=4, attn_logit_softcapping=2.0, final_logit_softcapping=3.0, rms_norm_eps=1e-6,
+        )
+    if arch == "gemma3":
+        return transformers.Gemma3TextConfig(
+            **common, intermediate_size=128, num_hidden_layers=7, num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16,
+            sliding_window=4, rms_norm_eps=1e-6,
+            rope_parameters={
+                "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+            },
+        )
+    if arch == "phi2":
+        return transformers.PhiConfig(
+            **common, intermediate_size=128, num_hidden_layers=2, num_key_value_heads=2, layer_norm_eps=1e-5,
+            tie_word_embeddings=False, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5},
+        )
+    if arch == "falcon":
+        return transformers.FalconConfig(
+            vocab_size=vocab_size, hidden_size=64, num_attention_heads=4, num_hidden_layers=2, num_kv_heads=4,
+            alibi=True, bias=True, multi_query=False, parallel_attn=False, new_decoder_architecture=False,
+            layer_norm_epsilon=1e-5, tie_word_embeddings=True,
+        )
+    if arch == "stablelm":
+        # intermediate 80: ffn_down's rows are not a multiple of 32, so it stays F16 when quantising
+        return transformers.StableLmConfig(
+            **common, intermediate_size=80, num_hidden_layers=2, num_key_value_heads=2, layer_norm_eps=1e-5,
+            use_qkv_bias=True, tie_word_embeddings=False,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
+        )
+    if arch == "gpt2":
+        return transformers.GPT2Config(
+            vocab_size=vocab_size, n_embd=64, n_layer=2, n_head=4, n_positions=64, layer_norm_epsilon=1e-5, bos_token_id=0, eos_token_id=0
+        )
+    raise ValueError(f"no tiny config for {arch}")
+
+
+_MODEL_CLASSES = {
+    "llama": "LlamaForCausalLM",
+    "gemma": "GemmaForCausalLM",
+    "gemma2": "Gemma2ForCausalLM",
+    "gemma3": "Gemma3ForCausalLM",
+    "phi2": "PhiForCausalLM",
+    "falcon": "FalconForCausalLM",
+    "stablelm": "StableLmForCausalLM",
+    "gpt2": "GPT2LMHeadModel",
+}
+
+
+def randomise(model: torch.nn.Module, arch: str, seed: int) -> None:
+    """Redraw every parameter: norms around their neutral value, biases around 0, matrices ~ 1/sqrt(fan_in)."""
+    g = torch.Generator().manual_seed(seed)
+    gemma = arch.startswith("gemma")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if p.ndim == 1:
+                if name.endswith("bias"):
+                    p.copy_(0.2 * noise)
+                else:  # a norm weight; Gemma's are used as 1 + w
+                    p.copy_((0.0 if gemma else 1.0) + 0.3 * noise)
+            elif any(s in name for s in ("embed_tokens", "word_embeddings", "wte")):
+                p.copy_(noise)
+            elif "wpe" in name:
+                p.copy_(0.3 * noise)
+            else:
+                fan_in = p.shape[0] if arch == "gpt2" else p.shape[1]  # GPT-2's Conv1D is (in, out)
+                p.copy_(noise / fan_in**0.5)
+
+
+def build_tiny_model(arch: str, folder: Path, seed: int = 0) -> TinyModel:
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_file = _spm_tokenizer(folder, arch.startswith("gemma")) if arch in SPM_ARCHS else _bpe_tokenizer(folder)
+    config = config_for(arch, _vocab_size(arch, vocab_file))
+    config._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = getattr(transformers, _MODEL_CLASSES[arch])(config).float().eval()
+    randomise(model, arch, seed)
+    model.save_pretrained(folder)
+    return TinyModel(arch, folder, model, vocab_file)
+
+
+_ROOT: Path | None = None
+_CACHE: dict[str, TinyModel] = {}
+
+
+def tiny_model(arch: str) -> TinyModel:
+    """The tiny `arch` model, built once per process."""
+    global _ROOT
+    if arch not in _CACHE:
+        if _ROOT is None:
+            _ROOT = Path(tempfile.mkdtemp(prefix="wgllm-tiny-"))
+            atexit.register(shutil.rmtree, _ROOT, True)
+        _CACHE[arch] = build_tiny_model(arch, _ROOT / f"tiny-{arch}")
+    return _CACHE[arch]
+
+
+def copy_tokenizer(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json"):
+        if (src / name).is_file():
+            shutil.copy(src / name, dst / name)
