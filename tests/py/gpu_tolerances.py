@@ -1,0 +1,32 @@
+"""Tolerances of the GPU kernels against wgllm.reference: the one table the shader tests read.
+
+Each entry is (rtol, atol_rel): a GPU value g passes against the reference value r when
+|g - r| <= rtol * |r| + max(atol_rel * max|reference output|, ATOL_FLOOR). The absolute part
+is scaled by the output's own magnitude so that elements that cancel to near zero (a weighted average of signed
+values, 1 + tanh(z) for very negative z) are judged against the size of the whole result.
+"""
+
+from __future__ import annotations
+
+# Below this, values count as zero: WGSL lets f32 division go to 0 when the divisor exceeds 2^126
+# (silu(-100) = -100 / (1 + e^100) is -0 on the GPU, -3.7e-42 in numpy).
+ATOL_FLOOR = 1e-30
+
+F32 = (1e-5, 1e-6)
+F16 = (1e-2, 1e-3)
+
+TOLERANCES: dict[str, tuple[float, float]] = {
+    "embedding": F32,
+    "rms_norm": F32,
+    "layer_norm": F32,
+    "rope": F32,
+    "softmax": F32,
+    "softcap": F32,
+    "gelu_tanh": F32,
+    "gelu_erf": F32,
+    "silu": F32,
+    "swiglu": F32,
+    "geglu": F32,
+    "attention": F32,
+    "kv_store": (0.0, 0.0),  # a copy: bit exact
+}

@@ -1,0 +1,156 @@
+"""Every non-matmul shader against its wgllm.reference function on the WebGPU device (lavapipe in CI).
+
+Fixed seeds, odd shapes, scaled and shifted inputs, outputs poisoned with NaN before each kernel
+runs so an element the kernel forgets to write fails the comparison.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # silences lavapipe's warning about a missing runtime dir
+
+import numpy as np
+import pytest
+from gpu_tolerances import ATOL_FLOOR, TOLERANCES
+
+from wgllm import reference
+from wgllm.gpu.runtime import get_context
+
+MAX_GROUPS = 65535
+NAN_BITS = 0x7FC00001  # a quiet NaN with a payload: no kernel computes this by accident
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    return get_context()
+
+
+def params(fmt: str, *values) -> bytes:
+    """A Params uniform: `fmt` is struct's letters (I = u32, f = f32), all 4-byte fields."""
+    return struct.pack("<" + fmt, *values)
+
+
+def poisoned(ctx, n_words: int):
+    return ctx.buffer(np.full(n_words, NAN_BITS, dtype=np.uint32))
+
+
+def grid_2d(groups: int, max_x: int = MAX_GROUPS) -> tuple[int, int, int]:
+    """(gx, gy, 1) with gx * gy >= groups: the shaders number workgroups as wid.y * gx + wid.x."""
+    gx = max(1, min(groups, max_x))
+    return (gx, -(-groups // gx), 1)
+
+
+def data(rng, shape, scale: float = 1.0, shift: float = 0.0) -> np.ndarray:
+    x = rng.standard_normal(shape).astype(np.float32) * np.float32(scale) + np.float32(shift)
+    assert np.all(x != 0)
+    return x
+
+
+def exact(fn, *args, **kwargs) -> np.ndarray:
+    """The reference evaluated in float64 on the same float32 inputs: the GPU's own error is measured,
+    not the sum of its error and the float32 reference's (which matters for ill-conditioned rows,
+    such as layer_norm of 3 + 0.01 * noise)."""
+    cast = lambda a: a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype == np.float32 else a  # noqa: E731
+    return fn(*map(cast, args), **{k: cast(v) for k, v in kwargs.items()})
+
+
+def check(op: str, got: np.ndarray, want: np.ndarray) -> None:
+    rtol, atol_rel = TOLERANCES[op]
+    want = np.asarray(want, dtype=np.float32)
+    assert got.shape == want.shape
+    assert np.all(np.isfinite(got)), f"{op}: {np.sum(~np.isfinite(got))} non-finite outputs (unwritten or overflowed)"
+    atol = max(atol_rel * float(np.max(np.abs(want))), ATOL_FLOOR)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=op)
+
+
+INPUT_RANGES = [(1.0, 0.5), (30.0, -100.0), (0.01, 3.0)]
+
+
+# -- embedding, norms ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n,dim,scale,learned_pos", [(1, 7, 1.0, False), (7, 4099, math.sqrt(4099), False), (127, 300, 1.0, True)])
+def test_embedding(ctx, n, dim, scale, learned_pos):
+    rng = np.random.default_rng(n * 1000 + dim)
+    vocab, n_pos = 1009, 400
+    table = data(rng, (vocab, dim), 3.0, -1.0)
+    ids = rng.integers(0, vocab, n).astype(np.uint32)
+    ids[0] = vocab - 1
+    positions = rng.integers(0, n_pos, n).astype(np.uint32)
+    pos_table = data(rng, (n_pos, dim), 0.5, 0.25)
+    want = reference.embedding(table, ids) * np.float32(scale)
+    if learned_pos:
+        want = want + pos_table[positions]
+    ids_buf, table_buf = ctx.buffer(ids), ctx.buffer(table)
+    extra = [ctx.buffer(positions), ctx.buffer(pos_table)] if learned_pos else [ids_buf, table_buf]
+    y = poisoned(ctx, n * dim)
+    ctx.run(
+        "embedding.wgsl",
+        [ctx.buffer(params("IIf", dim, int(learned_pos), scale), uniform=True), table_buf, ids_buf, *extra, y],
+        (-(-dim // 256), n, 1),
+    )
+    check("embedding", ctx.read(y, np.float32, (n, dim)), want)
+
+
+@pytest.mark.parametrize("rows,dim", [(1, 7), (7, 4099), (127, 2048), (5, 1)])
+@pytest.mark.parametrize("scale,shift", INPUT_RANGES)
+def test_rms_norm(ctx, rows, dim, scale, shift):
+    rng = np.random.default_rng(rows * 7 + dim)
+    x, w, eps = data(rng, (rows, dim), scale, shift), data(rng, (dim,), 0.3, 1.0), 1e-6
+    y = poisoned(ctx, rows * dim)
+    ctx.run(
+        "rms_norm.wgsl",
+        [ctx.buffer(params("IIf", rows, dim, eps), uniform=True), ctx.buffer(x), ctx.buffer(w), y],
+        grid_2d(rows, max_x=5),  # several rows of workgroups: exercises the row = wid.y * gx + wid.x numbering
+    )
+    check("rms_norm", ctx.read(y, np.float32, (rows, dim)), exact(reference.rms_norm, x, w, eps))
+
+
+@pytest.mark.parametrize("rows,dim", [(1, 7), (7, 4099), (127, 2048)])
+@pytest.mark.parametrize("scale,shift", INPUT_RANGES)
+def test_layer_norm(ctx, rows, dim, scale, shift):
+    rng = np.random.default_rng(rows * 11 + dim)
+    x, eps = data(rng, (rows, dim), scale, shift), 1e-5
+    w, b = data(rng, (dim,), 0.3, 1.0), data(rng, (dim,), 0.2, 0.1)
+    y = poisoned(ctx, rows * dim)
+    ctx.run(
+        "layer_norm.wgsl",
+        [ctx.buffer(params("IIf", rows, dim, eps), uniform=True), ctx.buffer(x), ctx.buffer(w), ctx.buffer(b), y],
+        grid_2d(rows, max_x=5),
+    )
+    check("layer_norm", ctx.read(y, np.float32, (rows, dim)), exact(reference.layer_norm, x, w, b, eps))
+
+
+# -- elementwise ---------------------------------------------------------------------------------
+
+UNARY = {"gelu_tanh": reference.gelu_tanh, "gelu_erf": reference.gelu_erf, "silu": reference.silu}
+GATED = {"swiglu": reference.swiglu, "geglu": reference.geglu}
+
+
+def run_elementwise(ctx, op: str, inputs: list[np.ndarray], extra_params: bytes = b"", max_x: int = MAX_GROUPS) -> np.ndarray:
+    n = inputs[0].size
+    y = poisoned(ctx, n)
+    bindings = [ctx.buffer(params("I", n) + extra_params, uniform=True), *(ctx.buffer(a) for a in inputs), y]
+    ctx.run(f"{op}.wgsl", bindings, grid_2d(-(-n // 256), max_x))
+    return ctx.read(y, np.float32, inputs[0].shape)
+
+
+@pytest.mark.parametrize("op", sorted(UNARY))
+@pytest.mark.parametrize("n", [1, 7, 127, 4099])
+@pytest.mark.parametrize("scale,shift", INPUT_RANGES + [(4.0, 0.0)])
+def test_unary(ctx, op, n, scale, shift):
+    rng = np.random.default_rng(n)
+    x = data(rng, (n,), scale, shift)
+    check(op, run_elementwise(ctx, op, [x], max_x=3), exact(UNARY[op], x))
+
+
+@pytest.mark.parametrize("op", sorted(GATED))
+@pytest.mark.parametrize("n", [1, 7, 127, 4099])
+@pytest.mark.parametrize("scale,shift", INPUT_RANGES + [(4.0, 0.0)])
+def test_gated(ctx, op, n, scale, shift):
+    rng = np.random.default_rng(n + 1)
+    gate, up = data(rng, (n,), scale, shift), data(rng, (n,), 2.0, 0.5)
+    check(op, run_elementwise(ctx, op, [gate, up], max_x=3), exact(GATED[op], gate, up))
