@@ -13,6 +13,11 @@ from __future__ import annotations
 ATOL_FLOOR = 1e-30
 
 F32 = (1e-5, 1e-6)
+
+# rope computes its angle pos / pos_scale * base^(-2i/n_rot) in f32, as llama.cpp and transformers
+# do, so the angle carries a few ulp of |theta| (2^-24 per rounding) and the rotated values an
+# absolute error of about |x| * |theta| * 2^-23 on top of F32 (reference.rope works in float64).
+ROPE_ATOL_PER_RADIAN = 2.5e-7
 F16 = (1e-2, 1e-3)
 
 TOLERANCES: dict[str, tuple[float, float]] = {

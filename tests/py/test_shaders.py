@@ -14,7 +14,7 @@ os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # silences lavapipe's warning 
 
 import numpy as np
 import pytest
-from gpu_tolerances import ATOL_FLOOR, TOLERANCES
+from gpu_tolerances import ATOL_FLOOR, ROPE_ATOL_PER_RADIAN, TOLERANCES
 
 from wgllm import reference
 from wgllm.gpu.runtime import get_context
@@ -57,8 +57,9 @@ def exact(fn, *args, **kwargs) -> np.ndarray:
     return fn(*map(cast, args), **{k: cast(v) for k, v in kwargs.items()})
 
 
-def check(op: str, got: np.ndarray, want: np.ndarray) -> None:
+def check(op: str, got: np.ndarray, want: np.ndarray, extra_atol_rel: float = 0.0) -> None:
     rtol, atol_rel = TOLERANCES[op]
+    atol_rel += extra_atol_rel
     want = np.asarray(want, dtype=np.float32)
     assert got.shape == want.shape
     assert np.all(np.isfinite(got)), f"{op}: {np.sum(~np.isfinite(got))} non-finite outputs (unwritten or overflowed)"
@@ -154,3 +155,64 @@ def test_gated(ctx, op, n, scale, shift):
     rng = np.random.default_rng(n + 1)
     gate, up = data(rng, (n,), scale, shift), data(rng, (n,), 2.0, 0.5)
     check(op, run_elementwise(ctx, op, [gate, up], max_x=3), exact(GATED[op], gate, up))
+
+
+# -- rope ----------------------------------------------------------------------------------------
+
+ROPE_CASES = [
+    # n, heads, head_dim, n_rot, base, pos_scale, neox
+    (1, 1, 2, 2, 10000.0, 1.0, True),
+    (7, 3, 64, 64, 10000.0, 1.0, False),
+    (7, 4, 80, 32, 10000.0, 1.0, True),  # phi-2: partial rotary
+    (127, 2, 256, 256, 1000000.0, 8.0, True),  # gemma-3 global layers: base 1e6, linear scaling 8
+    (5, 7, 128, 32, 500000.0, 1.0, False),
+]
+
+
+def rope_uniform(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox, in_stride, in_offset, out_stride, out_offset):
+    fields = (n, heads, head_dim, n_rot, in_stride, in_offset, out_stride, out_offset, base, pos_scale, int(neox))
+    return ctx.buffer(params("IIIIIIIIffI", *fields), uniform=True)
+
+
+def check_rope(got, x, positions, n_rot, base, pos_scale, neox):
+    max_theta = float(np.max(positions)) / pos_scale  # the largest angle: frequency 0 is 1 rad per position
+    want = exact(reference.rope, x, positions, n_rot, base, neox, pos_scale)
+    check("rope", got, want, extra_atol_rel=ROPE_ATOL_PER_RADIAN * max_theta)
+
+
+def rope_grid(n, heads, head_dim, wg=64):
+    return (-(-heads * head_dim // 2 // wg), n, 1)
+
+
+@pytest.mark.parametrize("n,heads,head_dim,n_rot,base,pos_scale,neox", ROPE_CASES)
+@pytest.mark.parametrize("scale,shift", INPUT_RANGES)
+def test_rope_strided(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox, scale, shift):
+    """Out of place: rows read from a wider 'fused QKV' buffer, written into a 'cache' at an offset."""
+    rng = np.random.default_rng(n * 31 + head_dim)
+    width = heads * head_dim
+    in_stride, in_offset = 3 * width + 5, width + 3
+    out_stride, out_offset, cache_rows = width, 11 * width, n + 13
+    fused = data(rng, (n * in_stride + in_offset,), scale, shift)
+    x = np.stack([fused[in_offset + t * in_stride :][:width] for t in range(n)]).reshape(n, heads, head_dim)
+    positions = rng.permutation(300)[:n].astype(np.uint32) if n > 1 else np.array([299], np.uint32)
+    cache = poisoned(ctx, cache_rows * width)
+    uni = rope_uniform(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox, in_stride, in_offset, out_stride, out_offset)
+    ctx.run("rope.wgsl", [uni, ctx.buffer(positions), ctx.buffer(fused), cache], rope_grid(n, heads, head_dim))
+    words = ctx.read(cache, np.uint32)
+    inside = slice(out_offset, out_offset + n * width)
+    assert np.all(np.delete(words, np.arange(len(words))[inside]) == NAN_BITS), "rope wrote outside its rows"
+    got = words[inside].view(np.float32).reshape(n, heads, head_dim)
+    check_rope(got, x, positions, n_rot, base, pos_scale, neox)
+
+
+@pytest.mark.parametrize("n,heads,head_dim,n_rot,base,pos_scale,neox", ROPE_CASES)
+def test_rope_in_place(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox):
+    rng = np.random.default_rng(n * 37 + head_dim)
+    x = data(rng, (n, heads, head_dim), 2.0, -0.5)
+    positions = np.arange(300 - n, 300, dtype=np.uint32)
+    buf = ctx.buffer(x)
+    width = heads * head_dim
+    uni = rope_uniform(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox, width, 0, width, 0)
+    ctx.run("rope.wgsl", [uni, ctx.buffer(positions), buf], rope_grid(n, heads, head_dim), entry="in_place")
+    got = ctx.read(buf, np.float32, (n, heads, head_dim))
+    check_rope(got, x, positions, n_rot, base, pos_scale, neox)

@@ -1,0 +1,91 @@
+// rope: rotate dim pairs (a, b) of each head's first n_rot dims by theta = pos / pos_scale * base^(-2i / n_rot): (a cos - b sin, b cos + a sin)   ref: reference.rope   grid: (ceil(heads * head_dim / 2 / WG_SIZE), n, 1)
+// neox = 1 pairs dims (i, i + n_rot / 2), otherwise (2i, 2i + 1); dims from n_rot on pass through.
+// Token t's heads start at in_offset + t * in_stride (input) and out_offset + t * out_stride
+// (output), in elements, so Q or K can be read straight out of a fused QKV buffer and K written
+// straight into the KV cache. Entry points: main reads x_in and writes y; in_place rotates y where
+// it lies, using the out_* layout (it binds only params, positions and y, as binding 2).
+// One invocation per pair; head_dim and n_rot even.
+override WG_SIZE: u32 = 64u;
+
+struct Params {
+    n: u32,
+    heads: u32,
+    head_dim: u32,
+    n_rot: u32,
+    in_stride: u32,
+    in_offset: u32,
+    out_stride: u32,
+    out_offset: u32,
+    base: f32,
+    pos_scale: f32,
+    neox: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> positions: array<u32>;    // (n,)
+@group(0) @binding(2) var<storage, read> x_in: array<f32>;         // (n, heads, head_dim) at in_offset + t * in_stride
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;      // (n, heads, head_dim) at out_offset + t * out_stride
+@group(0) @binding(2) var<storage, read_write> y_io: array<f32>;   // in_place: (n, heads, head_dim) at out_offset + t * out_stride
+
+// (cos, sin) of token t's angle for frequency i < n_rot / 2.
+fn rotation(t: u32, i: u32) -> vec2<f32> {
+    let inv_freq = pow(params.base, -f32(2u * i) / f32(params.n_rot));
+    let theta = f32(positions[t]) / params.pos_scale * inv_freq;
+    return vec2<f32>(cos(theta), sin(theta));
+}
+
+// Offsets inside a head of the two dims rotated by frequency i.
+fn pair(i: u32) -> vec2<u32> {
+    if (params.neox != 0u) {
+        return vec2<u32>(i, i + params.n_rot / 2u);
+    }
+    return vec2<u32>(2u * i, 2u * i + 1u);
+}
+
+fn rotate(a: f32, b: f32, cs: vec2<f32>) -> vec2<f32> {
+    return vec2<f32>(a * cs.x - b * cs.y, b * cs.x + a * cs.y);
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let half_dim = params.head_dim / 2u;
+    let k = wid.x * WG_SIZE + lid.x; // pair index within the token: head * half_dim + i
+    let t = wid.y;
+    if (k >= params.heads * half_dim) {
+        return;
+    }
+    let head = k / half_dim;
+    let i = k % half_dim;
+    let src = params.in_offset + t * params.in_stride + head * params.head_dim;
+    let dst = params.out_offset + t * params.out_stride + head * params.head_dim;
+    if (i < params.n_rot / 2u) {
+        let p = pair(i);
+        let r = rotate(x_in[src + p.x], x_in[src + p.y], rotation(t, i));
+        y[dst + p.x] = r.x;
+        y[dst + p.y] = r.y;
+    } else {
+        let c = params.n_rot + 2u * (i - params.n_rot / 2u);
+        y[dst + c] = x_in[src + c];
+        y[dst + c + 1u] = x_in[src + c + 1u];
+    }
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn in_place(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let half_rot = params.n_rot / 2u;
+    let k = wid.x * WG_SIZE + lid.x;
+    let t = wid.y;
+    if (k >= params.heads * (params.head_dim / 2u)) {
+        return;
+    }
+    let head = k / (params.head_dim / 2u);
+    let i = k % (params.head_dim / 2u);
+    if (i >= half_rot) {
+        return;
+    }
+    let base = params.out_offset + t * params.out_stride + head * params.head_dim;
+    let p = pair(i);
+    let r = rotate(y_io[base + p.x], y_io[base + p.y], rotation(t, i));
+    y_io[base + p.x] = r.x;
+    y_io[base + p.y] = r.y;
+}
