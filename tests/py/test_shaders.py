@@ -216,3 +216,28 @@ def test_rope_in_place(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox):
     ctx.run("rope.wgsl", [uni, ctx.buffer(positions), buf], rope_grid(n, heads, head_dim), entry="in_place")
     got = ctx.read(buf, np.float32, (n, heads, head_dim))
     check_rope(got, x, positions, n_rot, base, pos_scale, neox)
+
+
+# -- softmax, softcap ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rows,cols", [(1, 1), (7, 7), (3, 4099), (127, 300)])
+@pytest.mark.parametrize("scale,shift", INPUT_RANGES + [(5.0, -1000.0)])
+def test_softmax(ctx, rows, cols, scale, shift):
+    rng = np.random.default_rng(rows * 13 + cols)
+    x = data(rng, (rows, cols), scale, shift)
+    x[-1] = data(rng, (cols,), 3.0, -5000.0)  # every logit far below 0: a max that starts at 0 fails here
+    y = poisoned(ctx, rows * cols)
+    ctx.run("softmax.wgsl", [ctx.buffer(params("II", rows, cols), uniform=True), ctx.buffer(x), y], grid_2d(rows, max_x=5))
+    got = ctx.read(y, np.float32, (rows, cols))
+    check("softmax", got, exact(reference.softmax, x))
+    np.testing.assert_allclose(got.sum(axis=-1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 7, 127, 4099])
+@pytest.mark.parametrize("cap", [30.0, 50.0])
+@pytest.mark.parametrize("scale,shift", INPUT_RANGES + [(400.0, 0.0)])
+def test_softcap(ctx, n, cap, scale, shift):
+    rng = np.random.default_rng(n + 5)
+    x = data(rng, (n,), scale, shift)
+    check("softcap", run_elementwise(ctx, "softcap", [x], params("f", cap), max_x=3), exact(reference.softcap, x, cap))
