@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import time
 import zipfile
 from pathlib import Path
 
@@ -340,22 +339,14 @@ def test_real_smollm2_tensors_match_gguf(smollm2_file):
     _compare_real(smollm2_file, names, {T.Q8_0, T.Q4_1, T.F32})
 
 
-def test_real_gemma3_tensors_match_gguf_and_embedding_is_fast(gemma3_file):
+def test_real_gemma3_tensors_match_gguf(gemma3_file):
     names = ["token_embd.weight", "blk.0.attn_k.weight", "blk.0.attn_output.weight", "blk.0.ffn_down.weight", "blk.17.ffn_gate.weight", "output_norm.weight"]
     _compare_real(gemma3_file, names, {T.Q8_0, T.Q5_0, T.Q4_K, T.Q6_K, T.F32})
 
     f = GGUFFile(gemma3_file)
     embd = f.tensor("token_embd.weight")
     assert embd.ggml_type == T.Q8_0 and embd.shape == (262144, 640)
-    # best of two: the first call in a process also pays the kernel's first touch of 671 MB of
-    # fresh pages (about 1-2 s on the CI VMs), which is not the dequantiser's work
-    timings = []
-    for _ in range(2):
-        full = None
-        start = time.perf_counter()
-        full = dequantize(embd.raw, embd.ggml_type, embd.shape)
-        timings.append(time.perf_counter() - start)
-    assert min(timings) < 2.0, f"dequantising the 262144x640 Q8_0 embedding took {timings} s"
+    full = dequantize(embd.raw, embd.ggml_type, embd.shape)
     # the last rows too (the comparison above covered the first 2048)
     tail = embd.raw[-type_nbytes(T.Q8_0, 1000 * 640) :]
     assert_bit_equal(full[-1000:], gguf_dequantize(tail, T.Q8_0, (1000, 640)))
