@@ -241,3 +241,76 @@ def test_softcap(ctx, n, cap, scale, shift):
     rng = np.random.default_rng(n + 5)
     x = data(rng, (n,), scale, shift)
     check("softcap", run_elementwise(ctx, "softcap", [x], params("f", cap), max_x=3), exact(reference.softcap, x, cap))
+
+
+# -- attention, kv_store -------------------------------------------------------------------------
+
+ATTENTION_CASES = [
+    # n_head, n_head_kv, head_dim, m, n, window, softcap, alibi_max_bias
+    (8, 2, 64, 300, 1, 0, 0.0, 0.0),  # GQA decode
+    (8, 2, 64, 300, 37, 0, 0.0, 0.0),  # GQA prefill after a cached prefix
+    (4, 1, 256, 130, 130, 0, 50.0, 0.0),  # MQA prefill from empty, gemma-2 soft-capping, head_dim 256
+    (4, 1, 256, 257, 1, 0, 0.0, 0.0),  # MQA decode, head_dim 256
+    (4, 2, 64, 300, 20, 96, 0.0, 0.0),  # sliding window across tile boundaries
+    (4, 4, 64, 150, 1, 7, 0.0, 0.0),  # window shorter than a tile
+    (8, 8, 64, 200, 9, 0, 0.0, 8.0),  # ALiBi (Falcon-RW, BLOOM): power-of-two heads
+    (6, 6, 64, 70, 1, 0, 0.0, 8.0),  # ALiBi: heads past 2^floor(log2 H) use m1's odd powers
+    (2, 1, 7, 1, 1, 0, 0.0, 0.0),  # a single key; head_dim below a tile
+]
+
+
+def run_attention(ctx, q, k_cache, v_cache, q_pos, n_kv, scale, window, softcap, max_bias):
+    n, n_head, head_dim = q.shape
+    n_head_kv, head_dim_v = k_cache.shape[1], v_cache.shape[2]
+    uni = params("IIIIIIfff", n_head, n_head_kv, head_dim, head_dim_v, n_kv, window, scale, softcap, max_bias)
+    out = poisoned(ctx, n * n_head * head_dim_v)
+    bindings = [ctx.buffer(uni, uniform=True), ctx.buffer(q), ctx.buffer(k_cache), ctx.buffer(v_cache), ctx.buffer(q_pos), out]
+    ctx.run("attention.wgsl", bindings, (n_head, n, 1))
+    return ctx.read(out, np.float32, (n, n_head, head_dim_v))
+
+
+@pytest.mark.parametrize("n_head,n_head_kv,head_dim,m,n,window,softcap,max_bias", ATTENTION_CASES)
+def test_attention(ctx, n_head, n_head_kv, head_dim, m, n, window, softcap, max_bias):
+    rng = np.random.default_rng(n_head * 1000 + m + n)
+    max_tokens = m + 17
+    q = data(rng, (n, n_head, head_dim), 1.0, 0.1)
+    k = data(rng, (m, n_head_kv, head_dim), 1.0, -0.1)
+    v = data(rng, (m, n_head_kv, head_dim), 3.0, 1.0)
+    # Rows past the m valid ones hold NaN: a kernel that reads beyond n_kv returns NaN.
+    nan = np.full((max_tokens - m, n_head_kv, head_dim), NAN_BITS, np.uint32).view(np.float32)
+    k_cache, v_cache = np.concatenate([k, nan]), np.concatenate([v, nan])
+    q_pos = np.arange(m - n, m, dtype=np.uint32)
+    scale = 1.0 / math.sqrt(head_dim) * (4.0 if softcap else 1.0)  # larger scores so that the cap bites
+    got = run_attention(ctx, q, k_cache, v_cache, q_pos, m, scale, window, softcap, max_bias)
+    slopes = reference.alibi_slopes(n_head, max_bias) if max_bias else None
+    want = exact(
+        reference.attention, q, k, v, q_pos.astype(np.int64), np.arange(m), scale, softcap_value=softcap, window=window, slopes=slopes
+    )
+    check("attention", got, want)
+
+
+def test_attention_sharp_scores(ctx):
+    """Scores far apart (x30, shifted): the online softmax must rescale its running sum exactly once per new max."""
+    rng = np.random.default_rng(5)
+    n_head, n_head_kv, d, m, n = 4, 2, 64, 200, 5
+    q = data(rng, (n, n_head, d), 30.0, -100.0)
+    k = data(rng, (m, n_head_kv, d), 1.0, 0.5)
+    v = data(rng, (m, n_head_kv, d), 30.0, -100.0)
+    q_pos = np.array([3, 70, 64, 150, 199], dtype=np.uint32)  # out of order, mid-cache: causality per query
+    got = run_attention(ctx, q, k, v, q_pos, m, 0.01, 0, 0.0, 0.0)
+    check("attention", got, exact(reference.attention, q, k, v, q_pos.astype(np.int64), np.arange(m), 0.01))
+
+
+@pytest.mark.parametrize("n,row_len", [(1, 7), (7, 4099), (127, 128)])
+def test_kv_store(ctx, n, row_len):
+    rng = np.random.default_rng(n + row_len)
+    src_stride, src_offset = 3 * row_len + 1, row_len + 2
+    fused = data(rng, (n * src_stride + src_offset,), 2.0, 1.0)
+    m, max_tokens = 11, n + 20
+    cache_before = data(rng, (max_tokens, row_len), 1.0, -3.0)
+    cache = ctx.buffer(cache_before)
+    uni = params("IIIII", row_len, src_stride, src_offset, row_len, m * row_len)
+    ctx.run("kv_store.wgsl", [ctx.buffer(uni, uniform=True), ctx.buffer(fused), cache], (-(-row_len // 256), n, 1))
+    want = cache_before.copy()
+    want[m : m + n] = np.stack([fused[src_offset + t * src_stride :][:row_len] for t in range(n)])
+    np.testing.assert_array_equal(ctx.read(cache, np.float32, (max_tokens, row_len)), want)
