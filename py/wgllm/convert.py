@@ -24,6 +24,7 @@ from gguf import GGML_QUANT_SIZES, GGML_QUANT_VERSION, GGMLQuantizationType, GGU
 from wgllm.arch import ARCHITECTURES, MODEL_TYPES, ArchSpec, Dims, Group, HFConfig, Rule, architecture_for, expand
 from wgllm.errors import ConversionError
 from wgllm.gguf_io import atomic_output
+from wgllm.quant import quantize
 
 log = logging.getLogger("wgllm.convert")
 
@@ -161,9 +162,14 @@ class _Checkpoint:
                 torch = _torch()
                 if torch is None:
                     raise ConversionError(f"{f}: reading pytorch checkpoints needs torch: pip install 'wgllm[dev]'")
-                try:
+                try:  # memory-mapped, so shards are not read whole; legacy (non-zip) files cannot be
                     self._open[f] = torch.load(f, weights_only=True, map_location="cpu", mmap=True)
-                except Exception as e:  # torch raises many types for a bad file
+                except RuntimeError:
+                    try:
+                        self._open[f] = torch.load(f, weights_only=True, map_location="cpu")
+                    except Exception as e:  # torch raises many types for a bad file
+                        raise ConversionError(f"{f}: not a readable pytorch checkpoint ({e})") from None
+                except Exception as e:
                     raise ConversionError(f"{f}: not a readable pytorch checkpoint ({e})") from None
                 if not isinstance(self._open[f], dict):
                     raise ConversionError(f"{f}: expected a state dict (name -> tensor), found {type(self._open[f]).__name__}")
@@ -255,9 +261,9 @@ class _Planned:
 
 def _plan(config: ConversionConfig, ckpt: _Checkpoint, spec: ArchSpec, cfg: HFConfig, d: Dims, folder: Path) -> list[_Planned]:
     rules = expand(spec.weight_map(cfg, d), d.n_layer)
-    buffers = [k for k in ckpt.where if k not in rules and k.endswith(spec.buffers)]
+    buffers = {k for k in ckpt.where if k not in rules and k.endswith(spec.buffers)}
     if buffers:
-        log.info("skipped %d non-weight buffers (%s ...)", len(buffers), buffers[0])
+        log.info("skipped %d non-weight buffers (%s)", len(buffers), ", ".join(sorted(buffers)[:3]))
     extra = [k for k in ckpt.where if k not in rules and k not in buffers]
     if extra:
         shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
@@ -290,12 +296,7 @@ def _n_bytes(shape: tuple[int, ...], ggml_type: GGMLQuantizationType) -> int:
 
 
 def _encode(x: np.ndarray, ggml_type: GGMLQuantizationType) -> np.ndarray:
-    if ggml_type == T.F32:
-        return x.astype(np.float32)
-    if ggml_type == T.F16:
-        return x.astype(np.float16)
-    from gguf.quants import quantize
-
+    """The tensor's bytes as `ggml_type` (uint8, one row of bytes per row of x)."""
     return quantize(x, ggml_type)
 
 
