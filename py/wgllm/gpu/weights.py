@@ -1,0 +1,263 @@
+"""GGUF weights on the GPU: repacked at load into 4-byte-aligned arrays, split into row chunks.
+
+A GGUF matrix (n_out, k) is stored as rows of blocks; the blocks' fields (f16 scales next to
+bytes of quants) are not 4-byte aligned, so shaders could only read them with byte shuffling.
+`repack` splits every block into its fields, one array per field, each array row-major
+(n_out, per_row) so that any range of rows is a contiguous slice. The shaders
+(shaders/matmul_<type>.wgsl, shaders/embedding_<type>.wgsl) bind the arrays in this order, as
+array<u32> (or array<f32> for F32), and index them from the first row of the chunk they are given:
+
+  type  arrays (per row, nb = k / block)                  element e of the row (b = e / block)
+  F32   w: f32[k]                                         w[e]
+  F16   w: f16[k]  (word i = elems 2i | 2i+1 << 16)       w[e]
+  BF16  w: u16[k]  (the top halves of f32s, same pairing) f32(w[e] << 16)
+  Q8_0  qs: i8[k]; d: f16[nb]                             d[b] * qs[e]
+  Q4_0  qs: u8[16 nb] (GGUF's bytes); d: f16[nb]          d[b] * (nib - 8)
+  Q4_1  qs: as Q4_0; dm: f16[2 nb] (d, m per block)       d[b] * nib + m[b]
+  Q5_0  qs: as Q4_0; qh: u32[nb]; d: f16[nb]              d[b] * (nib | bit(qh[b], j) << 4 - 16)
+  Q4_K  qs: u8[128 nb] (GGUF's); sm: u8[16 nb]; dm: f16[2 nb]   (d*sc) * nib - (dmin*m)
+  Q6_K  ql: u8[128 nb]; qh: u8[64 nb]; sc: i8[16 nb]; d: f16[nb] (d*sc) * (q6 - 32)
+
+Nibbles keep GGUF's order: in a 32-element block (Q4_0/Q4_1/Q5_0) byte j of qs holds element j
+(low nibble) and j + 16 (high); so u32 word w of a block holds elements 4w..4w+3 in its bytes'
+low nibbles and 16+4w..16+4w+3 in the high ones, and bit j of qh is element j's fifth bit.
+Q4_K: byte l of 32-byte group g holds elements 64g + l (low nibble, sub-block 2g) and 64g + 32 + l
+(high, sub-block 2g+1); sm holds the eight 6-bit sub-block scales sc[0..8] then the eight mins
+m[0..8], decoded from GGUF's 12 packed bytes (ggml's get_scale_min_k4); dm is (d, dmin).
+Q6_K: element 128h + 32i + l (half h, quarter i, l < 32) is the low (i < 2) or high (i >= 2) nibble
+of ql byte 64h + 32(i % 2) + l plus bits 2i..2i+1 of qh byte 32h + l as bits 4-5; sc[16] are the
+signed scales of its sixteen 16-element sub-blocks. f16 and u16 arrays pair elements 2i, 2i+1 in
+word i (low half first), u8/i8 arrays hold four in a word (lowest byte first).
+
+The GPU copy is split into chunks of whole rows so that no binding exceeds the adapter's
+maxStorageBufferBindingSize (Gemma-3's 262144 x 640 Q8_0 embedding is 178 MB against 128 MiB);
+each chunk has its own buffer per array, and the shaders get the chunk's first row and row count.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+T = GGMLQuantizationType
+SUPPORTED_TYPES = (T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q4_K, T.Q6_K)
+_F16 = np.dtype("<f2")
+
+# Kernel geometry, mirrored from the WGSL files (const ROWS / TILE there).
+MATVEC_ROWS = 4  # output rows per matvec workgroup
+MATMUL_TILE = 32  # output rows and x rows per matmul workgroup, and the k step
+MATVEC_WG = 64
+EMBED_WG = 64
+_MAX_GROUPS = 65535
+
+
+@dataclass
+class RepackedWeight:
+    """A (n_out, k) weight as its fields' arrays, each (n_out, bytes_per_row) uint8, in binding order."""
+
+    ggml_type: GGMLQuantizationType
+    shape: tuple[int, int]
+    arrays: list[np.ndarray]
+    names: list[str]
+
+    @property
+    def n_out(self) -> int:
+        return self.shape[0]
+
+    @property
+    def k(self) -> int:
+        return self.shape[1]
+
+
+@dataclass
+class GpuChunk:
+    row_start: int
+    rows: int
+    buffers: list  # one per RepackedWeight array, rows [row_start, row_start + rows)
+
+
+@dataclass
+class GpuWeight:
+    ggml_type: GGMLQuantizationType
+    shape: tuple[int, int]
+    chunks: list[GpuChunk]
+    # Caches so that a call encodes without creating anything: uniforms by (op, chunk, n or scale),
+    # bind groups by (op, chunk, buffers).
+    _params: dict = field(default_factory=dict, repr=False)
+    _bind_groups: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n_out(self) -> int:
+        return self.shape[0]
+
+    @property
+    def k(self) -> int:
+        return self.shape[1]
+
+    @property
+    def shader_suffix(self) -> str:
+        return self.ggml_type.name.lower()
+
+
+def _rows(x: np.ndarray, n_out: int) -> np.ndarray:
+    return np.ascontiguousarray(x).reshape(n_out, -1).view(np.uint8)
+
+
+def _scale_min_k4(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Q4_K's 12 packed bytes (..., 12) -> six-bit sc, m (..., 8): ggml's get_scale_min_k4."""
+    lo, mid, hi = packed[..., 0:4], packed[..., 4:8], packed[..., 8:12]
+    sc = np.concatenate([lo & 0x3F, (hi & 0x0F) | ((lo >> 6) << 4)], axis=-1)
+    m = np.concatenate([mid & 0x3F, (hi >> 4) | ((mid >> 6) << 4)], axis=-1)
+    return sc, m
+
+
+def repack(raw: np.ndarray, ggml_type: GGMLQuantizationType, shape: tuple[int, ...], name: str = "weight") -> RepackedWeight:
+    """Split the GGUF bytes of a (n_out, k) tensor into the aligned arrays documented above."""
+    try:
+        t = T(ggml_type)
+    except ValueError:
+        raise ValueError(f"{name}: unknown GGML type {ggml_type!r}") from None
+    if t not in SUPPORTED_TYPES:
+        raise ValueError(f"{name}: GGML type {t.name} has no GPU kernels (supported: {', '.join(s.name for s in SUPPORTED_TYPES)})")
+    if len(shape) != 2:
+        raise ValueError(f"{name}: a GPU weight must be 2-D (n_out, k), got shape {tuple(shape)}")
+    n_out, k = (int(s) for s in shape)
+    block, size = GGML_QUANT_SIZES[t]
+    if k % 32 or k == 0 or n_out == 0:
+        raise ValueError(f"{name}: {t.name} weight of shape {(n_out, k)}: k must be a positive multiple of 32 (and of the {block}-element block)")
+    if k % block:
+        raise ValueError(f"{name}: {t.name} weight of shape {(n_out, k)}: k = {k} is not a multiple of the {t.name} block of {block}")
+    nb = k // block
+    raw = np.asarray(raw)
+    if raw.dtype != np.uint8 or raw.size != n_out * nb * size:
+        raise ValueError(f"{name}: {t.name} weight of shape {(n_out, k)} needs {n_out * nb * size} uint8 bytes, got {raw.size} of {raw.dtype}")
+    blocks = raw.reshape(n_out, nb, size)
+    if t in (T.F32, T.F16, T.BF16):
+        return RepackedWeight(t, (n_out, k), [_rows(blocks, n_out)], ["w"])
+    if t == T.Q8_0:
+        arrays, names = [blocks[:, :, 2:], blocks[:, :, 0:2]], ["qs", "d"]
+    elif t == T.Q4_0:
+        arrays, names = [blocks[:, :, 2:], blocks[:, :, 0:2]], ["qs", "d"]
+    elif t == T.Q4_1:
+        arrays, names = [blocks[:, :, 4:], blocks[:, :, 0:4]], ["qs", "dm"]
+    elif t == T.Q5_0:
+        arrays, names = [blocks[:, :, 6:], blocks[:, :, 2:6], blocks[:, :, 0:2]], ["qs", "qh", "d"]
+    elif t == T.Q4_K:
+        sc, m = _scale_min_k4(blocks[:, :, 4:16])
+        arrays, names = [blocks[:, :, 16:], np.concatenate([sc, m], axis=-1), blocks[:, :, 0:4]], ["qs", "sm", "dm"]
+    else:  # Q6_K
+        arrays = [blocks[:, :, :128], blocks[:, :, 128:192], blocks[:, :, 192:208], blocks[:, :, 208:210]]
+        names = ["ql", "qh", "sc", "d"]
+    return RepackedWeight(t, (n_out, k), [_rows(a, n_out) for a in arrays], names)
+
+
+def chunk_rows(repacked: RepackedWeight, max_binding: int) -> int:
+    """Most rows one chunk may hold so that none of its arrays exceeds `max_binding` bytes."""
+    per_row = max(a.shape[1] for a in repacked.arrays)
+    rows = max_binding // per_row
+    if rows < 1:
+        raise ValueError(f"{repacked.ggml_type.name} weight {repacked.shape}: one row takes {per_row} bytes, more than the max binding of {max_binding}")
+    return rows
+
+
+def upload(ctx, repacked: RepackedWeight, max_binding: int | None = None, label: str = "weight") -> GpuWeight:
+    """Copy to the GPU in chunks of whole rows, none of whose bindings exceeds `max_binding`
+    (default: the adapter's maxStorageBufferBindingSize; tests pass a small one to force splits)."""
+    limit = min(int(max_binding or ctx.max_binding), int(ctx.max_binding))
+    step = chunk_rows(repacked, limit)
+    chunks = []
+    for start in range(0, repacked.n_out, step):
+        end = min(start + step, repacked.n_out)
+        buffers = [ctx.buffer(a[start:end], label=f"{label}.{n}[{start}:{end}]") for a, n in zip(repacked.arrays, repacked.names)]
+        chunks.append(GpuChunk(start, end - start, buffers))
+    return GpuWeight(repacked.ggml_type, repacked.shape, chunks)
+
+
+# -- dispatch ------------------------------------------------------------------------------------
+
+
+def _grid_2d(groups: int) -> tuple[int, int]:
+    gx = max(1, min(groups, _MAX_GROUPS))
+    return gx, -(-groups // gx)
+
+
+def _dummy(ctx):
+    buf = getattr(ctx, "_wgllm_zero_bias", None)
+    if buf is None:
+        buf = ctx.buffer(np.zeros(4, np.float32), label="no bias")
+        ctx._wgllm_zero_bias = buf
+    return buf
+
+
+def matmul(ctx, encoder, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_buf=None) -> None:
+    """y (n, n_out) = x (n, k) @ W^T [+ bias], x and y f32 buffers: the decode kernel (matvec)
+    when n == 1, the tiled prefill kernel otherwise, once per row chunk of W.
+
+    encoder: a GPUCommandEncoder to record into, or None to submit at once.
+    """
+    n = int(n_rows_x)
+    if n < 1:
+        raise ValueError(f"matmul: n_rows_x must be >= 1, got {n}")
+    if x_buf.size < n * weight.k * 4 or y_buf.size < n * weight.n_out * 4:
+        raise ValueError(
+            f"matmul: {weight.ggml_type.name} weight {weight.shape} with n = {n} needs x >= {n * weight.k * 4} and "
+            f"y >= {n * weight.n_out * 4} bytes, got {x_buf.size} and {y_buf.size}"
+        )
+    if bias_buf is not None and bias_buf.size < weight.n_out * 4:
+        raise ValueError(f"matmul: bias of {bias_buf.size} bytes is shorter than n_out = {weight.n_out} floats")
+    entry = "matvec" if n == 1 else "main"
+    shader = f"matmul_{weight.shader_suffix}.wgsl"
+    pipeline = ctx.pipeline(shader, entry=entry)
+    own = encoder is None
+    if own:
+        encoder = ctx.device.create_command_encoder()
+    bias = bias_buf if bias_buf is not None else _dummy(ctx)
+    for ci, chunk in enumerate(weight.chunks):
+        pkey = ("matmul", ci, n, bias_buf is not None)
+        params = weight._params.get(pkey)
+        if params is None:
+            data = struct.pack("<6I", weight.k, weight.n_out, chunk.rows, chunk.row_start, n, int(bias_buf is not None))
+            params = weight._params[pkey] = ctx.buffer(data, uniform=True, label="matmul params")
+        bkey = (entry, ci, n, id(x_buf), id(y_buf), id(bias))
+        bind_group = weight._bind_groups.get(bkey)
+        if bind_group is None:
+            bind_group = ctx.bind_group(pipeline, [params, *chunk.buffers, x_buf, bias, y_buf])
+            weight._bind_groups[bkey] = (bind_group, x_buf, y_buf, bias)  # keep the buffers alive with their ids
+        else:
+            bind_group = bind_group[0]
+        if n == 1:
+            grid = (*_grid_2d(-(-chunk.rows // MATVEC_ROWS)), 1)
+        else:
+            grid = (-(-chunk.rows // MATMUL_TILE), -(-n // MATMUL_TILE), 1)
+        ctx.encode(encoder, pipeline, bind_group, grid)
+    if own:
+        ctx.device.queue.submit([encoder.finish()])
+
+
+def embedding_lookup(ctx, encoder, table: GpuWeight, ids_buf, y_buf, n_ids: int, scale: float = 1.0) -> None:
+    """y (n, dim) = table[ids] * scale, ids a u32 buffer: one dispatch per row chunk of the table,
+    each writing the rows whose id falls in it (an id >= vocab is written by none)."""
+    n = int(n_ids)
+    if n < 1 or ids_buf.size < 4 * n or y_buf.size < 4 * n * table.k:
+        raise ValueError(f"embedding_lookup: {n} ids of a {table.shape} table need ids >= {4 * n} and y >= {4 * n * table.k} bytes")
+    pipeline = ctx.pipeline(f"embedding_{table.shader_suffix}.wgsl")
+    own = encoder is None
+    if own:
+        encoder = ctx.device.create_command_encoder()
+    groups_x = -(-(table.k // 4) // EMBED_WG)
+    for ci, chunk in enumerate(table.chunks):
+        pkey = ("embedding", ci, float(scale))
+        params = table._params.get(pkey)
+        if params is None:
+            data = struct.pack("<3If", table.k, chunk.row_start, chunk.rows, float(scale))
+            params = table._params[pkey] = ctx.buffer(data, uniform=True, label="embedding params")
+        bkey = ("embedding", ci, float(scale), id(ids_buf), id(y_buf))
+        entry = table._bind_groups.get(bkey)
+        if entry is None:
+            entry = table._bind_groups[bkey] = (ctx.bind_group(pipeline, [params, *chunk.buffers, ids_buf, y_buf]), ids_buf, y_buf)
+        ctx.encode(encoder, pipeline, entry[0], (groups_x, n, 1))
+    if own:
+        ctx.device.queue.submit([encoder.finish()])

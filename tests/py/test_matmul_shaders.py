@@ -1,0 +1,192 @@
+"""Quantised matmul (decode and prefill) and embedding kernels against wgllm.reference.
+
+Weights are random valid blocks of each GGUF type (random quant bytes, random finite f16 scales)
+or tensors from the real model files; the oracle is reference.matmul / reference.embedding on the
+same weights dequantised by gguf.quants (llama.cpp's own Python package), in float64. Outputs are
+poisoned with NaN before every kernel runs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # silences lavapipe's warning about a missing runtime dir
+
+import gguf.quants
+import numpy as np
+import pytest
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from gpu_tolerances import ATOL_FLOOR, TOLERANCES
+
+from wgllm import reference
+from wgllm.gguf_io import GGUFFile
+from wgllm.gpu import weights
+from wgllm.gpu.runtime import get_context
+
+T = GGMLQuantizationType
+NAN_BITS = 0x7FC00001
+TYPES = [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q4_K, T.Q6_K]
+# Byte offsets of each block's f16 scale fields: random bytes there could be inf/NaN.
+F16_FIELDS = {T.Q8_0: (0,), T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q5_0: (0,), T.Q4_K: (0, 2), T.Q6_K: (208,)}
+INPUT_RANGES = [(1.0, 0.5), (30.0, -100.0), (0.01, 3.0)]
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    return get_context()
+
+
+def random_weight(rng, t: GGMLQuantizationType, n_out: int, k: int) -> np.ndarray:
+    """GGUF bytes (n_out, row_bytes) of a random weight: floats for F32/F16/BF16, otherwise random
+    quant bytes (every bit pattern of quants, scales and mins occurs) with finite f16 scales."""
+    if t in (T.F32, T.F16, T.BF16):
+        w = rng.standard_normal((n_out, k)).astype(np.float32) * np.float32(0.2)
+        if t == T.F16:
+            return w.astype("<f2").view(np.uint8)
+        if t == T.BF16:
+            return (w.view(np.uint32) >> 16).astype("<u2").view(np.uint8)
+        return w.view(np.uint8)
+    block, size = GGML_QUANT_SIZES[t]
+    blocks = rng.integers(0, 256, (n_out, k // block, size), dtype=np.uint8)
+    for off in F16_FIELDS[t]:
+        scale = (rng.uniform(0.002, 0.05, blocks.shape[:2]) * rng.choice([-1.0, 1.0], blocks.shape[:2])).astype("<f2")
+        blocks[:, :, off : off + 2] = scale.view(np.uint8).reshape(*blocks.shape[:2], 2)
+    return blocks.reshape(n_out, -1)
+
+
+def dequantized(raw: np.ndarray, t: GGMLQuantizationType, n_out: int, k: int) -> np.ndarray:
+    return gguf.quants.dequantize(np.ascontiguousarray(raw).reshape(n_out, -1), t).reshape(n_out, k).astype(np.float32)
+
+
+def poisoned(ctx, n_words: int):
+    return ctx.buffer(np.full(n_words, NAN_BITS, dtype=np.uint32))
+
+
+def check(op: str, got: np.ndarray, want: np.ndarray) -> None:
+    rtol, atol_rel = TOLERANCES[op]
+    assert got.shape == want.shape
+    assert np.all(np.isfinite(got)), f"{op}: {np.sum(~np.isfinite(got))} non-finite outputs (unwritten or overflowed)"
+    atol = max(atol_rel * float(np.max(np.abs(want))), ATOL_FLOOR)
+    np.testing.assert_allclose(got, want.astype(np.float32), rtol=rtol, atol=atol, err_msg=op)
+
+
+def gpu_matmul(ctx, gw, x: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    n = x.shape[0]
+    y = poisoned(ctx, n * gw.n_out)
+    bias_buf = None if bias is None else ctx.buffer(bias)
+    weights.matmul(ctx, None, gw, ctx.buffer(x), y, n, bias_buf)
+    return ctx.read(y, shape=(n, gw.n_out))
+
+
+def expected_matmul(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    return reference.matmul(x.astype(np.float64), w.astype(np.float64), None if bias is None else bias.astype(np.float64))
+
+
+# (n rows of x, n_out, blocks per row): n = 1 runs the decode kernel, the rest the tiled one.
+CASES = [(1, 1, 3), (1, 7, 2), (1, 579, 3), (1, 127, 1), (7, 127, 2), (33, 579, 3), (128, 7, 2), (7, 1, 1)]
+
+
+@pytest.mark.parametrize("t", TYPES, ids=lambda t: t.name)
+def test_matmul_random_weights(ctx, t):
+    block = GGML_QUANT_SIZES[t][0]
+    unit = 256 if block == 256 else 32  # K-quants need whole 256-blocks; the rest 32-element rows
+    for i, (n, n_out, blocks) in enumerate(CASES):
+        rng = np.random.default_rng(1000 * int(t) + i)
+        k = unit * blocks
+        raw = random_weight(rng, t, n_out, k)
+        w = dequantized(raw, t, n_out, k)
+        assert np.all(np.isfinite(w))
+        scale, shift = INPUT_RANGES[i % len(INPUT_RANGES)]
+        x = (rng.standard_normal((n, k)) * scale + shift).astype(np.float32)
+        bias = (rng.standard_normal(n_out) * 3).astype(np.float32) if i % 2 else None
+        gw = weights.upload(ctx, weights.repack(raw.reshape(-1), t, (n_out, k)))
+        got = gpu_matmul(ctx, gw, x, bias)
+        check("matmul", got, expected_matmul(x, w, bias))
+
+
+@pytest.mark.parametrize("t", TYPES, ids=lambda t: t.name)
+def test_embedding_random_tables(ctx, t):
+    rng = np.random.default_rng(77 + int(t))
+    block = GGML_QUANT_SIZES[t][0]
+    vocab, dim = 131, (768 if block == 256 else 96)
+    raw = random_weight(rng, t, vocab, dim)
+    table = dequantized(raw, t, vocab, dim)
+    ids = np.array([0, 130, 5, 5, 64, 129, 1], np.uint32)
+    scale = math.sqrt(dim)
+    repacked = weights.repack(raw.reshape(-1), t, (vocab, dim))
+    row_bytes = max(a.shape[1] for a in repacked.arrays)
+    gw = weights.upload(ctx, repacked, max_binding=row_bytes * 40)  # 40 rows a chunk: 4 chunks
+    assert len(gw.chunks) == 4
+    y = poisoned(ctx, len(ids) * dim)
+    weights.embedding_lookup(ctx, None, gw, ctx.buffer(ids), y, len(ids), scale)
+    check("embedding_q", ctx.read(y, shape=(len(ids), dim)), reference.embedding(table, ids).astype(np.float64) * scale)
+
+
+@pytest.mark.parametrize("t", [T.Q8_0, T.Q4_K])
+def test_split_weight_matches_unsplit(ctx, t):
+    """A weight forced into several chunks (small max binding) gives the same result as one chunk."""
+    rng = np.random.default_rng(5)
+    n_out, k = 4099, 512
+    raw = random_weight(rng, t, n_out, k)
+    w = dequantized(raw, t, n_out, k)
+    repacked = weights.repack(raw.reshape(-1), t, (n_out, k))
+    whole = weights.upload(ctx, repacked)
+    split = weights.upload(ctx, repacked, max_binding=1 << 20)
+    assert len(whole.chunks) == 1 and len(split.chunks) >= 2
+    assert sum(c.rows for c in split.chunks) == n_out
+    for n in (1, 33):
+        x = (rng.standard_normal((n, k)) * 2 - 1).astype(np.float32)
+        bias = rng.standard_normal(n_out).astype(np.float32)
+        got_split = gpu_matmul(ctx, split, x, bias)
+        np.testing.assert_array_equal(got_split, gpu_matmul(ctx, whole, x, bias))
+        check("matmul", got_split, expected_matmul(x, w, bias))
+
+
+@pytest.mark.parametrize(
+    "file,name,n",
+    [
+        ("gemma3", "blk.0.attn_output.weight", 1),  # Q4_K
+        ("gemma3", "blk.0.attn_output.weight", 33),
+        ("gemma3", "blk.0.ffn_down.weight", 1),  # Q6_K
+        ("gemma3", "blk.0.ffn_down.weight", 7),
+        ("gemma3", "blk.0.attn_q.weight", 1),  # Q5_0
+        ("gemma3", "blk.0.attn_v.weight", 7),  # Q8_0
+        ("smollm2", "blk.0.ffn_up.weight", 1),  # Q4_1
+        ("smollm2", "blk.0.attn_q.weight", 33),
+    ],
+)
+def test_matmul_real_tensors(ctx, request, file, name, n):
+    info = GGUFFile(request.getfixturevalue(f"{file}_path")).tensors[name]
+    n_out, k = info.shape
+    w = dequantized(np.asarray(info.raw), info.ggml_type, n_out, k)
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal((n, k)) * 3 + 1).astype(np.float32)
+    gw = weights.upload(ctx, weights.repack(info.raw, info.ggml_type, info.shape, name))
+    check("matmul", gpu_matmul(ctx, gw, x, None), expected_matmul(x, w, None))
+
+
+def test_gemma3_token_embd_uploads_split(ctx, gemma3_path):
+    """262144 x 640 Q8_0 (178 MB) exceeds the 128 MiB binding: it must be split and still gather right."""
+    info = GGUFFile(gemma3_path).tensors["token_embd.weight"]
+    assert info.ggml_type == T.Q8_0 and info.shape == (262144, 640)
+    gw = weights.upload(ctx, weights.repack(info.raw, info.ggml_type, info.shape, "token_embd.weight"))
+    assert info.n_bytes > ctx.max_binding and len(gw.chunks) >= 2
+    boundary = gw.chunks[1].row_start
+    ids = np.array([0, 2, boundary - 1, boundary, 106, 262143], np.uint32)
+    y = poisoned(ctx, len(ids) * 640)
+    weights.embedding_lookup(ctx, None, gw, ctx.buffer(ids), y, len(ids), math.sqrt(640))
+    row_bytes = info.n_bytes // 262144
+    rows = np.stack([np.asarray(info.raw[int(i) * row_bytes : (int(i) + 1) * row_bytes]) for i in ids])
+    want = dequantized(rows, T.Q8_0, len(ids), 640).astype(np.float64) * math.sqrt(640)
+    check("embedding_q", ctx.read(y, shape=(len(ids), 640)), want)
+
+
+def test_repack_rejects_bad_shapes():
+    raw = np.zeros(34 * 2, np.uint8)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        weights.repack(raw, T.Q8_0, (1, 48))
+    with pytest.raises(ValueError, match="needs 68 uint8 bytes"):
+        weights.repack(raw[:-1], T.Q8_0, (2, 32))
+    with pytest.raises(ValueError, match="no GPU kernels"):
+        weights.repack(raw, T.Q5_1, (2, 32))
