@@ -1,0 +1,349 @@
+"""The WebGPU forward pass: weights uploaded once, a fixed program of dispatches, one submit per step.
+
+The program mirrors reference.forward op for op (the same ModelConfig flags drive both). Buffers
+are allocated once for max_tokens rows; each step writes the token ids, positions and the small
+Params uniforms that depend on (n tokens, first position), encodes every dispatch into one command
+buffer, and reads back only the sampled token id.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from wgllm.gpu.runtime import GpuContext, GpuError, get_context
+from wgllm.model import Model
+
+_MAX_GROUPS = 65535
+MAX_TOP_K = 64  # sample.wgsl's MAX_K
+
+
+def _grid_rows(groups: int) -> tuple[int, int, int]:
+    gx = max(1, min(groups, _MAX_GROUPS))
+    return (gx, -(-groups // gx), 1)
+
+
+def _pack(fmt: str, *values) -> bytes:
+    return struct.pack("<" + fmt, *values)
+
+
+@dataclass
+class _Dispatch:
+    """One kernel launch: its Params depend on (n, pos0); its buffers never change."""
+
+    shader: str
+    bindings: list  # buffers after the params uniform
+    params: Callable[[int, int], bytes]
+    grid: Callable[[int, int], tuple[int, int, int]]
+    entry: str = "main"
+    constants: dict | None = None
+    uniform: object = None
+    bind_group: object = None
+    pipeline: object = None
+
+
+class _Program:
+    """The ordered launches of one forward pass, with their uniforms and bind groups made once."""
+
+    def __init__(self, ctx: GpuContext):
+        self.ctx = ctx
+        self.steps: list = []  # _Dispatch, or a callable(encoder, n, pos0) for matmuls/copies
+
+    def add(self, shader: str, bindings: list, params, grid, entry: str = "main", constants=None) -> None:
+        d = _Dispatch(shader, bindings, params, grid, entry, constants)
+        d.pipeline = self.ctx.pipeline(shader, constants, entry)
+        d.uniform = self.ctx.buffer(size=max(16, len(params(1, 0))), uniform=True, label=shader)
+        d.bind_group = self.ctx.bind_group(d.pipeline, [d.uniform, *bindings])
+        self.steps.append(d)
+
+    def call(self, fn: Callable[[object, int, int], None]) -> None:
+        self.steps.append(fn)
+
+    def encode(self, encoder, n: int, pos0: int) -> None:
+        for s in self.steps:
+            if isinstance(s, _Dispatch):
+                self.ctx.write(s.uniform, s.params(n, pos0))
+                self.ctx.encode(encoder, s.pipeline, s.bind_group, s.grid(n, pos0))
+            else:
+                s(encoder, n, pos0)
+
+
+class GpuEngine:
+    """A model resident on the GPU, ready to run sessions of at most max_tokens tokens."""
+
+    def __init__(self, model: Model, *, max_tokens: int, force_f32: bool = False):
+        from wgllm.gpu import weights as gw  # noqa: PLC0415
+
+        self.model, self.max_tokens, self.force_f32 = model, max_tokens, force_f32
+        self.ctx = ctx = get_context()
+        self._gw = gw
+        c = self.c = model.config
+        if max(c.head_dim, c.head_dim_v) > 256:
+            raise GpuError(f"{model.path}: head dimension {c.head_dim} is above the attention kernel's 256")
+        self._check_fits()
+        self._weights: dict[str, object] = {}
+        f32 = lambda n: ctx.buffer(size=4 * n)  # noqa: E731
+        rows = max_tokens
+        q_dim, kv_dim, v_dim = c.n_head * c.head_dim, c.kv_dim, c.n_head_kv * c.head_dim_v
+        self.ids = ctx.buffer(size=4 * rows, label="ids")
+        self.positions = ctx.buffer(size=4 * rows, label="positions")
+        self.x = [f32(rows * c.n_embd), f32(rows * c.n_embd)]  # residual stream, ping-pong
+        self.h = f32(rows * c.n_embd)
+        self.fused = "blk.0.attn_qkv.weight" in model.gguf.tensors
+        self.qkv = f32(rows * (q_dim + kv_dim + v_dim)) if self.fused else None
+        self.q, self.k, self.v = (None, None, None) if self.fused else (f32(rows * q_dim), f32(rows * kv_dim), f32(rows * v_dim))
+        self.q_rot = f32(rows * q_dim)
+        self.attn = f32(rows * c.n_head * c.head_dim_v)
+        self.o = f32(rows * c.n_embd)
+        self.up, self.gate, self.act = f32(rows * c.n_ff), f32(rows * c.n_ff), f32(rows * c.n_ff)
+        self.ffn = f32(rows * c.n_embd)
+        self.last = f32(c.n_embd)
+        self.last_norm = f32(c.n_embd)
+        self.logits = f32(c.n_vocab)
+        self.logits_capped = f32(c.n_vocab) if c.final_softcap else None
+        self.sampled = ctx.buffer(size=16, label="sampled")
+        self.zeros = ctx.buffer(np.zeros(max(c.n_embd, c.n_ff), np.float32))
+        self.k_cache = [f32(rows * kv_dim) for _ in range(c.n_layer)]
+        self.v_cache = [f32(rows * v_dim) for _ in range(c.n_layer)]
+        self.program = self._build()
+
+    # -- weights -------------------------------------------------------------------------------
+    def _check_fits(self) -> None:
+        total = sum(t.n_bytes for t in self.model.gguf.tensors.values())
+        limit = self.ctx.max_buffer
+        for t in self.model.gguf.tensors.values():
+            if t.n_bytes > limit * 64:
+                raise GpuError(f"{self.model.path}: tensor {t.name} ({t.n_bytes} bytes) cannot be placed on this adapter")
+        self.weight_bytes = total
+
+    def vec(self, name: str):
+        """A 1-D f32 tensor (norm weight or bias) as a buffer, or None if the model has none."""
+        if name not in self.model.gguf.tensors:
+            return None
+        if name not in self._weights:
+            self._weights[name] = self.ctx.buffer(self.model.weight(name).astype(np.float32), label=name)
+        return self._weights[name]
+
+    def mat(self, name: str):
+        if name not in self._weights:
+            t = self.model.gguf.tensor(name)
+            self._weights[name] = self._gw.upload(self.ctx, self._gw.repack(t.raw, t.ggml_type, t.shape), label=name)
+        return self._weights[name]
+
+    # -- program -------------------------------------------------------------------------------
+    def _matmul(self, prog: _Program, name: str, x, y, bias_name: str | None = None) -> None:
+        w = self.mat(name)
+        bias = self.vec(bias_name) if bias_name else None
+        gw, ctx = self._gw, self.ctx
+        prog.call(lambda enc, n, pos0: gw.matmul(ctx, enc, w, x, y, n, bias))
+
+    def _norm(self, prog: _Program, prefix: str, x, y, rows: Callable[[int], int] | None = None, dim: int | None = None) -> None:
+        c = self.c
+        dim = dim or c.n_embd
+        rows = rows or (lambda n: n)
+        w = self.vec(f"{prefix}.weight")
+        if c.recipe.norm == "rms":
+            prog.add("rms_norm.wgsl", [x, w, y], lambda n, p: _pack("IIf", rows(n), dim, c.norm_eps), lambda n, p: _grid_rows(rows(n)))
+        else:
+            b = self.vec(f"{prefix}.bias") or self.zeros
+            prog.add("layer_norm.wgsl", [x, w, b, y], lambda n, p: _pack("IIf", rows(n), dim, c.norm_eps), lambda n, p: _grid_rows(rows(n)))
+
+    def _add(self, prog: _Program, a, b, y, width: int) -> None:
+        prog.add("add.wgsl", [a, b, y], lambda n, p: _pack("I", n * width), lambda n, p: (-(-n * width // 256), 1, 1))
+
+    def _elementwise(self, prog: _Program, shader: str, inputs: list, y, width: int) -> None:
+        prog.add(shader, [*inputs, y], lambda n, p: _pack("I", n * width), lambda n, p: _grid_rows(-(-n * width // 256)))
+
+    def _build(self) -> _Program:
+        c, ctx = self.c, self.ctx
+        prog = _Program(ctx)
+        q_dim, kv_dim, v_dim = c.n_head * c.head_dim, c.kv_dim, c.n_head_kv * c.head_dim_v
+        cur = 0
+        # embeddings
+        embd = self.mat("token_embd.weight")
+        scale = math.sqrt(c.n_embd) if c.recipe.embed_scale else 1.0
+        gw = self._gw
+        prog.call(lambda enc, n, pos0: gw.embedding_lookup(ctx, enc, embd, self.ids, self.x[0], n, scale))
+        if c.recipe.learned_pos:
+            pos_table = self.vec_matrix("position_embd.weight")
+            prog.add(
+                "embedding.wgsl",
+                [pos_table, self.positions, self.positions, pos_table, self.h],
+                lambda n, p: _pack("IIf", c.n_embd, 0, 1.0),
+                lambda n, p: (-(-c.n_embd // 256), n, 1),
+            )
+            self._add(prog, self.x[0], self.h, self.x[1], c.n_embd)
+            cur = 1
+        for i in range(c.n_layer):
+            blk = f"blk.{i}."
+            x, x_next = self.x[cur], self.x[1 - cur]
+            self._norm(prog, blk + "attn_norm", x, self.h)
+            if self.fused:
+                self._matmul(prog, blk + "attn_qkv.weight", self.h, self.qkv, blk + "attn_qkv.bias")
+                row = q_dim + kv_dim + v_dim
+                src_q, src_k, src_v = (self.qkv, row, 0), (self.qkv, row, q_dim), (self.qkv, row, q_dim + kv_dim)
+            else:
+                self._matmul(prog, blk + "attn_q.weight", self.h, self.q, blk + "attn_q.bias")
+                self._matmul(prog, blk + "attn_k.weight", self.h, self.k, blk + "attn_k.bias")
+                self._matmul(prog, blk + "attn_v.weight", self.h, self.v, blk + "attn_v.bias")
+                if c.recipe.qk_norm:
+                    self._norm(prog, blk + "attn_q_norm", self.q, self.q_rot, rows=lambda n: n * c.n_head, dim=c.head_dim)
+                    self._norm(prog, blk + "attn_k_norm", self.k, self.attn, rows=lambda n: n * c.n_head_kv, dim=c.head_dim)
+                    src_q, src_k = (self.q_rot, q_dim, 0), (self.attn, kv_dim, 0)
+                else:
+                    src_q, src_k = (self.q, q_dim, 0), (self.k, kv_dim, 0)
+                src_v = (self.v, v_dim, 0)
+            base, pos_scale = c.layer_rope(i)
+            neox = int(c.recipe.rope == "neox")
+            q_out = self.q if (c.recipe.qk_norm and not self.fused) else self.q_rot
+            self._rope(prog, src_q, (q_out, q_dim, False), c.n_head, base, pos_scale, neox)
+            self._rope(prog, src_k, (self.k_cache[i], kv_dim, True), c.n_head_kv, base, pos_scale, neox)
+            self._kv_store(prog, src_v, self.v_cache[i], v_dim)
+            window = c.sliding_window if c.swa_layers[i] else 0
+            prog.add(
+                "attention.wgsl",
+                [q_out, self.k_cache[i], self.v_cache[i], self.positions, self.attn],
+                lambda n, p, window=window: _pack(
+                    "IIIIIIfff", c.n_head, c.n_head_kv, c.head_dim, c.head_dim_v, p + n, window, c.attn_scale, c.attn_softcap, c.alibi_max_bias
+                ),
+                lambda n, p: (c.n_head, n, 1),
+            )
+            self._matmul(prog, blk + "attn_output.weight", self.attn, self.o, blk + "attn_output.bias")
+            attn_out = self.o
+            if c.recipe.post_norms:
+                self._norm(prog, blk + "post_attention_norm", self.o, self.ffn)
+                attn_out = self.ffn
+            if c.recipe.parallel:
+                self._add(prog, x, attn_out, x_next, c.n_embd)
+                self._ffn(prog, blk, self.h, self.o)
+                self._add(prog, x_next, self.o, x, c.n_embd)
+                continue  # x holds the result again
+            self._add(prog, x, attn_out, x_next, c.n_embd)
+            self._norm(prog, blk + "ffn_norm", x_next, self.h)
+            self._ffn(prog, blk, self.h, self.ffn)
+            ffn_out = self.ffn
+            if c.recipe.post_norms:
+                self._norm(prog, blk + "post_ffw_norm", self.ffn, self.o)
+                ffn_out = self.o
+            self._add(prog, x_next, ffn_out, x, c.n_embd)
+        # x is self.x[cur] again after every layer; the last row goes through the head
+        x = self.x[cur]
+        row_bytes = 4 * c.n_embd
+        prog.call(lambda enc, n, pos0: enc.copy_buffer_to_buffer(x, (n - 1) * row_bytes, self.last, 0, row_bytes))
+        self._norm(prog, "output_norm", self.last, self.last_norm, rows=lambda n: 1)
+        out_name = "token_embd.weight" if c.tied_output else "output.weight"
+        w_out = self.mat(out_name)
+        bias = self.vec("output.bias")
+        prog.call(lambda enc, n, pos0: gw.matmul(ctx, enc, w_out, self.last_norm, self.logits, 1, bias))
+        logits = self.logits
+        if c.final_softcap:
+            prog.add("softcap.wgsl", [self.logits, self.logits_capped], lambda n, p: _pack("If", c.n_vocab, c.final_softcap), lambda n, p: _grid_rows(-(-c.n_vocab // 256)))
+            logits = self.logits_capped
+        self.final_logits = logits
+        sampler = _Program(ctx)
+        sampler.add("sample.wgsl", [logits, self.sampled], lambda n, p: _pack("IIIfII", 0, 0, 0, 0.0, 0, 0), lambda n, p: (1, 1, 1))
+        self.sampler = sampler.steps[0]
+        return prog
+
+    def vec_matrix(self, name: str):
+        """A small float matrix (GPT-2's learned positions) as plain f32."""
+        if name not in self._weights:
+            self._weights[name] = self.ctx.buffer(self.model.weight(name).astype(np.float32), label=name)
+        return self._weights[name]
+
+    def _rope(self, prog: _Program, src, dst, heads: int, base: float, pos_scale: float, neox: int) -> None:
+        """Rotate (or, without RoPE, copy) n rows of heads from src into dst; dst in the KV cache is at row pos0."""
+        c = self.c
+        src_buf, src_stride, src_off = src
+        dst_buf, dst_stride, into_cache = dst
+        n_rot = c.n_rot
+        prog.add(
+            "rope.wgsl",
+            [self.positions, src_buf, dst_buf],
+            lambda n, p: _pack(
+                "IIIIIIIIffI", n, heads, c.head_dim, n_rot, src_stride, src_off, dst_stride, p * dst_stride if into_cache else 0, base, pos_scale, neox
+            ),
+            lambda n, p: (-(-heads * c.head_dim // 2 // 64), n, 1),
+        )
+
+    def _kv_store(self, prog: _Program, src, cache, row_len: int) -> None:
+        src_buf, src_stride, src_off = src
+        prog.add(
+            "kv_store.wgsl",
+            [src_buf, cache],
+            lambda n, p: _pack("IIIII", row_len, src_stride, src_off, row_len, p * row_len),
+            lambda n, p: (-(-row_len // 256), n, 1),
+        )
+
+    def _ffn(self, prog: _Program, blk: str, h, out) -> None:
+        c = self.c
+        self._matmul(prog, blk + "ffn_up.weight", h, self.up, blk + "ffn_up.bias")
+        kind = c.recipe.ffn
+        if kind in ("swiglu", "geglu"):
+            self._matmul(prog, blk + "ffn_gate.weight", h, self.gate, blk + "ffn_gate.bias")
+            self._elementwise(prog, f"{kind}.wgsl", [self.gate, self.up], self.act, c.n_ff)
+        else:
+            self._elementwise(prog, "gelu_tanh.wgsl" if kind == "gelu" else "gelu_erf.wgsl", [self.up], self.act, c.n_ff)
+        self._matmul(prog, blk + "ffn_down.weight", self.act, out, blk + "ffn_down.bias")
+
+    # -- running -------------------------------------------------------------------------------
+    def forward_logits(self, ids: list[int], pos0: int) -> np.ndarray:
+        """Run one step and return the last row's logits (tests; generation samples on the GPU)."""
+        enc = self._step(ids, pos0)
+        self.ctx.device.queue.submit([enc.finish()])
+        return self.ctx.read(self.final_logits, np.float32, (self.c.n_vocab,))
+
+    def _step(self, ids: list[int], pos0: int):
+        n = len(ids)
+        if pos0 + n > self.max_tokens:
+            raise ValueError(f"{pos0 + n} tokens do not fit in max_tokens={self.max_tokens}")
+        self.ctx.write(self.ids, np.asarray(ids, np.uint32))
+        self.ctx.write(self.positions, np.arange(pos0, pos0 + n, dtype=np.uint32))
+        enc = self.ctx.device.create_command_encoder()
+        self.program.encode(enc, n, pos0)
+        return enc
+
+    def sample_step(self, ids: list[int], pos0: int, top_k: int, temperature: float, seed: int, step: int) -> int:
+        enc = self._step(ids, pos0)
+        d = self.sampler
+        self.ctx.write(d.uniform, _pack("IIIfII", self.c.n_vocab, 0, top_k, temperature, seed & 0xFFFFFFFF, step))
+        self.ctx.encode(enc, d.pipeline, d.bind_group, (1, 1, 1))
+        self.ctx.device.queue.submit([enc.finish()])
+        return int(self.ctx.read(self.sampled, np.uint32, (1,))[0])
+
+    def session(self, *, top_k: int, temperature: float, seed: int) -> "GpuSession":
+        if top_k > MAX_TOP_K and temperature > 0:
+            raise ValueError(f"top_k = {top_k} is above the GPU sampler's maximum of {MAX_TOP_K}")
+        return GpuSession(self, top_k, temperature, seed)
+
+    def close(self) -> None:
+        for b in [*self._weights.values()]:
+            destroy = getattr(b, "destroy", None)
+            if destroy:
+                destroy()
+        self._weights.clear()
+
+
+class GpuSession:
+    """One generation on the engine: positions advance, the KV cache fills, the GPU samples."""
+
+    def __init__(self, engine: GpuEngine, top_k: int, temperature: float, seed: int):
+        self.engine, self.top_k, self.temperature, self.seed = engine, top_k, temperature, seed
+        self.pos = 0
+        self.generated = 0
+
+    def _run(self, ids: list[int]) -> int:
+        token = self.engine.sample_step(ids, self.pos, self.top_k, self.temperature, self.seed, self.generated)
+        self.pos += len(ids)
+        self.generated += 1
+        return token
+
+    def prefill(self, ids: list[int]) -> int:
+        return self._run(ids)
+
+    def decode(self, token: int) -> int:
+        return self._run([token])
