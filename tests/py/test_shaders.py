@@ -314,3 +314,73 @@ def test_kv_store(ctx, n, row_len):
     want = cache_before.copy()
     want[m : m + n] = np.stack([fused[src_offset + t * src_stride :][:row_len] for t in range(n)])
     np.testing.assert_array_equal(ctx.read(cache, np.float32, (max_tokens, row_len)), want)
+
+
+# -- sampling ------------------------------------------------------------------------------------
+
+
+def run_sample(ctx, logits_buf, vocab, offset, top_k, temperature, seed, step) -> int:
+    out = ctx.buffer(np.array([NAN_BITS], np.uint32))
+    uni = params("IIIfII", vocab, offset, top_k, temperature, seed, step)
+    ctx.run("sample.wgsl", [ctx.buffer(uni, uniform=True), logits_buf, out], (1, 1, 1))
+    return int(ctx.read(out, np.uint32)[0])
+
+
+@pytest.mark.parametrize("vocab", [1, 7, 4099, 262144])
+def test_sample_greedy(ctx, vocab):
+    """top_k 1 or temperature 0 is argmax; ties go to the lowest id; the row is found by its offset."""
+    rng = np.random.default_rng(vocab)
+    rows = data(rng, (3, vocab), 3.0, -20.0)
+    rows[1] = np.round(rows[1])  # many ties, including at the max
+    rows[2] = data(rng, (vocab,), 1.0, -1e4)  # all far below zero
+    if vocab > 7:
+        top = rows[2].max() + 1.0
+        rows[2][[vocab - 1, vocab // 2, 5]] = top  # three-way tie at the max: id 5 wins
+    buf = ctx.buffer(rows)
+    for r in range(3):
+        want = int(np.argmax(rows[r]))
+        assert want == reference.sample_top_k(rows[r], 1, 1.0, 0.5)
+        assert run_sample(ctx, buf, vocab, r * vocab, 1, 1.0, 7, r) == want
+        assert run_sample(ctx, buf, vocab, r * vocab, 40, 0.0, 7, r) == want
+    if vocab > 7:
+        assert int(np.argmax(rows[2])) == 5
+
+
+def reference_picks(logits, top_k, temperature, u, du=1e-5) -> tuple[int, set[int]]:
+    """The reference's pick for u, and the set of its picks for u and u -+ du: where u * total lies
+    within du of a cumulative-probability boundary, the GPU's exp may land the draw on either side."""
+    picks = [reference.sample_top_k(logits, top_k, temperature, min(max(x, 0.0), 1.0 - 2**-24)) for x in (u, u - du, u + du)]
+    return picks[0], set(picks)
+
+
+@pytest.mark.parametrize(
+    "vocab,top_k,temperature,ties,steps",
+    [(4099, 2, 1.0, False, 8), (32000, 40, 0.8, False, 8), (32000, 64, 1.5, True, 8), (262144, 40, 1.0, False, 2), (50, 64, 0.7, True, 8)],
+)
+def test_sample_top_k_matches_reference(ctx, vocab, top_k, temperature, ties, steps):
+    rng = np.random.default_rng(vocab + top_k)
+    logits = data(rng, (vocab,), 2.0, 5.0)
+    if ties:
+        logits = np.round(logits * 2.0) / np.float32(2.0)  # equal logits inside the top k: order by id matters
+    buf = ctx.buffer(logits)
+    picks, ambiguous = [], 0
+    for seed, step in [(s, t) for s in (0, 1, 12345, 2**32 - 1) for t in range(steps)]:
+        got = run_sample(ctx, buf, vocab, 0, top_k, temperature, seed, step)
+        want, allowed = reference_picks(logits, top_k, temperature, reference.random_uniform(seed, step))
+        ambiguous += len(allowed) > 1
+        assert got == want or got in allowed, f"seed {seed} step {step}: GPU picked {got}, reference {want}"
+        picks.append(got)
+    assert ambiguous <= 1, "draws too close to a boundary to be a test"
+    assert len(set(picks)) >= min(top_k, 3), "the draws do not depend on (seed, step)"
+
+
+def test_sample_same_seed_same_ids(ctx):
+    rng = np.random.default_rng(99)
+    logits = data(rng, (32000,), 1.0, 0.0)
+    buf = ctx.buffer(logits)
+    first = [run_sample(ctx, buf, 32000, 0, 40, 1.0, 2024, step) for step in range(12)]
+    again = [run_sample(ctx, buf, 32000, 0, 40, 1.0, 2024, step) for step in range(12)]
+    other_seed = [run_sample(ctx, buf, 32000, 0, 40, 1.0, 2025, step) for step in range(12)]
+    assert first == again
+    assert first != other_seed
+    assert first == [reference.sample_top_k(logits, 40, 1.0, reference.random_uniform(2024, s)) for s in range(12)]
