@@ -118,11 +118,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         var s = LOWEST;
         if (valid) {
             let k_base = j * kv_row + kvh * d;
-            var dot = 0.0;
+            var qk = 0.0;
             for (var c = 0u; c < d; c++) {
-                dot += q_s[c] * k_cache[k_base + c];
+                qk += q_s[c] * k_cache[k_base + c];
             }
-            s = (dot + slope * f32(j)) * params.scale;
+            s = (qk + slope * f32(j)) * params.scale;
             if (params.softcap > 0.0) {
                 s = params.softcap * tanh_accurate(s / params.softcap);
             }

@@ -35,9 +35,9 @@ fn pcg_hash(v: u32) -> u32 {
     return (word >> 22u) ^ word;
 }
 
-// reference.random_uniform: 24 random bits in [0, 1), from (seed, step) alone.
-fn random_uniform(seed: u32, step: u32) -> f32 {
-    return f32(pcg_hash(seed ^ pcg_hash(step)) >> 8u) / 16777216.0;
+// reference.random_uniform(seed, step): 24 random bits in [0, 1), from (seed, step) alone.
+fn random_uniform(seed: u32, counter: u32) -> f32 {
+    return f32(pcg_hash(seed ^ pcg_hash(counter)) >> 8u) / 16777216.0;
 }
 
 // Does (av, ai) rank before (bv, bi)? Higher logit first, then lower id; empty slots last.
