@@ -75,10 +75,10 @@ class _Program:
 class GpuEngine:
     """A model resident on the GPU, ready to run sessions of at most max_tokens tokens."""
 
-    def __init__(self, model: Model, *, max_tokens: int, force_f32: bool = False):
+    def __init__(self, model: Model, *, max_tokens: int, force_f32: bool = False, all_logits: bool = False):
         from wgllm.gpu import weights as gw  # noqa: PLC0415
 
-        self.model, self.max_tokens, self.force_f32 = model, max_tokens, force_f32
+        self.model, self.max_tokens, self.force_f32, self.all_logits = model, max_tokens, force_f32, all_logits
         self.ctx = ctx = get_context()
         self._gw = gw
         c = self.c = model.config
@@ -103,8 +103,14 @@ class GpuEngine:
         self.ffn = f32(rows * c.n_embd)
         self.last = f32(c.n_embd)
         self.last_norm = f32(c.n_embd)
-        self.logits = f32(c.n_vocab)
-        self.logits_capped = f32(c.n_vocab) if c.final_softcap else None
+        logit_rows = rows if all_logits else 1
+        if logit_rows * c.n_vocab * 4 > ctx.max_binding:
+            raise GpuError(
+                f"logits for {logit_rows} rows of {c.n_vocab} need {logit_rows * c.n_vocab * 4} bytes, above the "
+                f"adapter's maxStorageBufferBindingSize of {ctx.max_binding}: use fewer tokens"
+            )
+        self.logits = f32(logit_rows * c.n_vocab)
+        self.logits_capped = f32(logit_rows * c.n_vocab) if c.final_softcap else None
         self.sampled = ctx.buffer(size=16, label="sampled")
         self.zeros = ctx.buffer(np.zeros(max(c.n_embd, c.n_ff), np.float32))
         self.k_cache = [f32(rows * kv_dim) for _ in range(c.n_layer)]
@@ -230,18 +236,28 @@ class GpuEngine:
                 self._norm(prog, blk + "post_ffw_norm", self.ffn, self.o)
                 ffn_out = self.o
             self._add(prog, x_next, ffn_out, x, c.n_embd)
-        # x is self.x[cur] again after every layer; the last row goes through the head
+        # x is self.x[cur] again after every layer. The head runs on the last row only, or on
+        # every row when all_logits (the logits CLI and the tests that compare each position).
         x = self.x[cur]
-        row_bytes = 4 * c.n_embd
-        prog.call(lambda enc, n, pos0: enc.copy_buffer_to_buffer(x, (n - 1) * row_bytes, self.last, 0, row_bytes))
-        self._norm(prog, "output_norm", self.last, self.last_norm, rows=lambda n: 1)
         out_name = "token_embd.weight" if c.tied_output else "output.weight"
-        w_out = self.mat(out_name)
-        bias = self.vec("output.bias")
-        prog.call(lambda enc, n, pos0: gw.matmul(ctx, enc, w_out, self.last_norm, self.logits, 1, bias))
+        w_out, bias = self.mat(out_name), self.vec("output.bias")
+        if self.all_logits:
+            self._norm(prog, "output_norm", x, self.h)
+            prog.call(lambda enc, n, pos0: gw.matmul(ctx, enc, w_out, self.h, self.logits, n, bias))
+        else:
+            row_bytes = 4 * c.n_embd
+            prog.call(lambda enc, n, pos0: enc.copy_buffer_to_buffer(x, (n - 1) * row_bytes, self.last, 0, row_bytes))
+            self._norm(prog, "output_norm", self.last, self.last_norm, rows=lambda n: 1)
+            prog.call(lambda enc, n, pos0: gw.matmul(ctx, enc, w_out, self.last_norm, self.logits, 1, bias))
         logits = self.logits
         if c.final_softcap:
-            prog.add("softcap.wgsl", [self.logits, self.logits_capped], lambda n, p: _pack("If", c.n_vocab, c.final_softcap), lambda n, p: _grid_rows(-(-c.n_vocab // 256)))
+            rows = (lambda n: n) if self.all_logits else (lambda n: 1)
+            prog.add(
+                "softcap.wgsl",
+                [self.logits, self.logits_capped],
+                lambda n, p: _pack("If", rows(n) * c.n_vocab, c.final_softcap),
+                lambda n, p: _grid_rows(-(-rows(n) * c.n_vocab // 256)),
+            )
             logits = self.logits_capped
         self.final_logits = logits
         sampler = _Program(ctx)
@@ -292,10 +308,12 @@ class GpuEngine:
 
     # -- running -------------------------------------------------------------------------------
     def forward_logits(self, ids: list[int], pos0: int) -> np.ndarray:
-        """Run one step and return the last row's logits (tests; generation samples on the GPU)."""
+        """Run one step; the logits of its last row, or of every row (n, vocab) when all_logits."""
         enc = self._step(ids, pos0)
         self.ctx.device.queue.submit([enc.finish()])
-        return self.ctx.read(self.final_logits, np.float32, (self.c.n_vocab,))
+        rows = len(ids) if self.all_logits else 1
+        out = self.ctx.read(self.final_logits, np.float32, (rows, self.c.n_vocab), nbytes=rows * self.c.n_vocab * 4)
+        return out if self.all_logits else out[0]
 
     def _step(self, ids: list[int], pos0: int):
         n = len(ids)
@@ -310,7 +328,8 @@ class GpuEngine:
     def sample_step(self, ids: list[int], pos0: int, top_k: int, temperature: float, seed: int, step: int) -> int:
         enc = self._step(ids, pos0)
         d = self.sampler
-        self.ctx.write(d.uniform, _pack("IIIfII", self.c.n_vocab, 0, top_k, temperature, seed & 0xFFFFFFFF, step))
+        offset = (len(ids) - 1) * self.c.n_vocab if self.all_logits else 0
+        self.ctx.write(d.uniform, _pack("IIIfII", self.c.n_vocab, offset, top_k, temperature, seed & 0xFFFFFFFF, step))
         self.ctx.encode(enc, d.pipeline, d.bind_group, (1, 1, 1))
         self.ctx.device.queue.submit([enc.finish()])
         return int(self.ctx.read(self.sampled, np.uint32, (1,))[0])
