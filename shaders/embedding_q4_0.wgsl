@@ -1,0 +1,40 @@
+// embedding_q4_0: y[t] = dequant(table[ids[t]]) * scale, table Q4_0 (w = d * (q - 8))   ref: reference.embedding   grid: (ceil(dim / 4 / WG_SIZE), n, 1), once per row chunk
+// The table is one row chunk (py/wgllm/gpu/weights.py documents the repacked arrays): ids outside
+// [row_offset, row_offset + rows) are left to the dispatch of their own chunk.
+override WG_SIZE: u32 = 64u;
+
+struct Params {
+    dim: u32,
+    row_offset: u32, // first table row in this chunk
+    rows: u32,       // table rows in this chunk
+    scale: f32,      // sqrt(n_embd) for Gemma, else 1
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> qs: array<u32>;          // (rows, dim / 8) nibbles: word j of a block = elems 4j.. (low), 16+4j.. (high)
+@group(0) @binding(2) var<storage, read> d: array<u32>;           // (rows * dim / 32) f16 block scales, two a word
+@group(0) @binding(3) var<storage, read> ids: array<u32>;           // (n,)
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>; // (n, dim / 4)
+
+fn f16_at(words: u32, i: u32) -> f32 {
+    return unpack2x16float(words)[i & 1u];
+}
+
+// Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
+fn weight4(row: u32, i4: u32) -> vec4<f32> {
+    let b = row * (params.dim / 32u) + i4 / 8u;
+    let j = i4 % 8u; // elements 4j .. 4j + 3 of the block
+    let w = qs[b * 4u + j % 4u] >> (4u * (j / 4u));
+    let q = (vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFu);
+    return f16_at(d[b / 2u], b) * (vec4<f32>(q) - 8.0);
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i4 = wid.x * WG_SIZE + li;
+    let t = wid.y;
+    let row = ids[t] - params.row_offset; // wraps to a huge value for ids below the chunk
+    if (i4 < params.dim / 4u && row < params.rows) {
+        y[t * (params.dim / 4u) + i4] = weight4(row, i4) * params.scale;
+    }
+}
