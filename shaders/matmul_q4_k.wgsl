@@ -1,0 +1,125 @@
+// matmul_q4_k: y = x @ W^T (+ bias), W Q4_K (w = (d * sc) * q - dmin * m per 32-element sub-block)   ref: reference.matmul   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 4), n = 1
+// Two entry points on one dequantiser: `main` tiles X and W through workgroup memory (prefill),
+// `matvec` streams W once for a single x row (decode). W is one row chunk of the weight
+// (py/wgllm/gpu/weights.py documents the repacked arrays); its rows land at y[:, row_offset + r].
+// Needs k % 32 == 0 and MATVEC_WG a power of two.
+override MATVEC_WG: u32 = 64u;
+const MATVEC_ROWS: u32 = 4u; // output rows per matvec workgroup: each x load serves four rows
+const TILE: u32 = 32u;       // matmul tile: 32 x rows by 32 W rows, k in steps of 32; 8 x 8 threads of 4 x 4
+
+struct Params {
+    k: u32,
+    n_out: u32,      // columns of y (all chunks)
+    rows: u32,       // W rows in this chunk
+    row_offset: u32, // first output column of this chunk
+    n: u32,          // rows of x
+    has_bias: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> qs: array<u32>;          // (rows, k / 8) nibbles: word 8g + l/4 = elems 64g+l.. (low), 64g+32+l.. (high)
+@group(0) @binding(2) var<storage, read> sm: array<u32>;          // (rows * k / 256, 4) six-bit sub-block scales sc[8] then mins m[8], a byte each
+@group(0) @binding(3) var<storage, read> dm: array<u32>;          // (rows * k / 256) f16 pairs (d, dmin), one block a word
+@group(0) @binding(4) var<storage, read> x: array<vec4<f32>>;  // (n, k / 4)
+@group(0) @binding(5) var<storage, read> bias: array<f32>;     // (n_out,) read when has_bias
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;  // (n, n_out)
+
+// Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
+fn weight4(row: u32, i4: u32) -> vec4<f32> {
+    let b = row * (params.k / 256u) + i4 / 64u;
+    let e = (i4 % 64u) * 4u; // first of the four elements in the block
+    let sub = e / 32u;       // sub-block 2g (low nibbles) or 2g + 1 (high) of group g = e / 64
+    let w = qs[b * 32u + (e / 64u) * 8u + (e % 32u) / 4u] >> (4u * (sub % 2u));
+    let q = (vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFu);
+    let sc = f32(extractBits(sm[b * 4u + sub / 4u], 8u * (sub % 4u), 8u));
+    let m = f32(extractBits(sm[b * 4u + 2u + sub / 4u], 8u * (sub % 4u), 8u));
+    let s = unpack2x16float(dm[b]);
+    return (s.x * sc) * vec4<f32>(q) - s.y * m;
+}
+
+// ---- decode: one x row ---------------------------------------------------------------------------
+var<workgroup> partial: array<vec4<f32>, MATVEC_WG>;
+
+@compute @workgroup_size(MATVEC_WG)
+fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) li: u32) {
+    let row0 = (wid.y * nwg.x + wid.x) * MATVEC_ROWS;
+    if (row0 >= params.rows) {
+        return; // whole workgroup: barriers below stay uniform
+    }
+    let last = params.rows - 1u; // rows past the end read the last row and are not written
+    let r = min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
+    var acc = vec4<f32>(0.0);
+    for (var i4 = li; i4 < params.k / 4u; i4 += MATVEC_WG) {
+        let xv = x[i4];
+        acc += vec4<f32>(dot(weight4(r.x, i4), xv), dot(weight4(r.y, i4), xv),
+                         dot(weight4(r.z, i4), xv), dot(weight4(r.w, i4), xv));
+    }
+    partial[li] = acc;
+    for (var s = MATVEC_WG / 2u; s > 0u; s >>= 1u) {
+        workgroupBarrier();
+        if (li < s) {
+            partial[li] += partial[li + s];
+        }
+    }
+    workgroupBarrier();
+    if (li < MATVEC_ROWS && row0 + li < params.rows) {
+        let col = params.row_offset + row0 + li;
+        var v = partial[0][li];
+        if (params.has_bias != 0u) {
+            v += bias[col];
+        }
+        y[col] = v;
+    }
+}
+
+// ---- prefill: tiles of x rows ----------------------------------------------------------------------
+var<workgroup> x_tile: array<array<f32, 33>, 32>; // [x row][k], padded against bank conflicts
+var<workgroup> w_tile: array<array<f32, 33>, 32>; // [W row][k]
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let row0 = wid.x * TILE;  // W rows (output columns)
+    let xrow0 = wid.y * TILE; // x rows
+    let tx = li % 8u;
+    let ty = li / 8u;
+    let k4 = params.k / 4u;
+    var acc: array<vec4<f32>, 4>; // acc[i][j]: x row ty + 8i, W row tx + 8j
+    for (var k0 = 0u; k0 < k4; k0 += TILE / 4u) {
+        for (var s = 0u; s < 4u; s++) {
+            let idx = li + 64u * s; // 256 vec4 per tile: row idx / 8, vec4 idx % 8
+            let tr = idx / 8u;
+            let c = (idx % 8u) * 4u;
+            var xv = vec4<f32>(0.0);
+            if (xrow0 + tr < params.n) {
+                xv = x[(xrow0 + tr) * k4 + k0 + idx % 8u];
+            }
+            x_tile[tr][c] = xv.x; x_tile[tr][c + 1u] = xv.y; x_tile[tr][c + 2u] = xv.z; x_tile[tr][c + 3u] = xv.w;
+            let wv = weight4(min(row0 + tr, params.rows - 1u), k0 + idx % 8u);
+            w_tile[tr][c] = wv.x; w_tile[tr][c + 1u] = wv.y; w_tile[tr][c + 2u] = wv.z; w_tile[tr][c + 3u] = wv.w;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE; kk++) {
+            let b = vec4<f32>(w_tile[tx][kk], w_tile[tx + 8u][kk], w_tile[tx + 16u][kk], w_tile[tx + 24u][kk]);
+            acc[0] = fma(vec4<f32>(x_tile[ty][kk]), b, acc[0]);
+            acc[1] = fma(vec4<f32>(x_tile[ty + 8u][kk]), b, acc[1]);
+            acc[2] = fma(vec4<f32>(x_tile[ty + 16u][kk]), b, acc[2]);
+            acc[3] = fma(vec4<f32>(x_tile[ty + 24u][kk]), b, acc[3]);
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let xr = xrow0 + ty + 8u * i;
+        for (var j = 0u; j < 4u; j++) {
+            let wr = row0 + tx + 8u * j;
+            if (xr < params.n && wr < params.rows) {
+                let col = params.row_offset + wr;
+                var v = acc[i][j];
+                if (params.has_bias != 0u) {
+                    v += bias[col];
+                }
+                y[xr * params.n_out + col] = v;
+            }
+        }
+    }
+}
