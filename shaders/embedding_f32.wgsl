@@ -11,7 +11,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;     // (rows, dim / 4)
+@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>; // (rows, dim / 4)
 @group(0) @binding(2) var<storage, read> ids: array<u32>;           // (n,)
 @group(0) @binding(3) var<storage, read_write> y: array<vec4<f32>>; // (n, dim / 4)
 

@@ -11,8 +11,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> qs: array<u32>;          // (rows, dim / 8) nibbles: word j of a block = elems 4j.. (low), 16+4j.. (high)
-@group(0) @binding(2) var<storage, read> d: array<u32>;           // (rows * dim / 32) f16 block scales, two a word
+@group(0) @binding(1) var<storage, read> qs: array<vec4<u32>>; // (rows * dim / 32) blocks of nibbles: byte j = elems j (low), j + 16 (high)
+@group(0) @binding(2) var<storage, read> d: array<u32>;         // (rows * dim / 32) f16 block scales, two a word
 @group(0) @binding(3) var<storage, read> ids: array<u32>;           // (n,)
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>; // (n, dim / 4)
 
@@ -20,13 +20,16 @@ fn f16_at(words: u32, i: u32) -> f32 {
     return unpack2x16float(words)[i & 1u];
 }
 
+// The low (shift 0) or high (shift 4) nibbles of w's four bytes.
+fn nibbles(w: u32, shift: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(w >> shift) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFu));
+}
+
 // Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
 fn weight4(row: u32, i4: u32) -> vec4<f32> {
     let b = row * (params.dim / 32u) + i4 / 8u;
-    let j = i4 % 8u; // elements 4j .. 4j + 3 of the block
-    let w = qs[b * 4u + j % 4u] >> (4u * (j / 4u));
-    let q = (vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFu);
-    return f16_at(d[b / 2u], b) * (vec4<f32>(q) - 8.0);
+    let j = i4 % 8u; // elements 4j .. 4j + 3 of the block: the low (j < 4) or high nibbles of word j % 4
+    return f16_at(d[b / 2u], b) * (nibbles(qs[b][j % 4u], 4u * (j / 4u)) - 8.0);
 }
 
 @compute @workgroup_size(WG_SIZE)

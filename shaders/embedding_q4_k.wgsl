@@ -11,23 +11,27 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> qs: array<u32>;          // (rows, dim / 8) nibbles: word 8g + l/4 = elems 64g+l.. (low), 64g+32+l.. (high)
-@group(0) @binding(2) var<storage, read> sm: array<u32>;          // (rows * dim / 256, 4) six-bit sub-block scales sc[8] then mins m[8], a byte each
-@group(0) @binding(3) var<storage, read> dm: array<u32>;          // (rows * dim / 256) f16 pairs (d, dmin), one block a word
+@group(0) @binding(1) var<storage, read> qs: array<vec4<u32>>; // (rows * dim / 256, 8) nibbles: word 8g + l/4 = elems 64g+l.. (low), 64g+32+l.. (high)
+@group(0) @binding(2) var<storage, read> sm: array<u32>;        // (rows * dim / 256, 4) six-bit sub-block scales sc[8] then mins m[8], a byte each
+@group(0) @binding(3) var<storage, read> dm: array<u32>;        // (rows * dim / 256) f16 pairs (d, dmin), one block a word
 @group(0) @binding(4) var<storage, read> ids: array<u32>;           // (n,)
 @group(0) @binding(5) var<storage, read_write> y: array<vec4<f32>>; // (n, dim / 4)
+
+// The low (shift 0) or high (shift 4) nibbles of w's four bytes.
+fn nibbles(w: u32, shift: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(w >> shift) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFu));
+}
 
 // Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
 fn weight4(row: u32, i4: u32) -> vec4<f32> {
     let b = row * (params.dim / 256u) + i4 / 64u;
     let e = (i4 % 64u) * 4u; // first of the four elements in the block
     let sub = e / 32u;       // sub-block 2g (low nibbles) or 2g + 1 (high) of group g = e / 64
-    let w = qs[b * 32u + (e / 64u) * 8u + (e % 32u) / 4u] >> (4u * (sub % 2u));
-    let q = (vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFu);
+    let word = (e / 64u) * 8u + (e % 32u) / 4u;
     let sc = f32(extractBits(sm[b * 4u + sub / 4u], 8u * (sub % 4u), 8u));
     let m = f32(extractBits(sm[b * 4u + 2u + sub / 4u], 8u * (sub % 4u), 8u));
     let s = unpack2x16float(dm[b]);
-    return (s.x * sc) * vec4<f32>(q) - s.y * m;
+    return (s.x * sc) * nibbles(qs[b * 8u + word / 4u][word % 4u], 4u * (sub % 2u)) - s.y * m;
 }
 
 @compute @workgroup_size(WG_SIZE)

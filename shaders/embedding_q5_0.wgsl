@@ -11,9 +11,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> qs: array<u32>;          // (rows, dim / 8) low nibbles, as Q4_0
-@group(0) @binding(2) var<storage, read> qh: array<u32>;          // (rows * dim / 32) fifth bits: bit j = element j of the block
-@group(0) @binding(3) var<storage, read> d: array<u32>;           // (rows * dim / 32) f16 block scales, two a word
+@group(0) @binding(1) var<storage, read> qs: array<vec4<u32>>; // (rows * dim / 32) blocks of low nibbles, as Q4_0
+@group(0) @binding(2) var<storage, read> qh: array<u32>;        // (rows * dim / 32) fifth bits: bit j = element j of the block
+@group(0) @binding(3) var<storage, read> d: array<u32>;         // (rows * dim / 32) f16 block scales, two a word
 @group(0) @binding(4) var<storage, read> ids: array<u32>;           // (n,)
 @group(0) @binding(5) var<storage, read_write> y: array<vec4<f32>>; // (n, dim / 4)
 
@@ -21,14 +21,17 @@ fn f16_at(words: u32, i: u32) -> f32 {
     return unpack2x16float(words)[i & 1u];
 }
 
+// Four Q5_0 values: w's nibbles at `shift` with the fifth bits h bits 0..3, minus 16.
+fn q5(w: u32, shift: u32, h: u32) -> vec4<f32> {
+    let high = ((vec4<u32>(h) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) << vec4<u32>(4u);
+    return vec4<f32>(((vec4<u32>(w >> shift) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFu)) | high) - 16.0;
+}
+
 // Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
 fn weight4(row: u32, i4: u32) -> vec4<f32> {
     let b = row * (params.dim / 32u) + i4 / 8u;
-    let j = i4 % 8u; // elements 4j .. 4j + 3 of the block
-    let w = qs[b * 4u + j % 4u] >> (4u * (j / 4u));
-    let high = (vec4<u32>(qh[b] >> (4u * j)) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u);
-    let q = ((vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFu)) | (high << vec4<u32>(4u));
-    return f16_at(d[b / 2u], b) * (vec4<f32>(q) - 16.0);
+    let j = i4 % 8u; // elements 4j .. 4j + 3 of the block: the low (j < 4) or high nibbles of word j % 4
+    return f16_at(d[b / 2u], b) * q5(qs[b][j % 4u], 4u * (j / 4u), qh[b] >> (4u * j));
 }
 
 @compute @workgroup_size(WG_SIZE)

@@ -11,7 +11,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> qs: array<u32>;            // (rows, dim / 4) int8 quants, four a word
+@group(0) @binding(1) var<storage, read> qs: array<vec4<u32>>;      // (rows, dim / 16) int8 quants, four a word
 @group(0) @binding(2) var<storage, read> d: array<u32>;             // (rows * dim / 32) f16 block scales, two a word
 @group(0) @binding(3) var<storage, read> ids: array<u32>;           // (n,)
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>; // (n, dim / 4)
@@ -20,12 +20,14 @@ fn f16_at(words: u32, i: u32) -> f32 {
     return unpack2x16float(words)[i & 1u];
 }
 
+fn i8x4(w: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<i32>(vec4<u32>(w) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u)); // sign-extended bytes
+}
+
 // Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
 fn weight4(row: u32, i4: u32) -> vec4<f32> {
-    let w = qs[row * (params.dim / 4u) + i4];
     let b = row * (params.dim / 32u) + i4 / 8u;
-    let q = vec4<i32>(vec4<u32>(w) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u); // sign-extended bytes
-    return f16_at(d[b / 2u], b) * vec4<f32>(q);
+    return f16_at(d[b / 2u], b) * i8x4(qs[b * 2u + (i4 % 8u) / 4u][i4 % 4u]);
 }
 
 @compute @workgroup_size(WG_SIZE)

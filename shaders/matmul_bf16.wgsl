@@ -1,7 +1,8 @@
 // matmul_bf16: y = x @ W^T (+ bias), W BF16 (w = f32 with the low 16 bits zero)   ref: reference.matmul   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 4), n = 1
 // Two entry points on one dequantiser: `main` tiles X and W through workgroup memory (prefill),
-// `matvec` streams W once for a single x row (decode). W is one row chunk of the weight
-// (py/wgllm/gpu/weights.py documents the repacked arrays); its rows land at y[:, row_offset + r].
+// `matvec` streams W once for a single x row (decode), a 32-element unit per thread and step.
+// W is one row chunk of the weight (py/wgllm/gpu/weights.py documents the repacked arrays); its
+// rows land at y[:, row_offset + r].
 // Needs k % 32 == 0 and MATVEC_WG a power of two.
 override MATVEC_WG: u32 = 64u;
 const MATVEC_ROWS: u32 = 4u; // output rows per matvec workgroup: each x load serves four rows
@@ -17,7 +18,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> w: array<vec2<u32>>;     // (rows, k / 4) bf16, four in two words
+@group(0) @binding(1) var<storage, read> w: array<vec2<u32>>; // (rows, k / 4) bf16, four in two words
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;  // (n, k / 4)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // (n_out,) read when has_bias
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;  // (n, n_out)
@@ -26,6 +27,15 @@ struct Params {
 fn weight4(row: u32, i4: u32) -> vec4<f32> {
     let p = w[row * (params.k / 4u) + i4];
     return bitcast<vec4<f32>>(vec4<u32>(p.x << 16u, p.x & 0xFFFF0000u, p.y << 16u, p.y & 0xFFFF0000u));
+}
+
+// Row `row`'s 32 elements 32u .. 32u + 31 dotted with xs, those elements of x.
+fn dot_unit(row: u32, u: u32, xs: array<vec4<f32>, 8>) -> f32 {
+    var s = 0.0;
+    for (var j = 0u; j < 8u; j++) {
+        s += dot(weight4(row, 8u * u + j), xs[j]);
+    }
+    return s;
 }
 
 // ---- decode: one x row ---------------------------------------------------------------------------
@@ -41,10 +51,12 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let last = params.rows - 1u; // rows past the end read the last row and are not written
     let r = min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
     var acc = vec4<f32>(0.0);
-    for (var i4 = li; i4 < params.k / 4u; i4 += MATVEC_WG) {
-        let xv = x[i4];
-        acc += vec4<f32>(dot(weight4(r.x, i4), xv), dot(weight4(r.y, i4), xv),
-                         dot(weight4(r.z, i4), xv), dot(weight4(r.w, i4), xv));
+    for (var u = li; u < params.k / 32u; u += MATVEC_WG) { // threads stride over 32-element units
+        var xs: array<vec4<f32>, 8>;
+        for (var j = 0u; j < 8u; j++) {
+            xs[j] = x[8u * u + j];
+        }
+        acc += vec4<f32>(dot_unit(r.x, u, xs), dot_unit(r.y, u, xs), dot_unit(r.z, u, xs), dot_unit(r.w, u, xs));
     }
     partial[li] = acc;
     for (var s = MATVEC_WG / 2u; s > 0u; s >>= 1u) {

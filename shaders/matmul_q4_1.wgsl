@@ -1,7 +1,8 @@
 // matmul_q4_1: y = x @ W^T (+ bias), W Q4_1 (w = d * q + m)   ref: reference.matmul   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 4), n = 1
 // Two entry points on one dequantiser: `main` tiles X and W through workgroup memory (prefill),
-// `matvec` streams W once for a single x row (decode). W is one row chunk of the weight
-// (py/wgllm/gpu/weights.py documents the repacked arrays); its rows land at y[:, row_offset + r].
+// `matvec` streams W once for a single x row (decode), a 32-element unit per thread and step.
+// W is one row chunk of the weight (py/wgllm/gpu/weights.py documents the repacked arrays); its
+// rows land at y[:, row_offset + r].
 // Needs k % 32 == 0 and MATVEC_WG a power of two.
 override MATVEC_WG: u32 = 64u;
 const MATVEC_ROWS: u32 = 4u; // output rows per matvec workgroup: each x load serves four rows
@@ -17,20 +18,37 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> qs: array<u32>;          // (rows, k / 8) nibbles, as Q4_0
-@group(0) @binding(2) var<storage, read> dm: array<u32>;          // (rows * k / 32) f16 pairs (d, m), one block a word
+@group(0) @binding(1) var<storage, read> qs: array<vec4<u32>>; // (rows * k / 32) blocks of nibbles, as Q4_0
+@group(0) @binding(2) var<storage, read> dm: array<u32>;        // (rows * k / 32) f16 pairs (d, m), one block a word
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;  // (n, k / 4)
 @group(0) @binding(4) var<storage, read> bias: array<f32>;     // (n_out,) read when has_bias
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;  // (n, n_out)
 
+// The low (shift 0) or high (shift 4) nibbles of w's four bytes.
+fn nibbles(w: u32, shift: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(w >> shift) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFu));
+}
+
+fn sum_x(xs: array<vec4<f32>, 8>) -> f32 {
+    return dot(((xs[0] + xs[1]) + (xs[2] + xs[3])) + ((xs[4] + xs[5]) + (xs[6] + xs[7])), vec4<f32>(1.0));
+}
+
 // Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
 fn weight4(row: u32, i4: u32) -> vec4<f32> {
     let b = row * (params.k / 32u) + i4 / 8u;
-    let j = i4 % 8u; // elements 4j .. 4j + 3 of the block
-    let w = qs[b * 4u + j % 4u] >> (4u * (j / 4u));
-    let q = (vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFu);
+    let j = i4 % 8u; // elements 4j .. 4j + 3 of the block: the low (j < 4) or high nibbles of word j % 4
     let s = unpack2x16float(dm[b]);
-    return s.x * vec4<f32>(q) + s.y;
+    return s.x * nibbles(qs[b][j % 4u], 4u * (j / 4u)) + s.y;
+}
+
+// Row `row`'s 32 elements 32u .. 32u + 31 dotted with xs, those elements of x.
+fn dot_unit(row: u32, u: u32, xs: array<vec4<f32>, 8>) -> f32 {
+    let b = row * (params.k / 32u) + u;
+    let w = qs[b];
+    let s = dot(nibbles(w.x, 0u), xs[0]) + dot(nibbles(w.y, 0u), xs[1]) + dot(nibbles(w.z, 0u), xs[2]) + dot(nibbles(w.w, 0u), xs[3])
+          + dot(nibbles(w.x, 4u), xs[4]) + dot(nibbles(w.y, 4u), xs[5]) + dot(nibbles(w.z, 4u), xs[6]) + dot(nibbles(w.w, 4u), xs[7]);
+    let dm_b = unpack2x16float(dm[b]);
+    return dm_b.x * s + dm_b.y * sum_x(xs);
 }
 
 // ---- decode: one x row ---------------------------------------------------------------------------
@@ -46,10 +64,12 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let last = params.rows - 1u; // rows past the end read the last row and are not written
     let r = min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
     var acc = vec4<f32>(0.0);
-    for (var i4 = li; i4 < params.k / 4u; i4 += MATVEC_WG) {
-        let xv = x[i4];
-        acc += vec4<f32>(dot(weight4(r.x, i4), xv), dot(weight4(r.y, i4), xv),
-                         dot(weight4(r.z, i4), xv), dot(weight4(r.w, i4), xv));
+    for (var u = li; u < params.k / 32u; u += MATVEC_WG) { // threads stride over 32-element units
+        var xs: array<vec4<f32>, 8>;
+        for (var j = 0u; j < 8u; j++) {
+            xs[j] = x[8u * u + j];
+        }
+        acc += vec4<f32>(dot_unit(r.x, u, xs), dot_unit(r.y, u, xs), dot_unit(r.z, u, xs), dot_unit(r.w, u, xs));
     }
     partial[li] = acc;
     for (var s = MATVEC_WG / 2u; s > 0u; s >>= 1u) {

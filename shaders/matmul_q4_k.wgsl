@@ -1,7 +1,8 @@
 // matmul_q4_k: y = x @ W^T (+ bias), W Q4_K (w = (d * sc) * q - dmin * m per 32-element sub-block)   ref: reference.matmul   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 4), n = 1
 // Two entry points on one dequantiser: `main` tiles X and W through workgroup memory (prefill),
-// `matvec` streams W once for a single x row (decode). W is one row chunk of the weight
-// (py/wgllm/gpu/weights.py documents the repacked arrays); its rows land at y[:, row_offset + r].
+// `matvec` streams W once for a single x row (decode), a 32-element unit per thread and step.
+// W is one row chunk of the weight (py/wgllm/gpu/weights.py documents the repacked arrays); its
+// rows land at y[:, row_offset + r].
 // Needs k % 32 == 0 and MATVEC_WG a power of two.
 override MATVEC_WG: u32 = 64u;
 const MATVEC_ROWS: u32 = 4u; // output rows per matvec workgroup: each x load serves four rows
@@ -17,24 +18,47 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> qs: array<u32>;          // (rows, k / 8) nibbles: word 8g + l/4 = elems 64g+l.. (low), 64g+32+l.. (high)
-@group(0) @binding(2) var<storage, read> sm: array<u32>;          // (rows * k / 256, 4) six-bit sub-block scales sc[8] then mins m[8], a byte each
-@group(0) @binding(3) var<storage, read> dm: array<u32>;          // (rows * k / 256) f16 pairs (d, dmin), one block a word
+@group(0) @binding(1) var<storage, read> qs: array<vec4<u32>>; // (rows * k / 256, 8) nibbles: word 8g + l/4 = elems 64g+l.. (low), 64g+32+l.. (high)
+@group(0) @binding(2) var<storage, read> sm: array<u32>;        // (rows * k / 256, 4) six-bit sub-block scales sc[8] then mins m[8], a byte each
+@group(0) @binding(3) var<storage, read> dm: array<u32>;        // (rows * k / 256) f16 pairs (d, dmin), one block a word
 @group(0) @binding(4) var<storage, read> x: array<vec4<f32>>;  // (n, k / 4)
 @group(0) @binding(5) var<storage, read> bias: array<f32>;     // (n_out,) read when has_bias
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;  // (n, n_out)
+
+// The low (shift 0) or high (shift 4) nibbles of w's four bytes.
+fn nibbles(w: u32, shift: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(w >> shift) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFu));
+}
+
+fn sum_x(xs: array<vec4<f32>, 8>) -> f32 {
+    return dot(((xs[0] + xs[1]) + (xs[2] + xs[3])) + ((xs[4] + xs[5]) + (xs[6] + xs[7])), vec4<f32>(1.0));
+}
 
 // Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
 fn weight4(row: u32, i4: u32) -> vec4<f32> {
     let b = row * (params.k / 256u) + i4 / 64u;
     let e = (i4 % 64u) * 4u; // first of the four elements in the block
     let sub = e / 32u;       // sub-block 2g (low nibbles) or 2g + 1 (high) of group g = e / 64
-    let w = qs[b * 32u + (e / 64u) * 8u + (e % 32u) / 4u] >> (4u * (sub % 2u));
-    let q = (vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFu);
+    let word = (e / 64u) * 8u + (e % 32u) / 4u;
     let sc = f32(extractBits(sm[b * 4u + sub / 4u], 8u * (sub % 4u), 8u));
     let m = f32(extractBits(sm[b * 4u + 2u + sub / 4u], 8u * (sub % 4u), 8u));
     let s = unpack2x16float(dm[b]);
-    return (s.x * sc) * vec4<f32>(q) - s.y * m;
+    return (s.x * sc) * nibbles(qs[b * 8u + word / 4u][word % 4u], 4u * (sub % 2u)) - s.y * m;
+}
+
+// Row `row`'s 32 elements 32u .. 32u + 31 dotted with xs, those elements of x.
+fn dot_unit(row: u32, u: u32, xs: array<vec4<f32>, 8>) -> f32 {
+    let b = row * (params.k / 256u) + u / 8u;
+    let sub = u % 8u; // low (even) or high (odd) nibbles of 32-byte group sub / 2
+    let shift = 4u * (sub % 2u);
+    let w0 = qs[b * 8u + 2u * (sub / 2u)];
+    let w1 = qs[b * 8u + 2u * (sub / 2u) + 1u];
+    let s = dot(nibbles(w0.x, shift), xs[0]) + dot(nibbles(w0.y, shift), xs[1]) + dot(nibbles(w0.z, shift), xs[2]) + dot(nibbles(w0.w, shift), xs[3])
+          + dot(nibbles(w1.x, shift), xs[4]) + dot(nibbles(w1.y, shift), xs[5]) + dot(nibbles(w1.z, shift), xs[6]) + dot(nibbles(w1.w, shift), xs[7]);
+    let sc = f32(extractBits(sm[b * 4u + sub / 4u], 8u * (sub % 4u), 8u));
+    let m = f32(extractBits(sm[b * 4u + 2u + sub / 4u], 8u * (sub % 4u), 8u));
+    let dm_b = unpack2x16float(dm[b]);
+    return (dm_b.x * sc) * s - (dm_b.y * m) * sum_x(xs);
 }
 
 // ---- decode: one x row ---------------------------------------------------------------------------
@@ -50,10 +74,12 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let last = params.rows - 1u; // rows past the end read the last row and are not written
     let r = min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
     var acc = vec4<f32>(0.0);
-    for (var i4 = li; i4 < params.k / 4u; i4 += MATVEC_WG) {
-        let xv = x[i4];
-        acc += vec4<f32>(dot(weight4(r.x, i4), xv), dot(weight4(r.y, i4), xv),
-                         dot(weight4(r.z, i4), xv), dot(weight4(r.w, i4), xv));
+    for (var u = li; u < params.k / 32u; u += MATVEC_WG) { // threads stride over 32-element units
+        var xs: array<vec4<f32>, 8>;
+        for (var j = 0u; j < 8u; j++) {
+            xs[j] = x[8u * u + j];
+        }
+        acc += vec4<f32>(dot_unit(r.x, u, xs), dot_unit(r.y, u, xs), dot_unit(r.z, u, xs), dot_unit(r.w, u, xs));
     }
     partial[li] = acc;
     for (var s = MATVEC_WG / 2u; s > 0u; s >>= 1u) {

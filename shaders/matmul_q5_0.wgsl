@@ -1,7 +1,8 @@
 // matmul_q5_0: y = x @ W^T (+ bias), W Q5_0 (w = d * (q - 16), q = nibble | qh bit << 4)   ref: reference.matmul   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 4), n = 1
 // Two entry points on one dequantiser: `main` tiles X and W through workgroup memory (prefill),
-// `matvec` streams W once for a single x row (decode). W is one row chunk of the weight
-// (py/wgllm/gpu/weights.py documents the repacked arrays); its rows land at y[:, row_offset + r].
+// `matvec` streams W once for a single x row (decode), a 32-element unit per thread and step.
+// W is one row chunk of the weight (py/wgllm/gpu/weights.py documents the repacked arrays); its
+// rows land at y[:, row_offset + r].
 // Needs k % 32 == 0 and MATVEC_WG a power of two.
 override MATVEC_WG: u32 = 64u;
 const MATVEC_ROWS: u32 = 4u; // output rows per matvec workgroup: each x load serves four rows
@@ -17,9 +18,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> qs: array<u32>;          // (rows, k / 8) low nibbles, as Q4_0
-@group(0) @binding(2) var<storage, read> qh: array<u32>;          // (rows * k / 32) fifth bits: bit j = element j of the block
-@group(0) @binding(3) var<storage, read> d: array<u32>;           // (rows * k / 32) f16 block scales, two a word
+@group(0) @binding(1) var<storage, read> qs: array<vec4<u32>>; // (rows * k / 32) blocks of low nibbles, as Q4_0
+@group(0) @binding(2) var<storage, read> qh: array<u32>;        // (rows * k / 32) fifth bits: bit j = element j of the block
+@group(0) @binding(3) var<storage, read> d: array<u32>;         // (rows * k / 32) f16 block scales, two a word
 @group(0) @binding(4) var<storage, read> x: array<vec4<f32>>;  // (n, k / 4)
 @group(0) @binding(5) var<storage, read> bias: array<f32>;     // (n_out,) read when has_bias
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;  // (n, n_out)
@@ -28,14 +29,27 @@ fn f16_at(words: u32, i: u32) -> f32 {
     return unpack2x16float(words)[i & 1u];
 }
 
+// Four Q5_0 values: w's nibbles at `shift` with the fifth bits h bits 0..3, minus 16.
+fn q5(w: u32, shift: u32, h: u32) -> vec4<f32> {
+    let high = ((vec4<u32>(h) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) << vec4<u32>(4u);
+    return vec4<f32>(((vec4<u32>(w >> shift) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFu)) | high) - 16.0;
+}
+
 // Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
 fn weight4(row: u32, i4: u32) -> vec4<f32> {
     let b = row * (params.k / 32u) + i4 / 8u;
-    let j = i4 % 8u; // elements 4j .. 4j + 3 of the block
-    let w = qs[b * 4u + j % 4u] >> (4u * (j / 4u));
-    let high = (vec4<u32>(qh[b] >> (4u * j)) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u);
-    let q = ((vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFu)) | (high << vec4<u32>(4u));
-    return f16_at(d[b / 2u], b) * (vec4<f32>(q) - 16.0);
+    let j = i4 % 8u; // elements 4j .. 4j + 3 of the block: the low (j < 4) or high nibbles of word j % 4
+    return f16_at(d[b / 2u], b) * q5(qs[b][j % 4u], 4u * (j / 4u), qh[b] >> (4u * j));
+}
+
+// Row `row`'s 32 elements 32u .. 32u + 31 dotted with xs, those elements of x.
+fn dot_unit(row: u32, u: u32, xs: array<vec4<f32>, 8>) -> f32 {
+    let b = row * (params.k / 32u) + u;
+    let w = qs[b];
+    let h = qh[b];
+    let s = dot(q5(w.x, 0u, h >> 0u), xs[0]) + dot(q5(w.y, 0u, h >> 4u), xs[1]) + dot(q5(w.z, 0u, h >> 8u), xs[2]) + dot(q5(w.w, 0u, h >> 12u), xs[3])
+          + dot(q5(w.x, 4u, h >> 16u), xs[4]) + dot(q5(w.y, 4u, h >> 20u), xs[5]) + dot(q5(w.z, 4u, h >> 24u), xs[6]) + dot(q5(w.w, 4u, h >> 28u), xs[7]);
+    return f16_at(d[b / 2u], b) * s;
 }
 
 // ---- decode: one x row ---------------------------------------------------------------------------
@@ -51,10 +65,12 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let last = params.rows - 1u; // rows past the end read the last row and are not written
     let r = min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
     var acc = vec4<f32>(0.0);
-    for (var i4 = li; i4 < params.k / 4u; i4 += MATVEC_WG) {
-        let xv = x[i4];
-        acc += vec4<f32>(dot(weight4(r.x, i4), xv), dot(weight4(r.y, i4), xv),
-                         dot(weight4(r.z, i4), xv), dot(weight4(r.w, i4), xv));
+    for (var u = li; u < params.k / 32u; u += MATVEC_WG) { // threads stride over 32-element units
+        var xs: array<vec4<f32>, 8>;
+        for (var j = 0u; j < 8u; j++) {
+            xs[j] = x[8u * u + j];
+        }
+        acc += vec4<f32>(dot_unit(r.x, u, xs), dot_unit(r.y, u, xs), dot_unit(r.z, u, xs), dot_unit(r.w, u, xs));
     }
     partial[li] = acc;
     for (var s = MATVEC_WG / 2u; s > 0u; s >>= 1u) {

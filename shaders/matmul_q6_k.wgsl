@@ -1,7 +1,8 @@
 // matmul_q6_k: y = x @ W^T (+ bias), W Q6_K (w = (d * sc) * (q - 32) per 16-element sub-block)   ref: reference.matmul   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 4), n = 1
 // Two entry points on one dequantiser: `main` tiles X and W through workgroup memory (prefill),
-// `matvec` streams W once for a single x row (decode). W is one row chunk of the weight
-// (py/wgllm/gpu/weights.py documents the repacked arrays); its rows land at y[:, row_offset + r].
+// `matvec` streams W once for a single x row (decode), a 32-element unit per thread and step.
+// W is one row chunk of the weight (py/wgllm/gpu/weights.py documents the repacked arrays); its
+// rows land at y[:, row_offset + r].
 // Needs k % 32 == 0 and MATVEC_WG a power of two.
 override MATVEC_WG: u32 = 64u;
 const MATVEC_ROWS: u32 = 4u; // output rows per matvec workgroup: each x load serves four rows
@@ -17,16 +18,23 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> ql: array<u32>;          // (rows, k / 8) low nibbles: elem 128h+32i+l in byte 64h+32(i%2)+l, high nibble when i >= 2
-@group(0) @binding(2) var<storage, read> qh: array<u32>;          // (rows, k / 16) high bit pairs: elem 128h+32i+l in bits 2i.. of byte 32h+l
-@group(0) @binding(3) var<storage, read> sc: array<u32>;          // (rows * k / 256, 4) signed sub-block scales, a byte each
-@group(0) @binding(4) var<storage, read> d: array<u32>;           // (rows * k / 256) f16 block scales, two a word
+@group(0) @binding(1) var<storage, read> ql: array<vec4<u32>>; // (rows * k / 256, 8) low nibbles: elem 128h+32i+l in byte 64h+32(i%2)+l, high nibble when i >= 2
+@group(0) @binding(2) var<storage, read> qh: array<vec4<u32>>; // (rows * k / 256, 4) high bit pairs: elem 128h+32i+l in bits 2i.. of byte 32h+l
+@group(0) @binding(3) var<storage, read> sc: array<u32>;        // (rows * k / 256, 4) signed sub-block scales, a byte each
+@group(0) @binding(4) var<storage, read> d: array<u32>;         // (rows * k / 256) f16 block scales, two a word
 @group(0) @binding(5) var<storage, read> x: array<vec4<f32>>;  // (n, k / 4)
 @group(0) @binding(6) var<storage, read> bias: array<f32>;     // (n_out,) read when has_bias
 @group(0) @binding(7) var<storage, read_write> y: array<f32>;  // (n, n_out)
 
 fn f16_at(words: u32, i: u32) -> f32 {
     return unpack2x16float(words)[i & 1u];
+}
+
+// Four Q6_K values: the nibbles of l at `lshift` with bits hshift.. of h's bytes on top, minus 32.
+fn q6(l: u32, lshift: u32, h: u32, hshift: u32) -> vec4<f32> {
+    let lo = (vec4<u32>(l >> lshift) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFu);
+    let hi = (vec4<u32>(h >> hshift) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(3u);
+    return vec4<f32>(lo | (hi << vec4<u32>(4u))) - 32.0;
 }
 
 // Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
@@ -36,10 +44,29 @@ fn weight4(row: u32, i4: u32) -> vec4<f32> {
     let h = e / 128u;
     let i = (e % 128u) / 32u;
     let l = e % 32u;
-    let lo = (vec4<u32>(ql[b * 32u + 16u * h + 8u * (i % 2u) + l / 4u] >> (4u * (i / 2u))) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFu);
-    let hi = (vec4<u32>(qh[b * 16u + 8u * h + l / 4u] >> (2u * i)) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(3u);
+    let lw = 16u * h + 8u * (i % 2u) + l / 4u;
+    let hw = 8u * h + l / 4u;
     let s = f32(extractBits(bitcast<i32>(sc[b * 4u + e / 64u]), 8u * ((e / 16u) % 4u), 8u));
-    return (f16_at(d[b / 2u], b) * s) * (vec4<f32>(lo | (hi << vec4<u32>(4u))) - 32.0);
+    return (f16_at(d[b / 2u], b) * s) * q6(ql[b * 8u + lw / 4u][lw % 4u], 4u * (i / 2u), qh[b * 4u + hw / 4u][hw % 4u], 2u * i);
+}
+
+// Row `row`'s 32 elements 32u .. 32u + 31 dotted with xs, those elements of x.
+fn dot_unit(row: u32, u: u32, xs: array<vec4<f32>, 8>) -> f32 {
+    let b = row * (params.k / 256u) + u / 8u;
+    let h = (u % 8u) / 4u; // half of the block
+    let i = u % 4u;        // quarter of the half: elements 128h + 32i + l, sub-blocks 8h + 2i (l < 16) and + 1
+    let l0 = ql[b * 8u + 4u * h + 2u * (i % 2u)];
+    let l1 = ql[b * 8u + 4u * h + 2u * (i % 2u) + 1u];
+    let h0 = qh[b * 4u + 2u * h];
+    let h1 = qh[b * 4u + 2u * h + 1u];
+    let ls = 4u * (i / 2u);
+    let hs = 2u * i;
+    let s0 = dot(q6(l0.x, ls, h0.x, hs), xs[0]) + dot(q6(l0.y, ls, h0.y, hs), xs[1]) + dot(q6(l0.z, ls, h0.z, hs), xs[2]) + dot(q6(l0.w, ls, h0.w, hs), xs[3]);
+    let s1 = dot(q6(l1.x, ls, h1.x, hs), xs[4]) + dot(q6(l1.y, ls, h1.y, hs), xs[5]) + dot(q6(l1.z, ls, h1.z, hs), xs[6]) + dot(q6(l1.w, ls, h1.w, hs), xs[7]);
+    let scales = bitcast<i32>(sc[b * 4u + 2u * h + i / 2u]);
+    let sc0 = f32(extractBits(scales, 16u * (i % 2u), 8u));
+    let sc1 = f32(extractBits(scales, 16u * (i % 2u) + 8u, 8u));
+    return f16_at(d[b / 2u], b) * (sc0 * s0 + sc1 * s1);
 }
 
 // ---- decode: one x row ---------------------------------------------------------------------------
@@ -55,10 +82,12 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let last = params.rows - 1u; // rows past the end read the last row and are not written
     let r = min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
     var acc = vec4<f32>(0.0);
-    for (var i4 = li; i4 < params.k / 4u; i4 += MATVEC_WG) {
-        let xv = x[i4];
-        acc += vec4<f32>(dot(weight4(r.x, i4), xv), dot(weight4(r.y, i4), xv),
-                         dot(weight4(r.z, i4), xv), dot(weight4(r.w, i4), xv));
+    for (var u = li; u < params.k / 32u; u += MATVEC_WG) { // threads stride over 32-element units
+        var xs: array<vec4<f32>, 8>;
+        for (var j = 0u; j < 8u; j++) {
+            xs[j] = x[8u * u + j];
+        }
+        acc += vec4<f32>(dot_unit(r.x, u, xs), dot_unit(r.y, u, xs), dot_unit(r.z, u, xs), dot_unit(r.w, u, xs));
     }
     partial[li] = acc;
     for (var s = MATVEC_WG / 2u; s > 0u; s >>= 1u) {

@@ -1,7 +1,8 @@
 // matmul_q8_0: y = x @ W^T (+ bias), W Q8_0 (w = d * q)   ref: reference.matmul   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 4), n = 1
 // Two entry points on one dequantiser: `main` tiles X and W through workgroup memory (prefill),
-// `matvec` streams W once for a single x row (decode). W is one row chunk of the weight
-// (py/wgllm/gpu/weights.py documents the repacked arrays); its rows land at y[:, row_offset + r].
+// `matvec` streams W once for a single x row (decode), a 32-element unit per thread and step.
+// W is one row chunk of the weight (py/wgllm/gpu/weights.py documents the repacked arrays); its
+// rows land at y[:, row_offset + r].
 // Needs k % 32 == 0 and MATVEC_WG a power of two.
 override MATVEC_WG: u32 = 64u;
 const MATVEC_ROWS: u32 = 4u; // output rows per matvec workgroup: each x load serves four rows
@@ -17,7 +18,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> qs: array<u32>;       // (rows, k / 4) int8 quants, four a word
+@group(0) @binding(1) var<storage, read> qs: array<vec4<u32>>; // (rows, k / 16) int8 quants, four a word
 @group(0) @binding(2) var<storage, read> d: array<u32>;        // (rows * k / 32) f16 block scales, two a word
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;  // (n, k / 4)
 @group(0) @binding(4) var<storage, read> bias: array<f32>;     // (n_out,) read when has_bias
@@ -27,12 +28,24 @@ fn f16_at(words: u32, i: u32) -> f32 {
     return unpack2x16float(words)[i & 1u];
 }
 
+fn i8x4(w: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<i32>(vec4<u32>(w) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u)); // sign-extended bytes
+}
+
 // Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
 fn weight4(row: u32, i4: u32) -> vec4<f32> {
-    let w = qs[row * (params.k / 4u) + i4];
     let b = row * (params.k / 32u) + i4 / 8u;
-    let q = vec4<i32>(vec4<u32>(w) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u); // sign-extended bytes
-    return f16_at(d[b / 2u], b) * vec4<f32>(q);
+    return f16_at(d[b / 2u], b) * i8x4(qs[b * 2u + (i4 % 8u) / 4u][i4 % 4u]);
+}
+
+// Row `row`'s 32 elements 32u .. 32u + 31 (block u) dotted with xs, those elements of x.
+fn dot_unit(row: u32, u: u32, xs: array<vec4<f32>, 8>) -> f32 {
+    let b = row * (params.k / 32u) + u;
+    let q0 = qs[2u * b];
+    let q1 = qs[2u * b + 1u];
+    let s = dot(i8x4(q0.x), xs[0]) + dot(i8x4(q0.y), xs[1]) + dot(i8x4(q0.z), xs[2]) + dot(i8x4(q0.w), xs[3])
+          + dot(i8x4(q1.x), xs[4]) + dot(i8x4(q1.y), xs[5]) + dot(i8x4(q1.z), xs[6]) + dot(i8x4(q1.w), xs[7]);
+    return f16_at(d[b / 2u], b) * s;
 }
 
 // ---- decode: one x row ---------------------------------------------------------------------------
@@ -48,10 +61,12 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let last = params.rows - 1u; // rows past the end read the last row and are not written
     let r = min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
     var acc = vec4<f32>(0.0);
-    for (var i4 = li; i4 < params.k / 4u; i4 += MATVEC_WG) {
-        let xv = x[i4];
-        acc += vec4<f32>(dot(weight4(r.x, i4), xv), dot(weight4(r.y, i4), xv),
-                         dot(weight4(r.z, i4), xv), dot(weight4(r.w, i4), xv));
+    for (var u = li; u < params.k / 32u; u += MATVEC_WG) { // threads stride over 32-element units
+        var xs: array<vec4<f32>, 8>;
+        for (var j = 0u; j < 8u; j++) {
+            xs[j] = x[8u * u + j];
+        }
+        acc += vec4<f32>(dot_unit(r.x, u, xs), dot_unit(r.y, u, xs), dot_unit(r.z, u, xs), dot_unit(r.w, u, xs));
     }
     partial[li] = acc;
     for (var s = MATVEC_WG / 2u; s > 0u; s >>= 1u) {

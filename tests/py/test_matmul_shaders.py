@@ -190,3 +190,29 @@ def test_repack_rejects_bad_shapes():
         weights.repack(raw[:-1], T.Q8_0, (2, 32))
     with pytest.raises(ValueError, match="no GPU kernels"):
         weights.repack(raw, T.Q5_1, (2, 32))
+
+
+def test_chained_in_one_encoder_reuses_bind_groups(ctx):
+    """Two matmuls recorded into one encoder (the second reads the first's output); calling again
+    creates no new bind groups or uniforms and gives the same result."""
+    rng = np.random.default_rng(11)
+    raw1, raw2 = random_weight(rng, T.Q4_K, 96, 256), random_weight(rng, T.Q4_0, 64, 96)
+    w1, w2 = dequantized(raw1, T.Q4_K, 96, 256), dequantized(raw2, T.Q4_0, 64, 96)
+    g1 = weights.upload(ctx, weights.repack(raw1.reshape(-1), T.Q4_K, (96, 256)))
+    g2 = weights.upload(ctx, weights.repack(raw2.reshape(-1), T.Q4_0, (64, 96)))
+    for n in (1, 9):
+        x = (rng.standard_normal((n, 256)) + 0.5).astype(np.float32)
+        x_buf, mid, out = ctx.buffer(x), poisoned(ctx, n * 96), poisoned(ctx, n * 64)
+        results, cache_sizes = [], []
+        for _ in range(2):
+            enc = ctx.device.create_command_encoder()
+            weights.matmul(ctx, enc, g1, x_buf, mid, n)
+            weights.matmul(ctx, enc, g2, mid, out, n)
+            ctx.device.queue.submit([enc.finish()])
+            results.append(ctx.read(out, shape=(n, 64)))
+            cache_sizes.append((len(g1._bind_groups), len(g1._params), len(g2._bind_groups), len(g2._params)))
+        assert cache_sizes[0] == cache_sizes[1]
+        np.testing.assert_array_equal(results[0], results[1])
+        got_mid = ctx.read(mid, shape=(n, 96))
+        check("matmul", got_mid, expected_matmul(x, w1, None))
+        check("matmul", results[0], expected_matmul(got_mid, w2, None))

@@ -27,7 +27,16 @@ m[0..8], decoded from GGUF's 12 packed bytes (ggml's get_scale_min_k4); dm is (d
 Q6_K: element 128h + 32i + l (half h, quarter i, l < 32) is the low (i < 2) or high (i >= 2) nibble
 of ql byte 64h + 32(i % 2) + l plus bits 2i..2i+1 of qh byte 32h + l as bits 4-5; sc[16] are the
 signed scales of its sixteen 16-element sub-blocks. f16 and u16 arrays pair elements 2i, 2i+1 in
-word i (low half first), u8/i8 arrays hold four in a word (lowest byte first).
+word i (low half first), u8/i8 arrays hold four in a word (lowest byte first). The quant arrays
+(w, qs, ql, qh) are bound as array<vec4<u32>> or array<vec2<u32>>: their rows are multiples of 16
+(8 for F16/BF16) bytes. Signed and unsigned bytes are unpacked with shifts rather than
+unpack4x8snorm/unorm, which would map -128 to -127 and round q / 127 (the kernels are exact).
+
+Kernels: matmul_<type>.wgsl has `matvec` (n = 1, decode: a workgroup per 4 output rows, each
+thread striding over 32-element units of the row, x loaded once for the 4 rows, a tree reduction
+in workgroup memory) and `main` (n > 1, prefill: 32 x 32 output tiles, W tiles dequantised into
+workgroup memory as they are loaded, 4 x 4 outputs per thread); embedding_<type>.wgsl gathers
+rows. Both dequantise in registers; no float copy of W exists.
 
 The GPU copy is split into chunks of whole rows so that no binding exceeds the adapter's
 maxStorageBufferBindingSize (Gemma-3's 262144 x 640 Q8_0 embedding is 178 MB against 128 MiB);
