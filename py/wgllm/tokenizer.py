@@ -1,0 +1,640 @@
+"""Tokenizers built from GGUF metadata alone, token for token like llama.cpp's llama-vocab.cpp.
+
+Two vocabulary types, chosen by `tokenizer.ggml.model`:
+  "llama": SentencePiece-style (llama, gemma, gemma3). Spaces become U+2581, adjacent symbols are
+           merged greedily by token score, characters without a token fall back to <0xXX> tokens.
+  "gpt2":  byte-level BPE. A pre-tokenizer (chosen by `tokenizer.ggml.pre`) splits the text into
+           words, each word's UTF-8 bytes are mapped to printable characters (GPT-2's byte table),
+           then adjacent symbols are merged by merge rank.
+Before either runs, occurrences of special token texts are split out as single ids
+(llama.cpp's tokenizer_st_partition): user-defined tokens always, control tokens when
+parse_special=True.
+
+llama.cpp's pre-tokenizer is a list of regexes applied one after the other, each splitting every
+piece left by the previous one further (matches and the gaps between them both become pieces).
+The GPT-2, llama3, qwen2 and qwen35 regexes have hand-written splitters in llama.cpp (unicode.cpp)
+with their own small departures from PCRE; `_split_gpt2` and `_split_llama3` mirror those. Every other regex runs the
+way llama.cpp runs it: on a "collapsed" copy of the text where each non-ASCII character is
+replaced by one byte standing for its Unicode category, with \\p{L} etc. rewritten to match those
+bytes. Unicode categories come from Python's unicodedata (llama.cpp ships its own table, built
+from a possibly newer Unicode version: characters assigned since may split differently).
+
+Decoding is llama.cpp's token_to_piece: special and user-defined tokens give their text, byte
+tokens their byte, normal tokens their text with U+2581 -> space (SPM) or the GPT-2 byte table
+reversed (BPE). llama.cpp's BPE "clean_spaces" pass is not applied: it would break
+decode(encode(s)) == s (" ," -> ",").
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from gguf import Keys, TokenType
+
+from wgllm.errors import ModelFormatError
+from wgllm.gguf_io import GGUFFile
+
+# -- Unicode category flags, as llama.cpp's unicode_cpt_flags --------------------------------------
+UNDEFINED, NUMBER, LETTER, SEPARATOR, MARK, PUNCTUATION, SYMBOL, CONTROL = (1 << i for i in range(8))
+WHITESPACE = 0x100
+_CATEGORY_FLAG = {"C": CONTROL, "L": LETTER, "M": MARK, "N": NUMBER, "P": PUNCTUATION, "S": SYMBOL, "Z": SEPARATOR}
+# llama.cpp's whitespace set (Unicode White_Space), narrower than Python's str.isspace()
+_WHITESPACE = set(range(0x09, 0x0E)) | set(range(0x2000, 0x200B)) | {
+    0x20, 0x85, 0xA0, 0x1680, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000}
+
+
+@lru_cache(maxsize=65536)
+def codepoint_flags(ch: str) -> int:
+    """Category flag (one of the eight) | WHITESPACE; never 0 (0 means 'outside the piece')."""
+    cat = unicodedata.category(ch)
+    flags = UNDEFINED if cat == "Cn" else _CATEGORY_FLAG[cat[0]]
+    return flags | (WHITESPACE if ord(ch) in _WHITESPACE else 0)
+
+
+# -- pre-tokenizer regexes (llama.cpp's, verbatim) ----------------------------------------------
+RE_GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
+RE_LLAMA3 = (r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+             r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+RE_QWEN2 = (r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+            r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+RE_QWEN35 = (r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}"
+             r"| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+@dataclass(frozen=True)
+class PreTokenizer:
+    regexes: tuple[str, ...]
+    ignore_merges: bool = False  # a word that is itself a token is not split into merges
+    add_bos: bool = False  # llama.cpp's default when tokenizer.ggml.add_bos_token is absent
+
+
+_DEFAULT = PreTokenizer((r"[\p{P}\$\+<=>\^~\|]+", RE_GPT2, r"\p{N}+", "[0-9][0-9][0-9]"))
+_GPT2 = PreTokenizer((RE_GPT2,))
+_STARCODER = PreTokenizer((r"\p{N}", RE_GPT2))
+_LLAMA3 = PreTokenizer((RE_LLAMA3,), ignore_merges=True, add_bos=True)
+_QWEN2 = PreTokenizer((RE_QWEN2,))
+
+# tokenizer.ggml.pre -> pre-tokenizer, the names llama.cpp maps to the same LLAMA_VOCAB_PRE_TYPE
+PRE_TOKENIZERS: dict[str, PreTokenizer] = {
+    "default": _DEFAULT,
+    **dict.fromkeys(("gpt-2", "phi-2", "mpt", "olmo", "jais", "trillion", "granite-docling", "exaone4"), _GPT2),
+    "falcon": PreTokenizer((r"[\p{P}\$\+<=>\^~\|`]+", RE_GPT2, "[0-9][0-9][0-9]")),
+    **dict.fromkeys(("starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b",
+                     "mellum2"), _STARCODER),
+    **dict.fromkeys(("llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
+                     "jina-v5-nano"), _LLAMA3),
+    **dict.fromkeys(("dbrx", "smaug-bpe"), PreTokenizer((RE_LLAMA3,))),
+    **dict.fromkeys(("qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "megrez", "stablelm2", "hunyuan",
+                     "solar-open", "grok-2"), _QWEN2),
+    "qwen35": PreTokenizer((RE_QWEN35,)),
+}
+
+# -- splitting ----------------------------------------------------------------------------------
+# A splitter takes the text's characters, their flags and one piece [start, end) and returns the
+# end offsets of the sub-pieces it cuts the piece into.
+
+
+def _split_gpt2(cps: str, flags: list[int], start: int, end: int) -> list[int]:
+    """llama.cpp's unicode_regex_split_custom_gpt2 (RE_GPT2)."""
+    def flag(p: int) -> int:
+        return flags[p] if p < end else 0
+
+    ends, pos = [], start
+    while pos < end:
+        c, f = cps[pos], flags[pos]
+        if c == "'" and pos + 1 < end:  # 's|'t|'re|'ve|'m|'ll|'d
+            if cps[pos + 1] in "stmd":
+                pos += 2
+                ends.append(pos)
+                continue
+            if pos + 2 < end and cps[pos + 1 : pos + 3] in ("re", "ve", "ll"):
+                pos += 3
+                ends.append(pos)
+                continue
+        f2 = flag(pos + 1) if c == " " else f  # the class of the word, after an optional space
+        if f2 & (LETTER | NUMBER):  # ' ?\p{L}+' | ' ?\p{N}+'
+            cls = f2 & (LETTER | NUMBER)
+            pos += c == " "
+            while flag(pos) & cls:
+                pos += 1
+        elif f2 and not f2 & (WHITESPACE | LETTER | NUMBER):  # ' ?[^\s\p{L}\p{N}]+'
+            pos += c == " "
+            while flag(pos) and not flag(pos) & (WHITESPACE | LETTER | NUMBER):
+                pos += 1
+        else:
+            pos = _whitespace_run(cps, flags, pos, end, newlines=False)
+        ends.append(pos)
+    return ends
+
+
+def _whitespace_run(cps: str, flags: list[int], pos: int, end: int, newlines: bool) -> int:
+    """The end of '\\s*[\\r\\n]+' (when `newlines`) | '\\s+(?!\\S)' | '\\s+' | any one character.
+
+    llama.cpp's '\\s+(?!\\S)' leaves the last whitespace for the next word only when a character
+    follows inside the piece; at the piece's end the whole run is taken.
+    """
+    n, last_newline_end = 0, 0
+    while pos + n < end and flags[pos + n] & WHITESPACE:
+        if newlines and cps[pos + n] in "\r\n":
+            last_newline_end = pos + n + 1
+        n += 1
+    if last_newline_end:
+        return last_newline_end
+    if n > 1 and pos + n < end:
+        return pos + n - 1
+    return pos + max(n, 1)
+
+
+def _split_llama3(cps: str, flags: list[int], start: int, end: int, max_digits: int, marks: bool) -> list[int]:
+    """llama.cpp's custom llama3 (max_digits=3), qwen2 (1) and qwen35 (1, marks=True) splitters."""
+    def flag(p: int) -> int:
+        return flags[p] if p < end else 0
+
+    word = LETTER | (MARK if marks else 0)
+    other = WHITESPACE | NUMBER | word
+    ends, pos = [], start
+    while pos < end:
+        c, f = cps[pos], flags[pos]
+        if c == "'" and pos + 1 < end:  # (?i:'s|'t|'re|'ve|'m|'ll|'d)
+            if cps[pos + 1].lower() in "stmd":
+                pos += 2
+                ends.append(pos)
+                continue
+            if pos + 2 < end and cps[pos + 1 : pos + 3].lower() in ("re", "ve", "ll"):
+                pos += 3
+                ends.append(pos)
+                continue
+        if c not in "\r\n" and not f & NUMBER and (f & word or flag(pos + 1) & word):
+            pos += 1  # [^\r\n\p{L}\p{N}]?\p{L}+
+            while flag(pos) & word:
+                pos += 1
+            ends.append(pos)
+            continue
+        if f & NUMBER:  # \p{N}{1,max_digits}: a digit run cut into groups from the left
+            run_start = pos
+            while flag(pos) & NUMBER:
+                pos += 1
+            ends.extend(range(run_start + max_digits, pos, max_digits))
+            ends.append(pos)
+            continue
+        f2 = flag(pos + 1) if c == " " else f
+        if not f2 & other:  # ' ?[^\s\p{L}\p{N}]+[\r\n]*'
+            pos += c == " "
+            while flag(pos) and not flag(pos) & other:
+                pos += 1
+            while pos < end and cps[pos] in "\r\n":
+                pos += 1
+        else:
+            pos = _whitespace_run(cps, flags, pos, end, newlines=True)
+        ends.append(pos)
+    return ends
+
+
+# Everywhere else llama.cpp runs std::regex on a collapsed text: ASCII stays, other characters
+# become one byte per category (whitespace: \v), and \p{X} in the regex matches that byte plus the
+# category's ASCII members. Python's re with re.ASCII matches like std::regex in the C locale.
+_COLLAPSED = {NUMBER: "\xd1", LETTER: "\xd2", PUNCTUATION: "\xd3", MARK: "\xd4", SYMBOL: "\xd5"}
+_CATEGORY_CLASS = {
+    "N": "\xd10-9",
+    "L": "\xd2A-Za-z",
+    "P": "\xd3!-#%-*,-/:-;?-@\\[-\\]_\\{\\}",
+    "M": "\xd4",
+    "S": "\xd5\\$\\+<->\\^`\\|~",
+}
+_CATEGORY_NAMES = {**{c: c for c in _CATEGORY_CLASS}, **dict.fromkeys(("Lu", "Ll", "Lt", "Lm", "Lo"), "L")}
+
+
+def _collapse(text: str, flags: list[int]) -> str:
+    return "".join(
+        c if c < "\x80" else "\x0b" if f & WHITESPACE else _COLLAPSED.get(f & 0xFF, "\xd0") for c, f in zip(text, flags)
+    )
+
+
+@lru_cache(maxsize=None)
+def _collapsed_regex(regex: str) -> re.Pattern[str]:
+    out, inside, i = [], False, 0
+    while i < len(regex):
+        c = regex[i]
+        if c == "[" and (i == 0 or regex[i - 1] != "\\"):
+            inside = True
+        elif c == "]" and inside and regex[i - 1] != "\\":
+            inside = False
+        elif regex.startswith("\\p{", i):
+            close = regex.index("}", i)
+            cls = _CATEGORY_CLASS[_CATEGORY_NAMES[regex[i + 3 : close]]]
+            out.append(cls if inside else f"[{cls}]")
+            i = close + 1
+            continue
+        out.append(c)
+        i += 1
+    return re.compile("".join(out), re.ASCII)
+
+
+def _split_regex(regex: str, collapsed: str, start: int, end: int) -> list[int]:
+    """Matches and the gaps between them, as std::regex_iterator over the piece sees them."""
+    ends, prev = [], 0
+    for m in _collapsed_regex(regex).finditer(collapsed[start:end]):
+        s, e = m.span()
+        if s > prev:
+            ends.append(start + s)
+        if e > s:
+            ends.append(start + e)
+        prev = max(prev, e)
+    if start + prev < end:
+        ends.append(end)
+    return ends
+
+
+_CUSTOM_SPLITTERS = {
+    RE_GPT2: _split_gpt2,
+    RE_LLAMA3: lambda t, f, s, e: _split_llama3(t, f, s, e, max_digits=3, marks=False),
+    RE_QWEN2: lambda t, f, s, e: _split_llama3(t, f, s, e, max_digits=1, marks=False),
+    RE_QWEN35: lambda t, f, s, e: _split_llama3(t, f, s, e, max_digits=1, marks=True),
+}
+
+
+def pre_tokenize(text: str, pre: PreTokenizer) -> list[str]:
+    """Split `text` into words, each regex of `pre` cutting every piece the previous ones left."""
+    flags = [codepoint_flags(c) for c in text]
+    collapsed = None
+    ends = [len(text)] if text else []
+    for regex in pre.regexes:
+        splitter = _CUSTOM_SPLITTERS.get(regex)
+        if splitter is None and collapsed is None:
+            collapsed = _collapse(text, flags)
+        new_ends, start = [], 0
+        for end in ends:
+            if splitter is not None:
+                new_ends += splitter(text, flags, start, end)
+            else:
+                new_ends += _split_regex(regex, collapsed, start, end)
+            start = end
+        ends = new_ends
+    return [text[a:b] for a, b in zip([0, *ends], ends)]
+
+
+def _gpt2_byte_chars() -> list[str]:
+    """GPT-2's byte -> printable character table: printable Latin-1 bytes stand for themselves,
+    the other 68 bytes take U+0100, U+0101, ... in byte order."""
+    keep = {*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)}
+    chars, n = [], 0
+    for b in range(256):
+        if b in keep:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + n))
+            n += 1
+    return chars
+
+
+BYTE_CHARS = _gpt2_byte_chars()
+_CHAR_TO_BYTE = {c: b for b, c in enumerate(BYTE_CHARS)}
+SPM_SPACE = "\u2581"
+
+# texts llama.cpp's vocab loader treats as end of generation (besides eos/eot/eom and fim pad/rep/sep)
+_EOG_TEXTS = {
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>",
+    "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
+    "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>", "<｜end▁of▁sentence｜>", "[e~[",
+}
+# special ids llama.cpp finds by text when the metadata does not give them (it takes the first
+# match in hash order, here the lowest id)
+_FOUND_BY_TEXT = {
+    Keys.Tokenizer.EOT_ID: ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
+                            "<EOT>", "_<EOT>", "[EOT]", "<｜end▁of▁sentence｜>", "<end_of_utterance>"),
+    Keys.Tokenizer.EOM_ID: ("<|eom_id|>",),
+    Keys.Tokenizer.FIM_PAD_ID: ("<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"),
+    Keys.Tokenizer.FIM_REP_ID: ("<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"),
+    Keys.Tokenizer.FIM_SEP_ID: ("<|file_sep|>",),
+}
+_SPECIAL = (TokenType.CONTROL, TokenType.UNKNOWN, TokenType.USER_DEFINED)
+SUPPORTED_MODELS = ("llama", "gpt2")
+
+
+class Tokenizer:
+    """A GGUF file's tokenizer. Build it with `Tokenizer.from_gguf`."""
+
+    vocab_size: int
+    bos_id: int | None
+    eos_id: int | None
+    unk_id: int | None
+    eog_ids: set[int]  # ids that end generation, as llama.cpp's vocab loader derives them
+    add_bos: bool  # whether encode(add_special=True) starts with bos
+    add_eos: bool
+    add_space_prefix: bool  # SPM: a space is put before text that starts the input or follows a special token
+
+    @classmethod
+    def from_gguf(cls, gguf: GGUFFile) -> "Tokenizer":
+        return cls(gguf.metadata, str(gguf.path))
+
+    def __init__(self, metadata: dict, source: str = "<metadata>"):
+        self.source = source
+        model = metadata.get(Keys.Tokenizer.MODEL)
+        if model is None:
+            raise self._error(f"missing metadata key {Keys.Tokenizer.MODEL}; supported: {', '.join(SUPPORTED_MODELS)}")
+        if model not in SUPPORTED_MODELS:
+            raise self._error(f"{Keys.Tokenizer.MODEL} = {model!r} is not supported; supported: {', '.join(SUPPORTED_MODELS)}")
+        self.kind = "spm" if model == "llama" else "bpe"
+        self._load_vocab(metadata)
+        if self.kind == "bpe":
+            pre_name = metadata.get(Keys.Tokenizer.PRE) or "default"  # llama.cpp: missing -> default
+            if pre_name not in PRE_TOKENIZERS:
+                raise self._error(f"{Keys.Tokenizer.PRE} = {pre_name!r} is not a supported pre-tokenizer; "
+                                  f"supported: {', '.join(sorted(PRE_TOKENIZERS))}")
+            self.pre: PreTokenizer | None = PRE_TOKENIZERS[pre_name]
+            self._load_merges(metadata)
+            defaults = {"bos": 11, "eos": 11, "unk": None}  # llama.cpp's BPE defaults
+        else:
+            self.pre = None
+            if self.scores is None:
+                raise self._error(f"SentencePiece vocabulary without {Keys.Tokenizer.SCORES}")
+            defaults = {"bos": 1, "eos": 2, "unk": 0}
+        self.bos_id = self._special_id(metadata, Keys.Tokenizer.BOS_ID, defaults["bos"])
+        self.eos_id = self._special_id(metadata, Keys.Tokenizer.EOS_ID, defaults["eos"])
+        self.unk_id = self._special_id(metadata, Keys.Tokenizer.UNK_ID, defaults["unk"])
+        self.add_bos = self._flag(metadata, Keys.Tokenizer.ADD_BOS, self.kind == "spm" or self.pre.add_bos)
+        self.add_eos = self._flag(metadata, Keys.Tokenizer.ADD_EOS, False)
+        self.add_space_prefix = self.kind == "spm" and self._flag(metadata, Keys.Tokenizer.ADD_PREFIX, True)
+        self.eog_ids = self._end_of_generation_ids(metadata)
+        # special tokens are split out of the text longest first (llama.cpp sorts by byte length)
+        special = [i for i, t in enumerate(self.types) if t in _SPECIAL]
+        special.sort(key=lambda i: (-len(self.tokens[i].encode()), i))
+        self._special = [(i, self.tokens[i], self.types[i] != TokenType.USER_DEFINED) for i in special]
+        # SPM: characters without a token fall back to one token per UTF-8 byte
+        self._byte_ids = [self._find_byte_token(b) for b in range(256)] if self.kind == "spm" else []
+
+    # -- loading ---------------------------------------------------------------------------------
+    def _error(self, what: str) -> ModelFormatError:
+        return ModelFormatError(f"{self.source}: tokenizer: {what}")
+
+    def _load_vocab(self, metadata: dict) -> None:
+        tokens = metadata.get(Keys.Tokenizer.LIST)
+        if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+            raise self._error(f"missing or invalid {Keys.Tokenizer.LIST} (expected a non-empty array of strings)")
+        n = len(tokens)
+        # llama.cpp renames empty tokens so that every text maps back to one id
+        self.tokens = [t if t else f"[EMPTY_{i}]" for i, t in enumerate(tokens)]
+        self.vocab_size = n
+        self.token_to_id = {t: i for i, t in enumerate(self.tokens)}
+        if len(self.token_to_id) != n:
+            seen: set[str] = set()
+            dup = next(t for t in self.tokens if t in seen or seen.add(t))
+            raise self._error(f"{Keys.Tokenizer.LIST} holds {dup!r} more than once")
+        self.scores = self._array(metadata, Keys.Tokenizer.SCORES, n, np.number)  # float32 or int32
+        types = self._array(metadata, Keys.Tokenizer.TOKEN_TYPE, n, np.integer)
+        valid = {int(t) for t in TokenType}
+        self.types = [TokenType.NORMAL] * n if types is None else [TokenType(t) if t in valid else 0 for t in types.tolist()]
+        for i, t in enumerate(self.types):
+            if t == TokenType.BYTE and not re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", self.tokens[i]):
+                raise self._error(f"byte token {i} is {self.tokens[i]!r}, expected the form <0xXX>")
+        if self.scores is not None:
+            self.scores = self.scores.astype(np.float32).tolist()
+
+    def _array(self, metadata: dict, key: str, n: int, kind: type) -> np.ndarray | None:
+        value = metadata.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, np.ndarray) or not np.issubdtype(value.dtype, kind):
+            raise self._error(f"{key} is {type(value).__name__}, expected a numeric array")
+        if len(value) != n:
+            raise self._error(f"{key} has {len(value)} entries but {Keys.Tokenizer.LIST} has {n}")
+        return value
+
+    def _load_merges(self, metadata: dict) -> None:
+        merges = metadata.get(Keys.Tokenizer.MERGES)
+        if not isinstance(merges, list):
+            raise self._error(f"byte-level BPE needs {Keys.Tokenizer.MERGES} (an array of 'left right' strings)")
+        self.bpe_ranks: dict[tuple[str, str], int] = {}
+        for rank, merge in enumerate(merges):
+            cut = merge.find(" ", 1) if isinstance(merge, str) else -1
+            left, right = (merge[:cut], merge[cut + 1 :]) if cut > 0 else ("", "")
+            for part in (left, right, left + right):
+                if part not in self.token_to_id:
+                    raise self._error(f"merge {rank} ({merge!r}) refers to {part!r}, which is not in {Keys.Tokenizer.LIST}")
+            self.bpe_ranks.setdefault((left, right), rank)  # a repeated merge keeps its first rank
+
+    def _special_id(self, metadata: dict, key: str, default: int | None) -> int | None:
+        value = metadata.get(key)
+        if value is None:  # llama.cpp's per-model default, dropped when the vocabulary is smaller
+            return default if default is not None and default < self.vocab_size else None
+        if not isinstance(value, int) or not 0 <= value < self.vocab_size:
+            raise self._error(f"{key} = {value!r} is not a token id (the vocabulary has {self.vocab_size} tokens)")
+        return value
+
+    def _flag(self, metadata: dict, key: str, default: bool) -> bool:
+        value = metadata.get(key, default)
+        if not isinstance(value, bool):
+            raise self._error(f"{key} = {value!r}, expected a bool")
+        return value
+
+    def _end_of_generation_ids(self, metadata: dict) -> set[int]:
+        """llama.cpp's special_eog_ids; tokens it marks this way also become CONTROL tokens."""
+        eog = set()
+        for key, texts in _FOUND_BY_TEXT.items():
+            tid = self._special_id(metadata, key, None)
+            if tid is None:
+                found = [self.token_to_id[t] for t in texts if t in self.token_to_id]
+                tid = min(found) if found else None
+                if tid is not None:
+                    self.types[tid] = TokenType.CONTROL
+            if tid is not None:  # eot, eom, fim pad/rep/sep all end generation
+                eog.add(tid)
+        for text in _EOG_TEXTS:
+            tid = self.token_to_id.get(text)
+            if tid is not None:
+                eog.add(tid)
+                self.types[tid] = TokenType.CONTROL
+        if self.eos_id is not None:
+            eog.add(self.eos_id)
+        texts = {self.tokens[i]: i for i in eog}
+        # o200k_harmony / solar-open: <|end|> ends a message, not the generation
+        if "<|end|>" in texts and (("<|return|>" in texts and "<|call|>" in texts)
+                                   or ("<|calls|>" in texts and "<|flush|>" in texts)):
+            eog.discard(texts["<|end|>"])
+            self.types[texts["<|end|>"]] = TokenType.USER_DEFINED
+        # gemma4 and plamo2 have a normal </s> token
+        if "</s>" in texts and ("<|tool_response>" in texts or "<|plamo:eos|>" in texts):
+            eog.discard(texts["</s>"])
+            self.types[texts["</s>"]] = TokenType.NORMAL
+        return eog
+
+    def _find_byte_token(self, b: int) -> int | None:
+        """llama.cpp's SPM byte_to_token: the token <0xXX>, else the byte itself as a token."""
+        for text in (f"<0x{b:02X}>", chr(b) if b < 0x80 else None):
+            if text is not None and text in self.token_to_id:
+                return self.token_to_id[text]
+        return None
+
+    # -- encoding --------------------------------------------------------------------------------
+    def encode(self, text: str, add_special: bool = False, parse_special: bool = False) -> list[int]:
+        """Token ids of `text`. add_special: bos/eos as the model asks (add_bos, add_eos).
+        parse_special: control-token texts in `text` (e.g. <|im_start|>) become their ids."""
+        if not isinstance(text, str):
+            raise TypeError(f"encode expects a str, got {type(text).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"text is not valid Unicode: {e.reason} at index {e.start}") from None
+        out: list[int] = []
+        if add_special and self.add_bos:
+            out.append(self._required(self.bos_id, "bos"))
+        prev_special = True  # SPM: the first text fragment gets the space prefix too
+        for fragment in self._partition(text, parse_special):
+            if isinstance(fragment, int):
+                out.append(fragment)
+                prev_special = True
+            elif self.kind == "spm":
+                prefix = " " if self.add_space_prefix and prev_special else ""
+                self._encode_spm((prefix + fragment).replace(" ", SPM_SPACE), out)
+                prev_special = False
+            else:
+                for word in pre_tokenize(fragment, self.pre):
+                    self._encode_bpe_word("".join(BYTE_CHARS[b] for b in word.encode()), out)
+        if add_special and self.add_eos:
+            out.append(self._required(self.eos_id, "eos"))
+        return out
+
+    def _required(self, tid: int | None, name: str) -> int:
+        if tid is None:
+            raise ValueError(f"{self.source}: the model asks for a {name} token but its vocabulary has none")
+        return tid
+
+    def _partition(self, text: str, parse_special: bool) -> list[str | int]:
+        """Split out special token texts, longest first (llama.cpp's tokenizer_st_partition).
+        User-defined tokens are always split out, control and unknown ones only with parse_special."""
+        fragments: list[str | int] = [text] if text else []
+        for tid, token, is_control in self._special:
+            if is_control and not parse_special:
+                continue
+            if not any(isinstance(f, str) and token in f for f in fragments):
+                continue
+            new: list[str | int] = []
+            for f in fragments:
+                if isinstance(f, int) or token not in f:
+                    new.append(f)
+                    continue
+                pieces = f.split(token)
+                for k, piece in enumerate(pieces):
+                    if k:
+                        new.append(tid)
+                    if piece:
+                        new.append(piece)
+            fragments = new
+        return fragments
+
+    def _encode_spm(self, text: str, out: list[int]) -> None:
+        """llama.cpp's SPM: start from single characters, repeatedly merge the adjacent pair whose
+        concatenation is the token with the highest score (ties: the leftmost pair)."""
+        n = len(text)
+        if not n:
+            return
+        # symbol i starts at character i; length[i] == 0 once merged into its left neighbour
+        length, prev, nxt = [1] * n, list(range(-1, n - 1)), [*range(1, n), -1]
+        heap: list[tuple[float, int, int, int]] = []
+
+        def push(left: int, right: int) -> None:
+            if left < 0 or right < 0:
+                return
+            size = length[left] + length[right]
+            tid = self.token_to_id.get(text[left : left + size])
+            if tid is not None:
+                heapq.heappush(heap, (-self.scores[tid], left, right, size))
+
+        for i in range(1, n):
+            push(i - 1, i)
+        while heap:
+            _, left, right, size = heapq.heappop(heap)
+            if not length[left] or not length[right] or length[left] + length[right] != size:
+                continue  # one side changed since this pair was queued
+            length[left], length[right] = size, 0
+            nxt[left] = nxt[right]
+            if nxt[right] >= 0:
+                prev[nxt[right]] = left
+            push(prev[left], left)
+            push(left, nxt[left])
+        i = 0
+        while i >= 0:
+            piece = text[i : i + length[i]]
+            tid = self.token_to_id.get(piece)
+            if tid is not None:
+                out.append(tid)
+            else:  # only single characters can be left without a token
+                out.extend(self._byte_token(b, piece) for b in piece.encode())
+            i = nxt[i]
+
+    def _encode_bpe_word(self, word: str, out: list[int]) -> None:
+        """llama.cpp's BPE on one byte-encoded word: repeatedly merge the adjacent pair with the
+        lowest merge rank (ties: the leftmost pair)."""
+        if self.pre.ignore_merges and word in self.token_to_id:
+            out.append(self.token_to_id[word])
+            return
+        symbols = list(word)  # "" once merged into the left neighbour
+        n = len(symbols)
+        prev, nxt = list(range(-1, n - 1)), [*range(1, n), -1]
+        heap: list[tuple[int, int, int, str]] = []
+
+        def push(left: int, right: int) -> None:
+            if left < 0 or right < 0:
+                return
+            rank = self.bpe_ranks.get((symbols[left], symbols[right]))
+            if rank is not None:
+                heapq.heappush(heap, (rank, left, right, symbols[left] + symbols[right]))
+
+        for i in range(1, n):
+            push(i - 1, i)
+        while heap:
+            _, left, right, merged = heapq.heappop(heap)
+            if not symbols[left] or not symbols[right] or symbols[left] + symbols[right] != merged:
+                continue  # one side changed since this pair was queued
+            symbols[left], symbols[right] = merged, ""
+            nxt[left] = nxt[right]
+            if nxt[right] >= 0:
+                prev[nxt[right]] = left
+            push(prev[left], left)
+            push(left, nxt[left])
+        for symbol in symbols:
+            if not symbol:
+                continue
+            # merges only make tokens, so a symbol without one is a byte the vocabulary lacks
+            # (SmolLM2 has no 0x04 or 0xF1): llama.cpp and transformers both leave it out
+            tid = self.token_to_id.get(symbol)
+            if tid is not None:
+                out.append(tid)
+
+    def _byte_token(self, b: int, text: str) -> int:
+        """SPM byte fallback; a vocabulary without <0xXX> tokens gives its unknown token instead."""
+        tid = self._byte_ids[b] if self._byte_ids[b] is not None else self.unk_id
+        if tid is None:
+            raise ValueError(f"{self.source}: no token for byte 0x{b:02X} of {text!r} and no unknown token")
+        return tid
+
+    # -- decoding --------------------------------------------------------------------------------
+    def token_bytes(self, id: int) -> bytes:
+        """The bytes token `id` stands for (llama.cpp's token_to_piece with special=true).
+        Special and user-defined tokens give their text; unused tokens give nothing."""
+        if not isinstance(id, (int, np.integer)) or not 0 <= id < self.vocab_size:
+            raise ValueError(f"token id {id!r} is outside the vocabulary (0..{self.vocab_size - 1}) of {self.source}")
+        text, kind = self.tokens[id], self.types[id]
+        if kind in _SPECIAL:
+            return text.encode()
+        if kind == TokenType.BYTE:
+            return bytes([int(text[3:5], 16)])
+        if kind != TokenType.NORMAL:
+            return b""
+        if self.kind == "spm":
+            return text.replace(SPM_SPACE, " ").encode()
+        # characters outside GPT-2's byte table (none in a well-formed vocabulary) stand for themselves
+        return b"".join(bytes([_CHAR_TO_BYTE[c]]) if c in _CHAR_TO_BYTE else c.encode() for c in text)
+
+    def decode(self, ids: list[int]) -> str:
+        """The text of `ids`; invalid UTF-8 becomes U+FFFD. With add_space_prefix (SPM), one
+        leading space of the first token is dropped, as encode put it there."""
+        data = b"".join(self.token_bytes(i) for i in ids)
+        if self.add_space_prefix and ids and data.startswith(b" ") and self.token_bytes(ids[0]).startswith(b" "):
+            data = data[1:]
+        return data.decode("utf-8", errors="replace")
