@@ -216,3 +216,14 @@ def test_chained_in_one_encoder_reuses_bind_groups(ctx):
         got_mid = ctx.read(mid, shape=(n, 96))
         check("matmul", got_mid, expected_matmul(x, w1, None))
         check("matmul", results[0], expected_matmul(got_mid, w2, None))
+
+
+def test_shared_kernel_text_is_identical_across_types():
+    """Each matmul_<type>.wgsl repeats the same `matvec` and `main` (WGSL has no includes): only the
+    dequantiser above them may differ, so a fix to one kernel must reach all nine files."""
+    from wgllm.gpu.runtime import SHADER_DIR
+
+    tails = {t.name: (SHADER_DIR / f"matmul_{t.name.lower()}.wgsl").read_text().split("// ---- decode", 1)[1] for t in TYPES}
+    assert len(set(tails.values())) == 1, {name: hash(tail) for name, tail in tails.items()}
+    entries = {t.name: (SHADER_DIR / f"embedding_{t.name.lower()}.wgsl").read_text().split("@compute", 1)[1] for t in TYPES}
+    assert len(set(entries.values())) == 1
