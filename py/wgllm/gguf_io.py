@@ -139,6 +139,8 @@ class GGUFFile:
             raise ModelFormatError(f"{self.path}: not a GGUF file (expected the magic bytes 'GGUF' at the start)")
         self.version = cur.u32("version")
         if self.version not in SUPPORTED_VERSIONS:
+            if int.from_bytes(self.version.to_bytes(4, "little"), "big") in SUPPORTED_VERSIONS:
+                raise cur.fail("it is a big-endian GGUF file; wgllm reads little-endian ones")
             raise cur.fail(f"version {self.version} is not one of {SUPPORTED_VERSIONS}")
         n_tensors = cur.u64("tensor count")
         n_kv = cur.u64("metadata count")
@@ -147,6 +149,8 @@ class GGUFFile:
         self.metadata: dict[str, Any] = {}
         for _ in range(n_kv):
             key = cur.string("metadata key")
+            if key in self.metadata:
+                raise cur.fail(f"metadata key {key} appears twice")
             vtype = cur.u32(f"value type of {key}")
             self.metadata[key] = cur.value(vtype, key)
         infos = []
@@ -243,9 +247,16 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; the result gets a normal file's mode
     try:
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

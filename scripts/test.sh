@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up this machine (scripts/setup.sh) and run every Python test; exits non-zero on any failure.
+#   bash scripts/test.sh [pytest args...]
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+bash scripts/setup.sh
+exec .venv/bin/python -m pytest tests/py "$@"
