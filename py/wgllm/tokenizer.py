@@ -198,6 +198,8 @@ def _split_llama3(cps: str, flags: list[int], start: int, end: int, max_digits: 
 # Everywhere else llama.cpp runs std::regex on a collapsed text: ASCII stays, other characters
 # become one byte per category (whitespace: \v), and \p{X} in the regex matches that byte plus the
 # category's ASCII members. Python's re with re.ASCII matches like std::regex in the C locale.
+# (llama.cpp runs a regex without \p classes on the raw text instead; the only such regex in
+# PRE_TOKENIZERS, [0-9][0-9][0-9], matches the same either way.)
 _COLLAPSED = {NUMBER: "\xd1", LETTER: "\xd2", PUNCTUATION: "\xd3", MARK: "\xd4", SYMBOL: "\xd5"}
 _CATEGORY_CLASS = {
     "N": "\xd10-9",
