@@ -1,0 +1,7 @@
+// Modules that exist only at build time (see build.mjs).
+
+declare module "wgllm:shaders" {
+  /** op name -> WGSL source of shaders/<op>.wgsl */
+  const sources: Readonly<Record<string, string>>;
+  export default sources;
+}
