@@ -97,7 +97,14 @@ def _vocab_size(arch: str, vocab_file: Path) -> int:
     return Tokenizer.from_file(str(vocab_file / "tokenizer.json")).get_vocab_size()
 
 
-def config_for(arch: str, vocab_size: int) -> transformers.PretrainedConfig:
+def config_for(arch: str, vocab_size: int, **overrides) -> transformers.PretrainedConfig:
+    config = _base_config(arch, vocab_size)
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def _base_config(arch: str, vocab_size: int) -> transformers.PretrainedConfig:
     common = dict(vocab_size=vocab_size, hidden_size=64, num_attention_heads=4, max_position_embeddings=128)
     if arch == "llama":
         return transformers.LlamaConfig(
@@ -182,10 +189,10 @@ def randomise(model: torch.nn.Module, arch: str, seed: int) -> None:
                 p.copy_(noise / fan_in**0.5)
 
 
-def build_tiny_model(arch: str, folder: Path, seed: int = 0) -> TinyModel:
+def build_tiny_model(arch: str, folder: Path, seed: int = 0, **overrides) -> TinyModel:
     folder.mkdir(parents=True, exist_ok=True)
     vocab_file = _spm_tokenizer(folder, arch.startswith("gemma")) if arch in SPM_ARCHS else _bpe_tokenizer(folder)
-    config = config_for(arch, _vocab_size(arch, vocab_file))
+    config = config_for(arch, _vocab_size(arch, vocab_file), **overrides)
     config._attn_implementation = "eager"
     torch.manual_seed(seed)
     model = getattr(transformers, _MODEL_CLASSES[arch])(config).float().eval()
@@ -195,18 +202,20 @@ def build_tiny_model(arch: str, folder: Path, seed: int = 0) -> TinyModel:
 
 
 _ROOT: Path | None = None
-_CACHE: dict[str, TinyModel] = {}
+_CACHE: dict[tuple, TinyModel] = {}
 
 
-def tiny_model(arch: str) -> TinyModel:
-    """The tiny `arch` model, built once per process."""
+def tiny_model(arch: str, **overrides) -> TinyModel:
+    """The tiny `arch` model (config fields changed by `overrides`), built once per process."""
     global _ROOT
-    if arch not in _CACHE:
+    key = (arch, *sorted(overrides.items()))
+    if key not in _CACHE:
         if _ROOT is None:
             _ROOT = Path(tempfile.mkdtemp(prefix="wgllm-tiny-"))
             atexit.register(shutil.rmtree, _ROOT, True)
-        _CACHE[arch] = build_tiny_model(arch, _ROOT / f"tiny-{arch}")
-    return _CACHE[arch]
+        suffix = "".join(f"-{k}{v}" for k, v in sorted(overrides.items()))
+        _CACHE[key] = build_tiny_model(arch, _ROOT / f"tiny-{arch}{suffix}", **overrides)
+    return _CACHE[key]
 
 
 def copy_tokenizer(src: Path, dst: Path) -> None:

@@ -137,7 +137,7 @@ class GpuEngine:
     def mat(self, name: str):
         if name not in self._weights:
             t = self.model.gguf.tensor(name)
-            self._weights[name] = self._gw.upload(self.ctx, self._gw.repack(t.raw, t.ggml_type, t.shape), label=name)
+            self._weights[name] = self._gw.upload(self.ctx, self._gw.repack(t.raw, t.ggml_type, t.shape, name=f"{self.model.path}: {name}"), label=name)
         return self._weights[name]
 
     # -- program -------------------------------------------------------------------------------
