@@ -207,13 +207,7 @@ def cmd_detokenize(args: argparse.Namespace) -> None:
 # -- logits / generate -----------------------------------------------------------------------------
 
 
-def _check_backend(backend: str) -> None:
-    if backend == "gpu":
-        raise UsageError("the gpu backend is not available yet; use --backend reference")
-
-
 def cmd_logits(args: argparse.Namespace) -> None:
-    _check_backend(args.backend)
     from wgllm import reference
     from wgllm.gguf_io import atomic_output
     from wgllm.model import load_model
@@ -222,37 +216,41 @@ def cmd_logits(args: argparse.Namespace) -> None:
     if not ids:
         raise UsageError("--ids: give at least one token id")
     model = load_model(args.model)
-    logits = np.asarray(reference.forward(model, ids), dtype=np.float32)  # (len(ids), vocab)
+    if args.backend == "gpu":
+        from wgllm.gpu.engine import GpuEngine
+
+        logits = GpuEngine(model, max_tokens=len(ids), all_logits=True).forward_logits(ids, 0)
+    else:
+        logits = np.asarray(reference.forward(model, ids), dtype=np.float32)  # (len(ids), vocab)
     with atomic_output(args.out) as tmp, open(tmp, "wb") as f:  # a file object: np.save adds no suffix
         np.save(f, logits)
     print(f"wrote {args.out}: float32 logits of shape {logits.shape}", file=sys.stderr)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    _check_backend(args.backend)
-    from wgllm.generation import check_sampling_options, generate
-    from wgllm.model import load_model
+    from wgllm.generation import check_sampling_options
+    from wgllm.inference import LlmInference
 
     check_sampling_options(args.max_tokens, args.top_k, args.temperature, args.seed)  # before any download
     if args.model is None:
         from wgllm.assets import default_model_path
 
         args.model = str(default_model_path())
-    model = load_model(args.model)
+    llm = LlmInference.create_from_options(
+        args.model,
+        max_tokens=args.max_tokens,
+        top_k=args.top_k,
+        temperature=args.temperature,
+        random_seed=args.seed,
+        backend=args.backend,
+    )
 
     def listener(piece: str, done: bool) -> None:
         sys.stdout.write(piece + ("\n" if done else ""))
         sys.stdout.flush()
 
-    generate(
-        model,
-        args.prompt,
-        max_tokens=args.max_tokens,
-        top_k=args.top_k,
-        temperature=args.temperature,
-        seed=args.seed,
-        listener=listener,
-    )
+    with llm:
+        llm.generate_response(args.prompt, listener=listener)
 
 
 # -- main ------------------------------------------------------------------------------------------

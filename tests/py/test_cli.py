@@ -108,8 +108,8 @@ def test_errors_exit_2_with_a_message(smollm2_path, tmp_path):
     bad_list = tmp_path / "bad.json"
     bad_list.write_text('["a", 1]')
     assert_error(wgllm("tokenize", "--model", smollm2_path, "--texts-json", bad_list, ok=False), str(bad_list), "list of strings")
-    assert_error(wgllm("logits", "--model", smollm2_path, "--ids", "[1]", "--backend", "gpu", "--out", tmp_path / "x.npy", ok=False),
-                 "the gpu backend is not available yet")
+    assert_error(wgllm("logits", "--model", smollm2_path, "--ids", "[1, 49152]", "--backend", "gpu", "--out", tmp_path / "x.npy", ok=False),
+                 "49152")
     assert not (tmp_path / "x.npy").exists()
     assert_error(wgllm("convert", "--input-ckpt", tmp_path / "nothing", "--vocab-model-file", tmp_path, "--output", tmp_path / "o.gguf", ok=False),
                  "nothing", "--ckpt-format")
@@ -157,6 +157,20 @@ def test_logits_reference(smollm2_path, smollm2_model, tmp_path):
     np.testing.assert_array_equal(got, reference.forward(smollm2_model, ids))
     assert smollm2_model.tokenizer.decode([int(got[-1].argmax())]) == " Paris"
     assert [p.name for p in tmp_path.iterdir()] == ["logits.npy"]  # no temporary file left
+
+
+def test_logits_gpu_agree_with_reference(smollm2_path, smollm2_model, tmp_path):
+    from gpu_tolerances import MODEL_LOGITS_REL
+
+    from wgllm import reference
+
+    ids = smollm2_model.tokenizer.encode(PROMPT)
+    out = tmp_path / "logits.npy"
+    wgllm("logits", "--model", smollm2_path, "--ids", json.dumps(ids), "--backend", "gpu", "--out", out)
+    got, want = np.load(out), reference.forward(smollm2_model, ids)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() / np.abs(want).max() < MODEL_LOGITS_REL
+    np.testing.assert_array_equal(got.argmax(-1), want.argmax(-1))
 
 
 def test_generate_streams_the_reference_answer(smollm2_path, smollm2_model):

@@ -319,6 +319,9 @@ class GpuEngine:
         n = len(ids)
         if pos0 + n > self.max_tokens:
             raise ValueError(f"{pos0 + n} tokens do not fit in max_tokens={self.max_tokens}")
+        bad = [t for t in ids if not 0 <= t < self.c.n_vocab]
+        if bad:
+            raise ValueError(f"token id {bad[0]} is outside the vocabulary of {self.c.n_vocab}")
         self.ctx.write(self.ids, np.asarray(ids, np.uint32))
         self.ctx.write(self.positions, np.arange(pos0, pos0 + n, dtype=np.uint32))
         enc = self.ctx.device.create_command_encoder()

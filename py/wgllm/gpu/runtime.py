@@ -9,6 +9,7 @@ the same files the browser bundle imports.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,9 @@ class GpuError(RuntimeError):
 
 class GpuContext:
     def __init__(self, power_preference: str = "high-performance"):
+        if not os.environ.get("XDG_RUNTIME_DIR"):
+            # Mesa's Vulkan loader prints an error line without one; a private folder is enough
+            os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="wgllm-xdg-")
         try:
             import wgpu
         except ImportError as e:  # pragma: no cover - wgpu is a runtime dependency
