@@ -10,10 +10,9 @@ os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 import numpy as np
 import pytest
 from gpu_tolerances import MODEL_LOGITS_REL
-from tiny_models import tiny_model
+from tiny_models import convert_tiny
 
 from wgllm import reference
-from wgllm.convert import ConversionConfig, convert_checkpoint
 from wgllm.generation import ReferenceSession, run_session
 from wgllm.gpu.engine import GpuEngine
 from wgllm.inference import LlmInference
@@ -34,11 +33,7 @@ def tiny_gguf(tmp_path_factory):
     def get(arch: str, bits: int) -> str:
         if (arch, bits) not in made:
             out = tmp_path_factory.mktemp("gpu") / f"{arch}-{bits}.gguf"
-            folder = str(tiny_model(arch, **GPU_OVERRIDES.get(arch, {})).folder)
-            convert_checkpoint(
-                ConversionConfig(folder, "safetensors", output_file=str(out), attention_quant_bits=bits, feedforward_quant_bits=bits, embedding_quant_bits=bits)
-            )
-            made[arch, bits] = str(out)
+            made[arch, bits] = str(convert_tiny(arch, bits, out, **GPU_OVERRIDES.get(arch, {})))
         return made[arch, bits]
 
     return get
@@ -102,8 +97,7 @@ def test_sampled_tokens_match_reference_sampler(tiny_gguf):
 
 
 def test_weight_rows_not_in_32_element_units_are_refused_by_name(tmp_path):
-    out = tmp_path / "stablelm-80.gguf"
-    convert_checkpoint(ConversionConfig(str(tiny_model("stablelm").folder), "safetensors", output_file=str(out)))
+    out = convert_tiny("stablelm", 8, tmp_path / "stablelm-80.gguf")
     with pytest.raises(ValueError, match=r"blk\.0\.ffn_down\.weight.*multiple of 32"):
         GpuEngine(load_model(out), max_tokens=16)
 

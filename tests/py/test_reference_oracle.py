@@ -32,9 +32,8 @@ import torch
 import transformers
 from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize, quantize
-from tiny_models import ARCHS, tiny_model
+from tiny_models import ARCHS, convert_tiny, tiny_model
 
-from wgllm.convert import ConversionConfig, convert_checkpoint
 from wgllm.model import load_model
 from wgllm.reference import forward
 
@@ -82,18 +81,9 @@ def relative_error(ref: np.ndarray, hf: np.ndarray) -> float:
     return float(np.abs(ref - hf).max() / np.abs(hf).max())
 
 
-def convert_tiny(arch: str, bits: int, tmp_path) -> np.ndarray:
-    tm = tiny_model(arch)
-    out = tmp_path / f"{arch}-{bits}.gguf"
-    convert_checkpoint(
-        ConversionConfig(str(tm.folder), "safetensors", output_file=str(out), attention_quant_bits=bits, feedforward_quant_bits=bits, embedding_quant_bits=bits)
-    )
-    return out
-
-
 @pytest.mark.parametrize("arch", ARCHS)
 def test_f32_reference_matches_transformers(arch, tmp_path):
-    model = load_model(convert_tiny(arch, 32, tmp_path))
+    model = load_model(convert_tiny(arch, 32, tmp_path / f"{arch}-32.gguf"))
     ids = token_ids(model.config.n_vocab)
     ref = forward(model, ids)
     hf = hf_logits(hf_model(arch), ids)
@@ -108,7 +98,7 @@ def test_f32_reference_matches_transformers(arch, tmp_path):
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("bits", [8, 4])
 def test_quantised_reference_matches_transformers(arch, bits, tmp_path):
-    model = load_model(convert_tiny(arch, bits, tmp_path))
+    model = load_model(convert_tiny(arch, bits, tmp_path / f"{arch}-{bits}.gguf"))
     ids = token_ids(model.config.n_vocab)
     ref = forward(model, ids)
     hf = hf_model(arch)

@@ -218,6 +218,17 @@ def tiny_model(arch: str, **overrides) -> TinyModel:
     return _CACHE[key]
 
 
+def convert_tiny(arch: str, bits: int, out: Path, **overrides) -> Path:
+    """The tiny `arch` model converted to `out` with every quantisation group at `bits`."""
+    from wgllm.convert import ConversionConfig, convert_checkpoint
+
+    folder = str(tiny_model(arch, **overrides).folder)
+    convert_checkpoint(
+        ConversionConfig(folder, "safetensors", output_file=str(out), attention_quant_bits=bits, feedforward_quant_bits=bits, embedding_quant_bits=bits)
+    )
+    return out
+
+
 def copy_tokenizer(src: Path, dst: Path) -> None:
     dst.mkdir(parents=True, exist_ok=True)
     for name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json"):

@@ -42,6 +42,7 @@ class _Dispatch:
     entry: str = "main"
     constants: dict | None = None
     uniform: object = None
+    written: bytes = b""  # what the uniform holds now
     bind_group: object = None
     pipeline: object = None
 
@@ -66,7 +67,10 @@ class _Program:
     def encode(self, encoder, n: int, pos0: int) -> None:
         for s in self.steps:
             if isinstance(s, _Dispatch):
-                self.ctx.write(s.uniform, s.params(n, pos0))
+                params = s.params(n, pos0)
+                if params != s.written:  # most launches' params do not move between decode steps
+                    self.ctx.write(s.uniform, params)
+                    s.written = params
                 self.ctx.encode(encoder, s.pipeline, s.bind_group, s.grid(n, pos0))
             else:
                 s(encoder, n, pos0)
@@ -84,7 +88,6 @@ class GpuEngine:
         c = self.c = model.config
         if max(c.head_dim, c.head_dim_v) > 256:
             raise GpuError(f"{model.path}: head dimension {c.head_dim} is above the attention kernel's 256")
-        self._check_fits()
         self._weights: dict[str, object] = {}
         f32 = lambda n: ctx.buffer(size=4 * n)  # noqa: E731
         rows = max_tokens
@@ -118,16 +121,8 @@ class GpuEngine:
         self.program = self._build()
 
     # -- weights -------------------------------------------------------------------------------
-    def _check_fits(self) -> None:
-        total = sum(t.n_bytes for t in self.model.gguf.tensors.values())
-        limit = self.ctx.max_buffer
-        for t in self.model.gguf.tensors.values():
-            if t.n_bytes > limit * 64:
-                raise GpuError(f"{self.model.path}: tensor {t.name} ({t.n_bytes} bytes) cannot be placed on this adapter")
-        self.weight_bytes = total
-
     def vec(self, name: str):
-        """A 1-D f32 tensor (norm weight or bias) as a buffer, or None if the model has none."""
+        """A small tensor kept in f32 (norm weight, bias, GPT-2's learned positions), or None if absent."""
         if name not in self.model.gguf.tensors:
             return None
         if name not in self._weights:
@@ -175,7 +170,7 @@ class GpuEngine:
         gw = self._gw
         prog.call(lambda enc, n, pos0: gw.embedding_lookup(ctx, enc, embd, self.ids, self.x[0], n, scale))
         if c.recipe.learned_pos:
-            pos_table = self.vec_matrix("position_embd.weight")
+            pos_table = self.vec("position_embd.weight")
             prog.add(
                 "embedding.wgsl",
                 [pos_table, self.positions, self.positions, pos_table, self.h],
@@ -264,12 +259,6 @@ class GpuEngine:
         sampler.add("sample.wgsl", [logits, self.sampled], lambda n, p: _pack("IIIfII", 0, 0, 0, 0.0, 0, 0), lambda n, p: (1, 1, 1))
         self.sampler = sampler.steps[0]
         return prog
-
-    def vec_matrix(self, name: str):
-        """A small float matrix (GPT-2's learned positions) as plain f32."""
-        if name not in self._weights:
-            self._weights[name] = self.ctx.buffer(self.model.weight(name).astype(np.float32), label=name)
-        return self._weights[name]
 
     def _rope(self, prog: _Program, src, dst, heads: int, base: float, pos_scale: float, neox: int) -> None:
         """Rotate (or, without RoPE, copy) n rows of heads from src into dst; dst in the KV cache is at row pos0."""
