@@ -253,6 +253,19 @@ def cmd_generate(args: argparse.Namespace) -> None:
         llm.generate_response(args.prompt, listener=listener)
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from wgllm import bench
+
+    if args.model is None:
+        from wgllm.assets import default_model_path
+
+        args.model = str(default_model_path())
+    result = bench.bench_model(args.model, args.prompt_tokens, args.gen_tokens)
+    print(bench.format_table(result))
+    if args.json:
+        bench.write_json(result, args.json)
+
+
 # -- main ------------------------------------------------------------------------------------------
 
 
@@ -307,11 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=("reference", "gpu"), default="reference")
     p.set_defaults(run=cmd_generate)
+
+    p = sub.add_parser("bench", help="time load, prefill and decode on WebGPU against the adapter's copy bandwidth")
+    p.add_argument("--model", metavar="FILE", help="default: SmolLM2-135M-Instruct (Q4_1), fetched once")
+    p.add_argument("--prompt-tokens", type=int, default=128)
+    p.add_argument("--gen-tokens", type=int, default=128)
+    p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
+    p.set_defaults(run=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from wgllm.assets import AssetDownloadError
+    from wgllm.gpu.runtime import GpuError
 
     try:
         args = build_parser().parse_args(argv)
@@ -319,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else EXIT_ERROR
     try:
         args.run(args)
-    except (ModelFormatError, ConversionError, ValueError, OSError, AssetDownloadError) as e:
+    except (ModelFormatError, ConversionError, ValueError, OSError, AssetDownloadError, GpuError) as e:
         print(f"wgllm: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

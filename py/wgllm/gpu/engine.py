@@ -53,6 +53,7 @@ class _Program:
     def __init__(self, ctx: GpuContext):
         self.ctx = ctx
         self.steps: list = []  # _Dispatch, or a callable(encoder, n, pos0) for matmuls/copies
+        self.labels: list[str] = []  # what each step is, for bench/profile_ops.py
 
     def add(self, shader: str, bindings: list, params, grid, entry: str = "main", constants=None) -> None:
         d = _Dispatch(shader, bindings, params, grid, entry, constants)
@@ -60,20 +61,26 @@ class _Program:
         d.uniform = self.ctx.buffer(size=max(16, len(params(1, 0))), uniform=True, label=shader)
         d.bind_group = self.ctx.bind_group(d.pipeline, [d.uniform, *bindings])
         self.steps.append(d)
+        self.labels.append(shader.removesuffix(".wgsl"))
 
-    def call(self, fn: Callable[[object, int, int], None]) -> None:
+    def call(self, fn: Callable[[object, int, int], None], label: str) -> None:
         self.steps.append(fn)
+        self.labels.append(label)
+
+    def encode_step(self, encoder, i: int, n: int, pos0: int) -> None:
+        s = self.steps[i]
+        if isinstance(s, _Dispatch):
+            params = s.params(n, pos0)
+            if params != s.written:  # most launches' params do not move between decode steps
+                self.ctx.write(s.uniform, params)
+                s.written = params
+            self.ctx.encode(encoder, s.pipeline, s.bind_group, s.grid(n, pos0))
+        else:
+            s(encoder, n, pos0)
 
     def encode(self, encoder, n: int, pos0: int) -> None:
-        for s in self.steps:
-            if isinstance(s, _Dispatch):
-                params = s.params(n, pos0)
-                if params != s.written:  # most launches' params do not move between decode steps
-                    self.ctx.write(s.uniform, params)
-                    s.written = params
-                self.ctx.encode(encoder, s.pipeline, s.bind_group, s.grid(n, pos0))
-            else:
-                s(encoder, n, pos0)
+        for i in range(len(self.steps)):
+            self.encode_step(encoder, i, n, pos0)
 
 
 class GpuEngine:
@@ -140,7 +147,7 @@ class GpuEngine:
         w = self.mat(name)
         bias = self.vec(bias_name) if bias_name else None
         gw, ctx = self._gw, self.ctx
-        prog.call(lambda enc, n, pos0: gw.matmul(ctx, enc, w, x, y, n, bias))
+        prog.call(lambda enc, n, pos0: gw.matmul(ctx, enc, w, x, y, n, bias), f"matmul_{w.shader_suffix}")
 
     def _norm(self, prog: _Program, prefix: str, x, y, rows: Callable[[int], int] | None = None, dim: int | None = None) -> None:
         c = self.c
@@ -168,7 +175,7 @@ class GpuEngine:
         embd = self.mat("token_embd.weight")
         scale = math.sqrt(c.n_embd) if c.recipe.embed_scale else 1.0
         gw = self._gw
-        prog.call(lambda enc, n, pos0: gw.embedding_lookup(ctx, enc, embd, self.ids, self.x[0], n, scale))
+        prog.call(lambda enc, n, pos0: gw.embedding_lookup(ctx, enc, embd, self.ids, self.x[0], n, scale), f"embedding_{embd.shader_suffix}")
         if c.recipe.learned_pos:
             pos_table = self.vec("position_embd.weight")
             prog.add(
@@ -238,12 +245,12 @@ class GpuEngine:
         w_out, bias = self.mat(out_name), self.vec("output.bias")
         if self.all_logits:
             self._norm(prog, "output_norm", x, self.h)
-            prog.call(lambda enc, n, pos0: gw.matmul(ctx, enc, w_out, self.h, self.logits, n, bias))
+            prog.call(lambda enc, n, pos0: gw.matmul(ctx, enc, w_out, self.h, self.logits, n, bias), f"matmul_{w_out.shader_suffix} (output)")
         else:
             row_bytes = 4 * c.n_embd
-            prog.call(lambda enc, n, pos0: enc.copy_buffer_to_buffer(x, (n - 1) * row_bytes, self.last, 0, row_bytes))
+            prog.call(lambda enc, n, pos0: enc.copy_buffer_to_buffer(x, (n - 1) * row_bytes, self.last, 0, row_bytes), "copy last row")
             self._norm(prog, "output_norm", self.last, self.last_norm, rows=lambda n: 1)
-            prog.call(lambda enc, n, pos0: gw.matmul(ctx, enc, w_out, self.last_norm, self.logits, 1, bias))
+            prog.call(lambda enc, n, pos0: gw.matmul(ctx, enc, w_out, self.last_norm, self.logits, 1, bias), f"matmul_{w_out.shader_suffix} (output)")
         logits = self.logits
         if c.final_softcap:
             rows = (lambda n: n) if self.all_logits else (lambda n: 1)

@@ -1,4 +1,4 @@
-// copy: y = x   ref: numpy copy (the bandwidth baseline of bench/matmul_bench.py)   grid: (groups_x, groups_y, 1) with groups_x * groups_y * WG_SIZE >= n4
+// copy: y = x   ref: numpy copy (the bandwidth baseline of wgllm.bench)   grid: (groups_x, groups_y, 1) with groups_x * groups_y * WG_SIZE >= n4
 override WG_SIZE: u32 = 256u;
 
 struct Params { n4: u32 } // vec4s to copy

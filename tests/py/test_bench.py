@@ -1,0 +1,45 @@
+"""`wgllm bench` produces every figure it promises, and counts weight bytes as the file says.
+
+No speed is asserted (speeds belong in bench/results); the checks are on what the run reports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+from gguf import GGUFReader
+from tiny_models import convert_tiny
+
+KEYS = ("adapter", "load_s", "prefill_tok_s", "decode_tok_s", "weight_bytes_per_token", "copy_bandwidth_gb_s", "decode_bandwidth_fraction")
+
+
+def test_bench_cli_writes_every_figure(tmp_path):
+    model = convert_tiny("llama", 8, tmp_path / "llama-8.gguf")
+    out = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "wgllm.cli", "bench", "--model", str(model), "--prompt-tokens", "16", "--gen-tokens", "8", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "decode / copy bandwidth" in run.stdout
+    result = json.loads(out.read_text())
+    for key in KEYS[1:]:
+        assert math.isfinite(result[key]) and result[key] > 0, key
+    assert isinstance(result["adapter"], str) and result["adapter"]
+    names = [t.name for t in GGUFReader(model).tensors]
+    assert "output.weight" not in names  # the tiny llama ties its output to the embedding
+    # tied output: every tensor is read in full once per token (llama.cpp's own reader counts them)
+    assert result["weight_bytes_per_token"] == sum(int(t.n_bytes) for t in GGUFReader(model).tensors)
+    rate = result["weight_bytes_per_token"] * result["decode_tok_s"] / 1e9
+    assert math.isclose(result["decode_bandwidth_fraction"], rate / result["copy_bandwidth_gb_s"], rel_tol=1e-9)
+
+
+def test_bench_rejects_too_few_tokens(tmp_path):
+    model = convert_tiny("llama", 8, tmp_path / "llama-8.gguf")
+    run = subprocess.run(
+        [sys.executable, "-m", "wgllm.cli", "bench", "--model", str(model), "--gen-tokens", "1"], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 2 and "--gen-tokens must be at least 2" in run.stderr
