@@ -40,6 +40,10 @@ GGUF_BLOCK = 32  # Q8_0 and Q4_0 blocks hold 32 weights
 class ConversionConfig:
     """What to convert and how (MediaPipe's ConversionConfig fields; `output_file` is the GGUF path).
 
+    LoRA: lora_ckpt (PEFT adapter_model.safetensors, adapter_config.json beside it), lora_rank (must
+    equal the adapter's r; optional) and lora_output_file. As in MediaPipe the base model and the
+    adapter are converted in one run; with neither output_file nor output_dir, only the adapter is.
+
     input_ckpt: a checkpoint file, its folder, or a glob over shards ("model-*.safetensors").
     ckpt_format: "safetensors" or "pytorch". model_type: MediaPipe's name (GEMMA_2B, PHI_2, ...),
     GPT2 or LLAMA; inferred from config.json when None. *_quant_bits: 32, 16, 8 or 4.
@@ -82,12 +86,23 @@ class ConversionConfig:
             raise ConversionError(f"block_size = {self.block_size} is not supported: GGUF's Q8_0/Q4_0 blocks hold {GGUF_BLOCK} weights")
         if self.combine_file_only:
             raise ConversionError("combine_file_only = True is not supported: wgllm writes one GGUF file directly, there are no weight files to combine")
-        if self.lora_ckpt is not None:
-            raise ConversionError("LoRA conversion is not supported yet (lora_ckpt was given)")
+        if self.lora_ckpt is None:
+            for name in ("lora_rank", "lora_output_file"):
+                if getattr(self, name) is not None:
+                    raise ConversionError(f"{name} was given without lora_ckpt (the PEFT adapter_model.safetensors to convert)")
+        else:
+            if self.lora_rank is not None and (not isinstance(self.lora_rank, int) or isinstance(self.lora_rank, bool) or self.lora_rank < 1):
+                raise ConversionError(f"lora_rank = {self.lora_rank!r}, expected a positive integer")
+            if self.lora_output_file is None:
+                if self.output_dir is None:
+                    raise ConversionError("lora_ckpt needs lora_output_file (or lora_output_tflite_file) or output_dir")
+                self.lora_output_file = self.lora_output_tflite_file = str(Path(self.output_dir) / "lora.gguf")
         if self.output_file is None:
-            if self.output_dir is None:
+            if self.output_dir is not None:
+                self.output_file = self.output_tflite_file = str(Path(self.output_dir) / "model.gguf")
+            elif self.lora_ckpt is None:
                 raise ConversionError("give output_file (or output_tflite_file) or output_dir")
-            self.output_file = self.output_tflite_file = str(Path(self.output_dir) / "model.gguf")
+            # else: a LoRA-only conversion (the base model's config.json is still read)
 
     def tensor_type(self, group: Group) -> GGMLQuantizationType:
         bits = {
@@ -333,11 +348,19 @@ def _tensors(plan: list[_Planned], ckpt: _Checkpoint, spec: ArchSpec, d: Dims) -
 
 
 def convert_checkpoint(config: ConversionConfig) -> Path:
-    """Convert the checkpoint `config` names into one GGUF file; returns its path."""
+    """Convert the checkpoint `config` names into one GGUF file, and its LoRA adapter into another
+    when lora_ckpt is given; returns the base model's path (the adapter's in a LoRA-only run)."""
     files, folder = _checkpoint_files(config.input_ckpt, config.ckpt_format)
     cfg = read_hf_config(folder)
     spec = architecture_for(cfg, config.model_type)
     d = spec.read_config(cfg)
+    lora_plan = None
+    if config.lora_ckpt is not None:  # checked before anything is written
+        from wgllm.lora import plan_lora, write_lora
+
+        lora_plan = plan_lora(config.lora_ckpt, config.lora_rank, spec, cfg, d)
+        if config.output_file is None:
+            return write_lora(lora_plan, Path(config.lora_output_file), folder.resolve().name)
     metadata = spec.metadata(cfg, d)
     ckpt = _Checkpoint(files, config.ckpt_format, spec)
     plan = _plan(config, ckpt, spec, cfg, d, folder)
@@ -367,6 +390,8 @@ def convert_checkpoint(config: ConversionConfig) -> Path:
             writer.close()
             ckpt.close()
     log.info("wrote %s (%s, %d tensors)", out, spec.arch, len(plan))
+    if lora_plan is not None:
+        write_lora(lora_plan, Path(config.lora_output_file), folder.resolve().name)
     return out
 
 

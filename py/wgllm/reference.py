@@ -38,6 +38,16 @@ def matmul(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None) -> np.n
     return y if bias is None else y + bias
 
 
+def lora_shrink(x: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """t = x A^T: (n, n_in) x (r, n_in) -> (n, r), the first half of a LoRA update."""
+    return x @ a.T
+
+
+def lora_expand(y: np.ndarray, t: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:
+    """y + scale * t B^T: (n, n_out) + (n, r) x (n_out, r)^T, added after the base matmul."""
+    return y + y.dtype.type(scale) * (t @ b.T)
+
+
 def rope(x: np.ndarray, positions: np.ndarray, n_rot: int, base: float, neox: bool, pos_scale: float = 1.0) -> np.ndarray:
     """Rotate the first n_rot dims of each head of x (n, heads, head_dim) by position * base^(-2i/n_rot).
 
@@ -164,10 +174,20 @@ class KVCache:
 
 
 class _Layer:
-    """Weights of one block, dequantised, as the dtype asked for."""
+    """Weights of one block, dequantised, as the dtype asked for, and the LoRA adapter applied to them."""
 
-    def __init__(self, model: Model, prefix: str, dtype):
-        self.model, self.prefix, self.dtype = model, prefix, dtype
+    def __init__(self, model: Model, prefix: str, dtype, lora=None):
+        self.model, self.prefix, self.dtype, self.lora = model, prefix, dtype, lora
+
+    def linear(self, name: str, x: np.ndarray, n_out: int) -> np.ndarray:
+        """x W^T + bias for the weight `name`.weight (n_out, x's width), plus the adapter's
+        scale * B (A x) when it adapts this weight (never merged into W)."""
+        y = matmul(x, self.need(f"{name}.weight", (n_out, x.shape[-1])), self.get(f"{name}.bias", (n_out,)))
+        factors = self.lora.factors.get(f"{self.prefix}{name}.weight") if self.lora is not None else None
+        if factors is not None:
+            a, b = factors
+            y = lora_expand(y, lora_shrink(x, a.astype(self.dtype, copy=False)), b.astype(self.dtype, copy=False), self.lora.scale)
+        return y
 
     def get(self, name: str, shape=None) -> np.ndarray | None:
         full = self.prefix + name
@@ -190,14 +210,13 @@ def _norm(c: ModelConfig, layer: _Layer, name: str, x: np.ndarray) -> np.ndarray
 def _qkv(c: ModelConfig, layer: _Layer, h: np.ndarray):
     n = h.shape[0]
     q_dim, kv_dim, v_dim = c.n_head * c.head_dim, c.kv_dim, c.n_head_kv * c.head_dim_v
-    fused = layer.get("attn_qkv.weight", (q_dim + kv_dim + v_dim, c.n_embd))
-    if fused is not None:
-        qkv = matmul(h, fused, layer.get("attn_qkv.bias", (q_dim + kv_dim + v_dim,)))
+    if layer.model.has(layer.prefix + "attn_qkv.weight"):
+        qkv = layer.linear("attn_qkv", h, q_dim + kv_dim + v_dim)
         q, k, v = np.split(qkv, [q_dim, q_dim + kv_dim], axis=-1)
     else:
-        q = matmul(h, layer.need("attn_q.weight", (q_dim, c.n_embd)), layer.get("attn_q.bias", (q_dim,)))
-        k = matmul(h, layer.need("attn_k.weight", (kv_dim, c.n_embd)), layer.get("attn_k.bias", (kv_dim,)))
-        v = matmul(h, layer.need("attn_v.weight", (v_dim, c.n_embd)), layer.get("attn_v.bias", (v_dim,)))
+        q = layer.linear("attn_q", h, q_dim)
+        k = layer.linear("attn_k", h, kv_dim)
+        v = layer.linear("attn_v", h, v_dim)
     return (
         q.reshape(n, c.n_head, c.head_dim),
         k.reshape(n, c.n_head_kv, c.head_dim),
@@ -235,24 +254,30 @@ def _attention_block(c: ModelConfig, layer: _Layer, i: int, h: np.ndarray, posit
         window=c.sliding_window if c.swa_layers[i] else 0,
         slopes=slopes,
     )
-    o_w = layer.need("attn_output.weight", (c.n_embd, c.n_head * c.head_dim_v))
-    return matmul(out.reshape(n, -1), o_w, layer.get("attn_output.bias", (c.n_embd,)))
+    return layer.linear("attn_output", out.reshape(n, -1), c.n_embd)
 
 
 def _ffn_block(c: ModelConfig, layer: _Layer, h: np.ndarray) -> np.ndarray:
-    up = matmul(h, layer.need("ffn_up.weight", (c.n_ff, c.n_embd)), layer.get("ffn_up.bias", (c.n_ff,)))
+    up = layer.linear("ffn_up", h, c.n_ff)
     kind = c.recipe.ffn
     if kind in ("swiglu", "geglu"):
-        gate = matmul(h, layer.need("ffn_gate.weight", (c.n_ff, c.n_embd)), layer.get("ffn_gate.bias", (c.n_ff,)))
+        gate = layer.linear("ffn_gate", h, c.n_ff)
         act = swiglu(gate, up) if kind == "swiglu" else geglu(gate, up)
     else:
         act = gelu_tanh(up) if kind == "gelu" else gelu_erf(up)
-    return matmul(act, layer.need("ffn_down.weight", (c.n_embd, c.n_ff)), layer.get("ffn_down.bias", (c.n_embd,)))
+    return layer.linear("ffn_down", act, c.n_embd)
 
 
-def forward(model: Model, ids, dtype=np.float32, cache: KVCache | None = None) -> np.ndarray:
-    """Logits (len(ids), vocab) for `ids` appended after what `cache` holds (a fresh one if None)."""
+def forward(model: Model, ids, dtype=np.float32, cache: KVCache | None = None, lora=None) -> np.ndarray:
+    """Logits (len(ids), vocab) for `ids` appended after what `cache` holds (a fresh one if None).
+
+    lora: a wgllm.lora.LoraAdapter whose updates are added to the projections it adapts.
+    """
     c = model.config
+    if lora is not None:
+        from wgllm.lora import check_lora
+
+        check_lora(lora, model)
     ids = np.asarray(ids, dtype=np.int64)
     if ids.ndim != 1 or len(ids) == 0:
         raise ValueError(f"forward needs a non-empty 1-D list of token ids, got shape {ids.shape}")
@@ -269,7 +294,7 @@ def forward(model: Model, ids, dtype=np.float32, cache: KVCache | None = None) -
             raise ValueError(f"position {positions[-1]} is beyond the model's {pos_table.shape[0]} learned positions")
         x = x + pos_table[positions].astype(dtype)
     for i in range(c.n_layer):
-        layer = _Layer(model, f"blk.{i}.", dtype)
+        layer = _Layer(model, f"blk.{i}.", dtype, lora)
         h = _norm(c, layer, "attn_norm", x)
         attn = _attention_block(c, layer, i, h, positions, cache)
         if c.recipe.post_norms:
