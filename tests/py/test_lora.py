@@ -147,3 +147,89 @@ def test_reference_with_adapter_matches_peft(arch, lora_case):
         got = reference.forward(model, ids, lora=load_lora(path))
         assert rel(got, want) <= F32_BOUND
         assert rel(plain, want) > 100 * F32_BOUND  # the adapter really moves the logits
+
+
+# -- the shaders against numpy -------------------------------------------------------------------
+
+
+def _check(op: str, got: np.ndarray, want: np.ndarray) -> None:
+    rtol, atol_rel = TOLERANCES[op]
+    assert np.all(np.isfinite(got)), f"{op}: unwritten or non-finite outputs"
+    np.testing.assert_allclose(got, want.astype(np.float32), rtol=rtol, atol=max(atol_rel * float(np.abs(want).max()), ATOL_FLOOR), err_msg=op)
+
+
+@pytest.mark.parametrize("n,k,r,n_out", [(1, 7, 1, 5), (7, 130, 4, 127), (33, 4099, 16, 300)])
+def test_lora_shaders_match_reference(n, k, r, n_out):
+    from wgllm.gpu.runtime import get_context
+
+    ctx = get_context()
+    rng = np.random.default_rng(n * 31 + k)
+    x = (rng.standard_normal((n, k)) * 3.0 - 1.0).astype(np.float32)
+    a = (rng.standard_normal((r, k)) / np.sqrt(k)).astype(np.float32)
+    b = (rng.standard_normal((n_out, r)) + 0.5).astype(np.float32)
+    y0 = (rng.standard_normal((n, n_out)) * 2.0).astype(np.float32)
+    scale = 1.75
+    t_buf = ctx.buffer(np.full(n * r, NAN_BITS, np.uint32))  # poisoned: every t must be written
+    y_buf = ctx.buffer(y0)
+    ctx.run("lora_shrink.wgsl", [ctx.buffer(struct.pack("<3I", n, k, r), uniform=True), ctx.buffer(x), ctx.buffer(a), t_buf], (r, n, 1))
+    t = ctx.read(t_buf, np.float32, (n, r))
+    t_want = reference.lora_shrink(x.astype(np.float64), a.astype(np.float64))
+    _check("matmul", t, t_want)
+    ctx.run("lora_expand.wgsl", [ctx.buffer(struct.pack("<3If", n, n_out, r, scale), uniform=True), t_buf, ctx.buffer(b), y_buf], (-(-n_out // 64), n, 1))
+    y = ctx.read(y_buf, np.float32, (n, n_out))
+    _check("matmul", y, reference.lora_expand(y0.astype(np.float64), t.astype(np.float64), b.astype(np.float64), scale))
+    assert not np.allclose(y, y0)  # the update is not negligible: the check above has something to see
+
+
+# -- the GPU engine ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", LORA_ARCHS)
+def test_gpu_engine_with_adapter_matches_reference_and_peft(arch, lora_case):
+    from wgllm.gpu.engine import GpuEngine
+
+    base, ids, adapters = lora_case(arch)
+    model = load_model(base)
+    engine = GpuEngine(model, max_tokens=len(ids), all_logits=True, lora_ranks=[4])
+    path, want, _ = adapters[0]
+    adapter = load_lora(path)
+    lora = engine.load_lora(adapter)
+    ref = reference.forward(model, ids, lora=adapter)
+    got = engine.forward_logits(ids[:13], 0, lora)  # prefill
+    assert rel(got, ref[:13]) < MODEL_LOGITS_REL
+    for j in range(13, len(ids)):  # decode against the KV cache, adapter on every step
+        assert rel(engine.forward_logits([ids[j]], j, lora)[0], ref[j]) < MODEL_LOGITS_REL
+    assert rel(engine.forward_logits(ids, 0, lora), want) <= F32_BOUND  # and so PEFT's, within the oracle bound
+
+
+def test_gpu_adapters_switch_per_call_without_rebuild(lora_case):
+    """A -> B -> none -> A on one engine: each call gives that adapter's own logits, as a fresh
+    engine does; no pipeline or bind group is created after the adapters are loaded."""
+    from wgllm.gpu.engine import GpuEngine
+
+    base, ids, adapters = lora_case("gemma")
+    model = load_model(base)
+    engine = GpuEngine(model, max_tokens=len(ids), all_logits=True, lora_ranks=[2, 4])
+    loaded = {seed: engine.load_lora(load_lora(adapters[seed][0])) for seed in adapters}
+    ctx = engine.ctx
+    engine.forward_logits(ids, 0, loaded[0])  # every pipeline and per-size uniform exists after one call of each kind
+    engine.forward_logits(ids, 0, loaded[1])
+    engine.forward_logits(ids, 0)
+    pipelines = len(ctx._pipelines)
+    create_bind_group = ctx.device.create_bind_group
+    made = []
+    ctx.device.create_bind_group = lambda **kw: made.append(kw) or create_bind_group(**kw)
+    try:
+        runs = [(seed, engine.forward_logits(ids, 0, None if seed is None else loaded[seed])) for seed in (0, 1, None, 0)]
+    finally:
+        ctx.device.create_bind_group = create_bind_group
+    assert len(ctx._pipelines) == pipelines and not made
+    fresh = {}
+    for seed in (0, 1, None):
+        other = GpuEngine(model, max_tokens=len(ids), all_logits=True, lora_ranks=[2, 4])
+        fresh[seed] = other.forward_logits(ids, 0, None if seed is None else other.load_lora(load_lora(adapters[seed][0])))
+        other.close()
+    for seed, got in runs:
+        np.testing.assert_array_equal(got, fresh[seed])
+    assert rel(runs[0][1], runs[1][1]) > 1e-2 and rel(runs[0][1], runs[2][1]) > 1e-2  # three different answers
+    assert rel(runs[1][1], adapters[1][1]) <= F32_BOUND and rel(runs[2][1], reference.forward(model, ids)) < MODEL_LOGITS_REL

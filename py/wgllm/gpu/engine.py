@@ -83,13 +83,47 @@ class _Program:
             self.encode_step(encoder, i, n, pos0)
 
 
-class GpuEngine:
-    """A model resident on the GPU, ready to run sessions of at most max_tokens tokens."""
+@dataclass
+class _LoraWeight:
+    """One adapted weight of a resident adapter: its factors, uniforms and bind groups, made once."""
 
-    def __init__(self, model: Model, *, max_tokens: int, force_f32: bool = False, all_logits: bool = False):
+    rank: int
+    n_out: int
+    buffers: list
+    shrink: tuple  # (pipeline, uniform, bind group)
+    expand: tuple
+    written: tuple = (b"", b"")
+
+
+class GpuLora:
+    """A LoRA adapter resident on one engine (LlmInference's LoraModel holds one)."""
+
+    def __init__(self, engine: "GpuEngine", adapter, weights: dict[str, _LoraWeight]):
+        self.engine, self.adapter, self.weights = engine, adapter, weights
+
+    def release(self) -> None:
+        for w in self.weights.values():
+            for b in w.buffers:
+                b.destroy()
+        self.weights = {}
+
+
+class GpuEngine:
+    """A model resident on the GPU, ready to run sessions of at most max_tokens tokens.
+
+    lora_ranks: the LoRA ranks adapters may have (declared up front, as in MediaPipe). With any,
+    every layer matmul is followed by lora_shrink/lora_expand for the adapter chosen per step (none:
+    nothing is dispatched); adapters are uploaded by load_lora and stay resident together.
+    """
+
+    def __init__(self, model: Model, *, max_tokens: int, force_f32: bool = False, all_logits: bool = False, lora_ranks=None):
         from wgllm.gpu import weights as gw  # noqa: PLC0415
 
         self.model, self.max_tokens, self.force_f32, self.all_logits = model, max_tokens, force_f32, all_logits
+        self.lora_ranks = sorted(set(lora_ranks or []))
+        self._lora_sites: dict[str, tuple] = {}  # weight name -> (x, y, k, n_out) of its matmul
+        self._active_lora: GpuLora | None = None
+        self._loras: list[GpuLora] = []
         self.ctx = ctx = get_context()
         self._gw = gw
         c = self.c = model.config
@@ -125,6 +159,7 @@ class GpuEngine:
         self.zeros = ctx.buffer(np.zeros(max(c.n_embd, c.n_ff), np.float32))
         self.k_cache = [f32(rows * kv_dim) for _ in range(c.n_layer)]
         self.v_cache = [f32(rows * v_dim) for _ in range(c.n_layer)]
+        self.lora_t = f32(rows * max(self.lora_ranks)) if self.lora_ranks else None  # (n, r) scratch
         self.program = self._build()
 
     # -- weights -------------------------------------------------------------------------------
@@ -147,7 +182,62 @@ class GpuEngine:
         w = self.mat(name)
         bias = self.vec(bias_name) if bias_name else None
         gw, ctx = self._gw, self.ctx
-        prog.call(lambda enc, n, pos0: gw.matmul(ctx, enc, w, x, y, n, bias), f"matmul_{w.shader_suffix}")
+        if not self.lora_ranks:
+            prog.call(lambda enc, n, pos0: gw.matmul(ctx, enc, w, x, y, n, bias), f"matmul_{w.shader_suffix}")
+            return
+        self._lora_sites[name] = (x, y, w.k, w.n_out)
+
+        def matmul_and_lora(enc, n, pos0):
+            gw.matmul(ctx, enc, w, x, y, n, bias)
+            self._apply_lora(enc, name, n)
+
+        prog.call(matmul_and_lora, f"matmul_{w.shader_suffix}")
+
+    # -- LoRA ----------------------------------------------------------------------------------
+    def load_lora(self, adapter) -> GpuLora:
+        """Upload a checked adapter (wgllm.lora.LoraAdapter): factors, uniforms and bind groups, once."""
+        from wgllm.lora import check_lora  # noqa: PLC0415
+
+        check_lora(adapter, self.model)
+        if adapter.rank not in self.lora_ranks:
+            declared = ", ".join(map(str, self.lora_ranks)) if self.lora_ranks else "none"
+            raise ValueError(
+                f"{adapter.path}: LoRA rank {adapter.rank} was not declared when this model was created "
+                f"(lora_ranks: {declared}); create it with lora_ranks including {adapter.rank}"
+            )
+        ctx = self.ctx
+        shrink_pipe, expand_pipe = ctx.pipeline("lora_shrink.wgsl"), ctx.pipeline("lora_expand.wgsl")
+        weights: dict[str, _LoraWeight] = {}
+        for name, (a, b) in adapter.factors.items():
+            if name not in self._lora_sites:
+                raise ValueError(f"{adapter.path}: tensor {name}.lora_a adapts {name}, which the GPU engine does not run as a layer matmul")
+            x, y, k, n_out = self._lora_sites[name]
+            a_buf, b_buf = ctx.buffer(a, label=f"{name}.lora_a"), ctx.buffer(b, label=f"{name}.lora_b")
+            u_shrink, u_expand = ctx.buffer(size=16, uniform=True, label="lora_shrink"), ctx.buffer(size=16, uniform=True, label="lora_expand")
+            weights[name] = _LoraWeight(
+                rank=adapter.rank,
+                n_out=n_out,
+                buffers=[a_buf, b_buf, u_shrink, u_expand],
+                shrink=(shrink_pipe, u_shrink, ctx.bind_group(shrink_pipe, [u_shrink, x, a_buf, self.lora_t])),
+                expand=(expand_pipe, u_expand, ctx.bind_group(expand_pipe, [u_expand, self.lora_t, b_buf, y])),
+            )
+        handle = GpuLora(self, adapter, weights)
+        self._loras.append(handle)
+        return handle
+
+    def _apply_lora(self, enc, name: str, n: int) -> None:
+        lora = self._active_lora
+        w = lora.weights.get(name) if lora is not None else None
+        if w is None:
+            return
+        k = self._lora_sites[name][2]
+        shrink, expand = _pack("III", n, k, w.rank), _pack("IIIf", n, w.n_out, w.rank, lora.adapter.scale)
+        if (shrink, expand) != w.written:  # only n moves between steps
+            self.ctx.write(w.shrink[1], shrink)
+            self.ctx.write(w.expand[1], expand)
+            w.written = (shrink, expand)
+        self.ctx.encode(enc, w.shrink[0], w.shrink[2], (w.rank, n, 1))
+        self.ctx.encode(enc, w.expand[0], w.expand[2], (-(-w.n_out // 64), n, 1))
 
     def _norm(self, prog: _Program, prefix: str, x, y, rows: Callable[[int], int] | None = None, dim: int | None = None) -> None:
         c = self.c
@@ -303,16 +393,20 @@ class GpuEngine:
         self._matmul(prog, blk + "ffn_down.weight", self.act, out, blk + "ffn_down.bias")
 
     # -- running -------------------------------------------------------------------------------
-    def forward_logits(self, ids: list[int], pos0: int) -> np.ndarray:
-        """Run one step; the logits of its last row, or of every row (n, vocab) when all_logits."""
-        enc = self._step(ids, pos0)
+    def forward_logits(self, ids: list[int], pos0: int, lora: GpuLora | None = None) -> np.ndarray:
+        """Run one step (with `lora` applied, if given); the logits of its last row, or of every
+        row (n, vocab) when all_logits."""
+        enc = self._step(ids, pos0, lora)
         self.ctx.device.queue.submit([enc.finish()])
         rows = len(ids) if self.all_logits else 1
         out = self.ctx.read(self.final_logits, np.float32, (rows, self.c.n_vocab), nbytes=rows * self.c.n_vocab * 4)
         return out if self.all_logits else out[0]
 
-    def _step(self, ids: list[int], pos0: int):
+    def _step(self, ids: list[int], pos0: int, lora: GpuLora | None = None):
         n = len(ids)
+        if lora is not None and (lora.engine is not self or lora not in self._loras):
+            raise ValueError("The LoRA model was not loaded by this LLM Inference task.")
+        self._active_lora = lora
         if pos0 + n > self.max_tokens:
             raise ValueError(f"{pos0 + n} tokens do not fit in max_tokens={self.max_tokens}")
         bad = [t for t in ids if not 0 <= t < self.c.n_vocab]
@@ -324,8 +418,8 @@ class GpuEngine:
         self.program.encode(enc, n, pos0)
         return enc
 
-    def sample_step(self, ids: list[int], pos0: int, top_k: int, temperature: float, seed: int, step: int) -> int:
-        enc = self._step(ids, pos0)
+    def sample_step(self, ids: list[int], pos0: int, top_k: int, temperature: float, seed: int, step: int, lora: GpuLora | None = None) -> int:
+        enc = self._step(ids, pos0, lora)
         d = self.sampler
         offset = (len(ids) - 1) * self.c.n_vocab if self.all_logits else 0
         self.ctx.write(d.uniform, _pack("IIIfII", self.c.n_vocab, offset, top_k, temperature, seed & 0xFFFFFFFF, step))
@@ -333,12 +427,15 @@ class GpuEngine:
         self.ctx.device.queue.submit([enc.finish()])
         return int(self.ctx.read(self.sampled, np.uint32, (1,))[0])
 
-    def session(self, *, top_k: int, temperature: float, seed: int) -> "GpuSession":
+    def session(self, *, top_k: int, temperature: float, seed: int, lora: GpuLora | None = None) -> "GpuSession":
         if top_k > MAX_TOP_K and temperature > 0:
             raise ValueError(f"top_k = {top_k} is above the GPU sampler's maximum of {MAX_TOP_K}")
-        return GpuSession(self, top_k, temperature, seed)
+        return GpuSession(self, top_k, temperature, seed, lora)
 
     def close(self) -> None:
+        for lora in self._loras:
+            lora.release()
+        self._loras.clear()
         for b in [*self._weights.values()]:
             destroy = getattr(b, "destroy", None)
             if destroy:
@@ -349,13 +446,13 @@ class GpuEngine:
 class GpuSession:
     """One generation on the engine: positions advance, the KV cache fills, the GPU samples."""
 
-    def __init__(self, engine: GpuEngine, top_k: int, temperature: float, seed: int):
-        self.engine, self.top_k, self.temperature, self.seed = engine, top_k, temperature, seed
+    def __init__(self, engine: GpuEngine, top_k: int, temperature: float, seed: int, lora: GpuLora | None = None):
+        self.engine, self.top_k, self.temperature, self.seed, self.lora = engine, top_k, temperature, seed, lora
         self.pos = 0
         self.generated = 0
 
     def _run(self, ids: list[int]) -> int:
-        token = self.engine.sample_step(ids, self.pos, self.top_k, self.temperature, self.seed, self.generated)
+        token = self.engine.sample_step(ids, self.pos, self.top_k, self.temperature, self.seed, self.generated, self.lora)
         self.pos += len(ids)
         self.generated += 1
         return token
