@@ -1,11 +1,12 @@
-// matmul_f32: y = x @ W^T (+ bias), W F32   ref: reference.matmul   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 4), n = 1
+// matmul_f32: y = x @ W^T (+ bias), W F32   ref: reference.matmul   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 64), n = 1
 // Two entry points on one dequantiser: `main` tiles X and W through workgroup memory (prefill),
-// `matvec` streams W once for a single x row (decode), a 32-element unit per thread and step.
+// `matvec` streams W once for a single x row (decode): each thread owns four whole rows and walks
+// k alone, with no workgroup memory and no barrier (on llvmpipe both cost more than the math).
 // W is one row chunk of the weight (py/wgllm/gpu/weights.py documents the repacked arrays); its
 // rows land at y[:, row_offset + r].
-// Needs k % 32 == 0 and MATVEC_WG a power of two.
-override MATVEC_WG: u32 = 64u;
-const MATVEC_ROWS: u32 = 4u; // output rows per matvec workgroup: each x load serves four rows
+// Needs k % 32 == 0.
+const MATVEC_WG: u32 = 16u;   // matvec threads per workgroup
+const MATVEC_ROWS: u32 = 64u; // output rows per matvec workgroup: four per thread, each x load serves four rows
 const TILE: u32 = 32u;       // matmul tile: 32 x rows by 32 W rows, k in steps of 32; 8 x 8 threads of 4 x 4
 
 struct Params {
@@ -38,40 +39,31 @@ fn dot_unit(row: u32, u: u32, xs: array<vec4<f32>, 8>) -> f32 {
 }
 
 // ---- decode: one x row ---------------------------------------------------------------------------
-var<workgroup> partial: array<vec4<f32>, MATVEC_WG>;
-
 @compute @workgroup_size(MATVEC_WG)
 fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
-    let row0 = (wid.y * nwg.x + wid.x) * MATVEC_ROWS;
+    let row0 = (wid.y * nwg.x + wid.x) * MATVEC_ROWS + 4u * li;
     if (row0 >= params.rows) {
-        return; // whole workgroup: barriers below stay uniform
+        return;
     }
-    let last = params.rows - 1u; // rows past the end read the last row and are not written
-    let r = min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
+    let r = min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.rows - 1u)); // rows past the end repeat the last
     var acc = vec4<f32>(0.0);
-    for (var u = li; u < params.k / 32u; u += MATVEC_WG) { // threads stride over 32-element units
+    for (var u = 0u; u < params.k / 32u; u++) {
         var xs: array<vec4<f32>, 8>;
         for (var j = 0u; j < 8u; j++) {
             xs[j] = x[8u * u + j];
         }
         acc += vec4<f32>(dot_unit(r.x, u, xs), dot_unit(r.y, u, xs), dot_unit(r.z, u, xs), dot_unit(r.w, u, xs));
     }
-    partial[li] = acc;
-    for (var s = MATVEC_WG / 2u; s > 0u; s >>= 1u) {
-        workgroupBarrier();
-        if (li < s) {
-            partial[li] += partial[li + s];
+    for (var i = 0u; i < 4u; i++) {
+        if (row0 + i < params.rows) {
+            let col = params.row_offset + row0 + i;
+            var v = acc[i];
+            if (params.has_bias != 0u) {
+                v += bias[col];
+            }
+            y[col] = v;
         }
-    }
-    workgroupBarrier();
-    if (li < MATVEC_ROWS && row0 + li < params.rows) {
-        let col = params.row_offset + row0 + li;
-        var v = partial[0][li];
-        if (params.has_bias != 0u) {
-            v += bias[col];
-        }
-        y[col] = v;
     }
 }
 

@@ -32,9 +32,9 @@ word i (low half first), u8/i8 arrays hold four in a word (lowest byte first). T
 (8 for F16/BF16) bytes. Signed and unsigned bytes are unpacked with shifts rather than
 unpack4x8snorm/unorm, which would map -128 to -127 and round q / 127 (the kernels are exact).
 
-Kernels: matmul_<type>.wgsl has `matvec` (n = 1, decode: a workgroup per 4 output rows, each
-thread striding over 32-element units of the row, x loaded once for the 4 rows, a tree reduction
-in workgroup memory) and `main` (n > 1, prefill: 32 x 32 output tiles, W tiles dequantised into
+Kernels: matmul_<type>.wgsl has `matvec` (n = 1, decode: a workgroup of MATVEC_WG threads per
+MATVEC_ROWS output rows, each thread owning four whole rows and walking k alone, x loaded once for
+its four rows, no workgroup memory or barrier) and `main` (n > 1, prefill: 32 x 32 output tiles, W tiles dequantised into
 workgroup memory as they are loaded, 4 x 4 outputs per thread); embedding_<type>.wgsl gathers
 rows. Both dequantise in registers; no float copy of W exists.
 
@@ -56,9 +56,9 @@ SUPPORTED_TYPES = (T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q4_K,
 _F16 = np.dtype("<f2")
 
 # Kernel geometry, mirrored from the WGSL files (const ROWS / TILE there).
-MATVEC_ROWS = 4  # output rows per matvec workgroup
+MATVEC_ROWS = 64  # output rows per matvec workgroup (four per thread)
 MATMUL_TILE = 32  # output rows and x rows per matmul workgroup, and the k step
-MATVEC_WG = 64
+MATVEC_WG = 16
 EMBED_WG = 64
 _MAX_GROUPS = 65535
 
