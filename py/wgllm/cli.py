@@ -48,6 +48,10 @@ def _guess_ckpt_format(input_ckpt: str) -> str:
 def cmd_convert(args: argparse.Namespace) -> None:
     from wgllm.convert import ConversionConfig, convert_checkpoint
 
+    if args.output is None and args.lora_ckpt is None:
+        raise UsageError("--output is required (it may be left out only for a LoRA-only conversion with --lora-ckpt and --lora-output)")
+    if args.lora_ckpt is not None and args.lora_output is None:
+        raise UsageError("--lora-ckpt needs --lora-output FILE (the GGUF adapter to write)")
     config = ConversionConfig(
         input_ckpt=args.input_ckpt,
         ckpt_format=args.ckpt_format or _guess_ckpt_format(args.input_ckpt),
@@ -62,7 +66,10 @@ def cmd_convert(args: argparse.Namespace) -> None:
         lora_output_file=args.lora_output,
     )
     out = convert_checkpoint(config)
-    print(f"wrote {out}", file=sys.stderr)
+    if args.output is not None:
+        print(f"wrote {out}", file=sys.stderr)
+    if args.lora_output is not None:
+        print(f"wrote {args.lora_output}", file=sys.stderr)
 
 
 # -- inspect ---------------------------------------------------------------------------------------
@@ -216,12 +223,19 @@ def cmd_logits(args: argparse.Namespace) -> None:
     if not ids:
         raise UsageError("--ids: give at least one token id")
     model = load_model(args.model)
+    adapter = None
+    if args.lora is not None:
+        from wgllm.lora import check_lora, load_lora
+
+        adapter = load_lora(args.lora)
+        check_lora(adapter, model)
     if args.backend == "gpu":
         from wgllm.gpu.engine import GpuEngine
 
-        logits = GpuEngine(model, max_tokens=len(ids), all_logits=True).forward_logits(ids, 0)
+        engine = GpuEngine(model, max_tokens=len(ids), all_logits=True, lora_ranks=[adapter.rank] if adapter else None)
+        logits = engine.forward_logits(ids, 0, engine.load_lora(adapter) if adapter else None)
     else:
-        logits = np.asarray(reference.forward(model, ids), dtype=np.float32)  # (len(ids), vocab)
+        logits = np.asarray(reference.forward(model, ids, lora=adapter), dtype=np.float32)  # (len(ids), vocab)
     with atomic_output(args.out) as tmp, open(tmp, "wb") as f:  # a file object: np.save adds no suffix
         np.save(f, logits)
     print(f"wrote {args.out}: float32 logits of shape {logits.shape}", file=sys.stderr)
@@ -236,6 +250,11 @@ def cmd_generate(args: argparse.Namespace) -> None:
         from wgllm.assets import default_model_path
 
         args.model = str(default_model_path())
+    lora_ranks = None
+    if args.lora is not None:
+        from wgllm.lora import load_lora
+
+        lora_ranks = [load_lora(args.lora).rank]  # the file is read again (and checked) by load_lora_model
     llm = LlmInference.create_from_options(
         args.model,
         max_tokens=args.max_tokens,
@@ -243,6 +262,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         temperature=args.temperature,
         random_seed=args.seed,
         backend=args.backend,
+        lora_ranks=lora_ranks,
     )
 
     def listener(piece: str, done: bool) -> None:
@@ -250,7 +270,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
         sys.stdout.flush()
 
     with llm:
-        llm.generate_response(args.prompt, listener=listener)
+        lora = llm.load_lora_model(args.lora) if args.lora is not None else None
+        llm.generate_response(args.prompt, lora, listener=listener)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -277,13 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-ckpt", required=True, metavar="PATH_OR_GLOB", help="a checkpoint file, its folder, or a glob over shards")
     p.add_argument("--ckpt-format", choices=("safetensors", "pytorch"), help="default: from the file names")
     p.add_argument("--model-type", help="e.g. GEMMA_2B, PHI_2, GPT2, LLAMA (default: from config.json)")
-    p.add_argument("--vocab-model-file", required=True, metavar="PATH", help="tokenizer.model / tokenizer.json, or the folder holding it")
-    p.add_argument("--output", required=True, metavar="FILE", help="the GGUF file to write")
+    p.add_argument("--vocab-model-file", metavar="PATH", help="tokenizer.model / tokenizer.json, or the folder holding it (default: beside the checkpoint)")
+    p.add_argument("--output", metavar="FILE", help="the GGUF file to write (leave out to convert only the LoRA adapter)")
     for group in ("attention", "feedforward", "embedding"):
         p.add_argument(f"--{group}-quant-bits", type=int, default=8, choices=(32, 16, 8, 4), metavar="BITS", help="32, 16, 8 or 4 (default 8)")
-    p.add_argument("--lora-ckpt", metavar="FILE")
-    p.add_argument("--lora-rank", type=int, metavar="R")
-    p.add_argument("--lora-output", metavar="FILE")
+    p.add_argument("--lora-ckpt", metavar="FILE", help="a PEFT adapter_model.safetensors (adapter_config.json beside it) to convert too")
+    p.add_argument("--lora-rank", type=int, metavar="R", help="the adapter's rank (checked against adapter_config.json)")
+    p.add_argument("--lora-output", metavar="FILE", help="the GGUF LoRA adapter to write")
     p.set_defaults(run=cmd_convert)
 
     p = sub.add_parser("inspect", help="summarise a GGUF file: architecture, sizes, tensor types, tokenizer")
@@ -308,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, metavar="FILE")
     p.add_argument("--ids", required=True, metavar="JSON")
     p.add_argument("--backend", choices=("reference", "gpu"), default="reference")
+    p.add_argument("--lora", metavar="FILE", help="a GGUF LoRA adapter to apply")
     p.add_argument("--out", required=True, metavar="OUT.npy")
     p.set_defaults(run=cmd_logits)
 
@@ -319,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=("reference", "gpu"), default="reference")
+    p.add_argument("--lora", metavar="FILE", help="a GGUF LoRA adapter to apply")
     p.set_defaults(run=cmd_generate)
 
     p = sub.add_parser("bench", help="time load, prefill and decode on WebGPU against the adapter's copy bandwidth")

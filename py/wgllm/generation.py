@@ -37,8 +37,9 @@ class Session(Protocol):
 class ReferenceSession:
     """The numpy reference as a backend: logits on the CPU, sampled by reference.sample_top_k."""
 
-    def __init__(self, model: Model, *, top_k: int, temperature: float, seed: int, dtype=np.float32):
+    def __init__(self, model: Model, *, top_k: int, temperature: float, seed: int, dtype=np.float32, lora=None):
         self.model, self.top_k, self.temperature, self.seed, self.dtype = model, top_k, temperature, seed, dtype
+        self.lora = lora  # a wgllm.lora.LoraAdapter applied on every step, or None
         self.cache = reference.KVCache()
         self.generated = 0
 
@@ -48,10 +49,10 @@ class ReferenceSession:
         return reference.sample_top_k(logits, self.top_k, self.temperature, u)
 
     def prefill(self, ids: list[int]) -> int:
-        return self._sample(reference.forward(self.model, ids, self.dtype, self.cache)[-1])
+        return self._sample(reference.forward(self.model, ids, self.dtype, self.cache, self.lora)[-1])
 
     def decode(self, token: int) -> int:
-        return self._sample(reference.forward(self.model, [token], self.dtype, self.cache)[-1])
+        return self._sample(reference.forward(self.model, [token], self.dtype, self.cache, self.lora)[-1])
 
 
 def check_sampling_options(max_tokens: int, top_k: int, temperature: float, seed: int) -> None:
@@ -120,9 +121,11 @@ def generate(
     seed: int = 0,
     listener: Listener | None = None,
     dtype=np.float32,
+    lora=None,
 ) -> str:
-    """Generate an answer to `prompt` with the numpy reference; `listener(partial, done)` streams it."""
+    """Generate an answer to `prompt` with the numpy reference (and the LoraAdapter `lora`, if
+    given); `listener(partial, done)` streams it."""
     check_sampling_options(max_tokens, top_k, temperature, seed)
     ids = encode_prompt(model, prompt, max_tokens)
-    session = ReferenceSession(model, top_k=top_k, temperature=temperature, seed=seed, dtype=dtype)
+    session = ReferenceSession(model, top_k=top_k, temperature=temperature, seed=seed, dtype=dtype, lora=lora)
     return run_session(model, session, ids, max_tokens, listener)

@@ -4,6 +4,13 @@
         print(llm.generate_response("The capital of France is"))
 
 backend "gpu" runs on WebGPU through wgpu-py; "reference" on the numpy reference transformer.
+
+LoRA, as in MediaPipe: declare the ranks at creation (lora_ranks=[4]), load adapters
+(GGUF LoRA files, `wgllm convert --lora-ckpt ...`) with load_lora_model, pass the handle per call:
+
+    llm = LlmInference.create_from_options("model.gguf", lora_ranks=[4])
+    lora = llm.load_lora_model("adapter.gguf")
+    llm.generate_response("Hello", lora)   # with the adapter; without it on the next call
 """
 
 from __future__ import annotations
@@ -16,7 +23,24 @@ from wgllm.generation import Listener
 from wgllm.model import Model, load_model
 
 BUSY_MESSAGE = "Previous invocation or loading is still ongoing."
+LORA_BUSY_MESSAGE = "Cannot load LoRA model while loading or processing."
+LORA_OWNER_MESSAGE = "The LoRA model was not loaded by this LLM Inference task."
 _BACKENDS = ("gpu", "reference")
+
+
+class LoraModel:
+    """A LoRA adapter loaded by one LlmInference (MediaPipe's LoraModel): pass it to generate_response."""
+
+    def __init__(self, owner: "LlmInference", adapter, gpu=None):
+        self.owner, self.adapter, self._gpu = owner, adapter, gpu
+
+    @property
+    def rank(self) -> int:
+        return self.adapter.rank
+
+    @property
+    def path(self):
+        return self.adapter.path
 
 
 class LlmInference:
@@ -43,7 +67,7 @@ class LlmInference:
         if backend == "gpu":
             from wgllm.gpu.engine import GpuEngine  # noqa: PLC0415  (imports wgpu only when asked)
 
-            self._engine = GpuEngine(model, max_tokens=max_tokens, force_f32=force_f32)
+            self._engine = GpuEngine(model, max_tokens=max_tokens, force_f32=force_f32, lora_ranks=self.lora_ranks)
 
     # -- creation ------------------------------------------------------------------------------
     @classmethod
@@ -84,12 +108,44 @@ class LlmInference:
     def create_from_model_path(cls, model_path: str, **options) -> "LlmInference":
         return cls.create_from_options(model_path, **options)
 
+    # -- LoRA ----------------------------------------------------------------------------------
+    def load_lora_model(self, path: str) -> LoraModel:
+        """Load a GGUF LoRA adapter for this model; its rank must be one of lora_ranks."""
+        from wgllm.lora import check_lora, load_lora  # noqa: PLC0415
+
+        if self._closed:
+            raise RuntimeError("this LlmInference is closed")
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(LORA_BUSY_MESSAGE)
+        try:
+            adapter = load_lora(path)
+            check_lora(adapter, self.model)
+            if adapter.rank not in self.lora_ranks:
+                declared = ", ".join(map(str, self.lora_ranks)) if self.lora_ranks else "none"
+                raise ValueError(
+                    f"{adapter.path}: LoRA rank {adapter.rank} was not declared when this LlmInference was created "
+                    f"(lora_ranks: {declared}); create it with lora_ranks including {adapter.rank}"
+                )
+            gpu = self._engine.load_lora(adapter) if self._engine is not None else None
+            return LoraModel(self, adapter, gpu)
+        finally:
+            self._busy.release()
+
+    def _check_lora(self, lora) -> LoraModel | None:
+        if lora is None:
+            return None
+        if not isinstance(lora, LoraModel):
+            raise ValueError(f"lora must be a LoraModel returned by load_lora_model, got {type(lora).__name__}")
+        if lora.owner is not self:
+            raise ValueError(LORA_OWNER_MESSAGE)
+        return lora
+
     # -- generation ----------------------------------------------------------------------------
-    def _session(self, seed: int):
+    def _session(self, seed: int, lora: LoraModel | None = None):
         opts = dict(top_k=self.top_k, temperature=self.temperature, seed=seed)
         if self._engine is not None:
-            return self._engine.session(**opts)
-        return generation.ReferenceSession(self.model, **opts)
+            return self._engine.session(**opts, lora=lora._gpu if lora is not None else None)
+        return generation.ReferenceSession(self.model, **opts, lora=lora.adapter if lora is not None else None)
 
     def _run(self, fn: Callable[[], object]):
         if self._closed:
@@ -103,27 +159,28 @@ class LlmInference:
             self._busy.release()
 
     def generate_response(self, prompt: str, lora=None, listener: Listener | None = None) -> str:
-        """The answer to `prompt`; `listener(partial_result, done)` receives it piece by piece."""
-        if lora is not None:
-            raise ValueError("LoRA adapters are not supported yet by this build")
+        """The answer to `prompt`, with the LoraModel `lora` applied if given; `listener(partial_result,
+        done)` receives it piece by piece (as in MediaPipe, the listener may also come second)."""
+        if callable(lora) and listener is None:
+            lora, listener = None, lora
+        lora = self._check_lora(lora)
 
         def go():
             ids = generation.encode_prompt(self.model, prompt, self.max_tokens)
-            session = self._session(self.random_seed)
+            session = self._session(self.random_seed, lora)
             return generation.run_session(self.model, session, ids, self.max_tokens, listener, self._cancel.is_set)
 
         return self._run(go)
 
     def generate_responses(self, prompt: str, lora=None) -> list[str]:
-        """num_responses answers, each drawn with its own random stream (seed + i)."""
-        if lora is not None:
-            raise ValueError("LoRA adapters are not supported yet by this build")
+        """num_responses answers, each drawn with its own random stream (seed + i), with `lora` if given."""
+        lora = self._check_lora(lora)
 
         def go():
             ids = generation.encode_prompt(self.model, prompt, self.max_tokens)
             return [
                 generation.run_session(
-                    self.model, self._session(self.random_seed + i), ids, self.max_tokens, None, self._cancel.is_set
+                    self.model, self._session(self.random_seed + i, lora), ids, self.max_tokens, None, self._cancel.is_set
                 )
                 for i in range(self.num_responses)
             ]

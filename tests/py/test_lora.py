@@ -233,3 +233,175 @@ def test_gpu_adapters_switch_per_call_without_rebuild(lora_case):
         np.testing.assert_array_equal(got, fresh[seed])
     assert rel(runs[0][1], runs[1][1]) > 1e-2 and rel(runs[0][1], runs[2][1]) > 1e-2  # three different answers
     assert rel(runs[1][1], adapters[1][1]) <= F32_BOUND and rel(runs[2][1], reference.forward(model, ids)) < MODEL_LOGITS_REL
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+def test_converter_errors(lora_case, tmp_path):
+    base, _, adapters = lora_case("llama")
+    _, _, st = adapters[0]
+    folder = str(tiny_model("llama").folder)
+
+    def convert(**kw):
+        args = dict(lora_ckpt=str(st), lora_output_file=str(tmp_path / "lora.gguf"))
+        args.update(kw)
+        return convert_checkpoint(ConversionConfig(kw.pop("input_ckpt", folder), "safetensors", **{k: v for k, v in args.items() if k != "input_ckpt"}))
+
+    with pytest.raises(ConversionError, match=r"lora_rank = 3 does not match the adapter's rank r = 4 in .*adapter_config\.json"):
+        convert(lora_rank=3, output_file=str(tmp_path / "base.gguf"))
+    assert not (tmp_path / "base.gguf").exists()  # the adapter is checked before the base is written
+
+    mlp_peft, mlp_st = make_adapter("llama", tmp_path / "mlp", r=2, targets=["q_proj", "gate_proj"], seed=5)
+    unload(mlp_peft)
+    with pytest.raises(ConversionError, match=r"LoRA target module model\.layers\.\d\.mlp\.gate_proj is not supported for llama; .*q_proj, k_proj, v_proj, o_proj"):
+        convert(lora_ckpt=str(mlp_st))
+
+    with pytest.raises(ConversionError, match=r"LoRA conversion is not supported for the falcon architecture; supported: gemma, gemma2, gemma3, llama, phi2"):
+        convert(input_ckpt=str(tiny_model("falcon").folder))
+
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    (lonely / "adapter_model.safetensors").write_bytes(st.read_bytes())
+    with pytest.raises(ConversionError, match=r"missing adapter_config\.json"):
+        convert(lora_ckpt=str(lonely / "adapter_model.safetensors"))
+
+    with pytest.raises(ConversionError, match=r"lora_ckpt needs lora_output_file"):
+        ConversionConfig(folder, "safetensors", output_file="m.gguf", lora_ckpt=str(st))
+    with pytest.raises(ConversionError, match=r"lora_rank was given without lora_ckpt"):
+        ConversionConfig(folder, "safetensors", output_file="m.gguf", lora_rank=4)
+    assert not list(tmp_path.glob(".*.partial")) and not (tmp_path / "lora.gguf").exists()
+
+
+def test_base_and_adapter_in_one_run(lora_case, tmp_path):
+    base, _, adapters = lora_case("phi2")
+    path, _, st = adapters[0]
+    out = convert_checkpoint(
+        ConversionConfig(str(tiny_model("phi2").folder), "safetensors", output_file=str(tmp_path / "base.gguf"), attention_quant_bits=32,
+                         feedforward_quant_bits=32, embedding_quant_bits=32, lora_ckpt=str(st), lora_rank=4, lora_output_file=str(tmp_path / "lora.gguf"))
+    )
+    assert out == tmp_path / "base.gguf"
+    assert out.read_bytes() == base.read_bytes()  # the same base file as a plain conversion
+    assert (tmp_path / "lora.gguf").read_bytes() == path.read_bytes()  # and the same adapter as a LoRA-only run
+
+
+def _synthetic_adapter(path, arch: str, tensors: dict[str, tuple[int, ...]], alpha: float = 4.0):
+    """An adapter written directly with gguf's GGUFWriter (not wgllm's converter)."""
+    w = GGUFWriter(str(path), arch)
+    w.add_type("adapter")
+    w.add_string("adapter.type", "lora")
+    w.add_float32("adapter.lora.alpha", alpha)
+    rng = np.random.default_rng(0)
+    for name, shape in tensors.items():
+        w.add_tensor(name, rng.standard_normal(shape).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_runtime_errors(lora_case, tmp_path):
+    from wgllm.inference import LlmInference
+
+    base, ids, adapters = lora_case("llama")
+    gemma_adapter = lora_case("gemma")[2][0][0]
+    model = load_model(base)
+    with pytest.raises(ModelFormatError, match=r"the LoRA adapter is for a gemma model \(tiny-gemma\), but .*base\.gguf is a llama model"):
+        reference.forward(model, ids, lora=load_lora(gemma_adapter))
+    narrow = _synthetic_adapter(tmp_path / "narrow.gguf", "llama", {"blk.0.attn_q.weight.lora_a": (4, 32), "blk.0.attn_q.weight.lora_b": (64, 4)})
+    with pytest.raises(ModelFormatError, match=r"tensor blk\.0\.attn_q\.weight\.lora_a has shape \(4, 32\) and blk\.0\.attn_q\.weight\.lora_b \(64, 4\), but .*'s blk\.0\.attn_q\.weight has shape \(64, 64\)"):
+        reference.forward(model, ids, lora=load_lora(narrow))
+    deep = _synthetic_adapter(tmp_path / "deep.gguf", "llama", {"blk.5.attn_q.weight.lora_a": (4, 64), "blk.5.attn_q.weight.lora_b": (64, 4)})
+    with pytest.raises(ModelFormatError, match=r"adapt blk\.5\.attn_q\.weight, which .* does not have \(a llama model with 2 layers, blk\.0 to blk\.1\)"):
+        reference.forward(model, ids, lora=load_lora(deep))
+    phi_base = lora_case("phi2")[0]
+    gate = _synthetic_adapter(tmp_path / "gate.gguf", "phi2", {"blk.0.ffn_gate.weight.lora_a": (4, 64), "blk.0.ffn_gate.weight.lora_b": (128, 4)})
+    with pytest.raises(ModelFormatError, match=r"adapt blk\.0\.ffn_gate\.weight, which .* does not have"):
+        LlmInference.create_from_options(str(phi_base), backend="reference", lora_ranks=[4]).load_lora_model(str(gate))
+    unpaired = _synthetic_adapter(tmp_path / "unpaired.gguf", "llama", {"blk.0.attn_q.weight.lora_a": (4, 64)})
+    with pytest.raises(ModelFormatError, match=r"tensor blk\.0\.attn_q\.weight\.lora_b is missing"):
+        load_lora(unpaired)
+    with pytest.raises(ModelFormatError, match=r"not a LoRA adapter \(general\.type = None"):
+        load_lora(base)
+
+    rank4 = str(adapters[0][0])
+    for backend in ("reference", "gpu"):
+        with LlmInference.create_from_options(str(base), max_tokens=24, top_k=1, backend=backend, lora_ranks=[2]) as llm:
+            with pytest.raises(ValueError, match=r"LoRA rank 4 was not declared when this LlmInference was created \(lora_ranks: 2\)"):
+                llm.load_lora_model(rank4)
+            other = LlmInference.create_from_options(str(base), max_tokens=24, top_k=1, backend=backend, lora_ranks=[4])
+            foreign = other.load_lora_model(rank4)
+            with pytest.raises(ValueError, match=r"^The LoRA model was not loaded by this LLM Inference task\.$"):
+                llm.generate_response("hello", foreign)
+            with pytest.raises(ValueError, match=r"^The LoRA model was not loaded by this LLM Inference task\.$"):
+                llm.generate_responses("hello", foreign)
+            other.close()
+    with LlmInference.create_from_options(str(base), max_tokens=24, top_k=1, backend="reference") as llm:
+        with pytest.raises(ValueError, match=r"LoRA rank 4 was not declared .*\(lora_ranks: none\)"):
+            llm.load_lora_model(rank4)
+
+
+def test_gpu_engine_refuses_foreign_handle_and_undeclared_rank(lora_case):
+    from wgllm.gpu.engine import GpuEngine
+
+    base, ids, adapters = lora_case("llama")
+    model = load_model(base)
+    a, b = GpuEngine(model, max_tokens=8, lora_ranks=[4]), GpuEngine(model, max_tokens=8, lora_ranks=[2])
+    handle = a.load_lora(load_lora(adapters[0][0]))
+    with pytest.raises(ValueError, match=r"^The LoRA model was not loaded by this LLM Inference task\.$"):
+        b.forward_logits(ids[:4], 0, handle)
+    with pytest.raises(ValueError, match=r"LoRA rank 4 was not declared when this model was created \(lora_ranks: 2\)"):
+        b.load_lora(load_lora(adapters[0][0]))
+
+
+# -- the public API and the command line ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["reference", "gpu"])
+def test_llm_inference_generates_with_each_adapter(backend, lora_case):
+    from wgllm.generation import generate
+    from wgllm.inference import LlmInference
+
+    base, _, adapters = lora_case("phi2")  # its random logits give three different greedy answers
+    model = load_model(base)
+    want = {seed: generate(model, "the quick brown fox", max_tokens=20, top_k=1, lora=None if seed is None else load_lora(adapters[seed][0])) for seed in (0, 1, None)}
+    assert len(set(want.values())) == 3  # three different answers: each adapter shows in the text
+    with LlmInference.create_from_options(str(base), max_tokens=20, top_k=1, backend=backend, lora_ranks=[4, 2]) as llm:
+        loras = {seed: llm.load_lora_model(str(adapters[seed][0])) for seed in (0, 1)}
+        for seed in (0, 1, None, 0):
+            pieces = []
+            text = llm.generate_response("the quick brown fox", loras.get(seed), lambda p, done: pieces.append(p))
+            assert text == want[seed] == "".join(pieces)
+        assert llm.generate_responses("the quick brown fox", loras[1]) == [want[1]]
+
+
+def _wgllm(*args) -> "subprocess.CompletedProcess":
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "wgllm.cli", *map(str, args)], capture_output=True, text=True, timeout=300)
+    return run
+
+
+def test_cli_convert_then_logits_and_generate_with_lora(lora_case, tmp_path):
+    base, ids, adapters = lora_case("phi2")
+    _, want, st = adapters[0]
+    out = tmp_path / "cli-lora.gguf"
+    run = _wgllm("convert", "--input-ckpt", tiny_model("phi2").folder, "--lora-ckpt", st, "--lora-rank", 4, "--lora-output", out)
+    assert run.returncode == 0, run.stderr
+    assert f"wrote {out}" in run.stderr and out.read_bytes() == adapters[0][0].read_bytes()
+    for backend in ("reference", "gpu"):
+        npy = tmp_path / f"{backend}.npy"
+        run = _wgllm("logits", "--model", base, "--ids", json.dumps(ids), "--lora", out, "--backend", backend, "--out", npy)
+        assert run.returncode == 0, run.stderr
+        assert rel(np.load(npy), want) <= F32_BOUND
+    from wgllm.generation import generate
+
+    run = _wgllm("generate", "--model", base, "--prompt", "hello world", "--max-tokens", 16, "--top-k", 1, "--lora", out)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == generate(load_model(base), "hello world", max_tokens=16, top_k=1, lora=load_lora(out)) + "\n"
+    run = _wgllm("logits", "--model", lora_case("llama")[0], "--ids", "[5, 6]", "--lora", out, "--out", tmp_path / "x.npy")
+    assert run.returncode == 2 and run.stderr.startswith("wgllm: error: ") and "the LoRA adapter is for a phi2 model" in run.stderr
+    run = _wgllm("convert", "--input-ckpt", tiny_model("phi2").folder, "--lora-ckpt", st, "--lora-rank", 8, "--lora-output", tmp_path / "bad.gguf")
+    assert run.returncode == 2 and "lora_rank = 8 does not match the adapter's rank r = 4" in run.stderr
