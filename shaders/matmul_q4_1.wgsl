@@ -1,13 +1,13 @@
 // matmul_q4_1: y = x @ W^T (+ bias), W Q4_1 (w = d * q + m)   ref: reference.matmul   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 64), n = 1
-// Two entry points on one dequantiser: `main` tiles X and W through workgroup memory (prefill),
-// `matvec` streams W once for a single x row (decode): each thread owns four whole rows and walks
-// k alone, with no workgroup memory and no barrier (on llvmpipe both cost more than the math).
+// Two entry points on one dequantiser, neither with workgroup memory or barriers (on llvmpipe both
+// cost more than the math): `main` (prefill) gives each thread 4 x rows by 8 W rows, an x load
+// serving 8 W rows; `matvec` (decode) gives each thread four whole W rows, walked along k alone.
 // W is one row chunk of the weight (py/wgllm/gpu/weights.py documents the repacked arrays); its
 // rows land at y[:, row_offset + r].
 // Needs k % 32 == 0.
 const MATVEC_WG: u32 = 16u;   // matvec threads per workgroup
 const MATVEC_ROWS: u32 = 64u; // output rows per matvec workgroup: four per thread, each x load serves four rows
-const TILE: u32 = 32u;       // matmul tile: 32 x rows by 32 W rows, k in steps of 32; 8 x 8 threads of 4 x 4
+const TILE: u32 = 32u;       // matmul workgroup tile: 32 x rows by 32 W rows; 32 threads of 4 x rows by 8 W rows
 
 struct Params {
     k: u32,
@@ -32,14 +32,6 @@ fn nibbles(w: u32, shift: u32) -> vec4<f32> {
 
 fn sum_x(xs: array<vec4<f32>, 8>) -> f32 {
     return dot(((xs[0] + xs[1]) + (xs[2] + xs[3])) + ((xs[4] + xs[5]) + (xs[6] + xs[7])), vec4<f32>(1.0));
-}
-
-// Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
-fn weight4(row: u32, i4: u32) -> vec4<f32> {
-    let b = row * (params.k / 32u) + i4 / 8u;
-    let j = i4 % 8u; // elements 4j .. 4j + 3 of the block: the low (j < 4) or high nibbles of word j % 4
-    let s = unpack2x16float(dm[b]);
-    return s.x * nibbles(qs[b][j % 4u], 4u * (j / 4u)) + s.y;
 }
 
 // Row `row`'s 32 elements 32u .. 32u + 31 dotted with xs, those elements of x.
@@ -82,51 +74,38 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 }
 
 // ---- prefill: tiles of x rows ----------------------------------------------------------------------
-var<workgroup> x_tile: array<array<f32, 33>, 32>; // [x row][k], padded against bank conflicts
-var<workgroup> w_tile: array<array<f32, 33>, 32>; // [W row][k]
-
-@compute @workgroup_size(64)
+@compute @workgroup_size(32)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let row0 = wid.x * TILE;  // W rows (output columns)
-    let xrow0 = wid.y * TILE; // x rows
-    let tx = li % 8u;
-    let ty = li / 8u;
+    let row0 = wid.x * TILE + 8u * (li % 4u);  // W rows (output columns)
+    let xrow0 = wid.y * TILE + 4u * (li / 4u); // x rows
+    if (row0 >= params.rows || xrow0 >= params.n) {
+        return;
+    }
+    let last = vec4<u32>(params.rows - 1u);
+    let r = min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), last);
+    let r2 = min(vec4<u32>(row0) + vec4<u32>(4u, 5u, 6u, 7u), last);
+    let xr = min(vec4<u32>(xrow0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.n - 1u));
     let k4 = params.k / 4u;
-    var acc: array<vec4<f32>, 4>; // acc[i][j]: x row ty + 8i, W row tx + 8j
-    for (var k0 = 0u; k0 < k4; k0 += TILE / 4u) {
-        for (var s = 0u; s < 4u; s++) {
-            let idx = li + 64u * s; // 256 vec4 per tile: row idx / 8, vec4 idx % 8
-            let tr = idx / 8u;
-            let c = (idx % 8u) * 4u;
-            var xv = vec4<f32>(0.0);
-            if (xrow0 + tr < params.n) {
-                xv = x[(xrow0 + tr) * k4 + k0 + idx % 8u];
+    var acc: array<vec4<f32>, 8>; // acc[2i + h][j]: x row xrow0 + i, W row row0 + 4h + j
+    for (var u = 0u; u < params.k / 32u; u++) {
+        for (var i = 0u; i < 4u; i++) {
+            var xs: array<vec4<f32>, 8>;
+            for (var j = 0u; j < 8u; j++) {
+                xs[j] = x[xr[i] * k4 + 8u * u + j];
             }
-            x_tile[tr][c] = xv.x; x_tile[tr][c + 1u] = xv.y; x_tile[tr][c + 2u] = xv.z; x_tile[tr][c + 3u] = xv.w;
-            let wv = weight4(min(row0 + tr, params.rows - 1u), k0 + idx % 8u);
-            w_tile[tr][c] = wv.x; w_tile[tr][c + 1u] = wv.y; w_tile[tr][c + 2u] = wv.z; w_tile[tr][c + 3u] = wv.w;
+            acc[2u * i] += vec4<f32>(dot_unit(r.x, u, xs), dot_unit(r.y, u, xs), dot_unit(r.z, u, xs), dot_unit(r.w, u, xs));
+            acc[2u * i + 1u] += vec4<f32>(dot_unit(r2.x, u, xs), dot_unit(r2.y, u, xs), dot_unit(r2.z, u, xs), dot_unit(r2.w, u, xs));
         }
-        workgroupBarrier();
-        for (var kk = 0u; kk < TILE; kk++) {
-            let b = vec4<f32>(w_tile[tx][kk], w_tile[tx + 8u][kk], w_tile[tx + 16u][kk], w_tile[tx + 24u][kk]);
-            acc[0] = fma(vec4<f32>(x_tile[ty][kk]), b, acc[0]);
-            acc[1] = fma(vec4<f32>(x_tile[ty + 8u][kk]), b, acc[1]);
-            acc[2] = fma(vec4<f32>(x_tile[ty + 16u][kk]), b, acc[2]);
-            acc[3] = fma(vec4<f32>(x_tile[ty + 24u][kk]), b, acc[3]);
-        }
-        workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {
-        let xr = xrow0 + ty + 8u * i;
-        for (var j = 0u; j < 4u; j++) {
-            let wr = row0 + tx + 8u * j;
-            if (xr < params.n && wr < params.rows) {
-                let col = params.row_offset + wr;
-                var v = acc[i][j];
+        for (var j = 0u; j < 8u; j++) {
+            if (xrow0 + i < params.n && row0 + j < params.rows) {
+                let col = params.row_offset + row0 + j;
+                var v = acc[2u * i + j / 4u][j % 4u];
                 if (params.has_bias != 0u) {
                     v += bias[col];
                 }
-                y[xr * params.n_out + col] = v;
+                y[(xrow0 + i) * params.n_out + col] = v;
             }
         }
     }
