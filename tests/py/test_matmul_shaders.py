@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import subprocess
+import sys
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # silences lavapipe's warning about a missing runtime dir
 
@@ -227,3 +230,31 @@ def test_shared_kernel_text_is_identical_across_types():
     assert len(set(tails.values())) == 1, {name: hash(tail) for name, tail in tails.items()}
     entries = {t.name: (SHADER_DIR / f"embedding_{t.name.lower()}.wgsl").read_text().split("@compute", 1)[1] for t in TYPES}
     assert len(set(entries.values())) == 1
+
+
+def test_upload_beyond_memory_names_tensor_and_bytes(tmp_path):
+    """A weight larger than what is left is refused with the tensor, the bytes asked and those held.
+    WebGPU has no memory query, so the child process caps its address space (RLIMIT_AS) 512 MiB above
+    what it holds and uploads an 805 MB F32 weight: lavapipe's allocation fails for real."""
+    script = tmp_path / "oom.py"
+    script.write_text(
+        "import resource, numpy as np\n"
+        "from wgllm.gpu.runtime import get_context\n"
+        "from wgllm.gpu import weights\n"
+        "ctx = get_context()\n"
+        "rp = weights.repack(np.zeros(3072 * 65536 * 4, np.uint8), weights.T.F32, (3072, 65536))\n"
+        "vm = int(open('/proc/self/status').read().split('VmSize:')[1].split()[0]) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (vm + (512 << 20), resource.RLIM_INFINITY))\n"
+        "weights.upload(ctx, rp, label='blk.9.ffn_up.weight')\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    m = re.fullmatch(
+        r"wgllm\.gpu\.runtime\.GpuError: blk\.9\.ffn_up\.weight: F32 weight \(3072, 65536\) of 805306368 bytes does not fit: "
+        r"out of GPU memory: buffer 'blk\.9\.ffn_up\.weight\.w\[(\d+):(\d+)\]' of (\d+) bytes was refused with (\d+) bytes already held .*",
+        last,
+    )
+    assert m, proc.stderr[-2000:]
+    start, end, asked, held = (int(g) for g in m.groups())
+    assert asked == (end - start) * 65536 * 4 and held >= start * 65536 * 4

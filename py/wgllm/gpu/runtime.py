@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,7 @@ class GpuContext:
         self.has_f16 = "shader-f16" in self.features
         self._modules: dict[str, object] = {}
         self._pipelines: dict[tuple, object] = {}
+        self._live: dict[int, int] = {}  # id(buffer) -> bytes, for the out-of-memory message
 
     @property
     def adapter_name(self) -> str:
@@ -97,11 +99,29 @@ class GpuContext:
             nbytes = -(-nbytes // 16) * 16
         if nbytes > self.max_buffer:
             raise GpuError(f"buffer {label!r} needs {nbytes} bytes; the adapter's maxBufferSize is {self.max_buffer}")
-        buf = self.device.create_buffer(label=label, size=nbytes, usage=usage)
+        try:
+            buf = self.device.create_buffer(label=label, size=nbytes, usage=usage)
+        except Exception as e:
+            if "memory" not in str(e).lower():
+                raise
+            # WebGPU exposes no memory size: running out shows only here, when one more buffer is refused
+            raise GpuError(
+                f"out of GPU memory: buffer {label or '(unlabelled)'!r} of {nbytes} bytes was refused with {self.live_bytes} "
+                f"bytes already held in {len(self._live)} buffers; the model's weights, KV cache and scratch do not fit "
+                f"this adapter (try a smaller model, fewer max tokens or a smaller quantisation). "
+                f"Adapter said: {str(e).strip().splitlines()[-1].strip()}"
+            ) from None
+        self._live[id(buf)] = nbytes
+        weakref.finalize(buf, self._live.pop, id(buf), None)
         if raw:
             padded = raw + b"\0" * (-len(raw) % 4)
             self.device.queue.write_buffer(buf, 0, padded)
         return buf
+
+    @property
+    def live_bytes(self) -> int:
+        """Bytes in this context's buffers that are still alive (WebGPU has no memory query to ask)."""
+        return sum(self._live.values())
 
     def write(self, buf, data: np.ndarray | bytes, offset: int = 0) -> None:
         raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)

@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
+from wgllm.gpu.runtime import GpuError
+
 T = GGMLQuantizationType
 SUPPORTED_TYPES = (T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q4_K, T.Q6_K)
 _F16 = np.dtype("<f2")
@@ -180,7 +182,11 @@ def upload(ctx, repacked: RepackedWeight, max_binding: int | None = None, label:
     chunks = []
     for start in range(0, repacked.n_out, step):
         end = min(start + step, repacked.n_out)
-        buffers = [ctx.buffer(a[start:end], label=f"{label}.{n}[{start}:{end}]") for a, n in zip(repacked.arrays, repacked.names)]
+        try:
+            buffers = [ctx.buffer(a[start:end], label=f"{label}.{n}[{start}:{end}]") for a, n in zip(repacked.arrays, repacked.names)]
+        except GpuError as e:
+            total = sum(a.nbytes for a in repacked.arrays)
+            raise GpuError(f"{label}: {repacked.ggml_type.name} weight {repacked.shape} of {total} bytes does not fit: {e}") from None
         chunks.append(GpuChunk(start, end - start, buffers))
     return GpuWeight(repacked.ggml_type, repacked.shape, chunks)
 
