@@ -255,10 +255,10 @@ def parse_range(header: str, size: int) -> tuple[int, int]:
         return max(0, size - suffix), size - 1
     first = int(m[1])
     last = int(m[2]) if m[2] else size - 1
-    if last < first:
-        raise RangeNotSatisfiable(f"Range {header!r} ends before it starts")
     if first >= size:
         raise RangeNotSatisfiable(f"Range {header!r} starts at byte {first} but the file has {size} bytes")
+    if last < first:
+        raise RangeNotSatisfiable(f"Range {header!r} ends before it starts")
     return first, min(last, size - 1)
 
 
