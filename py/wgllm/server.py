@@ -165,9 +165,9 @@ class Catalog:
         self.files = [Path(f) for f in files]
         self._lock = threading.Lock()
         self._cache: dict[tuple, dict[str, Any] | str] = {}  # (real path, stat key) -> info, or why refused
-        self._warned: set[tuple] = set()
+        self._warned: set[tuple] = set()  # keys of refused files already named in a warning
 
-    def _candidates(self) -> list[tuple[str, str]]:
+    def _candidates(self, seen: set[tuple]) -> list[tuple[str, str]]:
         found = [(f.name, os.path.realpath(f)) for f in self.files]
         if self.folder is None:
             return found
@@ -183,7 +183,11 @@ class Catalog:
                 continue
             real = inside(root, os.path.join(root, name))
             if real is None:
-                warn(f"not listing {self.folder / name}: it is a link to {os.path.realpath(os.path.join(root, name))}, outside {self.folder}")
+                target = os.path.realpath(os.path.join(root, name))
+                seen.add((name, target))
+                if (name, target) not in self._warned:
+                    self._warned.add((name, target))
+                    warn(f"not listing {self.folder / name}: it is a link to {target}, outside {self.folder}")
                 continue
             found.append((name, real))
         return found
@@ -192,8 +196,8 @@ class Catalog:
         """The listed files by name, as the disk is now."""
         listed: dict[str, Listed] = {}
         with self._lock:
-            seen = set()
-            for name, real in self._candidates():
+            seen: set[tuple] = set()
+            for name, real in self._candidates(seen):
                 try:
                     st = os.stat(real)
                 except OSError:
@@ -214,7 +218,7 @@ class Catalog:
                 elif isinstance(result, str) and key not in self._warned:
                     # refused on two scans in a row: not a copy in progress, say why once
                     self._warned.add(key)
-                    warn(f"not listing {name}: {result}")
+                    warn(f"not listing {result}")
                 if isinstance(result, dict):
                     listed[name] = Listed(name, real, st, result)
             for key in [k for k in self._cache if k not in seen]:
@@ -423,6 +427,8 @@ def create_app(models: Catalog, loras: Catalog, web_dir: Path = WEB_DIR):
                     yield ": keepalive\n\n"
 
         headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+        if request.method == "HEAD":  # the headers only: a stream that never ends has no body to describe
+            return Response(media_type="text/event-stream", headers=headers)
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
     def listed_file(catalog: Catalog, what: str):
@@ -515,8 +521,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--web-dir", type=Path, default=WEB_DIR, help=f"folder holding demo/ and dist/ (default {WEB_DIR})")
     parser.add_argument("--export-static", type=Path, metavar="OUT_DIR", help="write the site as plain files for static hosting and exit")
     args = parser.parse_args(argv)
-    if not 0 <= args.port <= 65535:
-        parser.error(f"--port {args.port}: expected 0..65535")
+    if not 1 <= args.port <= 65535:
+        parser.error(f"--port {args.port}: expected a port number 1..65535")
     models, loras = build_catalogs(args, parser)
 
     if args.export_static is not None:

@@ -183,13 +183,19 @@ def test_every_route(site):
     size = (site["models"] / "tiny.gguf").stat().st_size
     assert listed[1] | {"modified": None} == {"name": "tiny.gguf", "url": "./models/tiny.gguf", "size": size, "architecture": "llama", "modified": None}
     assert s.json("/api/loras") == []
+    status, headers, _ = s.request("HEAD", "/api/loras/events")  # headers only, no endless stream
+    assert (status, headers["content-type"], headers.get("content-length")) == (200, "text/event-stream; charset=utf-8", "0")
     for path in ("/models/broken.gguf", "/models/copying.gguf.part", "/models/.hidden.gguf", "/models/nothing.gguf", "/nothing.html", "/dist/nothing.js"):
         assert s.get(path)[0] == 404, path
     # isolation headers on every kind of answer, errors included
     for method, path in [("GET", "/"), ("GET", "/api/models"), ("GET", "/models/tiny.gguf"), ("GET", "/models/nothing"), ("POST", "/api/loras")]:
         headers = s.request(method, path)[1]
         assert {k: headers.get(k) for k in ISOLATION} == ISOLATION, (method, path)
-    assert "warning: binding" not in site["root"].joinpath("server.log").read_text()  # loopback: no warning
+    log = site["root"].joinpath("server.log").read_text()
+    assert "warning: binding" not in log  # loopback: no warning
+    # each refused file is named once, however often the folder is scanned
+    assert log.count(f"not listing {site['models'] / 'escape.gguf'}: it is a link to {site['root'] / 'outside.gguf'}") == 1, log
+    assert log.count(f"not listing {site['models'] / 'broken.gguf'}: not a valid GGUF file") == 1, log
 
 
 def test_default_web_dir_is_the_checkout():
