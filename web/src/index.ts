@@ -14,3 +14,4 @@ export {
 } from "./gguf";
 export type { GGUFNumericArray, GGUFTensorChunk, GGUFTensorInfo, GGUFValue, ReadGGUFOptions } from "./gguf";
 export { SHADERS, shaderSource } from "./shaders";
+export { PRE_TOKENIZERS, StreamingDecoder, Tokenizer, codepointFlags, type EncodeOptions } from "./tokenizer";
