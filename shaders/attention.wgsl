@@ -4,7 +4,7 @@
 // (head, query) walks its visible keys in tiles of WG_SIZE with an online softmax (running max and
 // sum, accumulator rescaled when the max grows). ALiBi slopes are ggml's, from alibi_max_bias
 // (0 = off); softcap 0 = off; window 0 = off. head_dim, head_dim_v <= MAX_HEAD_DIM (the host checks).
-override WG_SIZE: u32 = 64u; // keys per tile, a power of two
+override WG_SIZE: u32 = 8u; // keys per tile, a power of two; 8 (one llvmpipe SIMD vector) keeps its barriers cheap, a GPU host may pass 64
 const MAX_HEAD_DIM: u32 = 256u;
 const LOWEST: f32 = -3.4028234663852886e38;
 

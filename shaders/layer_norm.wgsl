@@ -3,7 +3,7 @@
 // corrects the rounding error of the mean (corrected two-pass algorithm), which matters when
 // |mean| >> std, e.g. x = 3 + 0.01 * noise.
 // WG_SIZE must be a power of two (tree reduction). A norm without bias binds zeros as b.
-override WG_SIZE: u32 = 256u;
+override WG_SIZE: u32 = 8u; // 8 (one llvmpipe SIMD vector) keeps the reductions' barriers cheap; a GPU host may pass 256
 
 struct Params {
     rows: u32,

@@ -1,6 +1,6 @@
 // rms_norm: y = x / sqrt(mean(x^2) + eps) * w   ref: reference.rms_norm   grid: (gx, gy, 1), gx * gy >= rows, row = wid.y * gx + wid.x
 // One workgroup per row; WG_SIZE must be a power of two (tree reduction).
-override WG_SIZE: u32 = 256u;
+override WG_SIZE: u32 = 8u; // 8 (one llvmpipe SIMD vector) keeps the reduction's barriers cheap; a GPU host may pass 256
 
 struct Params {
     rows: u32,
