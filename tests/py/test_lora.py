@@ -243,10 +243,10 @@ def test_converter_errors(lora_case, tmp_path):
     _, _, st = adapters[0]
     folder = str(tiny_model("llama").folder)
 
-    def convert(**kw):
+    def convert(input_ckpt=folder, **kw):
         args = dict(lora_ckpt=str(st), lora_output_file=str(tmp_path / "lora.gguf"))
         args.update(kw)
-        return convert_checkpoint(ConversionConfig(kw.pop("input_ckpt", folder), "safetensors", **{k: v for k, v in args.items() if k != "input_ckpt"}))
+        return convert_checkpoint(ConversionConfig(input_ckpt, "safetensors", **args))
 
     with pytest.raises(ConversionError, match=r"lora_rank = 3 does not match the adapter's rank r = 4 in .*adapter_config\.json"):
         convert(lora_rank=3, output_file=str(tmp_path / "base.gguf"))
