@@ -256,7 +256,7 @@ function preTokenize(text: string, pre: PreTokenizer): string[] {
     const newEnds: number[] = [];
     let start = 0;
     for (const end of ends) {
-      newEnds.push(...(splitter ? splitter(cps, flags, start, end) : splitRegex(regex, collapsed!, start, end)));
+      for (const e of splitter ? splitter(cps, flags, start, end) : splitRegex(regex, collapsed!, start, end)) newEnds.push(e);
       start = end;
     }
     ends = newEnds;
