@@ -442,7 +442,7 @@ def test_checkpoint_errors(tmp_path):
     "kwargs, message",
     [
         (dict(block_size=64), r"block_size = 64 is not supported: GGUF's Q8_0/Q4_0 blocks hold 32 weights"),
-        (dict(lora_ckpt="adapter.safetensors", lora_rank=4), r"LoRA conversion is not supported yet"),
+        (dict(lora_ckpt="adapter.safetensors", lora_rank=4), r"lora_ckpt needs lora_output_file"),
         (dict(attention_quant_bits=5), r"attention_quant_bits = 5 is not supported; expected one of \[4, 8, 16, 32\]"),
         (dict(model_type="GEMMA_9B"), r"unknown model_type 'GEMMA_9B'"),
         (dict(output_file="a.gguf", output_tflite_file="b.gguf"), r"output_file = 'a.gguf' and output_tflite_file = 'b.gguf' disagree"),
