@@ -1,0 +1,251 @@
+// The TypeScript WebGPU engine (web/src/engine.ts, through the built bundle) in Chromium against the
+// PYTHON GPU engine (wgllm.gpu.engine.GpuEngine on lavapipe) running the same shaders on the same
+// files: greedy and seeded sampled tokens identical, all-row and decode logits within
+// gpu_tolerances.MODEL_LOGITS_REL, for tiny models of all eight architectures (F32/F16/Q8_0/Q4_0
+// each twice), the real SmolLM2 (Q4_1) and Gemma-3 (Q4_K, Q6_K); weights split into many binding
+// chunks; and the refusals: unsupported architecture or tensor type, rows the kernels cannot take
+// (before any GPU buffer exists), limits, token ids, top_k, a lost device.
+// Expected values come from tests/browser/engine_fixtures.py (run in beforeAll, cached by digest).
+
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { expect, test, type Page } from "@playwright/test";
+import { BUNDLE_URL, DATA_DIR, DATA_URL, REPO } from "./paths";
+
+const OUT = path.join(DATA_DIR, "engine");
+const URL = `${DATA_URL}/engine`;
+let expected: any;
+
+test.beforeAll(() => {
+  const venv = path.join(REPO, ".venv", "bin", "python");
+  const python = process.env.WGLLM_PYTHON ?? (existsSync(venv) ? venv : "python3");
+  execFileSync(python, [path.join(REPO, "tests", "browser", "engine_fixtures.py"), OUT], { stdio: "inherit", cwd: REPO, timeout: 600_000 });
+  expected = JSON.parse(readFileSync(path.join(OUT, "expected.json"), "utf8"));
+});
+
+test.beforeEach(async ({ page }) => {
+  await page.goto("/");
+});
+
+interface RunSpec {
+  url: string;
+  maxTokens: number;
+  allLogits?: boolean;
+  maxWeightBinding?: number;
+  prompt: number[];
+  greedy?: number; // tokens of a greedy continuation
+  sampled?: { n: number; topK: number; temperature: number; seed: number };
+  logitSteps?: number[][]; // run these id groups in turn (prefill, then decodes) and return their logits
+  top1Only?: boolean; // return [argmax, max] of each logits row instead of the row
+}
+
+/** Load `url` with fetchGGUF + Engine.load on an adapter-limits device and run `spec` in the page. */
+async function runInPage(page: Page, spec: RunSpec): Promise<{ greedy?: number[]; sampled?: number[]; logits?: number[]; top1?: number[][] }> {
+  return page.evaluate(
+    async ({ bundle, spec }) => {
+      const w = await import(bundle);
+      const adapter = (await navigator.gpu.requestAdapter())!;
+      const limits = adapter.limits as unknown as Record<string, number>;
+      const device = await adapter.requestDevice({
+        requiredLimits: { maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize, maxBufferSize: limits.maxBufferSize },
+      });
+      const engine = await w.Engine.load(device, await w.fetchGGUF(spec.url), {
+        maxTokens: spec.maxTokens, allLogits: spec.allLogits, maxWeightBinding: spec.maxWeightBinding,
+      });
+      const run = async (n: number, s: { topK: number; temperature: number; seed: number }) => {
+        const out = [await engine.sample(spec.prompt, 0, { ...s, step: 0 })];
+        while (out.length < n) out.push(await engine.sample([out[out.length - 1]], spec.prompt.length + out.length - 1, { ...s, step: out.length }));
+        return out;
+      };
+      const result: { greedy?: number[]; sampled?: number[]; logits?: number[]; top1?: number[][] } = {};
+      if (spec.greedy) result.greedy = await run(spec.greedy, { topK: 1, temperature: 0, seed: 0 });
+      if (spec.sampled) result.sampled = await run(spec.sampled.n, spec.sampled);
+      if (spec.logitSteps) {
+        const rows: Float32Array[] = [];
+        let pos = 0;
+        for (const ids of spec.logitSteps) {
+          rows.push(await engine.logits(ids, pos));
+          pos += ids.length;
+        }
+        if (spec.top1Only) {
+          const all = rows.flatMap((r) => Array.from({ length: (r.length / engine.config.nVocab) }, (_, i) => r.subarray(i * engine.config.nVocab, (i + 1) * engine.config.nVocab)));
+          result.top1 = all.map((row) => {
+            let best = 0;
+            for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+            return [best, row[best], row.length];
+          });
+        } else result.logits = rows.flatMap((r) => Array.from(r));
+      }
+      engine.destroy();
+      device.destroy();
+      return result;
+    },
+    { bundle: BUNDLE_URL, spec },
+  );
+}
+
+function maxRelError(got: number[], want: number[]): number {
+  expect(got.length).toBe(want.length);
+  let err = 0;
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) {
+    expect(Number.isFinite(got[i]), `logit ${i} is ${got[i]}`).toBe(true);
+    err = Math.max(err, Math.abs(got[i] - want[i]));
+    scale = Math.max(scale, Math.abs(want[i]));
+  }
+  return err / scale;
+}
+
+/** MODEL_LOGITS_REL bounds each GPU engine against the numpy reference, so two engines (SwiftShader
+ * here, lavapipe in Python) may differ from each other by twice that. */
+function checkLogits(file: string, got: number[], want: any): void {
+  expect(maxRelError(got, want.reference_logits), `${file} logits vs wgllm.reference`).toBeLessThan(expected.logits_rel);
+  expect(maxRelError(got, want.logits), `${file} logits vs the Python GPU engine`).toBeLessThan(2 * expected.logits_rel);
+}
+
+test("tiny models of all eight architectures give the Python GPU engine's tokens and logits", async ({ page }) => {
+  test.setTimeout(180_000);
+  const files = Object.keys(expected.tiny);
+  expect(files.length).toBe(8);
+  for (const file of files) {
+    const want = expected.tiny[file];
+    const { prompt } = want;
+    const s = expected.sampling;
+    const tokens = await runInPage(page, {
+      url: `${URL}/${file}`,
+      maxTokens: want.greedy.length + prompt.length,
+      prompt,
+      greedy: want.greedy.length,
+      sampled: { n: want.sampled.length, topK: s.top_k, temperature: s.temperature, seed: s.seed },
+    });
+    expect(tokens.greedy, `${file} greedy`).toEqual(want.greedy);
+    expect(tokens.sampled, `${file} sampled (top_k ${s.top_k}, temperature ${s.temperature}, seed ${s.seed})`).toEqual(want.sampled);
+    const rows = await runInPage(page, {
+      url: `${URL}/${file}`, maxTokens: prompt.length, allLogits: true, prompt, logitSteps: [prompt.slice(0, 4), [prompt[4]], [prompt[5]]],
+    });
+    checkLogits(file, rows.logits!, want);
+  }
+});
+
+test("weights split into many binding chunks give the same tokens and logits", async ({ page }) => {
+  // 2 KiB bindings: token_embd (320 x 64 F32 rows of 256 bytes) becomes 40 chunks, each matrix several
+  for (const file of ["gemma2-32.gguf", "stablelm-16.gguf"]) {
+    const want = expected.tiny[file];
+    const { prompt } = want;
+    const got = await runInPage(page, {
+      url: `${URL}/${file}`, maxTokens: prompt.length, allLogits: true, maxWeightBinding: 2048, prompt,
+      greedy: 1, logitSteps: [prompt.slice(0, 4), [prompt[4]], [prompt[5]]],
+    });
+    expect(got.greedy, file).toEqual(want.greedy.slice(0, 1));
+    checkLogits(file, got.logits!, want);
+  }
+  const sizes = await page.evaluate(async ({ bundle, url }) => {
+    const w = await import(bundle);
+    const stream = await w.fetchGGUF(url);
+    await stream.cancel();
+    return stream.header.tensors.filter((t: any) => t.shape.length === 2).map((t: any) => t.nBytes);
+  }, { bundle: BUNDLE_URL, url: `${URL}/gemma2-32.gguf` });
+  expect(Math.min(...sizes), "every matrix spans several 2 KiB chunks").toBeGreaterThan(2 * 2048);
+});
+
+test("SmolLM2-135M Q4_1: 16 greedy tokens as the Python GPU engine", async ({ page }) => {
+  test.setTimeout(150_000);
+  const want = expected.smollm2;
+  const got = await runInPage(page, {
+    url: `${URL}/smollm2.gguf`, maxTokens: want.prompt.length + want.greedy.length, prompt: want.prompt, greedy: want.greedy.length,
+  });
+  expect(got.greedy).toEqual(want.greedy);
+});
+
+test("Gemma-3 270M Q4_K_M (Q4_K, Q6_K): top-1 at every prompt position as the Python GPU engine", async ({ page }) => {
+  test.setTimeout(150_000);
+  const want = expected.gemma3;
+  const n = want.prompt.length;
+  const got = await runInPage(page, {
+    url: `${URL}/gemma3.gguf`, maxTokens: n, allLogits: true, prompt: want.prompt, logitSteps: [want.prompt], top1Only: true,
+  });
+  expect(got.top1!.length).toBe(n);
+  got.top1!.forEach(([best, value, vocab], r) => {
+    expect(vocab).toBe(262144);
+    expect(best, `position ${r}`).toBe(want.top1[r]);
+    expect(Math.abs(value - want.top1_logit[r]) / want.row_max_abs[r], `position ${r}`).toBeLessThan(2 * expected.logits_rel);
+  });
+});
+
+test("refusals: architecture, tensor type, rows, limits, token ids, top_k, a lost device", async ({ page }) => {
+  const result = await page.evaluate(async ({ bundle, url }) => {
+    const w = await import(bundle);
+    const adapter = (await navigator.gpu.requestAdapter())!;
+    const limits = adapter.limits as unknown as Record<string, number>;
+    const device = await adapter.requestDevice({
+      requiredLimits: { maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize, maxBufferSize: limits.maxBufferSize },
+    });
+    let created = 0;
+    const createBuffer = device.createBuffer.bind(device);
+    device.createBuffer = (d: GPUBufferDescriptor) => {
+      created++;
+      return createBuffer(d);
+    };
+    const caught = async (f: () => Promise<unknown>) => {
+      try {
+        await f();
+        return { name: "none", message: "resolved" };
+      } catch (e: any) {
+        return { name: e.name, message: e.message, limit: e.limit, required: e.required, available: e.available };
+      }
+    };
+    const load = (file: string, maxTokens = 16, allLogits = false, dev: GPUDevice = device) =>
+      caught(async () => w.Engine.load(dev, await w.fetchGGUF(`${url}/${file}`), { maxTokens, allLogits }));
+    const out: Record<string, any> = {};
+    out.arch = await load("unsupported_arch.gguf");
+    out.type = await load("unsupported_type.gguf");
+    out.rows = await load("stablelm-80.gguf");
+    out.buffersBeforeRefusal = created;
+    // a device on WebGPU's default limits (maxStorageBufferBindingSize 128 MiB): 400000 rows of
+    // 320 logits (512 MB) cannot be bound; refused before anything is allocated
+    const small = await (await navigator.gpu.requestAdapter())!.requestDevice();
+    out.smallBinding = small.limits.maxStorageBufferBindingSize;
+    out.logitsLimit = await load("llama-4.gguf", 400_000, true, small);
+    small.destroy();
+    const engine = await w.Engine.load(device, await w.fetchGGUF(`${url}/llama-4.gguf`), { maxTokens: 8 });
+    const greedy = { topK: 1, temperature: 0, seed: 0, step: 0 };
+    out.badId = await caught(() => engine.sample([1, engine.config.nVocab], 0, greedy));
+    out.negativeId = await caught(() => engine.sample([-1], 0, greedy));
+    out.tooLong = await caught(() => engine.sample([1, 2, 3], 6, greedy));
+    out.topK = await caught(() => engine.sample([1], 0, { topK: 65, temperature: 0.8, seed: 1, step: 0 }));
+    out.afterErrors = await engine.sample([5, 6, 7], 0, greedy); // still usable
+    const pending = engine.sample([5, 6, 7], 0, greedy);
+    device.destroy();
+    out.pending = await caught(() => pending);
+    out.later = await caught(() => engine.logits([1], 0));
+    return out;
+  }, { bundle: BUNDLE_URL, url: URL });
+
+  const file = (name: string) => `${URL}/${name}`;
+  expect(result.arch.name).toBe("ModelFormatError");
+  expect(result.arch.message).toContain(file("unsupported_arch.gguf"));
+  expect(result.arch.message).toContain("unsupported architecture 'mamba'");
+  expect(result.type.name).toBe("ModelFormatError");
+  expect(result.type.message).toContain(file("unsupported_type.gguf"));
+  expect(result.type.message).toMatch(/token_embd\.weight.*Q5_1/);
+  expect(result.rows.name).toBe("ModelFormatError");
+  expect(result.rows.message).toContain(file("stablelm-80.gguf"));
+  expect(result.rows.message).toMatch(/blk\.0\.ffn_down\.weight.*multiple of 32/);
+  expect(result.buffersBeforeRefusal, "no GPU buffer is made for a refused file").toBe(0);
+
+  expect(result.smallBinding).toBe(134217728);
+  expect(result.logitsLimit.name).toBe("DeviceLimitError");
+  expect(["maxStorageBufferBindingSize", "maxBufferSize"]).toContain(result.logitsLimit.limit);
+  expect(result.logitsLimit.required).toBeGreaterThan(result.logitsLimit.available);
+  expect(result.logitsLimit.message).toContain("maxTokens = 400000");
+  expect(result.logitsLimit.message).toContain(file("llama-4.gguf"));
+
+  expect(result.badId.message).toBe(`token id ${expected.tiny["llama-4.gguf"].vocab} is outside the vocabulary of ${expected.tiny["llama-4.gguf"].vocab}`);
+  expect(result.negativeId.message).toContain("token id -1 is outside the vocabulary");
+  expect(result.tooLong.message).toBe("9 tokens do not fit in maxTokens=8");
+  expect(result.topK.message).toBe("top_k = 65 is above the GPU sampler's maximum of 64");
+  expect(typeof result.afterErrors).toBe("number");
+  expect(result.pending.name).toBe("DeviceLostError");
+  expect(result.later.name).toBe("DeviceLostError");
+});

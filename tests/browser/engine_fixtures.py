@@ -1,0 +1,154 @@
+"""Fixtures for tests/browser/engine.spec.ts: models and what the PYTHON GPU engine makes of them.
+
+    python tests/browser/engine_fixtures.py OUT_DIR
+
+Converts tiny random models of all eight architectures (every converter type F32/F16/Q8_0/Q4_0
+appears twice), links the real SmolLM2-135M (Q4_1) and Gemma-3 270M (Q4_K_M, so Q4_K and Q6_K),
+and writes expected.json from wgllm.gpu.engine.GpuEngine on this machine's WebGPU adapter
+(lavapipe): greedy and seeded sampled continuations, the all-row logits of the prompt, and
+SmolLM2's greedy / Gemma-3's per-position top-1. Also files the engine must refuse. Work already
+done (same inputs: this script, the shaders, the Python engine) is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "py"))
+
+import numpy as np  # noqa: E402
+from gguf import GGMLQuantizationType, GGUFWriter  # noqa: E402
+
+# (arch, converter bits): every architecture once, every type twice
+TINY = [("llama", 4), ("gemma", 16), ("gemma2", 32), ("gemma3", 8), ("phi2", 8), ("falcon", 4), ("stablelm", 16), ("gpt2", 32)]
+# The GPU kernels take rows in whole 32-element units (see tests/py/test_gpu_engine.py)
+OVERRIDES = {"stablelm": {"intermediate_size": 96}}
+GREEDY_TOKENS = 32
+SAMPLING = {"top_k": 40, "temperature": 0.8, "seed": 1234}
+SMOLLM2_PROMPT = "The capital of France is"
+SMOLLM2_TOKENS = 16
+GEMMA3_PROMPT = "The old lighthouse keeper climbed the spiral stairs"
+
+
+def inputs_digest() -> str:
+    h = hashlib.sha256()
+    files = [Path(__file__), *sorted((REPO / "shaders").glob("*.wgsl")), *sorted((REPO / "py" / "wgllm" / "gpu").glob("*.py")), REPO / "py/wgllm/model.py"]
+    for f in files:
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def run_session(engine, prompt: list[int], n: int, top_k: int, temperature: float, seed: int) -> list[int]:
+    session = engine.session(top_k=top_k, temperature=temperature, seed=seed)
+    out = [session.prefill(prompt)]
+    while len(out) < n:
+        out.append(session.decode(out[-1]))
+    return out
+
+
+def tiny_expected(path: Path) -> dict:
+    from wgllm import reference
+    from wgllm.gpu.engine import GpuEngine
+    from wgllm.model import load_model
+
+    model = load_model(path)
+    prompt = [int(i) for i in np.random.default_rng(1).integers(3, model.config.n_vocab, 6)]
+    engine = GpuEngine(model, max_tokens=GREEDY_TOKENS + len(prompt))
+    greedy = run_session(engine, prompt, GREEDY_TOKENS, 1, 0.0, 0)
+    sampled = run_session(engine, prompt, GREEDY_TOKENS, **SAMPLING)
+    engine.close()
+    # every row of a 4-token prefill, then two decode steps against the KV cache
+    all_rows = GpuEngine(model, max_tokens=len(prompt), all_logits=True)
+    logits = np.concatenate([all_rows.forward_logits(prompt[:4], 0), *(all_rows.forward_logits([prompt[j]], j) for j in (4, 5))])
+    all_rows.close()
+    ref = reference.forward(model, prompt)  # what gpu_tolerances' MODEL_LOGITS_REL is defined against
+    return {
+        "prompt": prompt,
+        "greedy": greedy,
+        "sampled": sampled,
+        "logits": logits.astype(np.float32).ravel().tolist(),
+        "reference_logits": ref.astype(np.float32).ravel().tolist(),
+        "vocab": model.config.n_vocab,
+    }
+
+
+def write_refused(out: Path) -> None:
+    """An architecture wgllm does not run, and a tensor type it does not read."""
+    w = GGUFWriter(str(out / "unsupported_arch.gguf"), "mamba")
+    w.add_block_count(1)
+    w.add_embedding_length(32)
+    w.add_tensor("token_embd.weight", np.ones((8, 32), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    w = GGUFWriter(str(out / "unsupported_type.gguf"), "llama")
+    w.add_block_count(1)
+    q5_1 = np.zeros((8, 24), np.uint8)  # 8 rows of one 32-element Q5_1 block (24 bytes)
+    w.add_tensor("token_embd.weight", q5_1, raw_shape=(8, 24), raw_dtype=GGMLQuantizationType.Q5_1)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    digest = inputs_digest()
+    expected_path = out / "expected.json"
+    if expected_path.is_file() and json.loads(expected_path.read_text()).get("digest") == digest:
+        return
+    import assets
+    from tiny_models import convert_tiny
+
+    from wgllm.gpu.engine import GpuEngine
+    from wgllm.model import load_model
+
+    expected: dict = {"digest": digest, "sampling": SAMPLING, "tiny": {}}
+    from gpu_tolerances import MODEL_LOGITS_REL
+
+    expected["logits_rel"] = MODEL_LOGITS_REL
+    for arch, bits in TINY:
+        path = out / f"{arch}-{bits}.gguf"
+        if not path.is_file():
+            convert_tiny(arch, bits, path.with_suffix(".tmp"), **OVERRIDES.get(arch, {})).rename(path)
+        expected["tiny"][path.name] = tiny_expected(path)
+    refused = out / "stablelm-80.gguf"  # ffn_down rows of 80: not in 32-element units
+    if not refused.is_file():
+        convert_tiny("stablelm", 8, refused.with_suffix(".tmp")).rename(refused)
+    write_refused(out)
+
+    for name, target in (("smollm2.gguf", assets.smollm2_path()), ("gemma3.gguf", assets.gemma3_path())):
+        (out / name).unlink(missing_ok=True)
+        os.symlink(target, out / name)
+    smol = load_model(out / "smollm2.gguf")
+    prompt = smol.tokenizer.encode(SMOLLM2_PROMPT)
+    engine = GpuEngine(smol, max_tokens=len(prompt) + SMOLLM2_TOKENS)
+    expected["smollm2"] = {"prompt": prompt, "greedy": run_session(engine, prompt, SMOLLM2_TOKENS, 1, 0.0, 0)}
+    engine.close()
+    gemma = load_model(out / "gemma3.gguf")
+    prompt = gemma.tokenizer.encode(GEMMA3_PROMPT, add_special=True)
+    engine = GpuEngine(gemma, max_tokens=len(prompt), all_logits=True)
+    logits = engine.forward_logits(prompt, 0)
+    engine.close()
+    top = logits.argmax(-1)
+    expected["gemma3"] = {
+        "prompt": prompt,
+        "top1": top.tolist(),
+        "top1_logit": logits[np.arange(len(prompt)), top].tolist(),
+        "row_max_abs": np.abs(logits).max(-1).tolist(),
+    }
+    tmp = expected_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(expected))
+    tmp.rename(expected_path)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

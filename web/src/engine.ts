@@ -1,0 +1,620 @@
+// The WebGPU forward pass in the browser: the twin of py/wgllm/gpu/engine.py, running the same
+// shaders/*.wgsl with the same Params, the same dispatch program and the same GPU sampler, so a
+// model gives the Python GPU engine's tokens. Weights are uploaded once while the file streams in;
+// buffers are allocated once for maxTokens rows; each step writes the ids, positions and the
+// Params uniforms that changed, encodes every dispatch into one command buffer, and reads back
+// only the sampled id (or the logits).
+
+import { DeviceLimitError, ModelFormatError } from "./errors";
+import type { GGUFHeader, GGUFStream, GGUFTensorInfo } from "./gguf";
+import { type Constants, GpuContext, ShaderError, shaderConstant } from "./gpu";
+import { type ModelConfig, layerRope, modelConfigFromHeader } from "./model";
+import { GpuWeight, WeightPlan, dequantize, embeddingGroupSize, matmulGeometry } from "./weights";
+
+export interface EngineOptions {
+  maxTokens: number;
+  allLogits?: boolean;
+  /** Tests: bind weights in chunks no larger than this (at most the device's maxStorageBufferBindingSize). */
+  maxWeightBinding?: number;
+}
+
+export interface SampleSettings {
+  topK: number;
+  temperature: number;
+  seed: number;
+  step: number;
+}
+
+const MAX_GROUPS = 65535;
+export const MAX_TOP_K = shaderConstant("sample", "MAX_K");
+
+type Grid = [number, number, number];
+type Params = (n: number, pos0: number) => ArrayBuffer;
+
+function gridRows(groups: number): Grid {
+  const gx = Math.max(1, Math.min(groups, MAX_GROUPS));
+  return [gx, Math.ceil(groups / gx), 1];
+}
+
+/** Little-endian Params: `fmt` letters I (u32) and f (f32), as Python's struct.pack("<" + fmt). */
+function pack(fmt: string, ...values: number[]): ArrayBuffer {
+  const buf = new ArrayBuffer(4 * fmt.length);
+  const v = new DataView(buf);
+  [...fmt].forEach((c, i) => (c === "I" ? v.setUint32(4 * i, values[i] >>> 0, true) : v.setFloat32(4 * i, values[i], true)));
+  return buf;
+}
+
+function sameBytes(a: ArrayBuffer | undefined, b: ArrayBuffer): boolean {
+  if (!a || a.byteLength !== b.byteLength) return false;
+  const x = new Uint32Array(a);
+  const y = new Uint32Array(b);
+  return x.every((w, i) => w === y[i]);
+}
+
+/** One kernel launch: its Params depend on (n, pos0); its buffers never change. `pipelines` and
+ * `bindGroups` are per entry point (matmuls use `matvec` for n = 1 and `main` otherwise). */
+interface Launch {
+  op: string;
+  entry: (n: number) => string;
+  pipelines: Map<string, GPUComputePipeline>;
+  bindGroups: Map<string, GPUBindGroup>;
+  uniform: GPUBuffer;
+  written?: ArrayBuffer;
+  params: Params;
+  grid: (n: number, pos0: number) => Grid;
+}
+
+/** A copy between buffers (outside compute passes). */
+interface Copy {
+  copy: (enc: GPUCommandEncoder, n: number) => void;
+}
+
+type Step = Launch | Copy;
+
+interface Src {
+  buf: GPUBuffer;
+  stride: number;
+  offset: number;
+}
+
+/** What the model needs from the file, found from the header before any GPU work. */
+interface Needs {
+  mats: Map<string, WeightPlan>;
+  vecs: Map<string, GGUFTensorInfo>;
+}
+
+export class Engine {
+  readonly config: ModelConfig;
+  readonly maxTokens: number;
+  readonly allLogits: boolean;
+  private readonly ctx: GpuContext;
+  private readonly owned: GPUBuffer[] = [];
+  private readonly weights = new Map<string, GpuWeight>();
+  private readonly vecs = new Map<string, GPUBuffer>();
+  private readonly steps: Step[] = [];
+  private sampler!: Launch;
+  private finalLogits!: GPUBuffer;
+  private busy: Promise<unknown> = Promise.resolve();
+  private destroyed = false;
+  // activations, allocated once for maxTokens rows
+  private b!: Record<string, GPUBuffer>;
+  private kCache: GPUBuffer[] = [];
+  private vCache: GPUBuffer[] = [];
+  private fused = false;
+
+  private constructor(readonly header: GGUFHeader, device: GPUDevice, options: EngineOptions) {
+    this.ctx = GpuContext.of(device);
+    this.config = modelConfigFromHeader(header);
+    this.maxTokens = options.maxTokens;
+    this.allLogits = options.allLogits ?? false;
+  }
+
+  /** Upload the model arriving on `stream` to `device`. */
+  static async load(device: GPUDevice, stream: GGUFStream, options: EngineOptions): Promise<Engine> {
+    let engine: Engine | undefined;
+    try {
+      const maxTokens = options.maxTokens;
+      if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RangeError(`maxTokens = ${maxTokens}, expected a positive integer`);
+      engine = new Engine(stream.header, device, options);
+      engine.ctx.checkAlive();
+      const needs = engine.plan(options.maxWeightBinding);
+      engine.checkLimits();
+      await engine.allocate(needs);
+      await engine.build();
+      await engine.upload(stream, needs);
+      await engine.ctx.guard(device.queue.onSubmittedWorkDone());
+      return engine;
+    } catch (e) {
+      engine?.destroy();
+      await stream.cancel();
+      throw e;
+    }
+  }
+
+  // -- planning: every check that needs only the header and the limits --------------------------
+  private plan(maxWeightBinding?: number): Needs {
+    const c = this.config;
+    const h = this.header;
+    const src = h.source;
+    if (Math.max(c.headDim, c.headDimV) > shaderConstant("attention", "MAX_HEAD_DIM")) {
+      throw new DeviceLimitError("attention.wgsl's MAX_HEAD_DIM", Math.max(c.headDim, c.headDimV), shaderConstant("attention", "MAX_HEAD_DIM"), `${src}: head dimension`);
+    }
+    const binding = Math.min(maxWeightBinding ?? Infinity, this.ctx.maxBinding, this.ctx.maxBuffer);
+    const names = new Map(h.tensors.map((t) => [t.name, t]));
+    const needs: Needs = { mats: new Map(), vecs: new Map() };
+    const has = (name: string) => names.has(name);
+    const mat = (name: string, shape: number[]) => {
+      const t = h.tensor(name, shape);
+      needs.mats.set(name, new WeightPlan(src, t, binding));
+    };
+    const vec = (name: string, shape: number[], optional = true) => {
+      if (!has(name) && optional) return;
+      needs.vecs.set(name, h.tensor(name, shape));
+    };
+    const qDim = c.nHead * c.headDim;
+    const kvDim = c.nHeadKv * c.headDim;
+    const vDim = c.nHeadKv * c.headDimV;
+    this.fused = has("blk.0.attn_qkv.weight");
+    mat("token_embd.weight", [c.nVocab, c.nEmbd]);
+    if (c.recipe.learnedPos) {
+      const t = h.tensor("position_embd.weight");
+      vec("position_embd.weight", [t.shape[0], c.nEmbd], false);
+    }
+    const norm = (prefix: string, dim: number) => {
+      vec(`${prefix}.weight`, [dim], false);
+      if (c.recipe.norm === "layer") vec(`${prefix}.bias`, [dim]);
+    };
+    const linear = (name: string, nOut: number, k: number) => {
+      mat(`${name}.weight`, [nOut, k]);
+      vec(`${name}.bias`, [nOut]);
+    };
+    for (let i = 0; i < c.nLayer; i++) {
+      const blk = `blk.${i}.`;
+      norm(blk + "attn_norm", c.nEmbd);
+      if (this.fused) linear(blk + "attn_qkv", qDim + kvDim + vDim, c.nEmbd);
+      else {
+        linear(blk + "attn_q", qDim, c.nEmbd);
+        linear(blk + "attn_k", kvDim, c.nEmbd);
+        linear(blk + "attn_v", vDim, c.nEmbd);
+        if (c.recipe.qkNorm) {
+          norm(blk + "attn_q_norm", c.headDim);
+          norm(blk + "attn_k_norm", c.headDim);
+        }
+      }
+      linear(blk + "attn_output", c.nEmbd, c.nHead * c.headDimV);
+      if (c.recipe.postNorms) {
+        norm(blk + "post_attention_norm", c.nEmbd);
+        norm(blk + "post_ffw_norm", c.nEmbd);
+      }
+      if (!c.recipe.parallel) norm(blk + "ffn_norm", c.nEmbd);
+      linear(blk + "ffn_up", c.nFf, c.nEmbd);
+      if (c.recipe.ffn === "swiglu" || c.recipe.ffn === "geglu") linear(blk + "ffn_gate", c.nFf, c.nEmbd);
+      linear(blk + "ffn_down", c.nEmbd, c.nFf);
+    }
+    norm("output_norm", c.nEmbd);
+    if (!c.tiedOutput) mat("output.weight", [c.nVocab, c.nEmbd]);
+    vec("output.bias", [c.nVocab]);
+    return needs;
+  }
+
+  /** Activation sizes in bytes, by name (KV caches per layer). */
+  private activationSizes(): [string, number][] {
+    const c = this.config;
+    const rows = this.maxTokens;
+    const qDim = c.nHead * c.headDim;
+    const kvDim = c.nHeadKv * c.headDim;
+    const vDim = c.nHeadKv * c.headDimV;
+    const logitRows = this.allLogits ? rows : 1;
+    const sizes: [string, number][] = [
+      ["ids", rows], ["positions", rows],
+      ["x0", rows * c.nEmbd], ["x1", rows * c.nEmbd], ["h", rows * c.nEmbd],
+      ["q_rot", rows * qDim], ["attn", rows * c.nHead * c.headDimV], ["o", rows * c.nEmbd],
+      ["up", rows * c.nFf], ["gate", rows * c.nFf], ["act", rows * c.nFf], ["ffn", rows * c.nEmbd],
+      ["last", c.nEmbd], ["last_norm", c.nEmbd], ["logits", logitRows * c.nVocab],
+      ["zeros", Math.max(c.nEmbd, c.nFf)], ["sampled", 4],
+    ];
+    if (this.fused) sizes.push(["qkv", rows * (qDim + kvDim + vDim)]);
+    else sizes.push(["q", rows * qDim], ["k", rows * kvDim], ["v", rows * vDim]);
+    if (c.finalSoftcap) sizes.push(["logits_capped", logitRows * c.nVocab]);
+    for (let i = 0; i < c.nLayer; i++) sizes.push([`k_cache.${i}`, rows * kvDim], [`v_cache.${i}`, rows * vDim]);
+    return sizes.map(([name, floats]) => [name, 4 * floats]);
+  }
+
+  private checkLimits(): void {
+    const binding = Math.min(this.ctx.maxBinding, this.ctx.maxBuffer);
+    for (const [name, bytes] of this.activationSizes()) {
+      const what = `${this.header.source}: the ${name} buffer for maxTokens = ${this.maxTokens}${name === "logits" && this.allLogits ? " (allLogits)" : ""}`;
+      if (bytes > this.ctx.maxBuffer) throw new DeviceLimitError("maxBufferSize", bytes, this.ctx.maxBuffer, what);
+      if (bytes > binding) throw new DeviceLimitError("maxStorageBufferBindingSize", bytes, this.ctx.maxBinding, what);
+    }
+  }
+
+  private async allocate(needs: Needs): Promise<void> {
+    const ctx = this.ctx;
+    const sizes = this.activationSizes();
+    const act = await ctx.allocating(`${this.header.source}: activations and KV cache for maxTokens = ${this.maxTokens}`, () =>
+      sizes.map(([name, bytes]) => ctx.buffer(bytes, name)),
+    );
+    this.owned.push(...act);
+    this.b = Object.fromEntries(sizes.map(([name], i) => [name, act[i]]));
+    this.kCache = act.filter((b) => b.label.startsWith("k_cache."));
+    this.vCache = act.filter((b) => b.label.startsWith("v_cache."));
+    ctx.write(this.b.zeros, 0, new Float32Array(this.b.zeros.size / 4));
+    for (const [name, plan] of needs.mats) {
+      const w = await GpuWeight.allocate(ctx, plan);
+      this.weights.set(name, w);
+      this.owned.push(...w.buffers);
+    }
+    for (const [name, t] of needs.vecs) {
+      const [buf] = await ctx.allocating(`${this.header.source}: tensor ${name}`, () => [ctx.buffer(4 * t.nElements, name)]);
+      this.vecs.set(name, buf);
+      this.owned.push(buf);
+    }
+    const logitBytes = (this.allLogits ? this.maxTokens : 1) * this.config.nVocab * 4;
+    const [readback, sampledRead] = await ctx.allocating("readback buffers", () => [
+      ctx.buffer(logitBytes, "logits readback", { readback: true }),
+      ctx.buffer(4, "sampled readback", { readback: true }),
+    ]);
+    this.owned.push(readback, sampledRead);
+    this.b.readback = readback;
+    this.b.sampledRead = sampledRead;
+  }
+
+  /** Stream the tensors' bytes to their buffers, repacking matrices a few MiB of rows at a time. */
+  private async upload(stream: GGUFStream, needs: Needs): Promise<void> {
+    const ctx = this.ctx;
+    let current: string | undefined;
+    let feed: ((bytes: Uint8Array | null) => void) | undefined;
+    let vecBytes: Uint8Array | undefined;
+    const done = new Set<string>();
+    const finish = () => {
+      if (current === undefined) return;
+      if (feed) feed(null);
+      if (vecBytes) {
+        const t = needs.vecs.get(current)!;
+        ctx.write(this.vecs.get(current)!, 0, dequantize(this.header.source, t, vecBytes));
+      }
+      done.add(current);
+      current = feed = vecBytes = undefined;
+    };
+    for await (const chunk of stream) {
+      ctx.checkAlive();
+      const name = chunk.tensor.name;
+      if (name !== current) {
+        finish();
+        if (needs.mats.has(name)) {
+          current = name;
+          feed = this.weights.get(name)!.uploader(ctx);
+        } else if (needs.vecs.has(name)) {
+          current = name;
+          vecBytes = new Uint8Array(chunk.tensor.nBytes); // a vector or a position table: small
+        } else continue; // a tensor the forward pass does not use
+      }
+      if (feed) feed(chunk.bytes);
+      else vecBytes!.set(chunk.bytes, chunk.offset);
+    }
+    finish();
+    const missing = [...needs.mats.keys(), ...needs.vecs.keys()].filter((n) => !done.has(n));
+    if (missing.length) throw new ModelFormatError(`${this.header.source}: the stream ended without tensor ${missing[0]}`);
+  }
+
+  // -- the program ------------------------------------------------------------------------------
+  private pending: Promise<void>[] = [];
+
+  /** Add a launch of shaders/<op>.wgsl; pipelines and bind groups are made in build(). */
+  private add(op: string, bindings: GPUBuffer[], params: Params, grid: Launch["grid"], entries: string[] = ["main"], entry?: Launch["entry"], constants?: Constants): Launch {
+    const launch: Launch = {
+      op,
+      entry: entry ?? (() => "main"),
+      pipelines: new Map(),
+      bindGroups: new Map(),
+      uniform: this.ctx.buffer(Math.max(16, params(1, 0).byteLength), `${op} params`, { uniform: true }),
+      params,
+      grid,
+    };
+    this.owned.push(launch.uniform);
+    for (const e of entries) {
+      this.pending.push(
+        this.ctx.pipeline(op, e, constants).then((p) => {
+          launch.pipelines.set(e, p);
+          launch.bindGroups.set(e, this.ctx.bindGroup(p, [launch.uniform, ...bindings], `${op}:${e}`));
+        }),
+      );
+    }
+    this.steps.push(launch);
+    return launch;
+  }
+
+  private matmul(name: string, x: GPUBuffer, y: GPUBuffer, biasName?: string, rows?: (n: number) => number): void {
+    const w = this.weights.get(name)!;
+    const bias = biasName ? this.vecs.get(biasName) : undefined;
+    const rowsOf = rows ?? ((n: number) => n);
+    const op = `matmul_${w.plan.shader}`;
+    const geo = matmulGeometry(w.plan.shader);
+    const { k, nOut } = w.plan;
+    for (const chunk of w.chunks) {
+      this.add(
+        op,
+        [...chunk.buffers, x, bias ?? this.b.zeros, y],
+        (n) => pack("IIIIII", k, nOut, chunk.rows, chunk.rowStart, rowsOf(n), bias ? 1 : 0),
+        (n) => (rowsOf(n) === 1 ? gridRows(Math.ceil(chunk.rows / geo.matvecRows)) : [Math.ceil(chunk.rows / geo.tile), Math.ceil(rowsOf(n) / geo.tile), 1]),
+        ["matvec", "main"],
+        (n) => (rowsOf(n) === 1 ? "matvec" : "main"),
+      );
+    }
+  }
+
+  private norm(prefix: string, x: GPUBuffer, y: GPUBuffer, rows: (n: number) => number = (n) => n, dim?: number): void {
+    const c = this.config;
+    const d = dim ?? c.nEmbd;
+    const w = this.vecs.get(`${prefix}.weight`)!;
+    const params: Params = (n) => pack("IIf", rows(n), d, c.normEps);
+    const grid = (n: number) => gridRows(rows(n));
+    if (c.recipe.norm === "rms") this.add("rms_norm", [x, w, y], params, grid);
+    else this.add("layer_norm", [x, w, this.vecs.get(`${prefix}.bias`) ?? this.b.zeros, y], params, grid);
+  }
+
+  private addOp(a: GPUBuffer, b: GPUBuffer, y: GPUBuffer, width: number): void {
+    this.add("add", [a, b, y], (n) => pack("I", n * width), (n) => [Math.ceil((n * width) / 256), 1, 1]);
+  }
+
+  private elementwise(op: string, inputs: GPUBuffer[], y: GPUBuffer, width: number): void {
+    this.add(op, [...inputs, y], (n) => pack("I", n * width), (n) => gridRows(Math.ceil((n * width) / 256)));
+  }
+
+  private rope(src: Src, dst: GPUBuffer, dstStride: number, intoCache: boolean, heads: number, base: number, posScale: number, neox: number): void {
+    const c = this.config;
+    this.add(
+      "rope",
+      [this.b.positions, src.buf, dst],
+      (n, p) => pack("IIIIIIIIffI", n, heads, c.headDim, c.nRot, src.stride, src.offset, dstStride, intoCache ? p * dstStride : 0, base, posScale, neox),
+      (n) => [Math.ceil((heads * c.headDim) / 2 / 64), n, 1],
+    );
+  }
+
+  private kvStore(src: Src, cache: GPUBuffer, rowLen: number): void {
+    this.add(
+      "kv_store",
+      [src.buf, cache],
+      (_n, p) => pack("IIIII", rowLen, src.stride, src.offset, rowLen, p * rowLen),
+      (n) => [Math.ceil(rowLen / 256), n, 1],
+    );
+  }
+
+  private ffn(blk: string, h: GPUBuffer, out: GPUBuffer): void {
+    const c = this.config;
+    const b = this.b;
+    this.matmul(blk + "ffn_up.weight", h, b.up, blk + "ffn_up.bias");
+    const kind = c.recipe.ffn;
+    if (kind === "swiglu" || kind === "geglu") {
+      this.matmul(blk + "ffn_gate.weight", h, b.gate, blk + "ffn_gate.bias");
+      this.elementwise(kind, [b.gate, b.up], b.act, c.nFf);
+    } else {
+      this.elementwise(kind === "gelu" ? "gelu_tanh" : "gelu_erf", [b.up], b.act, c.nFf);
+    }
+    this.matmul(blk + "ffn_down.weight", b.act, out, blk + "ffn_down.bias");
+  }
+
+  private async build(): Promise<void> {
+    const c = this.config;
+    const b = this.b;
+    const device = this.ctx.device;
+    device.pushErrorScope("validation");
+    const qDim = c.nHead * c.headDim;
+    const kvDim = c.nHeadKv * c.headDim;
+    const vDim = c.nHeadKv * c.headDimV;
+    const x = [b.x0, b.x1];
+    let cur = 0;
+    // embeddings, one launch per row chunk of the table (an id outside a chunk is written by none)
+    const embd = this.weights.get("token_embd.weight")!;
+    const scale = c.recipe.embedScale ? Math.sqrt(c.nEmbd) : 1.0;
+    const groupsX = Math.ceil(embd.plan.k / 4 / embeddingGroupSize(embd.plan.shader));
+    for (const chunk of embd.chunks) {
+      this.add(`embedding_${embd.plan.shader}`, [...chunk.buffers, b.ids, x[0]], () => pack("IIIf", embd.plan.k, chunk.rowStart, chunk.rows, scale), (n) => [groupsX, n, 1]);
+    }
+    if (c.recipe.learnedPos) {
+      const posTable = this.vecs.get("position_embd.weight")!;
+      this.add("embedding", [posTable, b.positions, b.positions, posTable, b.h], () => pack("IIf", c.nEmbd, 0, 1.0), (n) => [Math.ceil(c.nEmbd / 256), n, 1]);
+      this.addOp(x[0], b.h, x[1], c.nEmbd);
+      cur = 1;
+    }
+    for (let i = 0; i < c.nLayer; i++) {
+      const blk = `blk.${i}.`;
+      const [xc, xn] = [x[cur], x[1 - cur]];
+      this.norm(blk + "attn_norm", xc, b.h);
+      let srcQ: Src;
+      let srcK: Src;
+      let srcV: Src;
+      if (this.fused) {
+        this.matmul(blk + "attn_qkv.weight", b.h, b.qkv, blk + "attn_qkv.bias");
+        const row = qDim + kvDim + vDim;
+        srcQ = { buf: b.qkv, stride: row, offset: 0 };
+        srcK = { buf: b.qkv, stride: row, offset: qDim };
+        srcV = { buf: b.qkv, stride: row, offset: qDim + kvDim };
+      } else {
+        this.matmul(blk + "attn_q.weight", b.h, b.q, blk + "attn_q.bias");
+        this.matmul(blk + "attn_k.weight", b.h, b.k, blk + "attn_k.bias");
+        this.matmul(blk + "attn_v.weight", b.h, b.v, blk + "attn_v.bias");
+        if (c.recipe.qkNorm) {
+          this.norm(blk + "attn_q_norm", b.q, b.q_rot, (n) => n * c.nHead, c.headDim);
+          this.norm(blk + "attn_k_norm", b.k, b.attn, (n) => n * c.nHeadKv, c.headDim);
+          srcQ = { buf: b.q_rot, stride: qDim, offset: 0 };
+          srcK = { buf: b.attn, stride: kvDim, offset: 0 };
+        } else {
+          srcQ = { buf: b.q, stride: qDim, offset: 0 };
+          srcK = { buf: b.k, stride: kvDim, offset: 0 };
+        }
+        srcV = { buf: b.v, stride: vDim, offset: 0 };
+      }
+      const [base, posScale] = layerRope(c, i);
+      const neox = c.recipe.rope === "neox" ? 1 : 0;
+      const qOut = c.recipe.qkNorm && !this.fused ? b.q : b.q_rot;
+      this.rope(srcQ, qOut, qDim, false, c.nHead, base, posScale, neox);
+      this.rope(srcK, this.kCache[i], kvDim, true, c.nHeadKv, base, posScale, neox);
+      this.kvStore(srcV, this.vCache[i], vDim);
+      const window = c.swaLayers[i] ? c.slidingWindow : 0;
+      this.add(
+        "attention",
+        [qOut, this.kCache[i], this.vCache[i], b.positions, b.attn],
+        (n, p) => pack("IIIIIIfff", c.nHead, c.nHeadKv, c.headDim, c.headDimV, p + n, window, c.attnScale, c.attnSoftcap, c.alibiMaxBias),
+        (n) => [c.nHead, n, 1],
+      );
+      this.matmul(blk + "attn_output.weight", b.attn, b.o, blk + "attn_output.bias");
+      let attnOut = b.o;
+      if (c.recipe.postNorms) {
+        this.norm(blk + "post_attention_norm", b.o, b.ffn);
+        attnOut = b.ffn;
+      }
+      if (c.recipe.parallel) {
+        this.addOp(xc, attnOut, xn, c.nEmbd);
+        this.ffn(blk, b.h, b.o);
+        this.addOp(xn, b.o, xc, c.nEmbd);
+        continue; // x[cur] holds the result again
+      }
+      this.addOp(xc, attnOut, xn, c.nEmbd);
+      this.norm(blk + "ffn_norm", xn, b.h);
+      this.ffn(blk, b.h, b.ffn);
+      let ffnOut = b.ffn;
+      if (c.recipe.postNorms) {
+        this.norm(blk + "post_ffw_norm", b.ffn, b.o);
+        ffnOut = b.o;
+      }
+      this.addOp(xn, ffnOut, xc, c.nEmbd);
+    }
+    // The head runs on the last row only, or on every row with allLogits.
+    const xf = x[cur];
+    const outName = c.tiedOutput ? "token_embd.weight" : "output.weight";
+    const logitRows = (n: number) => (this.allLogits ? n : 1);
+    if (this.allLogits) {
+      this.norm("output_norm", xf, b.h);
+      this.matmul(outName, b.h, b.logits, "output.bias");
+    } else {
+      const rowBytes = 4 * c.nEmbd;
+      this.steps.push({ copy: (enc, n) => enc.copyBufferToBuffer(xf, (n - 1) * rowBytes, b.last, 0, rowBytes) });
+      this.norm("output_norm", b.last, b.last_norm, () => 1);
+      this.matmul(outName, b.last_norm, b.logits, "output.bias", () => 1);
+    }
+    this.finalLogits = b.logits;
+    if (c.finalSoftcap) {
+      this.add(
+        "softcap",
+        [b.logits, b.logits_capped],
+        (n) => pack("If", logitRows(n) * c.nVocab, c.finalSoftcap),
+        (n) => gridRows(Math.ceil((logitRows(n) * c.nVocab) / 256)),
+      );
+      this.finalLogits = b.logits_capped;
+    }
+    this.sampler = this.add("sample", [this.finalLogits, b.sampled], () => pack("IIIfII", 0, 0, 0, 0, 0, 0), () => [1, 1, 1]);
+    this.steps.pop(); // the sampler runs only from sample()
+    const pending = this.pending;
+    this.pending = [];
+    const results = await Promise.allSettled(pending);
+    const error = await this.ctx.guard(device.popErrorScope());
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
+    if (error) throw new ShaderError(`${this.header.source}: building the dispatch program failed validation: ${error.message}`);
+  }
+
+  // -- running ----------------------------------------------------------------------------------
+  private encode(ids: number[], pos0: number): GPUCommandEncoder {
+    const c = this.config;
+    const n = ids.length;
+    if (n < 1) throw new RangeError("no token ids to run");
+    if (!Number.isInteger(pos0) || pos0 < 0) throw new RangeError(`pos0 = ${pos0}, expected an integer >= 0`);
+    if (pos0 + n > this.maxTokens) throw new RangeError(`${pos0 + n} tokens do not fit in maxTokens=${this.maxTokens}`);
+    const bad = ids.find((t) => !Number.isInteger(t) || t < 0 || t >= c.nVocab);
+    if (bad !== undefined) throw new RangeError(`token id ${bad} is outside the vocabulary of ${c.nVocab}`);
+    const ctx = this.ctx;
+    ctx.write(this.b.ids, 0, new Uint32Array(ids));
+    ctx.write(this.b.positions, 0, Uint32Array.from(ids, (_, i) => pos0 + i));
+    const enc = ctx.device.createCommandEncoder({ label: "wgllm step" });
+    let pass: GPUComputePassEncoder | undefined;
+    for (const s of this.steps) {
+      if ("copy" in s) {
+        pass?.end();
+        pass = undefined;
+        s.copy(enc, n);
+        continue;
+      }
+      pass ??= enc.beginComputePass();
+      this.dispatch(pass, s, n, pos0);
+    }
+    pass?.end();
+    return enc;
+  }
+
+  private dispatch(pass: GPUComputePassEncoder, s: Launch, n: number, pos0: number): void {
+    const params = s.params(n, pos0);
+    if (!sameBytes(s.written, params)) {
+      this.ctx.write(s.uniform, 0, params); // most launches' params do not move between decode steps
+      s.written = params;
+    }
+    const grid = s.grid(n, pos0);
+    this.ctx.checkGrid(s.op, grid);
+    const entry = s.entry(n);
+    pass.setPipeline(s.pipelines.get(entry)!);
+    pass.setBindGroup(0, s.bindGroups.get(entry)!);
+    pass.dispatchWorkgroups(...grid);
+  }
+
+  /** Calls run one at a time: they share the step buffers and the readback buffers. */
+  private serial<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.busy.then(() => {
+      if (this.destroyed) throw new Error("this Engine was destroyed");
+      this.ctx.checkAlive();
+      return this.ctx.guard(work());
+    });
+    this.busy = run.catch(() => undefined);
+    return run;
+  }
+
+  private async readback<T>(src: GPUBuffer, dst: GPUBuffer, bytes: number, enc: GPUCommandEncoder, read: (b: ArrayBuffer) => T): Promise<T> {
+    enc.copyBufferToBuffer(src, 0, dst, 0, bytes);
+    this.ctx.device.queue.submit([enc.finish()]);
+    await dst.mapAsync(1 /* GPUMapMode.READ */, 0, bytes);
+    try {
+      return read(dst.getMappedRange(0, bytes));
+    } finally {
+      dst.unmap();
+    }
+  }
+
+  /** Run `ids` at positions pos0.. (prefill when ids.length > 1, decode when 1), sample on the GPU, read back only the id. */
+  sample(ids: number[], pos0: number, s: SampleSettings): Promise<number> {
+    if (s.topK > MAX_TOP_K && s.temperature > 0) {
+      return Promise.reject(new RangeError(`top_k = ${s.topK} is above the GPU sampler's maximum of ${MAX_TOP_K}`));
+    }
+    return this.serial(async () => {
+      const enc = this.encode(ids, pos0);
+      const c = this.config;
+      const offset = this.allLogits ? (ids.length - 1) * c.nVocab : 0;
+      this.ctx.write(this.sampler.uniform, 0, pack("IIIfII", c.nVocab, offset, Math.max(0, s.topK), s.temperature, s.seed, s.step));
+      const pass = enc.beginComputePass();
+      const pipeline = this.sampler.pipelines.get("main")!;
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, this.sampler.bindGroups.get("main")!);
+      pass.dispatchWorkgroups(1, 1, 1);
+      pass.end();
+      return this.readback(this.b.sampled, this.b.sampledRead, 4, enc, (m) => new Uint32Array(m)[0]);
+    });
+  }
+
+  /** Run `ids` and return the logits of the last row (or, with allLogits, all rows, row-major). */
+  logits(ids: number[], pos0: number): Promise<Float32Array> {
+    return this.serial(async () => {
+      const enc = this.encode(ids, pos0);
+      const rows = this.allLogits ? ids.length : 1;
+      return this.readback(this.finalLogits, this.b.readback, rows * this.config.nVocab * 4, enc, (m) => new Float32Array(m.slice(0)));
+    });
+  }
+
+  /** Free every GPU buffer of the model. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const buf of this.owned) this.ctx.destroyBuffer(buf);
+    this.owned.length = 0;
+    this.weights.clear();
+    this.vecs.clear();
+  }
+}

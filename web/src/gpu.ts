@@ -1,0 +1,188 @@
+// The WebGPU runtime under the engine: the browser twin of py/wgllm/gpu/runtime.py. One GpuContext
+// per GPUDevice (shared by every Engine on it): shader modules and pipelines cached by (shader,
+// entry, constants), compile and validation errors named by their .wgsl file, buffers made inside
+// an out-of-memory error scope with a running total, and the device's loss turned into
+// DeviceLostError for every pending and later call.
+
+import { DeviceLimitError, DeviceLostError, WgllmError } from "./errors";
+import { shaderSource } from "./shaders";
+
+/** A shaders/<op>.wgsl file failed to compile or its pipeline failed validation. */
+export class ShaderError extends WgllmError {}
+
+/** A buffer the adapter could not allocate: WebGPU tells no memory size, so this is the "model
+ * larger than the GPU's memory" check, with the bytes asked and the total allocated before. */
+export class GpuOutOfMemoryError extends DeviceLimitError {
+  constructor(what: string, asked: number, allocatedBefore: number, detail: string) {
+    super("GPU memory", allocatedBefore + asked, allocatedBefore, what);
+    this.message =
+      `${what}: allocating ${asked} bytes failed with ${allocatedBefore} bytes already allocated (${detail}); ` +
+      "the model does not fit in this GPU's memory. Use a smaller or more strongly quantised model, or lower maxTokens.";
+  }
+}
+
+/** The value of `const NAME: u32 = Nu;` or `override NAME: u32 = Nu;` in shaders/<op>.wgsl: kernel
+ * geometry the host must match, read from the source so the two cannot drift. */
+export function shaderConstant(op: string, name: string): number {
+  const m = new RegExp(`(?:const|override)\\s+${name}\\s*:\\s*u32\\s*=\\s*(\\d+)u?\\s*;`).exec(shaderSource(op));
+  if (!m) throw new Error(`shaders/${op}.wgsl has no 'const ${name}: u32 = ...;' (the host reads its kernel geometry from it)`);
+  return Number(m[1]);
+}
+
+export type Constants = Record<string, number>;
+const STORAGE = 0x80; // GPUBufferUsage.STORAGE etc., spelled out so this module loads outside a browser too
+const UNIFORM = 0x40;
+const COPY_SRC = 0x04;
+const COPY_DST = 0x08;
+const MAP_READ = 0x01;
+
+const contexts = new WeakMap<GPUDevice, GpuContext>();
+
+export class GpuContext {
+  readonly maxBinding: number;
+  readonly maxBuffer: number;
+  readonly maxGroups: number;
+  /** Set once the device is lost; every call checks it. */
+  lostError: DeviceLostError | undefined;
+  /** Rejects with DeviceLostError when the device is lost (never resolves otherwise). */
+  readonly lost: Promise<never>;
+  /** Bytes of the buffers made through this context and not yet destroyed. */
+  allocated = 0;
+  private readonly modules = new Map<string, Promise<GPUShaderModule>>();
+  private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
+
+  static of(device: GPUDevice): GpuContext {
+    let ctx = contexts.get(device);
+    if (!ctx) contexts.set(device, (ctx = new GpuContext(device)));
+    return ctx;
+  }
+
+  private constructor(readonly device: GPUDevice) {
+    this.maxBinding = device.limits.maxStorageBufferBindingSize;
+    this.maxBuffer = device.limits.maxBufferSize;
+    this.maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
+    this.lost = device.lost.then((info) => {
+      this.lostError = new DeviceLostError(String(info.reason ?? "unknown"), info.message);
+      throw this.lostError;
+    });
+    this.lost.catch(() => undefined); // observed by whoever races it; no unhandled rejection
+  }
+
+  checkAlive(): void {
+    if (this.lostError) throw this.lostError;
+  }
+
+  /** `work`, or DeviceLostError if the device goes first; an error after the loss becomes it too. */
+  async guard<T>(work: Promise<T>): Promise<T> {
+    try {
+      return await Promise.race([work, this.lost]);
+    } catch (e) {
+      throw this.lostError ?? e;
+    }
+  }
+
+  // -- shaders and pipelines -------------------------------------------------------------------
+  private module(op: string): Promise<GPUShaderModule> {
+    let m = this.modules.get(op);
+    if (!m) {
+      m = (async () => {
+        const device = this.device;
+        device.pushErrorScope("validation");
+        const module = device.createShaderModule({ label: `${op}.wgsl`, code: shaderSource(op) });
+        const [info, error] = await Promise.all([module.getCompilationInfo(), device.popErrorScope()]);
+        const errors = info.messages.filter((msg) => msg.type === "error");
+        if (errors.length || error) {
+          const where = errors.map((msg) => `shaders/${op}.wgsl:${msg.lineNum}:${msg.linePos}: ${msg.message}`);
+          throw new ShaderError(`shaders/${op}.wgsl failed to compile: ${where.join("; ") || error?.message}`);
+        }
+        return module;
+      })();
+      m.catch(() => this.modules.delete(op));
+      this.modules.set(op, m);
+    }
+    return m;
+  }
+
+  /** The compute pipeline of shaders/<op>.wgsl's `entry` with these override constants (cached). */
+  pipeline(op: string, entry = "main", constants?: Constants): Promise<GPUComputePipeline> {
+    const key = `${op}:${entry}:${JSON.stringify(Object.entries(constants ?? {}).sort())}`;
+    let p = this.pipelines.get(key);
+    if (!p) {
+      p = (async () => {
+        const module = await this.module(op);
+        const compute: GPUProgrammableStage = { module, entryPoint: entry };
+        if (constants && Object.keys(constants).length) compute.constants = constants;
+        try {
+          return await this.device.createComputePipelineAsync({ label: `${op}.wgsl:${entry}`, layout: "auto", compute });
+        } catch (e) {
+          this.checkAlive();
+          const msg = e instanceof Error ? e.message : String(e);
+          throw new ShaderError(`shaders/${op}.wgsl (entry ${entry}, constants ${JSON.stringify(constants ?? {})}) failed validation: ${msg}`);
+        }
+      })();
+      p.catch(() => this.pipelines.delete(key));
+      this.pipelines.set(key, p);
+    }
+    return this.guard(p);
+  }
+
+  // -- buffers ---------------------------------------------------------------------------------
+  /** A storage (or uniform) buffer of at least `bytes` (padded to 4, uniforms to 16). */
+  buffer(bytes: number, label: string, opts: { uniform?: boolean; readback?: boolean } = {}): GPUBuffer {
+    let size = Math.max(4, Math.ceil(bytes / 4) * 4);
+    if (opts.uniform) size = Math.ceil(size / 16) * 16;
+    if (size > this.maxBuffer) throw new DeviceLimitError("maxBufferSize", size, this.maxBuffer, `buffer ${label}`);
+    const usage = opts.readback ? MAP_READ | COPY_DST : (opts.uniform ? UNIFORM : STORAGE) | COPY_DST | COPY_SRC;
+    const buf = this.device.createBuffer({ label, size, usage });
+    this.allocated += size;
+    return buf;
+  }
+
+  destroyBuffer(buf: GPUBuffer): void {
+    this.allocated -= buf.size;
+    buf.destroy();
+  }
+
+  /** Run `make` (which creates `bytes` worth of buffers for `what`) inside an out-of-memory
+   * scope; an allocation failure destroys what it made and throws GpuOutOfMemoryError. */
+  async allocating<T extends GPUBuffer[]>(what: string, make: () => T): Promise<T> {
+    this.checkAlive();
+    const before = this.allocated;
+    this.device.pushErrorScope("out-of-memory");
+    let made: T | undefined;
+    let thrown: unknown;
+    try {
+      made = make();
+    } catch (e) {
+      thrown = e;
+    }
+    const error = await this.guard(this.device.popErrorScope());
+    if (error || thrown) {
+      const asked = this.allocated - before;
+      for (const b of made ?? []) this.destroyBuffer(b);
+      if (thrown) throw thrown;
+      throw new GpuOutOfMemoryError(what, asked, before, error!.message);
+    }
+    return made!;
+  }
+
+  /** `data` into `buf` at `offset`; the byte count is padded to 4 from the bytes after it in `data`'s buffer. */
+  write(buf: GPUBuffer, offset: number, data: ArrayBufferView | ArrayBuffer): void {
+    this.device.queue.writeBuffer(buf, offset, data as ArrayBuffer);
+  }
+
+  /** Fail with the limit's name when a grid exceeds maxComputeWorkgroupsPerDimension. */
+  checkGrid(op: string, grid: readonly [number, number, number]): void {
+    for (const g of grid) {
+      if (g > this.maxGroups) throw new DeviceLimitError("maxComputeWorkgroupsPerDimension", g, this.maxGroups, `shaders/${op}.wgsl's dispatch grid [${grid}]`);
+    }
+  }
+
+  bindGroup(pipeline: GPUComputePipeline, buffers: GPUBuffer[], label: string): GPUBindGroup {
+    return this.device.createBindGroup({
+      label,
+      layout: pipeline.getBindGroupLayout(0),
+      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+    });
+  }
+}

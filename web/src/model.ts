@@ -1,0 +1,179 @@
+// ModelConfig from GGUF metadata: the TypeScript twin of py/wgllm/model.py (ModelConfig.from_gguf,
+// _ARCH_RECIPES), with the same keys, defaults and messages, so both engines run the same flags.
+
+import { ModelFormatError } from "./errors";
+import type { GGUFHeader, GGUFValue } from "./gguf";
+
+export interface ArchRecipe {
+  readonly norm: "rms" | "layer";
+  readonly ffn: "swiglu" | "geglu" | "gelu" | "gelu_erf";
+  readonly rope: "norm" | "neox" | "none";
+  readonly parallel: boolean; // attention and MLP read the same normed input (Phi-2)
+  readonly postNorms: boolean; // Gemma-2/3: norms after attention and after the MLP
+  readonly qkNorm: boolean; // Gemma-3: RMSNorm over each head of Q and K
+  readonly embedScale: boolean; // Gemma: embeddings times sqrt(n_embd)
+  readonly learnedPos: boolean; // GPT-2: position_embd added to the token embeddings
+  readonly swaPattern: number; // every swaPattern-th layer is global, the others sliding (0: none)
+  readonly alibi: boolean; // Falcon-RW: ALiBi instead of RoPE
+}
+
+function recipe(r: Pick<ArchRecipe, "norm" | "ffn" | "rope"> & Partial<ArchRecipe>): ArchRecipe {
+  return { parallel: false, postNorms: false, qkNorm: false, embedScale: false, learnedPos: false, swaPattern: 0, alibi: false, ...r };
+}
+
+export const ARCH_RECIPES: Readonly<Record<string, ArchRecipe>> = {
+  llama: recipe({ norm: "rms", ffn: "swiglu", rope: "norm" }),
+  gemma: recipe({ norm: "rms", ffn: "geglu", rope: "neox", embedScale: true }),
+  gemma2: recipe({ norm: "rms", ffn: "geglu", rope: "neox", embedScale: true, postNorms: true, swaPattern: 2 }),
+  gemma3: recipe({ norm: "rms", ffn: "geglu", rope: "neox", embedScale: true, postNorms: true, qkNorm: true, swaPattern: 6 }),
+  phi2: recipe({ norm: "layer", ffn: "gelu", rope: "neox", parallel: true }),
+  falcon: recipe({ norm: "layer", ffn: "gelu_erf", rope: "none", alibi: true }),
+  stablelm: recipe({ norm: "layer", ffn: "swiglu", rope: "neox" }),
+  gpt2: recipe({ norm: "layer", ffn: "gelu", rope: "none", learnedPos: true }),
+};
+export const SUPPORTED_ARCHITECTURES = Object.keys(ARCH_RECIPES);
+
+// llama.cpp scales Gemma-2/3 queries by 1/sqrt(n_embd/n_head) for the 27B models only (known by
+// their layer count); every other size uses 1/sqrt(head_dim).
+const GEMMA_27B_LAYERS: Record<string, number> = { gemma2: 46, gemma3: 62 };
+const GEMMA3_LOCAL_ROPE_BASE = 10000.0; // hard-coded in llama.cpp, not stored in GGUF
+
+export interface ModelConfig {
+  readonly arch: string;
+  readonly recipe: ArchRecipe;
+  readonly nVocab: number;
+  readonly nCtxTrain: number;
+  readonly nEmbd: number;
+  readonly nLayer: number;
+  readonly nHead: number;
+  readonly nHeadKv: number;
+  readonly headDim: number; // of Q and K
+  readonly headDimV: number;
+  readonly nFf: number;
+  readonly normEps: number;
+  readonly nRot: number; // rotary dimensions per head (0 without RoPE)
+  readonly ropeBase: number; // global layers
+  readonly ropeBaseLocal: number; // sliding-window layers (Gemma-3)
+  readonly ropeScale: number; // positions divided by this on global layers (linear scaling)
+  readonly attnScale: number;
+  readonly attnSoftcap: number; // 0: off
+  readonly finalSoftcap: number; // 0: off
+  readonly slidingWindow: number; // 0: off
+  readonly swaLayers: readonly boolean[];
+  readonly alibiMaxBias: number;
+  readonly tiedOutput: boolean;
+  readonly hasOutputBias: boolean;
+}
+
+/** (base, position scale) of the RoPE used by `layer`. */
+export function layerRope(c: ModelConfig, layer: number): [number, number] {
+  if (c.arch === "gemma3" && c.swaLayers[layer]) return [c.ropeBaseLocal, 1.0];
+  return [c.ropeBase, c.ropeScale];
+}
+
+function isNumber(v: GGUFValue | undefined): v is number | bigint {
+  return typeof v === "number" || typeof v === "bigint";
+}
+
+function show(v: GGUFValue | undefined): string {
+  if (typeof v === "string") return `'${v}'`;
+  if (typeof v === "object" && v !== null) return `[${Array.from(v as ArrayLike<unknown>).slice(0, 16).join(", ")}]`;
+  return String(v);
+}
+
+/** A hyperparameter that GGUF may store per layer (an array); wgllm needs it constant. */
+function perLayerConstant(h: GGUFHeader, key: string, fallback?: number): number {
+  let value: GGUFValue | undefined = h.get(key);
+  if (value === undefined) {
+    if (fallback !== undefined) return fallback;
+    h.require(key); // throws, naming the file and the key
+  }
+  if (typeof value === "object" && value !== null && "length" in value && typeof value !== "string") {
+    const items = Array.from(value as ArrayLike<number | bigint | boolean | string>);
+    if (items.length === 0 || items.some((x) => x !== items[0])) {
+      throw new ModelFormatError(`${h.source}: ${key} varies per layer (${show(value)}); wgllm needs one value`);
+    }
+    value = items[0] as GGUFValue;
+  }
+  if (!isNumber(value)) throw new ModelFormatError(`${h.source}: metadata key ${key} is ${show(value)}, expected a number`);
+  return Number(value);
+}
+
+export function modelConfigFromHeader(h: GGUFHeader): ModelConfig {
+  const src = h.source;
+  const arch = h.architecture;
+  const r = ARCH_RECIPES[arch];
+  if (!Object.hasOwn(ARCH_RECIPES, arch) || !r) {
+    throw new ModelFormatError(`${src}: unsupported architecture '${arch}'; supported: ${SUPPORTED_ARCHITECTURES.join(", ")}`);
+  }
+  const key = (name: string, fallback?: number): number => {
+    const full = `${arch}.${name}`;
+    const value = h.get(full);
+    if (value === undefined) {
+      if (fallback !== undefined) return fallback;
+      throw new ModelFormatError(`${src}: missing metadata key ${full}`);
+    }
+    if (!isNumber(value)) throw new ModelFormatError(`${src}: metadata key ${full} is ${show(value)}, expected a number`);
+    return Number(value);
+  };
+
+  const nEmbd = key("embedding_length");
+  const nLayer = key("block_count");
+  const nHead = perLayerConstant(h, `${arch}.attention.head_count`);
+  const nHeadKv = perLayerConstant(h, `${arch}.attention.head_count_kv`, nHead);
+  if (nHead <= 0 || nHeadKv <= 0 || nHead % nHeadKv) {
+    throw new ModelFormatError(`${src}: ${nHead} attention heads cannot be shared by ${nHeadKv} KV heads`);
+  }
+  const headDim = key("attention.key_length", Math.floor(nEmbd / nHead));
+  const headDimV = key("attention.value_length", headDim);
+  const nFf = perLayerConstant(h, `${arch}.feed_forward_length`);
+  const normEps = key(r.norm === "rms" ? "attention.layer_norm_rms_epsilon" : "attention.layer_norm_epsilon");
+  const nRot = r.rope === "none" ? 0 : key("rope.dimension_count", headDim);
+  if (nRot % 2 || nRot > headDim) {
+    throw new ModelFormatError(`${src}: ${arch}.rope.dimension_count = ${nRot}, expected an even number <= ${headDim}`);
+  }
+  let ropeScale = 1.0;
+  const scaling = h.get(`${arch}.rope.scaling.type`);
+  if (scaling !== undefined && scaling !== "none") {
+    if (scaling !== "linear") {
+      throw new ModelFormatError(`${src}: ${arch}.rope.scaling.type = ${show(scaling)}; only 'linear' is supported`);
+    }
+    ropeScale = key("rope.scaling.factor", 1.0);
+  }
+  const headForScale = GEMMA_27B_LAYERS[arch] === nLayer ? Math.floor(nEmbd / nHead) : headDim;
+  const window = r.swaPattern ? key("attention.sliding_window", 0) : 0;
+  const swaLayers = Array.from({ length: nLayer }, (_, layer) => window !== 0 && layer % r.swaPattern < r.swaPattern - 1);
+  const embd = h.tensor("token_embd.weight");
+  const nVocab = embd.shape[0];
+  const tokens = h.get("tokenizer.ggml.tokens");
+  if (Array.isArray(tokens) && tokens.length !== nVocab) {
+    throw new ModelFormatError(`${src}: the tokenizer has ${tokens.length} tokens but token_embd.weight has ${nVocab} rows`);
+  }
+  const names = new Set(h.tensors.map((t) => t.name));
+  return {
+    arch,
+    recipe: r,
+    nVocab,
+    nCtxTrain: key("context_length", 0),
+    nEmbd,
+    nLayer,
+    nHead,
+    nHeadKv,
+    headDim,
+    headDimV,
+    nFf,
+    normEps,
+    nRot,
+    ropeBase: key("rope.freq_base", 10000.0),
+    ropeBaseLocal: GEMMA3_LOCAL_ROPE_BASE,
+    ropeScale,
+    attnScale: 1.0 / Math.sqrt(headForScale),
+    attnSoftcap: arch === "gemma2" ? key("attn_logit_softcapping", 0.0) : 0.0,
+    finalSoftcap: arch === "gemma2" ? key("final_logit_softcapping", 0.0) : 0.0,
+    slidingWindow: window,
+    swaLayers,
+    alibiMaxBias: r.alibi ? key("attention.max_alibi_bias", 8.0) : 0.0,
+    tiedOutput: !names.has("output.weight"),
+    hasOutputBias: names.has("output.bias"),
+  };
+}

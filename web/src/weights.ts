@@ -1,0 +1,284 @@
+// GGUF weights on the GPU: the browser twin of py/wgllm/gpu/weights.py (read its docstring for the
+// repacked layout). Each (n_out, k) matrix is split, block by block, into its fields (quants apart
+// from the f16 scales), one array per field, row-major, so any range of rows is a contiguous slice;
+// the arrays are cut into chunks of whole rows so that no binding exceeds the device's
+// maxStorageBufferBindingSize. Weights arrive from the stream a few MiB of rows at a time, are
+// repacked and written with queue.writeBuffer: the file is never held whole.
+
+import { DeviceLimitError, ModelFormatError } from "./errors";
+import type { GGUFTensorInfo } from "./gguf";
+import { type GpuContext, shaderConstant } from "./gpu";
+
+/** A field of a block: bytes [start, end) of each GGUF block, or Q4_K's decoded scales ("sm"). */
+interface Field {
+  readonly name: string;
+  readonly start: number;
+  readonly end: number;
+}
+
+interface TypeLayout {
+  readonly name: string;
+  readonly block: number; // elements per block
+  readonly size: number; // bytes per block
+  readonly fields: readonly Field[]; // in binding order
+}
+
+const f = (name: string, start: number, end: number): Field => ({ name, start, end });
+
+/** ggml type id -> layout; the order of `fields` is the shaders' binding order. */
+export const GPU_TYPES: Readonly<Record<number, TypeLayout>> = {
+  0: { name: "F32", block: 1, size: 4, fields: [f("w", 0, 4)] },
+  1: { name: "F16", block: 1, size: 2, fields: [f("w", 0, 2)] },
+  30: { name: "BF16", block: 1, size: 2, fields: [f("w", 0, 2)] },
+  8: { name: "Q8_0", block: 32, size: 34, fields: [f("qs", 2, 34), f("d", 0, 2)] },
+  2: { name: "Q4_0", block: 32, size: 18, fields: [f("qs", 2, 18), f("d", 0, 2)] },
+  3: { name: "Q4_1", block: 32, size: 20, fields: [f("qs", 4, 20), f("dm", 0, 4)] },
+  6: { name: "Q5_0", block: 32, size: 22, fields: [f("qs", 6, 22), f("qh", 2, 6), f("d", 0, 2)] },
+  12: { name: "Q4_K", block: 256, size: 144, fields: [f("qs", 16, 144), f("sm", 4, 20), f("dm", 0, 4)] },
+  14: { name: "Q6_K", block: 256, size: 210, fields: [f("ql", 0, 128), f("qh", 128, 192), f("sc", 192, 208), f("d", 208, 210)] },
+};
+const SUPPORTED = Object.values(GPU_TYPES).map((t) => t.name).join(", ");
+
+/** Raw bytes staged per repack: a few MiB, whatever the tensor's size. */
+const STAGE_BYTES = 4 << 20;
+
+export interface GpuChunk {
+  readonly rowStart: number;
+  readonly rows: number;
+  readonly buffers: GPUBuffer[]; // one per field, rows [rowStart, rowStart + rows)
+}
+
+/** The plan of one matrix: checked against the limits before anything is allocated. */
+export class WeightPlan {
+  readonly layout: TypeLayout;
+  readonly nOut: number;
+  readonly k: number;
+  readonly rowBytes: number; // GGUF bytes per row
+  readonly fieldRowBytes: number[];
+  readonly chunkRows: number;
+
+  constructor(readonly file: string, readonly tensor: GGUFTensorInfo, maxBinding: number) {
+    const name = `${file}: tensor ${tensor.name}`;
+    const layout = GPU_TYPES[tensor.type];
+    if (!layout) throw new ModelFormatError(`${name}: GGML type ${tensor.typeName} has no GPU kernels (supported: ${SUPPORTED})`);
+    if (tensor.shape.length !== 2) throw new ModelFormatError(`${name}: a GPU weight must be 2-D (n_out, k), got shape [${tensor.shape}]`);
+    const [nOut, k] = tensor.shape;
+    if (k % 32 || k === 0 || nOut === 0) {
+      throw new ModelFormatError(
+        `${name}: ${layout.name} weight of shape [${nOut}, ${k}]: k must be a positive multiple of 32 (and of the ${layout.block}-element block)`,
+      );
+    }
+    if (k % layout.block) throw new ModelFormatError(`${name}: ${layout.name} weight of shape [${nOut}, ${k}]: k = ${k} is not a multiple of the ${layout.name} block of ${layout.block}`);
+    const nb = k / layout.block;
+    this.layout = layout;
+    this.nOut = nOut;
+    this.k = k;
+    this.rowBytes = nb * layout.size;
+    this.fieldRowBytes = layout.fields.map((fl) => nb * (fl.end - fl.start));
+    const perRow = Math.max(...this.fieldRowBytes);
+    const rows = Math.floor(maxBinding / perRow);
+    if (rows < 1) throw new DeviceLimitError("maxStorageBufferBindingSize", perRow, maxBinding, `${name}: one ${layout.name} row (${perRow} bytes)`);
+    // Field rows are whole 2-byte units: chunks of an even number of rows keep every write 4-byte aligned.
+    this.chunkRows = rows > 1 ? rows - (rows % 2) : 1;
+  }
+
+  get shader(): string {
+    return this.layout.name.toLowerCase();
+  }
+
+  /** Buffer sizes of every chunk's fields, in order. */
+  chunkSizes(): { rowStart: number; rows: number; sizes: number[] }[] {
+    const out = [];
+    for (let start = 0; start < this.nOut; start += this.chunkRows) {
+      const rows = Math.min(this.chunkRows, this.nOut - start);
+      out.push({ rowStart: start, rows, sizes: this.fieldRowBytes.map((b) => rows * b) });
+    }
+    return out;
+  }
+}
+
+export class GpuWeight {
+  readonly chunks: GpuChunk[];
+
+  constructor(readonly plan: WeightPlan, buffers: GPUBuffer[]) {
+    const per = plan.layout.fields.length;
+    this.chunks = plan.chunkSizes().map((c, i) => ({ rowStart: c.rowStart, rows: c.rows, buffers: buffers.slice(i * per, (i + 1) * per) }));
+  }
+
+  static async allocate(ctx: GpuContext, plan: WeightPlan): Promise<GpuWeight> {
+    const buffers = await ctx.allocating(`${plan.file}: tensor ${plan.tensor.name}`, () =>
+      plan.chunkSizes().flatMap((c) =>
+        c.sizes.map((size, fi) => ctx.buffer(size, `${plan.tensor.name}.${plan.layout.fields[fi].name}[${c.rowStart}:${c.rowStart + c.rows}]`)),
+      ),
+    );
+    return new GpuWeight(plan, buffers);
+  }
+
+  get buffers(): GPUBuffer[] {
+    return this.chunks.flatMap((c) => c.buffers);
+  }
+
+  /** Receives the tensor's bytes in order, repacks them a bounded number of rows at a time. */
+  uploader(ctx: GpuContext): (bytes: Uint8Array | null) => void {
+    const p = this.plan;
+    let stageRows = Math.max(2, Math.floor(STAGE_BYTES / p.rowBytes));
+    stageRows -= stageRows % 2; // even, as chunkRows is: every write lands 4-byte aligned
+    stageRows = Math.min(stageRows, p.nOut + (p.nOut % 2));
+    const stage = new Uint8Array(stageRows * p.rowBytes);
+    const out = p.fieldRowBytes.map((b) => new Uint8Array(stageRows * b + 4)); // + padding to 4
+    let filled = 0;
+    let row0 = 0; // first row in `stage`
+    const flush = () => {
+      if (filled % p.rowBytes) throw new Error(`internal: ${p.tensor.name} staged ${filled} bytes, not whole rows`);
+      const rows = filled / p.rowBytes;
+      if (rows === 0) return;
+      repackRows(p.layout, stage, rows, p.k / p.layout.block, out);
+      for (const chunk of this.chunks) {
+        const a = Math.max(row0, chunk.rowStart);
+        const b = Math.min(row0 + rows, chunk.rowStart + chunk.rows);
+        if (a >= b) continue;
+        chunk.buffers.forEach((buf, fi) => {
+          const fb = p.fieldRowBytes[fi];
+          const size = Math.ceil(((b - a) * fb) / 4) * 4;
+          ctx.device.queue.writeBuffer(buf, (a - chunk.rowStart) * fb, out[fi].buffer, (a - row0) * fb, size);
+        });
+      }
+      row0 += rows;
+      filled = 0;
+    };
+    return (bytes) => {
+      if (bytes === null) {
+        flush();
+        if (row0 !== p.nOut) throw new Error(`internal: ${p.tensor.name} got ${row0} of ${p.nOut} rows`);
+        return;
+      }
+      let at = 0;
+      while (at < bytes.length) {
+        const n = Math.min(bytes.length - at, stage.length - filled);
+        stage.set(bytes.subarray(at, at + n), filled);
+        filled += n;
+        at += n;
+        if (filled === stage.length) flush();
+      }
+    };
+  }
+}
+
+/** Split `rows` rows of GGUF blocks in `raw` into the field arrays `out` (weights.py's repack). */
+function repackRows(layout: TypeLayout, raw: Uint8Array, rows: number, nb: number, out: Uint8Array[]): void {
+  const nBlocks = rows * nb;
+  const size = layout.size;
+  if (layout.block === 1) {
+    out[0].set(raw.subarray(0, nBlocks * size)); // float rows are already one aligned array
+    return;
+  }
+  layout.fields.forEach((fl, fi) => {
+    const dst = out[fi];
+    const len = fl.end - fl.start;
+    if (fl.name === "sm") {
+      for (let b = 0; b < nBlocks; b++) scaleMinK4(raw, b * size + 4, dst, b * 16);
+      return;
+    }
+    for (let b = 0, o = 0; b < nBlocks; b++) {
+      const s = b * size + fl.start;
+      for (let j = 0; j < len; j++) dst[o++] = raw[s + j];
+    }
+  });
+}
+
+/** Q4_K's 12 packed scale bytes -> eight 6-bit scales then eight mins (ggml's get_scale_min_k4). */
+function scaleMinK4(raw: Uint8Array, at: number, dst: Uint8Array, o: number): void {
+  for (let j = 0; j < 4; j++) {
+    const lo = raw[at + j];
+    const mid = raw[at + 4 + j];
+    const hi = raw[at + 8 + j];
+    dst[o + j] = lo & 0x3f;
+    dst[o + 4 + j] = (hi & 0x0f) | ((lo >> 6) << 4);
+    dst[o + 8 + j] = mid & 0x3f;
+    dst[o + 12 + j] = (hi >> 4) | ((mid >> 6) << 4);
+  }
+}
+
+// -- vectors (norm weights, biases, GPT-2's learned positions): kept in f32 --------------------
+
+function f16ToF32(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** The float32 values of a tensor's GGUF bytes (the 32-element block types and floats). */
+export function dequantize(file: string, t: GGUFTensorInfo, raw: Uint8Array): Float32Array {
+  const v = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  const out = new Float32Array(t.nElements);
+  const f16 = (at: number) => f16ToF32(v.getUint16(at, true));
+  const nb = t.nElements / 32;
+  switch (t.typeName) {
+    case "F32":
+      for (let i = 0; i < out.length; i++) out[i] = v.getFloat32(4 * i, true);
+      return out;
+    case "F16":
+      for (let i = 0; i < out.length; i++) out[i] = f16(2 * i);
+      return out;
+    case "BF16":
+      for (let i = 0; i < out.length; i++) out[i] = new Float32Array(new Uint32Array([v.getUint16(2 * i, true) << 16]).buffer)[0];
+      return out;
+    case "Q8_0":
+      for (let b = 0; b < nb; b++) {
+        const d = f16(34 * b);
+        for (let j = 0; j < 32; j++) out[32 * b + j] = d * v.getInt8(34 * b + 2 + j);
+      }
+      return out;
+    case "Q4_0":
+    case "Q4_1":
+    case "Q5_0": {
+      const size = { Q4_0: 18, Q4_1: 20, Q5_0: 22 }[t.typeName];
+      const qsAt = { Q4_0: 2, Q4_1: 4, Q5_0: 6 }[t.typeName];
+      for (let b = 0; b < nb; b++) {
+        const at = size * b;
+        const d = f16(at);
+        const m = t.typeName === "Q4_1" ? f16(at + 2) : 0;
+        const qh = t.typeName === "Q5_0" ? v.getUint32(at + 2, true) : 0;
+        for (let j = 0; j < 16; j++) {
+          const byte = raw[at + qsAt + j];
+          let lo = byte & 15;
+          let hi = byte >> 4;
+          if (t.typeName === "Q4_1") {
+            out[32 * b + j] = d * lo + m;
+            out[32 * b + j + 16] = d * hi + m;
+            continue;
+          }
+          if (t.typeName === "Q5_0") {
+            lo |= ((qh >>> j) & 1) << 4;
+            hi |= ((qh >>> (j + 16)) & 1) << 4;
+          }
+          const off = t.typeName === "Q5_0" ? 16 : 8;
+          out[32 * b + j] = d * (lo - off);
+          out[32 * b + j + 16] = d * (hi - off);
+        }
+      }
+      return out;
+    }
+    default:
+      throw new ModelFormatError(`${file}: tensor ${t.name} is ${t.typeName}; wgllm keeps 1-D tensors and position tables in F32, F16, BF16, Q8_0, Q4_0, Q4_1 or Q5_0`);
+  }
+}
+
+// -- dispatch geometry, read from the kernels --------------------------------------------------
+
+export interface MatmulGeometry {
+  matvecRows: number; // output rows per matvec workgroup
+  tile: number; // output rows and x rows per matmul workgroup
+}
+
+export function matmulGeometry(shader: string): MatmulGeometry {
+  const op = `matmul_${shader}`;
+  return { matvecRows: shaderConstant(op, "MATVEC_ROWS"), tile: shaderConstant(op, "TILE") };
+}
+
+export function embeddingGroupSize(shader: string): number {
+  return shaderConstant(`embedding_${shader}`, "WG_SIZE");
+}
