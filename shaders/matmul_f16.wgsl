@@ -1,7 +1,8 @@
 // matmul_f16: y = x @ W^T (+ bias), W F16   ref: reference.matmul   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 64), n = 1
 // Two entry points on one dequantiser, neither with workgroup memory or barriers (on llvmpipe both
-// cost more than the math): `main` (prefill) gives each thread 4 x rows by 8 W rows, an x load
-// serving 8 W rows; `matvec` (decode) gives each thread four whole W rows, walked along k alone.
+// cost more than the math): `main` (prefill) gives each thread 4 x rows by 8 W rows, each W unit
+// dequantised once (unit) for 4 x rows and each x load serving 8 W rows; `matvec` (decode) gives
+// each thread four whole W rows, walked along k alone.
 // W is one row chunk of the weight (py/wgllm/gpu/weights.py documents the repacked arrays); its
 // rows land at y[:, row_offset + r].
 // Needs k % 32 == 0.
@@ -28,6 +29,15 @@ struct Params {
 fn weight4(row: u32, i4: u32) -> vec4<f32> {
     let p = w[row * (params.k / 4u) + i4];
     return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y));
+}
+
+// Row `row`'s 32 elements 32u .. 32u + 31, dequantised.
+fn unit(row: u32, u: u32) -> array<vec4<f32>, 8> {
+    var w: array<vec4<f32>, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        w[j] = weight4(row, 8u * u + j);
+    }
+    return w;
 }
 
 // Row `row`'s 32 elements 32u .. 32u + 31 dotted with xs, those elements of x.
@@ -69,6 +79,11 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 }
 
 // ---- prefill: tiles of x rows ----------------------------------------------------------------------
+fn dot8(w: array<vec4<f32>, 8>, xs: array<vec4<f32>, 8>) -> f32 {
+    return (dot(w[0], xs[0]) + dot(w[1], xs[1]) + dot(w[2], xs[2]) + dot(w[3], xs[3]))
+         + (dot(w[4], xs[4]) + dot(w[5], xs[5]) + dot(w[6], xs[6]) + dot(w[7], xs[7]));
+}
+
 @compute @workgroup_size(32)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let row0 = wid.x * TILE + 8u * (li % 4u);  // W rows (output columns)
@@ -76,20 +91,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (row0 >= params.rows || xrow0 >= params.n) {
         return;
     }
-    let last = vec4<u32>(params.rows - 1u);
-    let r = min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), last);
-    let r2 = min(vec4<u32>(row0) + vec4<u32>(4u, 5u, 6u, 7u), last);
-    let xr = min(vec4<u32>(xrow0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.n - 1u));
+    let last = params.rows - 1u; // rows past the end repeat the last and are not written
     let k4 = params.k / 4u;
     var acc: array<vec4<f32>, 8>; // acc[2i + h][j]: x row xrow0 + i, W row row0 + 4h + j
     for (var u = 0u; u < params.k / 32u; u++) {
+        let w0 = unit(row0, u); // each W unit is loaded once and serves four x rows
+        let w1 = unit(min(row0 + 1u, last), u);
+        let w2 = unit(min(row0 + 2u, last), u);
+        let w3 = unit(min(row0 + 3u, last), u);
+        let w4 = unit(min(row0 + 4u, last), u);
+        let w5 = unit(min(row0 + 5u, last), u);
+        let w6 = unit(min(row0 + 6u, last), u);
+        let w7 = unit(min(row0 + 7u, last), u);
         for (var i = 0u; i < 4u; i++) {
+            let xrow = min(xrow0 + i, params.n - 1u);
             var xs: array<vec4<f32>, 8>;
             for (var j = 0u; j < 8u; j++) {
-                xs[j] = x[xr[i] * k4 + 8u * u + j];
+                xs[j] = x[xrow * k4 + 8u * u + j];
             }
-            acc[2u * i] += vec4<f32>(dot_unit(r.x, u, xs), dot_unit(r.y, u, xs), dot_unit(r.z, u, xs), dot_unit(r.w, u, xs));
-            acc[2u * i + 1u] += vec4<f32>(dot_unit(r2.x, u, xs), dot_unit(r2.y, u, xs), dot_unit(r2.z, u, xs), dot_unit(r2.w, u, xs));
+            acc[2u * i] += vec4<f32>(dot8(w0, xs), dot8(w1, xs), dot8(w2, xs), dot8(w3, xs));
+            acc[2u * i + 1u] += vec4<f32>(dot8(w4, xs), dot8(w5, xs), dot8(w6, xs), dot8(w7, xs));
         }
     }
     for (var i = 0u; i < 4u; i++) {
