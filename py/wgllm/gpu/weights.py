@@ -35,8 +35,8 @@ unpack4x8snorm/unorm, which would map -128 to -127 and round q / 127 (the kernel
 Kernels: matmul_<type>.wgsl has `matvec` (n = 1, decode: a workgroup of MATVEC_WG threads per
 MATVEC_ROWS output rows, each thread owning four whole rows and walking k alone, x loaded once for
 its four rows, no workgroup memory or barrier) and `main` (n > 1, prefill: 32 x 32 output tiles,
-32 threads of 4 x rows by 8 W rows each, a W unit dequantised once for 4 x rows, no workgroup memory); embedding_<type>.wgsl gathers rows.
-Both dequantise in registers; no float copy of W exists.
+32 threads of 4 x rows by 8 W rows each, a W unit dequantised once for 4 x rows, no workgroup
+memory); embedding_<type>.wgsl gathers rows. Both dequantise in registers; no float copy of W exists.
 
 The GPU copy is split into chunks of whole rows so that no binding exceeds the adapter's
 maxStorageBufferBindingSize (Gemma-3's 262144 x 640 Q8_0 embedding is 178 MB against 128 MiB);
