@@ -1,4 +1,5 @@
-// Build the browser bundle: web/src/index.ts -> dist/genai_bundle.mjs (ESM) and .cjs, plus .d.ts.
+// Build the browser bundle: web/src/index.ts -> dist/genai_bundle.mjs (ESM) and .cjs, plus .d.ts,
+// and web/src/worker.ts -> dist/genai_worker.mjs (the engine's side of worker mode).
 // The WGSL kernels are not copied: the virtual module "wgllm:shaders" imports every
 // ../shaders/*.wgsl found at build time as text, so the bundle carries the Python engine's files.
 //   node build.mjs            build once
@@ -49,7 +50,10 @@ const common = {
 };
 const targets = [
   { ...common, format: "esm", outfile: path.join(dist, "genai_bundle.mjs") },
-  { ...common, format: "cjs", outfile: path.join(dist, "genai_bundle.cjs") },
+  // CommonJS has no import.meta: worker mode there needs the workerUrl option
+  { ...common, format: "cjs", outfile: path.join(dist, "genai_bundle.cjs"), define: { "import.meta.url": "undefined" } },
+  // worker mode (LlmInference option useWorker): the engine's side, found next to the ES bundle
+  { ...common, entryPoints: [path.join(here, "src", "worker.ts")], format: "esm", outfile: path.join(dist, "genai_worker.mjs") },
 ];
 
 function declarations() {

@@ -14,4 +14,33 @@ export {
 } from "./gguf";
 export type { GGUFNumericArray, GGUFTensorChunk, GGUFTensorInfo, GGUFValue, ReadGGUFOptions } from "./gguf";
 export { SHADERS, shaderSource } from "./shaders";
+export { Engine, MAX_TOP_K } from "./engine";
+export type { EngineOptions, SampleSettings } from "./engine";
+export { ARCH_RECIPES, SUPPORTED_ARCHITECTURES, layerRope, modelConfigFromHeader } from "./model";
+export type { ArchRecipe, ModelConfig } from "./model";
+export { GpuOutOfMemoryError, ShaderError } from "./gpu";
 export { PRE_TOKENIZERS, StreamingDecoder, Tokenizer, codepointFlags, type EncodeOptions } from "./tokenizer";
+export { FilesetResolver } from "./fileset_resolver";
+export type { WasmFileset } from "./fileset_resolver";
+export {
+  DEFAULT_MAX_TOKENS,
+  DEFAULT_NUM_RESPONSES,
+  DEFAULT_RANDOM_SEED,
+  DEFAULT_TEMPERATURE,
+  DEFAULT_TOP_K,
+  LlmInference,
+  LoraModel,
+} from "./llm_inference";
+export type {
+  GenerationStats,
+  LlmBaseOptions,
+  LlmInferenceOptions,
+  MultiResponseProgressListener,
+  ProgressListener,
+  Prompt,
+  WebGpuOptions,
+} from "./llm_inference";
+export { LlmChat, chatTemplateOf, formatChat } from "./chat";
+export type { ChatMessage, FormatOptions } from "./chat";
+export { MODEL_CACHE_NAME, deleteCachedModel } from "./model_source";
+export type { LoadProgressCallback, ModelAsset } from "./model_source";

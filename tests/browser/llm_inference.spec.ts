@@ -1,0 +1,357 @@
+// LlmInference in the browser (web/src/llm_inference.ts through the built bundle) against
+// Python's wgllm.inference.LlmInference on lavapipe, on the same GGUF file and options
+// (tests/browser/api_fixtures.py writes both): MediaPipe's documented usage page works unchanged
+// but for its import line; greedy, seeded-sampling and numResponses answers equal Python's;
+// streaming, cancellation, sizeInTokens, the load-progress callback, Cache Storage, worker mode,
+// the chat helper with KV reuse, and every error the API promises.
+
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { expect, test, type Page } from "@playwright/test";
+import { BUNDLE_URL, DATA_DIR, DATA_URL, REPO } from "./paths";
+
+const OUT = path.join(DATA_DIR, "api");
+const URL_BASE = `${DATA_URL}/api`;
+let expected: any;
+let MODEL: string;
+
+test.beforeAll(() => {
+  const venv = path.join(REPO, ".venv", "bin", "python");
+  const python = process.env.WGLLM_PYTHON ?? (existsSync(venv) ? venv : "python3");
+  execFileSync(python, [path.join(REPO, "tests", "browser", "api_fixtures.py"), OUT], { stdio: "inherit", cwd: REPO });
+  expected = JSON.parse(readFileSync(path.join(OUT, "expected.json"), "utf8"));
+  MODEL = `${URL_BASE}/${expected.model}`;
+});
+
+test.beforeEach(async ({ page }) => {
+  page.on("pageerror", (e) => console.log(`page error: ${e.message}`));
+  await page.goto("/");
+});
+
+/** Run `fn(bundle, arg)` in the page. */
+async function inPage<T>(page: Page, fn: (w: any, arg: any) => Promise<T>, arg: any = {}): Promise<T> {
+  return page.evaluate(
+    async ({ src, bundle, arg }) => {
+      const w = await import(bundle);
+      const f = new Function(`return (${src});`)();
+      return f(w, arg);
+    },
+    { src: fn.toString(), bundle: BUNDLE_URL, arg },
+  );
+}
+
+/** An error's name and message, or "no error". */
+const errorOf = `async (p) => { try { await p(); return "no error"; } catch (e) { return e.name + ": " + e.message; } }`;
+
+test("MediaPipe's documented web usage runs unchanged but for the import line", async ({ page }) => {
+  await page.goto(`/tests/browser/mediapipe_sample.html?model=${encodeURIComponent(MODEL)}`);
+  await expect(page).toHaveTitle("done", { timeout: 240_000 });
+  const want = expected.mediapipe_sample.answer;
+  expect(await page.locator("#output").textContent()).toBe(want);
+  expect(await page.locator("#streamed").textContent(), "the streamed pieces add up to the same answer").toBe(want);
+});
+
+test("greedy and seeded answers equal Python's LlmInference, streaming adds up", async ({ page }) => {
+  const got = await inPage(
+    page,
+    async (w, { model, prompts, sampled }) => {
+      const fileset = await w.FilesetResolver.forGenAiTasks("https://cdn.jsdelivr.net/npm/@mediapipe/tasks-genai/wasm");
+      const llm = await w.LlmInference.createFromOptions(fileset, { baseOptions: { modelAssetPath: model }, maxTokens: 48, topK: 1, temperature: 0 });
+      const greedy = [];
+      const streams = [];
+      for (const p of prompts) {
+        const calls: [string, boolean][] = [];
+        greedy.push(await llm.generateResponse(p, (partial: string, done: boolean) => calls.push([partial, done])));
+        streams.push(calls);
+      }
+      await llm.setOptions({ maxTokens: sampled.max_tokens, topK: sampled.top_k, temperature: sampled.temperature, randomSeed: sampled.random_seed });
+      const sampledAnswers = [];
+      for (const p of prompts) sampledAnswers.push(await llm.generateResponse(p));
+      const again = await llm.generateResponse(prompts[0]);
+      llm.close();
+      return { greedy, streams, sampledAnswers, again };
+    },
+    { model: MODEL, prompts: expected.prompts, sampled: expected.sampled.options },
+  );
+  expect(got.greedy).toEqual(expected.greedy);
+  expect(got.sampledAnswers).toEqual(expected.sampled.answers);
+  expect(got.again, "same seed, same answer").toBe(expected.sampled.answers[0]);
+  for (const [i, calls] of got.streams.entries()) {
+    expect(calls.map(([p]) => p).join("")).toBe(got.greedy[i]);
+    expect(calls.at(-1)![1], "the last call has done = true").toBe(true);
+    expect(calls.slice(0, -1).every(([, done]) => !done), "only the last call is done").toBe(true);
+    expect(calls.length).toBeGreaterThan(2);
+  }
+});
+
+test("numResponses and generateResponses give Python's answers", async ({ page }) => {
+  const o = expected.multi.options;
+  const got = await inPage(
+    page,
+    async (w, { model, o, prompt }) => {
+      const llm = await w.LlmInference.createFromOptions(await w.FilesetResolver.forGenAiTasks(), {
+        baseOptions: { modelAssetPath: model }, maxTokens: o.max_tokens, topK: o.top_k, temperature: o.temperature, randomSeed: o.random_seed, numResponses: o.num_responses,
+      });
+      const seen: string[][] = [];
+      const answers = await llm.generateResponses(prompt, (parts: string[], done: boolean) => { if (!done) seen.push(parts); });
+      const streamed = Array.from({ length: o.num_responses }, (_, i) => seen.map((p) => p[i]).join(""));
+      llm.close();
+      return { answers, streamed };
+    },
+    { model: MODEL, o, prompt: expected.prompts[0] },
+  );
+  expect(got.answers).toEqual(expected.multi.answers);
+  expect(got.streamed).toEqual(expected.multi.answers);
+  expect(new Set(got.answers).size, "different seeds give different answers").toBe(3);
+});
+
+test("sizeInTokens equals Python's size_in_tokens; createFromModelBuffer takes bytes and readers", async ({ page }) => {
+  const got = await inPage(
+    page,
+    async (w, { model, texts, prompt }) => {
+      const fileset = await w.FilesetResolver.forGenAiTasks();
+      const bytes = new Uint8Array(await (await fetch(model)).arrayBuffer());
+      const fromBytes = await w.LlmInference.createFromModelBuffer(fileset, bytes);
+      const sizes = Object.fromEntries(texts.map((t: string) => [t, fromBytes.sizeInTokens(t)]));
+      await fromBytes.setOptions({ topK: 1 });
+      const a = await fromBytes.generateResponse(prompt);
+      fromBytes.close();
+      const reader = (await fetch(model)).body!.getReader();
+      const fromReader = await w.LlmInference.createFromOptions(fileset, { baseOptions: { modelAssetBuffer: reader }, topK: 1, maxTokens: 48 });
+      const b = await fromReader.generateResponse(prompt);
+      const fromPath = await w.LlmInference.createFromModelPath(fileset, model);
+      const defaults = await fromPath.generateResponse(prompt); // MediaPipe's defaults: 512, 40, 0.8, seed 0
+      fromReader.close();
+      fromPath.close();
+      return { sizes, a, b, defaults };
+    },
+    { model: MODEL, texts: Object.keys(expected.size_in_tokens), prompt: expected.prompts[0] },
+  );
+  expect(got.sizes).toEqual(expected.size_in_tokens);
+  expect(got.a).toBe(expected.greedy_512[0]);
+  expect(got.b).toBe(expected.greedy[0]);
+  expect(got.defaults).toBe(expected.defaults_answer);
+});
+
+test("cancelProcessing stops within a few tokens and the call resolves with the text so far", async ({ page }) => {
+  const got = await inPage(
+    page,
+    async (w, { model, prompt }) => {
+      const llm = await w.LlmInference.createFromOptions(await w.FilesetResolver.forGenAiTasks(), { baseOptions: { modelAssetPath: model }, maxTokens: 1000 });
+      let pieces = 0;
+      let idleDuring = true;
+      const text = await llm.generateResponse(prompt, (_: string, done: boolean) => {
+        if (done) return;
+        pieces += 1;
+        idleDuring &&= !llm.isIdle;
+        if (pieces === 3) llm.cancelProcessing();
+      });
+      const after = llm.isIdle;
+      const size = llm.sizeInTokens(prompt + text) - llm.sizeInTokens(prompt);
+      const stats = llm.lastStats;
+      llm.close();
+      return { pieces, size, idleDuring, after, generated: stats.generatedTokens };
+    },
+    { model: MODEL, prompt: expected.prompts[0] },
+  );
+  expect(got.generated, "tokens sampled after cancelProcessing() at the third").toBeLessThanOrEqual(5);
+  expect(got.pieces).toBeLessThanOrEqual(6);
+  expect(got.idleDuring, "isIdle is false while generating").toBe(true);
+  expect(got.after, "isIdle again afterwards").toBe(true);
+});
+
+test("load progress reports bytes up to the file size; cacheModel serves a reload from Cache Storage", async ({ page }) => {
+  const first = await inPage(
+    page,
+    async (w, { model }) => {
+      await w.deleteCachedModel();
+      const events: [number, number | undefined, string][] = [];
+      const llm = await w.LlmInference.createFromOptions(await w.FilesetResolver.forGenAiTasks(), {
+        baseOptions: { modelAssetPath: model }, topK: 1, maxTokens: 48, cacheModel: true,
+        onLoadProgress: (loaded: number, total: number | undefined, stage: string) => events.push([loaded, total, stage]),
+      });
+      const answer = await llm.generateResponse("The quick brown fox");
+      llm.close();
+      const cached = await (await caches.open(w.MODEL_CACHE_NAME)).match(new URL(model, location.href).href);
+      return { events, answer, cachedBytes: cached ? (await cached.arrayBuffer()).byteLength : -1 };
+    },
+    { model: MODEL },
+  );
+  const size = expected.model_size;
+  expect(first.cachedBytes).toBe(size);
+  for (const stage of ["download", "load"]) {
+    const ev = first.events.filter((e) => e[2] === stage);
+    expect(ev.length, stage).toBeGreaterThan(1);
+    expect(ev.at(-1)![0], stage).toBe(size);
+    expect(ev.every((e) => e[1] === size), "total is the file size").toBe(true);
+    expect(ev.every((e, i) => i === 0 || e[0] >= ev[i - 1][0]), "loaded never decreases").toBe(true);
+  }
+  // The network now refuses the model: only the cached copy can serve this load.
+  let requests = 0;
+  await page.route(`**${MODEL}`, (route) => {
+    requests += 1;
+    return route.abort();
+  });
+  const second = await inPage(
+    page,
+    async (w, { model }) => {
+      const llm = await w.LlmInference.createFromOptions(await w.FilesetResolver.forGenAiTasks(), {
+        baseOptions: { modelAssetPath: model }, topK: 1, maxTokens: 48, cacheModel: true,
+      });
+      const answer = await llm.generateResponse("The quick brown fox");
+      llm.close();
+      const uncached = await (async () => {
+        try {
+          await w.LlmInference.createFromOptions(await w.FilesetResolver.forGenAiTasks(), { baseOptions: { modelAssetPath: model } });
+          return "loaded";
+        } catch (e: any) {
+          return e.name;
+        }
+      })();
+      await w.deleteCachedModel();
+      return { answer, uncached };
+    },
+    { model: MODEL },
+  );
+  expect(second.answer).toBe(first.answer);
+  expect(second.answer).toBe(expected.greedy[0]);
+  expect(second.uncached, "without cacheModel the aborted network is seen").toBe("ModelFetchError");
+  expect(requests, "only the uncached load touched the network").toBe(1);
+});
+
+test("worker mode: the same answers with the engine in a Web Worker (no WebGPU needed on the page)", async ({ page }) => {
+  const got = await inPage(
+    page,
+    async (w, { model, prompt, sampled }) => {
+      // The page's own navigator.gpu is taken away: only the worker's can serve the engine.
+      Object.defineProperty(navigator, "gpu", { value: undefined, configurable: true });
+      const llm = await w.LlmInference.createFromOptions(await w.FilesetResolver.forGenAiTasks(), {
+        baseOptions: { modelAssetPath: model }, maxTokens: sampled.max_tokens, topK: sampled.top_k, temperature: sampled.temperature, randomSeed: sampled.random_seed,
+        useWorker: true,
+      });
+      const pieces: string[] = [];
+      const answer = await llm.generateResponse(prompt, (p: string) => pieces.push(p));
+      const size = llm.sizeInTokens(prompt);
+      let busy = "none";
+      const running = llm.generateResponse(prompt);
+      try {
+        await llm.generateResponse(prompt);
+      } catch (e: any) {
+        busy = e.message;
+      }
+      await running;
+      const tooLong = await (async () => { try { await llm.generateResponse("x".repeat(5000)); return "none"; } catch (e: any) { return e.name; } })();
+      llm.close();
+      return { answer, streamed: pieces.join(""), size, busy, tooLong };
+    },
+    { model: MODEL, prompt: expected.prompts[0], sampled: expected.sampled.options },
+  );
+  expect(got.answer).toBe(expected.sampled.answers[0]);
+  expect(got.streamed).toBe(got.answer);
+  expect(got.size).toBe(expected.size_in_tokens[expected.prompts[0]]);
+  expect(got.busy).toBe("Previous invocation or loading is still ongoing.");
+  expect(got.tooLong).toBe("PromptTooLongError");
+});
+
+test("chat: the template renders as transformers renders it; a follow-up turn reuses the KV cache", async ({ page }) => {
+  const chat = expected.chat;
+  const rendered = await inPage(page, async (w, c) => [
+    w.formatChat(c.template, c.messages),
+    w.formatChat(c.template, c.messages, { addGenerationPrompt: false }),
+  ], chat);
+  expect(rendered).toEqual([chat.rendered, chat.rendered_no_prompt]);
+
+  const got = await inPage(
+    page,
+    async (w, { model }) => {
+      const template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}";
+      const opts = { baseOptions: { modelAssetPath: model }, topK: 1, maxTokens: 1000 };
+      const llm = await w.LlmInference.createFromOptions(await w.FilesetResolver.forGenAiTasks(), opts);
+      // The tiny model rambles: each answer is cut after 12 pieces (the same cut in every run).
+      const cut = (target: any) => { let n = 0; return () => { if (++n === 12) target.cancelProcessing(); }; };
+      const c = new w.LlmChat(llm, { template });
+      await c.send("Hello", cut(llm));
+      const first = llm.lastStats;
+      const answer = await c.send("And then?", cut(llm));
+      const second = llm.lastStats;
+      const prompt = c.messages.slice(0, -1);
+      const fresh = await w.LlmInference.createFromOptions(await w.FilesetResolver.forGenAiTasks(), opts);
+      const direct = await fresh.generateResponse(w.formatChat(template, prompt), cut(fresh));
+      llm.close();
+      fresh.close();
+      return { first, second, answer, direct };
+    },
+    { model: MODEL },
+  );
+  expect(got.first.reusedPromptTokens).toBe(0);
+  expect(got.second.reusedPromptTokens, "the second turn runs only the tokens after the shared history").toBeGreaterThan(got.first.promptTokens);
+  expect(got.answer, "and answers as a fresh run of the whole history does").toBe(got.direct);
+});
+
+test("errors: busy, prompt too long, fetch failure, not a GGUF, unsupported architecture, options", async ({ page }) => {
+  const got = await inPage(
+    page,
+    async (w, { base, model, errorOf }) => {
+      const catching = new Function(`return (${errorOf});`)();
+      const fileset = await w.FilesetResolver.forGenAiTasks();
+      const create = (opts: any) => w.LlmInference.createFromOptions(fileset, opts);
+      const llm = await create({ baseOptions: { modelAssetPath: model }, maxTokens: 30 });
+      const running = llm.generateResponse("The quick brown fox");
+      const busy = await catching(() => llm.generateResponse("again"));
+      const busySize = await catching(async () => llm.sizeInTokens("again"));
+      const busyOptions = await catching(() => llm.setOptions({ topK: 2 }));
+      await running;
+      return {
+        busy, busySize, busyOptions,
+        tooLong: await catching(() => llm.generateResponse("The quick brown fox jumps over the lazy dog.")),
+        missing: await catching(() => create({ baseOptions: { modelAssetPath: `${base}/no-such-model.gguf` } })),
+        notGguf: await catching(() => create({ baseOptions: { modelAssetPath: `${base}/not-a-model.gguf` } })),
+        arch: await catching(() => create({ baseOptions: { modelAssetPath: `${base}/unsupported-arch.gguf` } })),
+        noAsset: await catching(() => create({})),
+        both: await catching(() => create({ baseOptions: { modelAssetPath: model, modelAssetBuffer: new Uint8Array(4) } })),
+        topK: await catching(() => create({ baseOptions: { modelAssetPath: model }, topK: 0 })),
+        responses: await catching(() => create({ baseOptions: { modelAssetPath: model }, numResponses: 0 })),
+        foreignLora: await catching(async () => llm.generateResponse("x", new w.LoraModel(await create({ baseOptions: { modelAssetPath: model } })))),
+        closed: await catching(async () => { llm.close(); return llm.generateResponse("x"); }),
+      };
+    },
+    { base: URL_BASE, model: MODEL, errorOf },
+  );
+  expect(got.busy).toBe("BusyError: Previous invocation or loading is still ongoing.");
+  expect(got.busySize).toBe("Error: Previous invocation or loading is still ongoing.");
+  expect(got.busyOptions).toBe("Error: Cannot set options while loading or processing.");
+  const n = expected.size_in_tokens["The quick brown fox jumps over the lazy dog."];
+  expect(got.tooLong).toMatch(new RegExp(`^PromptTooLongError: The prompt has ${n} tokens but maxTokens is 30`));
+  expect(got.missing).toMatch(/^ModelFetchError: Fetching the model http:\/\/127\.0\.0\.1:\d+\/build\/browser-test-data\/api\/no-such-model\.gguf answered HTTP 404/);
+  expect(got.notGguf).toMatch(/^ModelFormatError: .*not-a-model\.gguf: not a GGUF file \(expected the magic bytes 'GGUF'/);
+  expect(got.arch).toMatch(/^ModelFormatError: .*unsupported-arch\.gguf.*mamba/);
+  expect(got.noAsset).toBe("Error: No model asset provided.");
+  expect(got.both).toBe("Error: Cannot set both baseOptions.modelAssetPath and baseOptions.modelAssetBuffer");
+  expect(got.topK).toBe(`RangeError: 'topK' must be an integer >= 1, got 0`);
+  expect(got.responses).toBe("Error: 'numResponses' must be at least 1.");
+  expect(got.foreignLora).toBe("Error: The LoRA model was not loaded by this LLM Inference task.");
+  expect(got.closed).toBe("Error: This LlmInference has been closed; create a new one.");
+});
+
+test("device lost: the running call rejects with DeviceLostError and a new instance works", async ({ page }) => {
+  const got = await inPage(
+    page,
+    async (w, { model, errorOf }) => {
+      const catching = new Function(`return (${errorOf});`)();
+      const fileset = await w.FilesetResolver.forGenAiTasks();
+      const device = await w.LlmInference.createWebGpuDevice();
+      const llm = await w.LlmInference.createFromOptions(fileset, { baseOptions: { modelAssetPath: model, gpuOptions: { device } }, maxTokens: 1000 });
+      const lost = await catching(() => llm.generateResponse("The quick brown fox", () => device.destroy()));
+      const after = await catching(() => llm.generateResponse("again"));
+      const fresh = await w.LlmInference.createFromOptions(fileset, { baseOptions: { modelAssetPath: model }, maxTokens: 48, topK: 1 });
+      const answer = await fresh.generateResponse("The quick brown fox");
+      fresh.close();
+      return { lost, after, answer };
+    },
+    { model: MODEL, errorOf },
+  );
+  expect(got.lost).toMatch(/^DeviceLostError: The WebGPU device was lost \(destroyed/);
+  expect(got.after).toMatch(/^DeviceLostError/);
+  expect(got.answer).toBe(expected.greedy[0]);
+});

@@ -1,0 +1,370 @@
+// LlmInference: the public API, a drop-in for @mediapipe/tasks-genai's class of the same name
+// (its llm_inference.ts and llm_inference_options.d.ts are the reference for names, overloads,
+// defaults and messages), running GGUF models on wgllm's WebGPU engine.
+//
+// Extras beyond MediaPipe's options, all optional: `onLoadProgress(loaded, total, stage)`,
+// `cacheModel` (keep the download in the Cache Storage API), `useWorker` / `workerUrl` (run the
+// engine in a Web Worker with the same API).
+
+import { BusyError, DeviceLostError, PromptTooLongError, WgllmError } from "./errors";
+import type { WasmFileset } from "./fileset_resolver";
+import type { GGUFValue } from "./gguf";
+import type { RunResult } from "./generator";
+import { requestWebGpuDevice } from "./device";
+import type { LoadProgressCallback, ModelAsset } from "./model_source";
+import { LocalRunner, headerOf, type ModelInfo, type Runner } from "./runner";
+import { Tokenizer } from "./tokenizer";
+import { WorkerRunner } from "./worker_client";
+
+export const DEFAULT_MAX_TOKENS = 512;
+export const DEFAULT_TOP_K = 40;
+export const DEFAULT_TEMPERATURE = 0.8;
+export const DEFAULT_RANDOM_SEED = 0;
+export const DEFAULT_NUM_RESPONSES = 1;
+
+export interface WebGpuOptions {
+  device?: GPUDevice;
+  adapterInfo?: GPUAdapterInfo;
+}
+
+export interface LlmBaseOptions {
+  modelAssetPath?: string;
+  modelAssetBuffer?: Uint8Array | ReadableStreamDefaultReader<Uint8Array>;
+  gpuOptions?: WebGpuOptions;
+  delegate?: "CPU" | "GPU";
+}
+
+export interface LlmInferenceOptions {
+  baseOptions?: LlmBaseOptions;
+  /** Maximum number of the combined input and output tokens. */
+  maxTokens?: number;
+  topK?: number;
+  temperature?: number;
+  randomSeed?: number;
+  loraRanks?: number[];
+  numResponses?: number;
+  forceF32?: boolean;
+  /** wgllm extra: bytes loaded so far and the file size (undefined when unknown). */
+  onLoadProgress?: LoadProgressCallback;
+  /** wgllm extra: keep the model in the Cache Storage API so a reload does not download it again. */
+  cacheModel?: boolean;
+  /** wgllm extra: run the engine in a Web Worker (the page never blocks on it). */
+  useWorker?: boolean;
+  /** wgllm extra: where dist/genai_worker.mjs is (default: next to this bundle). */
+  workerUrl?: string | URL;
+}
+
+export type Prompt = string | string[];
+export type ProgressListener = (partialResult: string, done: boolean) => void;
+export type MultiResponseProgressListener = (partialResults: string[], done: boolean) => void;
+
+/** A LoRA adapter loaded by one LlmInference, for its generateResponse(). */
+export class LoraModel {
+  private static nextId = 1;
+  readonly loraModelId: number;
+
+  constructor(readonly owner: LlmInference) {
+    this.loraModelId = LoraModel.nextId++;
+  }
+}
+
+/** Statistics of the last generateResponse(s) call (a wgllm extra, used by the demo page). */
+export interface GenerationStats {
+  promptTokens: number;
+  reusedPromptTokens: number;
+  generatedTokens: number;
+  seconds: number;
+}
+
+const BUSY = "Previous invocation or loading is still ongoing.";
+
+function check(name: string, value: unknown, ok: boolean, expected: string): void {
+  if (!ok) throw new RangeError(`'${name}' must be ${expected}, got ${JSON.stringify(value)}`);
+}
+
+export class LlmInference {
+  private runner?: Runner;
+  private tokenizer?: Tokenizer;
+  private info?: ModelInfo;
+  private processing = false;
+  private lost?: Error;
+  private closed = false;
+  private lastAsset?: ModelAsset;
+  private maxTokens = DEFAULT_MAX_TOKENS;
+  private topK = DEFAULT_TOP_K;
+  private temperature = DEFAULT_TEMPERATURE;
+  private randomSeed = DEFAULT_RANDOM_SEED;
+  private numResponses = DEFAULT_NUM_RESPONSES;
+  private loraRanks: number[] = [];
+  private forceF32 = false;
+  private cacheModel = false;
+  private onLoadProgress?: LoadProgressCallback;
+  private device?: GPUDevice;
+  private useWorker = false;
+  private workerUrl?: string | URL;
+  /** Statistics of the last generation. */
+  lastStats?: GenerationStats;
+
+  private constructor() {}
+
+  // -- creation ---------------------------------------------------------------------------------
+
+  /** A new LlmInference with `options`; baseOptions must name the model. */
+  static async createFromOptions(_fileset: WasmFileset, options: LlmInferenceOptions): Promise<LlmInference> {
+    const llm = new LlmInference();
+    await llm.setOptions(options);
+    return llm;
+  }
+
+  static async createFromModelBuffer(
+    fileset: WasmFileset,
+    modelAssetBuffer: Uint8Array | ReadableStreamDefaultReader<Uint8Array>,
+  ): Promise<LlmInference> {
+    return LlmInference.createFromOptions(fileset, { baseOptions: { modelAssetBuffer } });
+  }
+
+  static async createFromModelPath(fileset: WasmFileset, modelAssetPath: string): Promise<LlmInference> {
+    return LlmInference.createFromOptions(fileset, { baseOptions: { modelAssetPath } });
+  }
+
+  /** A WebGPU device with the adapter's own limits (for gpuOptions.device). */
+  static async createWebGpuDevice(): Promise<GPUDevice> {
+    return requestWebGpuDevice();
+  }
+
+  /**
+   * Change options. A subset changes only those; an option set to undefined returns to its
+   * default. A new model (baseOptions.modelAssetPath/Buffer) is loaded; changing maxTokens or
+   * forceF32 reloads the current model (from its URL; a buffer must be passed again).
+   */
+  async setOptions(options: LlmInferenceOptions): Promise<void> {
+    if (this.processing) throw new Error("Cannot set options while loading or processing.");
+    this.assertUsable();
+    const base = options.baseOptions;
+    if (base?.modelAssetPath && base?.modelAssetBuffer) {
+      throw new Error("Cannot set both baseOptions.modelAssetPath and baseOptions.modelAssetBuffer");
+    }
+    if (base?.delegate === "CPU") throw new Error("wgllm runs on WebGPU only: baseOptions.delegate 'CPU' is not supported");
+    const next = {
+      maxTokens: "maxTokens" in options ? (options.maxTokens ?? DEFAULT_MAX_TOKENS) : this.maxTokens,
+      topK: "topK" in options ? (options.topK ?? DEFAULT_TOP_K) : this.topK,
+      temperature: "temperature" in options ? (options.temperature ?? DEFAULT_TEMPERATURE) : this.temperature,
+      randomSeed: "randomSeed" in options ? (options.randomSeed ?? DEFAULT_RANDOM_SEED) : this.randomSeed,
+      numResponses: "numResponses" in options ? (options.numResponses ?? DEFAULT_NUM_RESPONSES) : this.numResponses,
+      loraRanks: "loraRanks" in options ? (options.loraRanks ?? []) : this.loraRanks,
+      forceF32: "forceF32" in options ? !!options.forceF32 : this.forceF32,
+    };
+    check("maxTokens", next.maxTokens, Number.isInteger(next.maxTokens) && next.maxTokens >= 1, "an integer >= 1");
+    check("topK", next.topK, Number.isInteger(next.topK) && next.topK >= 1, "an integer >= 1");
+    check("temperature", next.temperature, typeof next.temperature === "number" && next.temperature >= 0, "a number >= 0");
+    check("randomSeed", next.randomSeed, Number.isInteger(next.randomSeed), "an integer");
+    if (!(Number.isInteger(next.numResponses) && next.numResponses >= 1)) throw new Error("'numResponses' must be at least 1.");
+    check("loraRanks", next.loraRanks, Array.isArray(next.loraRanks) && next.loraRanks.every((r) => Number.isInteger(r) && r >= 1), "a list of integers >= 1");
+    if (next.numResponses > 1 && (next.topK <= 1 || next.temperature <= 0)) {
+      console.warn(
+        "To generate multiple responses, it is expected topK > 1 and temperature > 0; otherwise, all the generated responses may be the same.",
+      );
+    }
+    if ("onLoadProgress" in options) this.onLoadProgress = options.onLoadProgress;
+    if ("cacheModel" in options) this.cacheModel = !!options.cacheModel;
+    const workerChange = ("useWorker" in options && !!options.useWorker !== this.useWorker) || "workerUrl" in options;
+    if ("useWorker" in options) this.useWorker = !!options.useWorker;
+    if ("workerUrl" in options) this.workerUrl = options.workerUrl;
+    if (base?.gpuOptions?.device) {
+      if (this.useWorker) throw new Error("baseOptions.gpuOptions.device cannot be used with useWorker: a GPUDevice cannot move to a worker");
+      this.device = base.gpuOptions.device;
+    }
+
+    let asset: ModelAsset | undefined = base?.modelAssetPath ?? base?.modelAssetBuffer;
+    const reshape = next.maxTokens !== this.maxTokens || next.forceF32 !== this.forceF32 || workerChange || !!base?.gpuOptions?.device;
+    if (asset === undefined && this.runner && reshape) {
+      if (typeof this.lastAsset !== "string") {
+        throw new Error("changing maxTokens, forceF32 or the device reloads the model: pass baseOptions.modelAssetBuffer again");
+      }
+      asset = this.lastAsset;
+    }
+    if (asset === undefined && !this.runner) throw new Error("No model asset provided.");
+    Object.assign(this, next);
+    if (asset !== undefined) await this.load(asset, workerChange);
+  }
+
+  private async load(asset: ModelAsset, newRunner: boolean): Promise<void> {
+    this.processing = true;
+    try {
+      if (newRunner || !this.runner) {
+        this.runner?.close();
+        this.runner = this.useWorker ? new WorkerRunner(this.workerUrl ?? defaultWorkerUrl()) : new LocalRunner(this.device);
+      }
+      this.tokenizer = undefined;
+      this.info = undefined;
+      const info = await this.runner.load(
+        { asset, maxTokens: this.maxTokens, forceF32: this.forceF32, cacheModel: this.cacheModel },
+        this.onLoadProgress,
+      );
+      this.tokenizer = Tokenizer.fromHeader(headerOf(info));
+      this.info = info;
+      this.lastAsset = typeof asset === "string" || asset instanceof URL ? String(asset) : undefined;
+    } catch (e) {
+      this.noteLoss(e);
+      throw e;
+    } finally {
+      this.processing = false;
+    }
+  }
+
+  // -- generation -------------------------------------------------------------------------------
+
+  /** Whether no load or generation is running. */
+  get isIdle(): boolean {
+    return !this.processing;
+  }
+
+  /** Architecture, vocabulary size and load time of the loaded model (a wgllm extra). */
+  get modelInfo(): { source: string; architecture: string; nVocab: number; loadSeconds: number } | undefined {
+    const i = this.info;
+    return i && { source: i.source, architecture: i.architecture, nVocab: i.nVocab, loadSeconds: i.loadSeconds };
+  }
+
+  /** A general.* or tokenizer.* metadata value of the loaded model (a wgllm extra). */
+  modelMetadata(key: string): GGUFValue | undefined {
+    return this.info?.metadata.find(([k]) => k === key)?.[1];
+  }
+
+  /** The tokenizer of the loaded model (a wgllm extra, used by the chat helper). */
+  get modelTokenizer(): Tokenizer | undefined {
+    return this.tokenizer;
+  }
+
+  generateResponse(query: Prompt): Promise<string>;
+  generateResponse(query: Prompt, progressListener?: ProgressListener): Promise<string>;
+  generateResponse(query: Prompt, loraModel?: LoraModel): Promise<string>;
+  generateResponse(query: Prompt, loraModel?: LoraModel, progressListener?: ProgressListener): Promise<string>;
+  generateResponse(query: Prompt, loraOrListener?: LoraModel | ProgressListener, listener?: ProgressListener): Promise<string> {
+    if (this.numResponses > 1) {
+      console.warn(
+        "'numResponses' is set larger than 1 and this function only returns the first response, so we recommend either " +
+          "using 'generateResponses()' to obtain multiple responses, or else setting 'numResponses' to 1 for better performance.",
+      );
+    }
+    const progress = typeof loraOrListener === "function" ? loraOrListener : listener;
+    const lora = typeof loraOrListener === "function" ? undefined : loraOrListener;
+    const multi = progress ? (parts: string[], done: boolean) => progress(parts[0], done) : undefined;
+    return this.generate(query, lora, multi, 1).then((r) => r[0]);
+  }
+
+  generateResponses(query: Prompt): Promise<string[]>;
+  generateResponses(query: Prompt, progressListener: MultiResponseProgressListener): Promise<string[]>;
+  generateResponses(query: Prompt, loraModel: LoraModel): Promise<string[]>;
+  generateResponses(query: Prompt, loraModel: LoraModel, progressListener: MultiResponseProgressListener): Promise<string[]>;
+  generateResponses(
+    query: Prompt,
+    loraOrListener?: LoraModel | MultiResponseProgressListener,
+    listener?: MultiResponseProgressListener,
+  ): Promise<string[]> {
+    const progress = typeof loraOrListener === "function" ? loraOrListener : listener;
+    const lora = typeof loraOrListener === "function" ? undefined : loraOrListener;
+    return this.generate(query, lora, progress, this.numResponses);
+  }
+
+  private promptIds(query: Prompt): number[] {
+    const tok = this.tokenizer!;
+    const text = Array.isArray(query) ? query.map((q) => {
+      if (typeof q !== "string") throw new TypeError("wgllm prompts are text: images and audio are not supported");
+      return q;
+    }).join("") : query;
+    if (typeof text !== "string") throw new TypeError(`the prompt must be a string, got ${typeof text}`);
+    return tok.encode(text, { addSpecial: true, parseSpecial: true });
+  }
+
+  // Synchronous checks throw (as MediaPipe's do); the generation itself is the returned promise.
+  private generate(query: Prompt, lora: LoraModel | undefined, listener: MultiResponseProgressListener | undefined, n: number): Promise<string[]> {
+    this.assertUsable();
+    if (this.processing) throw new BusyError();
+    if (!this.runner || !this.tokenizer) throw new Error("No model is loaded.");
+    if (lora !== undefined) {
+      if (!(lora instanceof LoraModel) || lora.owner !== this) throw new Error("The LoRA model was not loaded by this LLM Inference task.");
+      throw new WgllmError("LoRA adapters are not supported by this build yet");
+    }
+    const ids = this.promptIds(query);
+    if (ids.length === 0) throw new Error("the prompt is empty and the model adds no BOS token: nothing to generate from");
+    if (ids.length >= this.maxTokens) throw new PromptTooLongError(ids.length, this.maxTokens);
+    this.processing = true;
+    const runner = this.runner;
+    return (async () => {
+      const t0 = performance.now();
+      const results: string[] = [];
+      let generated = 0;
+      let reused = 0;
+      try {
+        for (let i = 0; i < n; i++) {
+          const parts = (piece: string) => Array.from({ length: n }, (_, j) => (j === i ? piece : ""));
+          const r: RunResult = await runner.run(
+            { ids, maxTokens: this.maxTokens, topK: this.topK, temperature: this.temperature, seed: this.randomSeed + i },
+            (piece) => listener?.(parts(piece), false),
+          );
+          results.push(r.text);
+          generated += r.sampled;
+          if (i === 0) reused = r.reused;
+        }
+        this.lastStats = { promptTokens: ids.length, reusedPromptTokens: reused, generatedTokens: generated, seconds: (performance.now() - t0) / 1000 };
+        this.processing = false;
+        listener?.(Array.from({ length: n }, () => ""), true);
+        return results;
+      } catch (e) {
+        this.noteLoss(e);
+        throw e;
+      } finally {
+        this.processing = false;
+      }
+    })();
+  }
+
+  /**
+   * The number of tokens `query` takes as a prompt (BOS included when the model adds one).
+   * Synchronous, as MediaPipe's is.
+   */
+  sizeInTokens(query: Prompt): number | undefined {
+    this.assertUsable();
+    if (this.processing) throw new Error(BUSY);
+    if (!this.tokenizer) return undefined;
+    return this.promptIds(query).length;
+  }
+
+  /** Stop the running generation; its promise resolves with the text so far. */
+  cancelProcessing(): void {
+    this.runner?.cancel();
+  }
+
+  /** Load a LoRA adapter (GGUF) for this instance's generateResponse(). */
+  async loadLoraModel(modelAsset: string | Uint8Array | Blob): Promise<LoraModel> {
+    this.assertUsable();
+    if (this.processing) throw new Error("Cannot load LoRA model while loading or processing.");
+    void modelAsset;
+    throw new WgllmError("LoRA adapters are not supported by this build yet");
+  }
+
+  /** Free the model's GPU memory (and the worker); the instance cannot be used afterwards. */
+  close(): void {
+    this.runner?.close();
+    this.runner = undefined;
+    this.tokenizer = undefined;
+    this.closed = true;
+  }
+
+  private assertUsable(): void {
+    if (this.closed) throw new Error("This LlmInference has been closed; create a new one.");
+    if (this.lost) throw this.lost;
+  }
+
+  private noteLoss(e: unknown): void {
+    if (e instanceof DeviceLostError || (e instanceof Error && e.name === "DeviceLostError")) this.lost = e as Error;
+  }
+}
+
+/** dist/genai_worker.mjs beside the ES module bundle. */
+function defaultWorkerUrl(): URL {
+  // import.meta.url is the bundle's own URL in the ES module build; the CommonJS build has none.
+  const here = (import.meta as { url?: string }).url;
+  if (!here) throw new Error("useWorker needs workerUrl (the URL of genai_worker.mjs) when the bundle is not loaded as an ES module");
+  return new URL("./genai_worker.mjs", here);
+}
