@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Set up this machine (scripts/setup.sh) and run the main job: generate an answer with the default
-# model (SmolLM2-135M-Instruct, fetched once) on the numpy reference backend.
-#   bash scripts/run.sh
+# Set up this machine (scripts/setup.sh) and run the main job: serve the demo chat page with the
+# default model (SmolLM2-135M-Instruct, fetched once) on http://127.0.0.1:8000/. LoRA adapters
+# (GGUF) dropped into ./loras appear in the page's picker while it runs.
+#   bash scripts/run.sh [serve-models options, e.g. --port 8080 --model other.gguf]
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 bash scripts/setup.sh
-exec .venv/bin/wgllm generate --prompt "The capital of France is" --top-k 1 --max-tokens 64
+mkdir -p loras
+exec .venv/bin/serve-models --loras-dir loras "$@"

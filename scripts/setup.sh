@@ -49,6 +49,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import
 fi
 
 # -- web bundle ------------------------------------------------------------------------------------
-# (later: `npm ci` in web/ for the browser bundle goes here)
+# web/dist (the bundle the demo page and serve-models use) from web/src and shaders/
+if ! command -v npm >/dev/null; then
+  say "no npm on this machine: install Node.js >= 20 and npm, then run this again"
+  exit 1
+fi
+if [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+  say "installing the web bundle's npm packages"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error)
+fi
+say "building web/dist"
+(cd web && npm run --silent build)
 
 say "done"
