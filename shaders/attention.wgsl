@@ -1,10 +1,11 @@
 // attention: out[i, h] = sum_j softmax_j(s_ij) v[j, h / g],  s_ij = softcap(scale * (q[i, h] . k[j, h / g] + slope_h * j)) over keys j <= q_pos[i] (and q_pos[i] - j < window), g = n_head / n_head_kv   ref: reference.attention with k_pos = cache index   grid: (n_head, n, 1)
 // Causal attention against the KV cache for prefill (n queries) and decode (n = 1). Cache row j
 // holds position j; the first n_kv rows are valid (this step's rows included). One workgroup per
-// (head, query) walks its visible keys in tiles of WG_SIZE with an online softmax (running max and
+// (head, query) walks its visible keys in tiles of 4 * WG_SIZE with an online softmax (running max and
 // sum, accumulator rescaled when the max grows). ALiBi slopes are ggml's, from alibi_max_bias
 // (0 = off); softcap 0 = off; window 0 = off. head_dim, head_dim_v <= MAX_HEAD_DIM (the host checks).
 override WG_SIZE: u32 = 8u; // keys per tile, a power of two; 8 (one llvmpipe SIMD vector) keeps its barriers cheap, a GPU host may pass 64
+override TILE_KEYS: u32 = 4u * WG_SIZE; // keys per tile, four per invocation (derived from WG_SIZE, not for hosts to set)
 const MAX_HEAD_DIM: u32 = 256u;
 const LOWEST: f32 = -3.4028234663852886e38;
 
@@ -29,7 +30,7 @@ struct Params {
 
 var<workgroup> q_s: array<f32, MAX_HEAD_DIM>;
 var<workgroup> acc: array<f32, MAX_HEAD_DIM>; // output accumulator; dim c belongs to invocation c % WG_SIZE
-var<workgroup> p_s: array<f32, WG_SIZE>;      // this tile's softmax weights
+var<workgroup> p_s: array<f32, TILE_KEYS>;    // this tile's softmax weights
 var<workgroup> partial: array<f32, WG_SIZE>;
 
 fn workgroup_max(v: f32, lane: u32) -> f32 {
@@ -112,37 +113,53 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let slope = alibi_slope(h);
     var run_max = LOWEST;
     var run_sum = 0.0;
-    for (var t0 = start; t0 < end; t0 += WG_SIZE) {
-        let j = t0 + lane;
-        let valid = j < end;
-        var s = LOWEST;
-        if (valid) {
-            let k_base = j * kv_row + kvh * d;
-            var qk = 0.0;
-            for (var c = 0u; c < d; c++) {
-                qk += q_s[c] * k_cache[k_base + c];
-            }
-            s = (qk + slope * f32(j)) * params.scale;
-            if (params.softcap > 0.0) {
-                s = params.softcap * tanh_accurate(s / params.softcap);
-            }
+    for (var t0 = start; t0 < end; t0 += TILE_KEYS) {
+        // keys t0 + lane + WG_SIZE * e, e < 4: each q_s load serves four keys; keys past the end
+        // read the last valid row and get p = 0
+        let j = vec4<u32>(t0 + lane) + WG_SIZE * vec4<u32>(0u, 1u, 2u, 3u);
+        let valid = j < vec4<u32>(end);
+        let k_base = min(j, vec4<u32>(end - 1u)) * kv_row + kvh * d;
+        var qk = vec4<f32>(0.0);
+        for (var c = 0u; c < d; c++) {
+            let kc = vec4<f32>(k_cache[k_base.x + c], k_cache[k_base.y + c], k_cache[k_base.z + c], k_cache[k_base.w + c]);
+            qk = fma(vec4<f32>(q_s[c]), kc, qk);
         }
-        let new_max = max(run_max, workgroup_max(s, lane));
+        var s = (qk + slope * vec4<f32>(j)) * params.scale;
+        if (params.softcap > 0.0) {
+            s = params.softcap * vec4<f32>(tanh_accurate(s.x / params.softcap), tanh_accurate(s.y / params.softcap),
+                                           tanh_accurate(s.z / params.softcap), tanh_accurate(s.w / params.softcap));
+        }
+        s = select(vec4<f32>(LOWEST), s, valid);
+        let new_max = max(run_max, workgroup_max(max(max(s.x, s.y), max(s.z, s.w)), lane));
         let alpha = exp(run_max - new_max);
-        var p = 0.0;
-        if (valid) {
-            p = exp(s - new_max);
-        }
-        p_s[lane] = p;
-        run_sum = run_sum * alpha + workgroup_sum(p, lane); // its barriers also publish p_s
+        let p = select(vec4<f32>(0.0), exp(s - new_max), valid);
+        p_s[lane] = p.x;
+        p_s[lane + WG_SIZE] = p.y;
+        p_s[lane + 2u * WG_SIZE] = p.z;
+        p_s[lane + 3u * WG_SIZE] = p.w;
+        run_sum = run_sum * alpha + workgroup_sum(dot(p, vec4<f32>(1.0)), lane); // its barriers also publish p_s
         run_max = new_max;
-        let tile = min(WG_SIZE, end - t0);
-        for (var c = lane; c < dv; c += WG_SIZE) {
-            var a = acc[c] * alpha;
-            for (var jj = 0u; jj < tile; jj++) {
-                a += p_s[jj] * v_cache[(t0 + jj) * v_row + kvh * dv + c];
+        let tile = min(TILE_KEYS, end - t0);
+        // dims c0 + WG_SIZE * e, e < 4 (all this invocation's, as in acc's layout): each p_s load
+        // serves four dims; dims past dv read the last one and are not stored
+        for (var c0 = lane; c0 < dv; c0 += 4u * WG_SIZE) {
+            let c = vec4<u32>(c0) + WG_SIZE * vec4<u32>(0u, 1u, 2u, 3u);
+            let cv = min(c, vec4<u32>(dv - 1u));
+            var a = vec4<f32>(0.0);
+            for (var e = 0u; e < 4u; e++) {
+                if (c[e] < dv) {
+                    a[e] = acc[c[e]] * alpha;
+                }
             }
-            acc[c] = a;
+            for (var jj = 0u; jj < tile; jj++) {
+                let base = (t0 + jj) * v_row + kvh * dv;
+                a = fma(vec4<f32>(p_s[jj]), vec4<f32>(v_cache[base + cv.x], v_cache[base + cv.y], v_cache[base + cv.z], v_cache[base + cv.w]), a);
+            }
+            for (var e = 0u; e < 4u; e++) {
+                if (c[e] < dv) {
+                    acc[c[e]] = a[e];
+                }
+            }
         }
         workgroupBarrier(); // p_s is rewritten by the next tile
     }
