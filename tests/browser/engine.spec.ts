@@ -18,6 +18,7 @@ const URL = `${DATA_URL}/engine`;
 let expected: any;
 
 test.beforeAll(() => {
+  test.setTimeout(600_000); // a fresh checkout converts the models and runs the Python engine once
   const venv = path.join(REPO, ".venv", "bin", "python");
   const python = process.env.WGLLM_PYTHON ?? (existsSync(venv) ? venv : "python3");
   execFileSync(python, [path.join(REPO, "tests", "browser", "engine_fixtures.py"), OUT], { stdio: "inherit", cwd: REPO, timeout: 600_000 });
@@ -40,16 +41,20 @@ interface RunSpec {
   top1Only?: boolean; // return [argmax, max] of each logits row instead of the row
 }
 
-/** Load `url` with fetchGGUF + Engine.load on an adapter-limits device and run `spec` in the page. */
+/** Load `url` with fetchGGUF + Engine.load and run `spec` in the page, on one adapter-limits device
+ * per page (its compiled pipelines are reused by every model: SwiftShader compiles slowly). */
 async function runInPage(page: Page, spec: RunSpec): Promise<{ greedy?: number[]; sampled?: number[]; logits?: number[]; top1?: number[][] }> {
   return page.evaluate(
     async ({ bundle, spec }) => {
       const w = await import(bundle);
-      const adapter = (await navigator.gpu.requestAdapter())!;
-      const limits = adapter.limits as unknown as Record<string, number>;
-      const device = await adapter.requestDevice({
-        requiredLimits: { maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize, maxBufferSize: limits.maxBufferSize },
+      const g = globalThis as unknown as { engineTestDevice?: Promise<GPUDevice> };
+      g.engineTestDevice ??= navigator.gpu.requestAdapter().then((adapter) => {
+        const limits = adapter!.limits as unknown as Record<string, number>;
+        return adapter!.requestDevice({
+          requiredLimits: { maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize, maxBufferSize: limits.maxBufferSize },
+        });
       });
+      const device = await g.engineTestDevice;
       const engine = await w.Engine.load(device, await w.fetchGGUF(spec.url), {
         maxTokens: spec.maxTokens, allLogits: spec.allLogits, maxWeightBinding: spec.maxWeightBinding,
       });
@@ -78,7 +83,6 @@ async function runInPage(page: Page, spec: RunSpec): Promise<{ greedy?: number[]
         } else result.logits = rows.flatMap((r) => Array.from(r));
       }
       engine.destroy();
-      device.destroy();
       return result;
     },
     { bundle: BUNDLE_URL, spec },
@@ -87,21 +91,27 @@ async function runInPage(page: Page, spec: RunSpec): Promise<{ greedy?: number[]
 
 function maxRelError(got: number[], want: number[]): number {
   expect(got.length).toBe(want.length);
+  const bad = got.findIndex((x) => !Number.isFinite(x));
+  expect(bad, `logit ${bad} is ${got[bad]}`).toBe(-1);
   let err = 0;
   let scale = 0;
   for (let i = 0; i < want.length; i++) {
-    expect(Number.isFinite(got[i]), `logit ${i} is ${got[i]}`).toBe(true);
     err = Math.max(err, Math.abs(got[i] - want[i]));
     scale = Math.max(scale, Math.abs(want[i]));
   }
   return err / scale;
 }
 
-/** MODEL_LOGITS_REL bounds each GPU engine against the numpy reference, so two engines (SwiftShader
- * here, lavapipe in Python) may differ from each other by twice that. */
+/** gpu_tolerances.MODEL_LOGITS_REL was measured on lavapipe (~3e-7 there). SwiftShader's exp, which
+ * WGSL allows 3 + 2|x| ULP, is coarser: row 0 of a prompt (attention over one key, no exp that
+ * matters) agrees with the reference to ~1e-6 and later rows drift with the attention scores, up to
+ * 1.27e-4 on the tiny Gemma-2 (soft-capped attention and logits, scaled embeddings). The browser is
+ * held to twice the table against the reference and against the Python GPU engine. */
+const BROWSER_LOGITS_REL = () => 2 * expected.logits_rel;
+
 function checkLogits(file: string, got: number[], want: any): void {
-  expect(maxRelError(got, want.reference_logits), `${file} logits vs wgllm.reference`).toBeLessThan(expected.logits_rel);
-  expect(maxRelError(got, want.logits), `${file} logits vs the Python GPU engine`).toBeLessThan(2 * expected.logits_rel);
+  expect(maxRelError(got, want.reference_logits), `${file} logits vs wgllm.reference`).toBeLessThan(BROWSER_LOGITS_REL());
+  expect(maxRelError(got, want.logits), `${file} logits vs the Python GPU engine`).toBeLessThan(BROWSER_LOGITS_REL());
 }
 
 test("tiny models of all eight architectures give the Python GPU engine's tokens and logits", async ({ page }) => {
@@ -169,7 +179,7 @@ test("Gemma-3 270M Q4_K_M (Q4_K, Q6_K): top-1 at every prompt position as the Py
   got.top1!.forEach(([best, value, vocab], r) => {
     expect(vocab).toBe(262144);
     expect(best, `position ${r}`).toBe(want.top1[r]);
-    expect(Math.abs(value - want.top1_logit[r]) / want.row_max_abs[r], `position ${r}`).toBeLessThan(2 * expected.logits_rel);
+    expect(Math.abs(value - want.top1_logit[r]) / want.row_max_abs[r], `position ${r}`).toBeLessThan(BROWSER_LOGITS_REL());
   });
 });
 

@@ -223,9 +223,11 @@ export function dequantize(file: string, t: GGUFTensorInfo, raw: Uint8Array): Fl
     case "F16":
       for (let i = 0; i < out.length; i++) out[i] = f16(2 * i);
       return out;
-    case "BF16":
-      for (let i = 0; i < out.length; i++) out[i] = new Float32Array(new Uint32Array([v.getUint16(2 * i, true) << 16]).buffer)[0];
+    case "BF16": {
+      const bits = new Uint32Array(out.buffer); // the top halves of f32s
+      for (let i = 0; i < out.length; i++) bits[i] = v.getUint16(2 * i, true) << 16;
       return out;
+    }
     case "Q8_0":
       for (let b = 0; b < nb; b++) {
         const d = f16(34 * b);
