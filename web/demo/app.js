@@ -12,10 +12,13 @@ const ui = {
   useWorker: $("useWorker"), cacheModel: $("cacheModel"),
 };
 // Read by the browser test (tests/browser/demo.spec.ts) and handy in the console.
-const state = (window.wgllmDemo = { llm: null, chat: null, loras: new Map(), ready: false, busy: false, turns: 0, error: null });
+const state = (window.wgllmDemo = {
+  llm: null, chat: null, loras: new Map(), loraList: [], loraRanks: [], ready: false, busy: false, turns: 0, error: null, statusLog: [],
+});
 
 function status(text, error = false) {
   ui.status.textContent = text;
+  state.statusLog.push(text);
   ui.status.classList.toggle("error", error);
   if (error) state.error = text;
 }
@@ -65,6 +68,12 @@ function showLoras(loras) {
   );
   if ([...ui.lora.options].some((o) => o.value === keep)) ui.lora.value = keep;
   state.lorasListed = loras.map((l) => l.name);
+  state.loraList = loras;
+}
+
+/** The ranks of every adapter listed now, plus those already declared (ascending). */
+function listedRanks() {
+  return [...new Set([...state.loraRanks, ...state.loraList.map((l) => l.rank)])].sort((a, b) => a - b);
 }
 
 async function watchLoras() {
@@ -96,9 +105,12 @@ async function loadModel() {
   const t0 = performance.now();
   try {
     const fileset = await FilesetResolver.forGenAiTasks("https://cdn.jsdelivr.net/npm/@mediapipe/tasks-genai/wasm");
+    state.loraRanks = []; // a new model declares the ranks of the adapters listed now
+    const loraRanks = listedRanks();
     state.llm = await LlmInference.createFromOptions(fileset, {
       baseOptions: { modelAssetPath: url },
       ...options(),
+      loraRanks,
       useWorker: ui.useWorker.checked,
       cacheModel: ui.cacheModel.checked,
       onLoadProgress: (loaded, total, stage) => {
@@ -107,6 +119,7 @@ async function loadModel() {
       },
     });
     state.maxTokens = options().maxTokens;
+    state.loraRanks = loraRanks;
     newChat();
     state.ready = true;
     status(`Ready: ${state.llm.modelInfo.architecture} model loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -141,7 +154,18 @@ function bubble(role, text) {
 async function adapter() {
   const url = ui.lora.value;
   if (!url) return undefined;
-  if (!state.loras.has(url)) state.loras.set(url, await state.llm.loadLoraModel(url));
+  if (!state.loras.has(url)) {
+    // LoRA ranks are declared when the model is created (as in MediaPipe): an adapter that arrived
+    // later with a new rank reloads the model with the ranks of every listed adapter.
+    const info = state.loraList.find((l) => l.url === url);
+    if (info && !state.loraRanks.includes(info.rank)) {
+      const ranks = listedRanks();
+      status(`Reloading the model to declare LoRA ranks ${ranks.join(", ")} (${info.name} has rank ${info.rank})…`);
+      await state.llm.setOptions({ loraRanks: ranks });
+      state.loraRanks = ranks;
+    }
+    state.loras.set(url, await state.llm.loadLoraModel(url));
+  }
   return state.loras.get(url);
 }
 

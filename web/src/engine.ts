@@ -4,10 +4,16 @@
 // buffers are allocated once for maxTokens rows; each step writes the ids, positions and the
 // Params uniforms that changed, encodes every dispatch into one command buffer, and reads back
 // only the sampled id (or the logits).
+//
+// LoRA (as in Python's engine): the ranks are declared up front (loraRanks). With any, each layer
+// matmul is followed by a LoRA step that, for the adapter chosen per call, runs lora_shrink then
+// lora_expand into the matmul's output (nothing without one). Adapters are uploaded by loadLora with
+// their uniforms and bind groups, once, and stay resident together: switching costs no rebuild.
 
-import { DeviceLimitError, ModelFormatError } from "./errors";
+import { DeviceLimitError, ModelFormatError, WgllmError } from "./errors";
 import type { GGUFHeader, GGUFStream, GGUFTensorInfo } from "./gguf";
 import { type Constants, GpuContext, ShaderError, shaderConstant } from "./gpu";
+import { checkLoraAgainst, readLoraFactors, readLoraHeader } from "./lora";
 import { type ModelConfig, layerRope, modelConfigFromHeader } from "./model";
 import { GpuWeight, WeightPlan, dequantize, embeddingGroupSize, matmulGeometry } from "./weights";
 
@@ -16,6 +22,8 @@ export interface EngineOptions {
   allLogits?: boolean;
   /** Tests: bind weights in chunks no larger than this (at most the device's maxStorageBufferBindingSize). */
   maxWeightBinding?: number;
+  /** The ranks LoRA adapters may have (MediaPipe's loraRanks): declared here, checked by loadLora. */
+  loraRanks?: number[];
 }
 
 export interface SampleSettings {
@@ -23,6 +31,53 @@ export interface SampleSettings {
   temperature: number;
   seed: number;
   step: number;
+  /** The adapter applied to this call (from loadLora); none when undefined. */
+  lora?: EngineLora;
+}
+
+/** MediaPipe's message for an adapter handle that belongs to another instance (or was destroyed). */
+export const LORA_OWNER_MESSAGE = "The LoRA model was not loaded by this LLM Inference task.";
+const LORA_EXPAND_WG = 64; // lora_expand.wgsl's default WG_SIZE
+
+/** One adapted weight of a resident adapter: its factors, uniforms and bind groups, made once. */
+export interface LoraWeight {
+  nOut: number;
+  k: number;
+  buffers: GPUBuffer[];
+  shrink: { uniform: GPUBuffer; bindGroup: GPUBindGroup };
+  expand: { uniform: GPUBuffer; bindGroup: GPUBindGroup };
+  written?: number; // the n its uniforms hold
+}
+
+/** A LoRA adapter resident on one Engine (pass it to sample / logits). */
+export class EngineLora {
+  private live = true;
+
+  constructor(
+    readonly engine: Engine,
+    readonly source: string,
+    readonly rank: number,
+    readonly alpha: number,
+    readonly baseModel: string | undefined,
+    /** @internal */ readonly weights: Map<string, LoraWeight>,
+    private readonly release: (lora: EngineLora) => void,
+  ) {}
+
+  /** alpha / r, or 1 when alpha is 0 (llama.cpp's rule). */
+  get scale(): number {
+    return this.alpha ? this.alpha / this.rank : 1;
+  }
+
+  get destroyed(): boolean {
+    return !this.live;
+  }
+
+  /** Free the adapter's GPU buffers; the handle cannot be used afterwards. */
+  destroy(): void {
+    if (!this.live) return;
+    this.live = false;
+    this.release(this);
+  }
 }
 
 const MAX_GROUPS = 65535;
@@ -69,7 +124,12 @@ interface Copy {
   copy: (enc: GPUCommandEncoder, n: number) => void;
 }
 
-type Step = Launch | Copy;
+/** The LoRA update of one layer matmul's output, for the adapter of the running call. */
+interface LoraStep {
+  loraSite: string;
+}
+
+type Step = Launch | Copy | LoraStep;
 
 interface Src {
   buf: GPUBuffer;
@@ -87,6 +147,8 @@ export class Engine {
   readonly config: ModelConfig;
   readonly maxTokens: number;
   readonly allLogits: boolean;
+  /** Declared LoRA ranks, ascending, without repeats. */
+  readonly loraRanks: number[];
   private readonly ctx: GpuContext;
   private readonly owned: GPUBuffer[] = [];
   private readonly weights = new Map<string, GpuWeight>();
@@ -101,12 +163,18 @@ export class Engine {
   private kCache: GPUBuffer[] = [];
   private vCache: GPUBuffer[] = [];
   private fused = false;
+  // LoRA: weight name -> the buffers of its matmul; resident adapters; the call's adapter
+  private readonly loraSites = new Map<string, { x: GPUBuffer; y: GPUBuffer; k: number; nOut: number }>();
+  private readonly loras = new Set<EngineLora>();
+  private activeLora: EngineLora | undefined;
+  private loraPipelines?: { shrink: GPUComputePipeline; expand: GPUComputePipeline };
 
   private constructor(readonly header: GGUFHeader, device: GPUDevice, options: EngineOptions) {
     this.ctx = GpuContext.of(device);
     this.config = modelConfigFromHeader(header);
     this.maxTokens = options.maxTokens;
     this.allLogits = options.allLogits ?? false;
+    this.loraRanks = [...new Set(options.loraRanks ?? [])].sort((a, b) => a - b);
   }
 
   /** Upload the model arriving on `stream` to `device`. */
@@ -115,6 +183,10 @@ export class Engine {
     try {
       const maxTokens = options.maxTokens;
       if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RangeError(`maxTokens = ${maxTokens}, expected a positive integer`);
+      const ranks = options.loraRanks ?? [];
+      if (!Array.isArray(ranks) || !ranks.every((r) => Number.isInteger(r) && r >= 1)) {
+        throw new RangeError(`loraRanks = ${JSON.stringify(ranks)}, expected a list of positive integers`);
+      }
       engine = new Engine(stream.header, device, options);
       engine.ctx.checkAlive();
       const needs = engine.plan(options.maxWeightBinding);
@@ -216,6 +288,7 @@ export class Engine {
     if (this.fused) sizes.push(["qkv", rows * (qDim + kvDim + vDim)]);
     else sizes.push(["q", rows * qDim], ["k", rows * kvDim], ["v", rows * vDim]);
     if (c.finalSoftcap) sizes.push(["logits_capped", logitRows * c.nVocab]);
+    if (this.loraRanks.length) sizes.push(["lora_t", rows * this.loraRanks[this.loraRanks.length - 1]]); // (n, r) scratch
     for (let i = 0; i < c.nLayer; i++) sizes.push([`k_cache.${i}`, rows * kvDim], [`v_cache.${i}`, rows * vDim]);
     return sizes.map(([name, floats]) => [name, 4 * floats]);
   }
@@ -341,6 +414,10 @@ export class Engine {
         ["matvec", "main"],
         (n) => (rowsOf(n) === 1 ? "matvec" : "main"),
       );
+    }
+    if (this.loraRanks.length && name.startsWith("blk.")) {
+      this.loraSites.set(name, { x, y, k, nOut });
+      this.steps.push({ loraSite: name });
     }
   }
 
@@ -506,6 +583,13 @@ export class Engine {
     }
     this.sampler = this.add("sample", [this.finalLogits, b.sampled], () => pack("IIIfII", 0, 0, 0, 0, 0, 0), () => [1, 1, 1]);
     this.steps.pop(); // the sampler runs only from sample()
+    if (this.loraRanks.length) {
+      this.pending.push(
+        Promise.all([this.ctx.pipeline("lora_shrink"), this.ctx.pipeline("lora_expand")]).then(([shrink, expand]) => {
+          this.loraPipelines = { shrink, expand };
+        }),
+      );
+    }
     const pending = this.pending;
     this.pending = [];
     const results = await Promise.allSettled(pending);
@@ -516,7 +600,10 @@ export class Engine {
   }
 
   // -- running ----------------------------------------------------------------------------------
-  private encode(ids: number[], pos0: number): GPUCommandEncoder {
+  private encode(ids: number[], pos0: number, lora?: EngineLora): GPUCommandEncoder {
+    if (lora !== undefined && (!(lora instanceof EngineLora) || lora.engine !== this || !this.loras.has(lora))) {
+      throw new WgllmError(LORA_OWNER_MESSAGE);
+    }
     const c = this.config;
     const n = ids.length;
     if (n < 1) throw new RangeError("no token ids to run");
@@ -527,9 +614,14 @@ export class Engine {
     const ctx = this.ctx;
     ctx.write(this.b.ids, 0, new Uint32Array(ids));
     ctx.write(this.b.positions, 0, Uint32Array.from(ids, (_, i) => pos0 + i));
+    this.activeLora = lora;
     const enc = ctx.device.createCommandEncoder({ label: "wgllm step" });
     let pass: GPUComputePassEncoder | undefined;
     for (const s of this.steps) {
+      if ("loraSite" in s) {
+        if (lora) this.dispatchLora((pass ??= enc.beginComputePass()), s.loraSite, n);
+        continue;
+      }
       if ("copy" in s) {
         pass?.end();
         pass = undefined;
@@ -555,6 +647,29 @@ export class Engine {
     pass.setPipeline(s.pipelines.get(entry)!);
     pass.setBindGroup(0, s.bindGroups.get(entry)!);
     pass.dispatchWorkgroups(...grid);
+  }
+
+  /** shrink t = x A^T, then expand y += scale * t B^T, for the active adapter's factors of `name`. */
+  private dispatchLora(pass: GPUComputePassEncoder, name: string, n: number): void {
+    const lora = this.activeLora!;
+    const w = lora.weights.get(name);
+    if (!w) return; // a weight this adapter leaves alone
+    if (w.written !== n) {
+      this.ctx.write(w.shrink.uniform, 0, pack("III", n, w.k, lora.rank));
+      this.ctx.write(w.expand.uniform, 0, pack("IIIf", n, w.nOut, lora.rank, lora.scale));
+      w.written = n;
+    }
+    const shrinkGrid: Grid = [lora.rank, n, 1];
+    const expandGrid: Grid = [Math.ceil(w.nOut / LORA_EXPAND_WG), n, 1];
+    this.ctx.checkGrid("lora_shrink", shrinkGrid);
+    this.ctx.checkGrid("lora_expand", expandGrid);
+    const { shrink, expand } = this.loraPipelines!;
+    pass.setPipeline(shrink);
+    pass.setBindGroup(0, w.shrink.bindGroup);
+    pass.dispatchWorkgroups(...shrinkGrid);
+    pass.setPipeline(expand);
+    pass.setBindGroup(0, w.expand.bindGroup);
+    pass.dispatchWorkgroups(...expandGrid);
   }
 
   /** Calls run one at a time: they share the step buffers and the readback buffers. */
@@ -585,7 +700,7 @@ export class Engine {
       return Promise.reject(new RangeError(`top_k = ${s.topK} is above the GPU sampler's maximum of ${MAX_TOP_K}`));
     }
     return this.serial(async () => {
-      const enc = this.encode(ids, pos0);
+      const enc = this.encode(ids, pos0, s.lora);
       const c = this.config;
       const offset = this.allLogits ? (ids.length - 1) * c.nVocab : 0;
       this.ctx.write(this.sampler.uniform, 0, pack("IIIfII", c.nVocab, offset, Math.max(0, s.topK), s.temperature, s.seed, s.step));
@@ -599,19 +714,86 @@ export class Engine {
     });
   }
 
-  /** Run `ids` and return the logits of the last row (or, with allLogits, all rows, row-major). */
-  logits(ids: number[], pos0: number): Promise<Float32Array> {
+  /** Run `ids` (with `lora` applied, if given) and return the logits of the last row (or, with
+   * allLogits, all rows, row-major). */
+  logits(ids: number[], pos0: number, lora?: EngineLora): Promise<Float32Array> {
     return this.serial(async () => {
-      const enc = this.encode(ids, pos0);
+      const enc = this.encode(ids, pos0, lora);
       const rows = this.allLogits ? ids.length : 1;
       return this.readback(this.finalLogits, this.b.readback, rows * this.config.nVocab * 4, enc, (m) => new Float32Array(m.slice(0)));
     });
   }
 
-  /** Free every GPU buffer of the model. */
+  // -- LoRA ---------------------------------------------------------------------------------------
+
+  /**
+   * Read the LoRA adapter arriving on `stream`, check it against this model (architecture, weights,
+   * shapes, a declared rank) and upload its factors, uniforms and bind groups, once.
+   */
+  async loadLora(stream: GGUFStream): Promise<EngineLora> {
+    try {
+      if (this.destroyed) throw new Error("this Engine was destroyed");
+      this.ctx.checkAlive();
+      const info = readLoraHeader(stream.header);
+      checkLoraAgainst(info, this.header, this.config.nLayer);
+      if (!this.loraRanks.includes(info.rank)) {
+        const declared = this.loraRanks.length ? this.loraRanks.join(", ") : "none";
+        throw new WgllmError(
+          `${info.source}: LoRA rank ${info.rank} was not declared when this model was created ` +
+            `(loraRanks: ${declared}); create it with loraRanks including ${info.rank}`,
+        );
+      }
+      for (const base of info.pairs.keys()) {
+        if (!this.loraSites.has(base)) {
+          throw new ModelFormatError(`${info.source}: tensor ${base}.lora_a adapts ${base}, which the GPU engine does not run as a layer matmul`);
+        }
+      }
+      const factors = await readLoraFactors(stream, info);
+      if (this.destroyed) throw new Error("this Engine was destroyed");
+      const ctx = this.ctx;
+      const made = await ctx.allocating(`${info.source}: LoRA factors`, () =>
+        factors.flatMap((f) => [
+          ctx.buffer(4 * f.a.length, `${f.base}.lora_a`),
+          ctx.buffer(4 * f.b.length, `${f.base}.lora_b`),
+          ctx.buffer(16, `${f.base} lora_shrink params`, { uniform: true }),
+          ctx.buffer(16, `${f.base} lora_expand params`, { uniform: true }),
+        ]),
+      );
+      const { shrink, expand } = this.loraPipelines!;
+      const weights = new Map<string, LoraWeight>();
+      factors.forEach((f, i) => {
+        const [a, b, uShrink, uExpand] = made.slice(4 * i, 4 * i + 4);
+        ctx.write(a, 0, f.a);
+        ctx.write(b, 0, f.b);
+        const site = this.loraSites.get(f.base)!;
+        weights.set(f.base, {
+          nOut: f.nOut,
+          k: f.nIn,
+          buffers: [a, b, uShrink, uExpand],
+          shrink: { uniform: uShrink, bindGroup: ctx.bindGroup(shrink, [uShrink, site.x, a, this.b.lora_t], `${f.base} lora_shrink`) },
+          expand: { uniform: uExpand, bindGroup: ctx.bindGroup(expand, [uExpand, this.b.lora_t, b, site.y], `${f.base} lora_expand`) },
+        });
+      });
+      const lora = new EngineLora(this, info.source, info.rank, info.alpha, info.baseModel, weights, (l) => this.releaseLora(l));
+      this.loras.add(lora);
+      return lora;
+    } catch (e) {
+      await stream.cancel();
+      throw e;
+    }
+  }
+
+  private releaseLora(lora: EngineLora): void {
+    if (!this.loras.delete(lora)) return;
+    for (const w of lora.weights.values()) for (const buf of w.buffers) this.ctx.destroyBuffer(buf);
+    lora.weights.clear();
+  }
+
+  /** Free every GPU buffer of the model (its adapters' too). */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    for (const lora of [...this.loras]) lora.destroy();
     for (const buf of this.owned) this.ctx.destroyBuffer(buf);
     this.owned.length = 0;
     this.weights.clear();

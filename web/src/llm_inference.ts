@@ -5,6 +5,11 @@
 // Extras beyond MediaPipe's options, all optional: `onLoadProgress(loaded, total, stage)`,
 // `cacheModel` (keep the download in the Cache Storage API), `useWorker` / `workerUrl` (run the
 // engine in a Web Worker with the same API).
+//
+// LoRA, as in MediaPipe: declare `loraRanks` at creation (changing them reloads the model, as
+// maxTokens does), load adapters with loadLoraModel(url | Uint8Array | Blob) — several may be
+// resident at once — and pass the LoraModel to generateResponse(s). Adapters loaded before a reload
+// of the same model (new maxTokens, loraRanks, ...) are loaded again so their handles stay valid.
 
 import { BusyError, DeviceLostError, PromptTooLongError, WgllmError } from "./errors";
 import type { WasmFileset } from "./fileset_resolver";
@@ -12,7 +17,8 @@ import type { GGUFValue } from "./gguf";
 import type { RunResult } from "./generator";
 import { requestWebGpuDevice } from "./device";
 import type { LoadProgressCallback, ModelAsset } from "./model_source";
-import { LocalRunner, headerOf, type ModelInfo, type Runner } from "./runner";
+import { LocalRunner, headerOf, type LoraAsset, type ModelInfo, type Runner } from "./runner";
+import { LORA_OWNER_MESSAGE } from "./engine";
 import { Tokenizer } from "./tokenizer";
 import { WorkerRunner } from "./worker_client";
 
@@ -77,6 +83,17 @@ export interface GenerationStats {
 }
 
 const BUSY = "Previous invocation or loading is still ongoing.";
+const LORA_BUSY = "Cannot load LoRA model while loading or processing.";
+
+/** What an instance knows of each LoraModel it made: how to load it again, and its runner id. */
+interface LoraEntry {
+  asset: LoraAsset;
+  id?: number;
+  /** Why the handle can no longer be used (its model was replaced, or reloading it failed). */
+  stale?: string;
+}
+
+const sortedRanks = (r: number[]) => [...new Set(r)].sort((a, b) => a - b).join(",");
 
 function check(name: string, value: unknown, ok: boolean, expected: string): void {
   if (!ok) throw new RangeError(`'${name}' must be ${expected}, got ${JSON.stringify(value)}`);
@@ -102,6 +119,7 @@ export class LlmInference {
   private device?: GPUDevice;
   private useWorker = false;
   private workerUrl?: string | URL;
+  private readonly loraModels = new Map<LoraModel, LoraEntry>();
   /** Statistics of the last generation. */
   lastStats?: GenerationStats;
 
@@ -134,8 +152,8 @@ export class LlmInference {
 
   /**
    * Change options. A subset changes only those; an option set to undefined returns to its
-   * default. A new model (baseOptions.modelAssetPath/Buffer) is loaded; changing maxTokens or
-   * forceF32 reloads the current model (from its URL; a buffer must be passed again).
+   * default. A new model (baseOptions.modelAssetPath/Buffer) is loaded; changing maxTokens,
+   * loraRanks or forceF32 reloads the current model (from its URL; a buffer must be passed again).
    */
   async setOptions(options: LlmInferenceOptions): Promise<void> {
     if (this.processing) throw new Error("Cannot set options while loading or processing.");
@@ -176,19 +194,25 @@ export class LlmInference {
     }
 
     let asset: ModelAsset | undefined = base?.modelAssetPath ?? base?.modelAssetBuffer;
-    const reshape = next.maxTokens !== this.maxTokens || next.forceF32 !== this.forceF32 || workerChange || !!base?.gpuOptions?.device;
+    const reshape =
+      next.maxTokens !== this.maxTokens ||
+      next.forceF32 !== this.forceF32 ||
+      sortedRanks(next.loraRanks) !== sortedRanks(this.loraRanks) ||
+      workerChange ||
+      !!base?.gpuOptions?.device;
+    const sameModel = asset === undefined;
     if (asset === undefined && this.runner && reshape) {
       if (typeof this.lastAsset !== "string") {
-        throw new Error("changing maxTokens, forceF32 or the device reloads the model: pass baseOptions.modelAssetBuffer again");
+        throw new Error("changing maxTokens, loraRanks, forceF32 or the device reloads the model: pass baseOptions.modelAssetBuffer again");
       }
       asset = this.lastAsset;
     }
     if (asset === undefined && !this.runner) throw new Error("No model asset provided.");
     Object.assign(this, next);
-    if (asset !== undefined) await this.load(asset, workerChange);
+    if (asset !== undefined) await this.load(asset, workerChange, sameModel);
   }
 
-  private async load(asset: ModelAsset, newRunner: boolean): Promise<void> {
+  private async load(asset: ModelAsset, newRunner: boolean, sameModel = false): Promise<void> {
     this.processing = true;
     try {
       if (newRunner || !this.runner) {
@@ -198,17 +222,40 @@ export class LlmInference {
       this.tokenizer = undefined;
       this.info = undefined;
       const info = await this.runner.load(
-        { asset, maxTokens: this.maxTokens, forceF32: this.forceF32, cacheModel: this.cacheModel },
+        { asset, maxTokens: this.maxTokens, forceF32: this.forceF32, cacheModel: this.cacheModel, loraRanks: this.loraRanks },
         this.onLoadProgress,
       );
       this.tokenizer = Tokenizer.fromHeader(headerOf(info));
       this.info = info;
       this.lastAsset = typeof asset === "string" || asset instanceof URL ? String(asset) : undefined;
+      await this.reloadLoras(this.runner, sameModel);
     } catch (e) {
+      for (const entry of this.loraModels.values()) {
+        entry.id = undefined;
+        entry.stale ??= `This LoRA model's base model failed to load (${e instanceof Error ? e.message : String(e)}); load a model and the adapter again.`;
+      }
       this.noteLoss(e);
       throw e;
     } finally {
       this.processing = false;
+    }
+  }
+
+  /** After a load: the same model again brings its adapters back; a new model leaves them stale. */
+  private async reloadLoras(runner: Runner, sameModel: boolean): Promise<void> {
+    for (const entry of this.loraModels.values()) {
+      entry.id = undefined;
+      if (entry.stale) continue;
+      if (!sameModel) {
+        entry.stale = "This LoRA model was loaded for a model this LLM Inference task has since replaced; load it again with loadLoraModel().";
+        continue;
+      }
+      try {
+        entry.id = await runner.loadLora(entry.asset);
+      } catch (e) {
+        this.noteLoss(e);
+        entry.stale = `This LoRA model could not be loaded again when the model was reloaded: ${e instanceof Error ? e.message : String(e)}`;
+      }
     }
   }
 
@@ -281,9 +328,12 @@ export class LlmInference {
     this.assertUsable();
     if (this.processing) throw new BusyError();
     if (!this.runner || !this.tokenizer) throw new Error("No model is loaded.");
+    let loraId: number | undefined;
     if (lora !== undefined) {
-      if (!(lora instanceof LoraModel) || lora.owner !== this) throw new Error("The LoRA model was not loaded by this LLM Inference task.");
-      throw new WgllmError("LoRA adapters are not supported by this build yet");
+      if (!(lora instanceof LoraModel) || lora.owner !== this) throw new Error(LORA_OWNER_MESSAGE);
+      const entry = this.loraModels.get(lora);
+      if (entry?.id === undefined) throw new WgllmError(entry?.stale ?? LORA_OWNER_MESSAGE);
+      loraId = entry.id;
     }
     const ids = this.promptIds(query);
     if (ids.length === 0) throw new Error("the prompt is empty and the model adds no BOS token: nothing to generate from");
@@ -299,7 +349,7 @@ export class LlmInference {
         for (let i = 0; i < n; i++) {
           const parts = (piece: string) => Array.from({ length: n }, (_, j) => (j === i ? piece : ""));
           const r: RunResult = await runner.run(
-            { ids, maxTokens: this.maxTokens, topK: this.topK, temperature: this.temperature, seed: this.randomSeed + i },
+            { ids, maxTokens: this.maxTokens, topK: this.topK, temperature: this.temperature, seed: this.randomSeed + i, lora: loraId },
             (piece) => listener?.(parts(piece), false),
           );
           results.push(r.text);
@@ -335,12 +385,29 @@ export class LlmInference {
     this.runner?.cancel();
   }
 
-  /** Load a LoRA adapter (GGUF) for this instance's generateResponse(). */
-  async loadLoraModel(modelAsset: string | Uint8Array | Blob): Promise<LoraModel> {
+  /**
+   * Load a LoRA adapter (a GGUF adapter file: `wgllm convert --lora-ckpt ...`, or llama.cpp's
+   * convert_lora_to_gguf.py with F32/F16 factors) for this instance's generateResponse(s). Its rank
+   * must be one of loraRanks; it must adapt this model (architecture, tensor names and shapes).
+   */
+  async loadLoraModel(modelAsset: string | URL | Uint8Array | Blob): Promise<LoraModel> {
     this.assertUsable();
-    if (this.processing) throw new Error("Cannot load LoRA model while loading or processing.");
-    void modelAsset;
-    throw new WgllmError("LoRA adapters are not supported by this build yet");
+    if (this.processing) throw new Error(LORA_BUSY);
+    if (!this.runner || !this.tokenizer) throw new Error("No model is loaded.");
+    const ok = typeof modelAsset === "string" || modelAsset instanceof URL || modelAsset instanceof Uint8Array || (typeof Blob !== "undefined" && modelAsset instanceof Blob);
+    if (!ok) throw new TypeError(`the LoRA model asset must be a URL string, a Uint8Array or a Blob; got ${Object.prototype.toString.call(modelAsset)}`);
+    this.processing = true;
+    try {
+      const id = await this.runner.loadLora(modelAsset);
+      const handle = new LoraModel(this);
+      this.loraModels.set(handle, { asset: modelAsset, id });
+      return handle;
+    } catch (e) {
+      this.noteLoss(e);
+      throw e;
+    } finally {
+      this.processing = false;
+    }
   }
 
   /** Free the model's GPU memory (and the worker); the instance cannot be used afterwards. */
@@ -348,6 +415,7 @@ export class LlmInference {
     this.runner?.close();
     this.runner = undefined;
     this.tokenizer = undefined;
+    this.loraModels.clear();
     this.closed = true;
   }
 

@@ -3,11 +3,12 @@
 // (WorkerRunner in worker_client.ts, which forwards these calls to a LocalRunner in the worker).
 
 import { requestWebGpuDevice } from "./device";
-import { Engine } from "./engine";
-import { GGUFHeader, type GGUFValue } from "./gguf";
+import { Engine, type EngineLora, LORA_OWNER_MESSAGE } from "./engine";
+import { WgllmError } from "./errors";
+import { GGUFHeader, type GGUFStream, type GGUFValue, readGGUF } from "./gguf";
 import { Generator, type RunRequest, type RunResult } from "./generator";
 import { modelConfigFromHeader } from "./model";
-import { openModel, type LoadProgressCallback, type ModelAsset } from "./model_source";
+import { absoluteUrl, openModel, type LoadProgressCallback, type ModelAsset } from "./model_source";
 import { StreamingDecoder, Tokenizer } from "./tokenizer";
 
 export interface LoadRequest {
@@ -15,7 +16,12 @@ export interface LoadRequest {
   maxTokens: number;
   forceF32: boolean;
   cacheModel: boolean;
+  /** LoRA ranks adapters may have (declared at load, as in MediaPipe). */
+  loraRanks?: number[];
 }
+
+/** Where a LoRA adapter's GGUF bytes come from: a URL, the bytes, or a Blob (a File). */
+export type LoraAsset = string | URL | Uint8Array | Blob;
 
 /** What the caller's thread needs of a loaded model: enough of the header to tokenize. */
 export interface ModelInfo {
@@ -31,6 +37,8 @@ export interface ModelInfo {
 
 export interface Runner {
   load(req: LoadRequest, progress?: LoadProgressCallback): Promise<ModelInfo>;
+  /** Load a LoRA adapter onto the loaded model; the id goes in RunRequest.lora. */
+  loadLora(asset: LoraAsset): Promise<number>;
   run(req: RunRequest, onPiece: (piece: string) => void): Promise<RunResult>;
   cancel(): void;
   close(): void;
@@ -48,6 +56,8 @@ export class LocalRunner implements Runner {
   private generator?: Generator;
   private cancelled = false;
   private ownsDevice = false;
+  private readonly loras = new Map<number, EngineLora>();
+  private nextLoraId = 1;
 
   constructor(private device?: GPUDevice) {}
 
@@ -68,7 +78,7 @@ export class LocalRunner implements Runner {
       throw e;
     }
     this.freeEngine(); // a reload: the old model's buffers go before the new ones are made
-    const engine = await Engine.load(device, stream, { maxTokens: req.maxTokens });
+    const engine = await Engine.load(device, stream, { maxTokens: req.maxTokens, loraRanks: req.loraRanks });
     this.engine = engine;
     this.generator = new Generator(engine, tokenizer, () => new StreamingDecoder(tokenizer));
     const h = stream.header;
@@ -84,11 +94,24 @@ export class LocalRunner implements Runner {
     };
   }
 
+  async loadLora(asset: LoraAsset): Promise<number> {
+    if (!this.engine) throw new Error("no model is loaded");
+    const lora = await this.engine.loadLora(await openLora(asset));
+    const id = this.nextLoraId++;
+    this.loras.set(id, lora);
+    return id;
+  }
+
   async run(req: RunRequest, onPiece: (piece: string) => void): Promise<RunResult> {
     if (!this.generator) throw new Error("no model is loaded");
+    let lora: EngineLora | undefined;
+    if (req.lora !== undefined) {
+      lora = this.loras.get(req.lora as number);
+      if (!lora) throw new WgllmError(LORA_OWNER_MESSAGE);
+    }
     this.cancelled = false;
     try {
-      return await this.generator.run(req, onPiece, () => this.cancelled);
+      return await this.generator.run({ ...req, lora }, onPiece, () => this.cancelled);
     } catch (e) {
       this.generator.reset();
       throw e;
@@ -100,6 +123,7 @@ export class LocalRunner implements Runner {
   }
 
   private freeEngine(): void {
+    this.loras.clear(); // the engine frees its adapters' buffers
     this.engine?.destroy();
     this.engine = undefined;
     this.generator = undefined;
@@ -112,4 +136,15 @@ export class LocalRunner implements Runner {
     this.device = undefined;
     this.ownsDevice = false;
   }
+}
+
+/** The GGUF stream of a LoRA adapter; bytes and Blobs are named as the option that gave them. */
+async function openLora(asset: LoraAsset): Promise<GGUFStream> {
+  if (typeof asset === "string" || asset instanceof URL) return openModel(absoluteUrl(asset));
+  if (asset instanceof Uint8Array) return readGGUF(new Blob([asset as Uint8Array<ArrayBuffer>]).stream(), { source: "LoRA model buffer", size: asset.length });
+  if (typeof Blob !== "undefined" && asset instanceof Blob) {
+    const name = (asset as File).name;
+    return readGGUF(asset.stream(), { source: name ? `LoRA file ${name}` : "LoRA model Blob", size: asset.size });
+  }
+  throw new TypeError(`the LoRA model asset must be a URL string, a Uint8Array or a Blob; got ${Object.prototype.toString.call(asset)}`);
 }

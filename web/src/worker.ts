@@ -17,6 +17,9 @@ scope.onmessage = async (event: MessageEvent<Request>) => {
       case "load":
         value = await runner.load(msg.args, (loaded, total, stage) => post({ id: msg.id, kind: "progress", loaded, total, stage }));
         break;
+      case "loadLora":
+        value = await runner.loadLora(msg.args.asset);
+        break;
       case "run":
         value = await runner.run(msg.args, (piece) => post({ id: msg.id, kind: "piece", piece }));
         break;

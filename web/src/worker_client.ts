@@ -2,7 +2,7 @@
 
 import type { RunRequest, RunResult } from "./generator";
 import type { LoadProgressCallback } from "./model_source";
-import type { LoadRequest, ModelInfo, Runner } from "./runner";
+import type { LoadRequest, LoraAsset, ModelInfo, Runner } from "./runner";
 import { deserializeError, type Reply, type Request } from "./worker_protocol";
 
 type Pending = {
@@ -69,6 +69,13 @@ export class WorkerRunner implements Runner {
       asset = source;
     }
     return this.call<ModelInfo>({ op: "load", args: { ...req, asset } }, { progress }, transfer);
+  }
+
+  /** A URL is made absolute (the worker would resolve it against its own URL); bytes are copied
+   * (the caller keeps them), a Blob crosses as a handle to the same data. */
+  loadLora(asset: LoraAsset): Promise<number> {
+    const sent = typeof asset === "string" || asset instanceof URL ? new URL(String(asset), location.href).href : asset;
+    return this.call<number>({ op: "loadLora", args: { asset: sent } });
   }
 
   run(req: RunRequest, onPiece: (piece: string) => void): Promise<RunResult> {

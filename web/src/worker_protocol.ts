@@ -5,6 +5,7 @@ import * as errors from "./errors";
 
 export type Request =
   | { id: number; op: "load"; args: import("./runner").LoadRequest }
+  | { id: number; op: "loadLora"; args: { asset: string | Uint8Array | Blob } }
   | { id: number; op: "run"; args: import("./generator").RunRequest }
   | { id: number; op: "cancel" }
   | { id: number; op: "close" };
