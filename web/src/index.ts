@@ -16,6 +16,8 @@ export type { GGUFNumericArray, GGUFTensorChunk, GGUFTensorInfo, GGUFValue, Read
 export { SHADERS, shaderSource } from "./shaders";
 export { Engine, MAX_TOP_K } from "./engine";
 export type { EngineOptions, SampleSettings } from "./engine";
+export { EngineLora, LORA_OWNER_MESSAGE } from "./engine";
+export type { LoraAsset } from "./runner";
 export { ARCH_RECIPES, SUPPORTED_ARCHITECTURES, layerRope, modelConfigFromHeader } from "./model";
 export type { ArchRecipe, ModelConfig } from "./model";
 export { GpuOutOfMemoryError, ShaderError } from "./gpu";
