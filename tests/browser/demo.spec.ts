@@ -2,6 +2,8 @@
 // SmolLM2-135M-Instruct) serves it, the page loads the model with a progress bar, one question is
 // asked through the composer, and the streamed answer equals what Python's LlmInference answers
 // to the same chat-formatted prompt with the same options. A screenshot is kept as an artifact.
+// Then the same site exported with `serve-models --export-static` and served by a plain static
+// file server (python -m http.server: no server logic, no special headers) chats the same way.
 
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -59,6 +61,18 @@ test.afterAll(() => {
   if (loras) rmSync(loras, { recursive: true, force: true });
 });
 
+/** Load the page at `url`, ask QUESTION, and return the answer shown (after checking no error). */
+async function chatOnce(page: import("@playwright/test").Page, url: string): Promise<string> {
+  await page.goto(url);
+  await page.waitForFunction(() => (window as any).wgllmDemo.ready || (window as any).wgllmDemo.error, null, { timeout: 240_000 });
+  expect(await page.evaluate(() => (window as any).wgllmDemo.error)).toBeNull();
+  await page.locator("#prompt").fill(QUESTION);
+  await page.locator("#prompt").press("Enter");
+  await page.waitForFunction(() => (window as any).wgllmDemo.turns === 1 || (window as any).wgllmDemo.error, null, { timeout: 240_000 });
+  expect(await page.evaluate(() => (window as any).wgllmDemo.error)).toBeNull();
+  return (await page.locator("#messages li.assistant").textContent()) ?? "";
+}
+
 test("the demo loads SmolLM2, chats one turn and shows tokens/s", async ({ page }, testInfo) => {
   test.setTimeout(300_000);
   const errors: string[] = [];
@@ -82,4 +96,28 @@ test("the demo loads SmolLM2, chats one turn and shows tokens/s", async ({ page 
   expect(errors).toEqual([]);
   await page.screenshot({ path: testInfo.outputPath("demo-chat.png"), fullPage: true });
   await testInfo.attach("demo-chat", { path: testInfo.outputPath("demo-chat.png"), contentType: "image/png" });
+});
+
+test("the site exported for static hosting works from a plain static file server", async ({ page }) => {
+  test.setTimeout(300_000);
+  const site = path.join(mkdtempSync(path.join(tmpdir(), "wgllm-static-")), "site");
+  const python = existsSync(venvBin("python")) ? venvBin("python") : "python3";
+  execFileSync(venvBin("serve-models"), ["--export-static", site], { cwd: REPO, stdio: "inherit" });
+  const port = await freePort();
+  const statics = spawn(python, ["-m", "http.server", "--bind", "127.0.0.1", "--directory", site, String(port)], { stdio: "ignore" });
+  try {
+    for (let i = 0; ; i++) {
+      try {
+        if ((await fetch(`http://127.0.0.1:${port}/api/models`)).ok) break;
+      } catch {
+        /* not up yet */
+      }
+      if (i > 100) throw new Error("python -m http.server did not start");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(await chatOnce(page, `http://127.0.0.1:${port}/?maxTokens=${MAX_TOKENS}`)).toBe(expected.answer);
+  } finally {
+    statics.kill();
+    rmSync(path.dirname(site), { recursive: true, force: true });
+  }
 });
