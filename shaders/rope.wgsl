@@ -27,11 +27,37 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;      // (n, heads, head_dim) at out_offset + t * out_stride
 @group(0) @binding(2) var<storage, read_write> y_io: array<f32>;   // in_place: (n, heads, head_dim) at out_offset + t * out_stride
 
+// (cos, sin) of theta to f32 accuracy. The builtins are not enough: WGSL allows sin/cos an absolute
+// error of 2^-11 on [-pi, pi] and promises nothing beyond, and SwiftShader's are off by up to 1.9e-4
+// everywhere (tests/browser/shader_precision.spec.ts), which moved the browser's logits away from
+// the reference with every position. Theta is reduced to r in [-pi/4, pi/4] around k * pi/2 with
+// pi/2 split in three (Cody-Waite): PIO2_HI has 8 significant bits, so k * PIO2_HI and the first
+// subtraction are exact for k < 2^16, and the reduction adds ~1e-8 rad at theta ~ 300, far under
+// the ulp of theta itself. Taylor series to r^9 and r^10 then err by < 1e-9 on that interval.
+const TWO_OVER_PI: f32 = 0.6366197723675814;
+const PIO2_HI: f32 = 1.5703125;
+const PIO2_MID: f32 = 4.837512969970703125e-4;
+const PIO2_LO: f32 = 7.549789948768648e-8;
+
+fn cos_sin(theta: f32) -> vec2<f32> {
+    let k = round(theta * TWO_OVER_PI);
+    let r = ((theta - k * PIO2_HI) - k * PIO2_MID) - k * PIO2_LO;
+    let r2 = r * r;
+    let s = r + r * r2 * (-1.0 / 6.0 + r2 * (1.0 / 120.0 + r2 * (-1.0 / 5040.0 + r2 * (1.0 / 362880.0))));
+    let c = 1.0 + r2 * (-0.5 + r2 * (1.0 / 24.0 + r2 * (-1.0 / 720.0 + r2 * (1.0 / 40320.0 + r2 * (-1.0 / 3628800.0)))));
+    switch (u32(i32(k) & 3)) {
+        case 0u: { return vec2<f32>(c, s); }
+        case 1u: { return vec2<f32>(-s, c); }
+        case 2u: { return vec2<f32>(-c, -s); }
+        default: { return vec2<f32>(s, -c); }
+    }
+}
+
 // (cos, sin) of token t's angle for frequency i < n_rot / 2.
 fn rotation(t: u32, i: u32) -> vec2<f32> {
     let inv_freq = pow(params.base, -f32(2u * i) / f32(params.n_rot));
     let theta = f32(positions[t]) / params.pos_scale * inv_freq;
-    return vec2<f32>(cos(theta), sin(theta));
+    return cos_sin(theta);
 }
 
 // Offsets inside a head of the two dims rotated by frequency i.
