@@ -5,7 +5,8 @@
 Prints, for a prefill of --prompt-tokens tokens and for one decode step after it, the share of
 time per kind of launch (matmul per weight type, attention, norms, ...), with the bytes each
 matmul kind reads and its GB/s next to the adapter's copy bandwidth. Launches run back to back
-on the same buffers, so the figures are the kernels' own cost without the per-step host work.
+on the same buffers, each launch's reps in one compute pass as the engine records a step, so the
+figures are the kernels' own cost (with the in-pass launch cost) without the per-step host work.
 """
 
 from __future__ import annotations

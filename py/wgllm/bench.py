@@ -5,12 +5,16 @@ Bandwidths: the copy kernel (shaders/copy.wgsl) moves N bytes by reading N and w
 GB/s counts both. Decode streams the model's weights once per token: weight_bytes_per_token is the
 GGUF bytes of every tensor a decode step reads in full (all weights but the token embedding, which
 is read one row per token unless it doubles as the output matrix). decode_bandwidth_fraction =
-weight_bytes_per_token * decode_tok_s / copy bandwidth. Nothing here asserts a speed.
+weight_bytes_per_token * decode_tok_s / copy bandwidth. The copy bandwidth is sampled several
+times through the run (before prefill, between prefill and decode, halfway through decode and after
+it) and its median is used, so one dip of a shared machine cannot skew the fraction; the samples
+are reported with it. Nothing here asserts a speed.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import struct
 import time
 from pathlib import Path
@@ -24,11 +28,14 @@ _COPY_WG = 256
 
 
 def timed(ctx: GpuContext, record: Callable[[object], None], reps: int) -> float:
-    """Seconds per run of `record(encoder)`, all reps in one submission, after one warm-up run."""
+    """Seconds per run of `record(cpass)`, all reps in one compute pass of one submission (as the
+    engine records a step), after one warm-up run."""
     for count in (1, reps):
         enc = ctx.device.create_command_encoder()
+        cpass = enc.begin_compute_pass()
         for _ in range(count):
-            record(enc)
+            record(cpass)
+        cpass.end()
         start = time.perf_counter()
         ctx.device.queue.submit([enc.finish()])
         ctx.device.queue.read_buffer(ctx.buffer(size=4))  # returns once the queue has drained
@@ -38,12 +45,12 @@ def timed(ctx: GpuContext, record: Callable[[object], None], reps: int) -> float
 def copy_bandwidth(ctx: GpuContext, nbytes: int = 64 << 20, reps: int = 10) -> float:
     """GB/s (bytes read + written) of a plain WGSL copy of `nbytes` on this adapter."""
     n4 = min(nbytes, ctx.max_binding) // 16
-    src, dst = ctx.buffer(size=n4 * 16), ctx.buffer(size=n4 * 16)
+    src, dst = ctx.buffer(size=n4 * 16, label="copy source"), ctx.buffer(size=n4 * 16, label="copy destination")
     pipeline = ctx.pipeline("copy.wgsl")
-    bind_group = ctx.bind_group(pipeline, [ctx.buffer(struct.pack("<I", n4), uniform=True), src, dst])
+    bind_group = ctx.bind_group(pipeline, [ctx.buffer(struct.pack("<I", n4), uniform=True, label="copy params"), src, dst])
     groups = -(-n4 // _COPY_WG)
     gx = min(groups, 65535)
-    seconds = timed(ctx, lambda enc: ctx.encode(enc, pipeline, bind_group, (gx, -(-groups // gx), 1)), reps)
+    seconds = timed(ctx, lambda cpass: ctx.dispatch(cpass, pipeline, bind_group, (gx, -(-groups // gx), 1)), reps)
     return 2 * n4 * 16 / seconds / 1e9
 
 
@@ -69,16 +76,20 @@ def bench_model(path: str | Path, prompt_tokens: int = 128, gen_tokens: int = 12
     warm = engine.session(top_k=1, temperature=0.0, seed=0)  # builds the prefill pipelines, touches every buffer
     warm.decode(warm.prefill(ids[:8]))
 
+    copy_samples = [copy_bandwidth(ctx)]
     session = engine.session(top_k=1, temperature=0.0, seed=0)
     start = time.perf_counter()
     token = session.prefill(ids)  # the sampled id is read back: the GPU has finished
     prefill_s = time.perf_counter() - start
-    start = time.perf_counter()
-    for _ in range(gen_tokens):
-        token = session.decode(token)
-    decode_s = time.perf_counter() - start
-
-    copy_gb_s = copy_bandwidth(ctx)
+    copy_samples.append(copy_bandwidth(ctx))
+    decode_s = 0.0
+    for count in (gen_tokens // 2, gen_tokens - gen_tokens // 2):  # a copy sample halfway, outside the timing
+        start = time.perf_counter()
+        for _ in range(count):
+            token = session.decode(token)
+        decode_s += time.perf_counter() - start
+        copy_samples.append(copy_bandwidth(ctx))
+    copy_gb_s = statistics.median(copy_samples)
     per_token = weight_bytes_per_token(model)
     decode_tok_s = gen_tokens / decode_s
     prefill_tok_s = prompt_tokens / prefill_s
@@ -92,6 +103,7 @@ def bench_model(path: str | Path, prompt_tokens: int = 128, gen_tokens: int = 12
         "decode_tok_s": decode_tok_s,
         "weight_bytes_per_token": per_token,
         "copy_bandwidth_gb_s": copy_gb_s,
+        "copy_bandwidth_samples_gb_s": copy_samples,
         "decode_bandwidth_fraction": per_token * decode_tok_s / 1e9 / copy_gb_s,
         "prefill_over_decode": prefill_tok_s / decode_tok_s,
     }
@@ -105,7 +117,12 @@ def format_table(result: dict) -> str:
         ("prefill", f"{result['prefill_tok_s']:.1f} tok/s ({result['prompt_tokens']} tokens)"),
         ("decode", f"{result['decode_tok_s']:.2f} tok/s ({result['gen_tokens']} tokens)"),
         ("weights read per token", f"{result['weight_bytes_per_token'] / 1e6:.1f} MB"),
-        ("copy bandwidth", f"{result['copy_bandwidth_gb_s']:.2f} GB/s (read + write)"),
+        (
+            "copy bandwidth",
+            f"{result['copy_bandwidth_gb_s']:.2f} GB/s (read + write; median of "
+            + ", ".join(f"{g:.2f}" for g in result["copy_bandwidth_samples_gb_s"])
+            + ")",
+        ),
         ("decode / copy bandwidth", f"{result['decode_bandwidth_fraction']:.3f}"),
         ("prefill / decode tok/s", f"{result['prefill_over_decode']:.1f}"),
     ]

@@ -2,8 +2,11 @@
 
 The program mirrors reference.forward op for op (the same ModelConfig flags drive both). Buffers
 are allocated once for max_tokens rows; each step writes the token ids, positions and the small
-Params uniforms that depend on (n tokens, first position), encodes every dispatch into one command
-buffer, and reads back only the sampled token id.
+Params uniforms that depend on (n tokens, first position), records every dispatch, the sampler's
+included, into one compute pass of one command buffer, and reads back only the sampled token id.
+A step has no command other than dispatches (the last row is copied by a kernel, kv_store), so
+nothing breaks the pass: on lavapipe a launch in an open pass costs about a third of one in a pass
+of its own, and decode is hundreds of small launches (bench/NOTES.md).
 """
 
 from __future__ import annotations
@@ -52,35 +55,37 @@ class _Program:
 
     def __init__(self, ctx: GpuContext):
         self.ctx = ctx
-        self.steps: list = []  # _Dispatch, or a callable(encoder, n, pos0) for matmuls/copies
+        self.steps: list = []  # _Dispatch, or a callable(cpass, n, pos0) for matmuls (a launch per row chunk)
         self.labels: list[str] = []  # what each step is, for bench/profile_ops.py
 
-    def add(self, shader: str, bindings: list, params, grid, entry: str = "main", constants=None) -> None:
+    def add(self, shader: str, bindings: list, params, grid, entry: str = "main", constants=None, label: str = "") -> None:
         d = _Dispatch(shader, bindings, params, grid, entry, constants)
         d.pipeline = self.ctx.pipeline(shader, constants, entry)
         d.uniform = self.ctx.buffer(size=max(16, len(params(1, 0))), uniform=True, label=shader)
         d.bind_group = self.ctx.bind_group(d.pipeline, [d.uniform, *bindings])
         self.steps.append(d)
-        self.labels.append(shader.removesuffix(".wgsl"))
+        self.labels.append(label or shader.removesuffix(".wgsl"))
 
     def call(self, fn: Callable[[object, int, int], None], label: str) -> None:
         self.steps.append(fn)
         self.labels.append(label)
 
-    def encode_step(self, encoder, i: int, n: int, pos0: int) -> None:
+    def encode_step(self, cpass, i: int, n: int, pos0: int) -> None:
+        """Record step i into an open compute pass; its uniform is written now, on the queue, so
+        it holds this step's value when the command buffer is submitted."""
         s = self.steps[i]
         if isinstance(s, _Dispatch):
             params = s.params(n, pos0)
             if params != s.written:  # most launches' params do not move between decode steps
                 self.ctx.write(s.uniform, params)
                 s.written = params
-            self.ctx.encode(encoder, s.pipeline, s.bind_group, s.grid(n, pos0))
+            self.ctx.dispatch(cpass, s.pipeline, s.bind_group, s.grid(n, pos0))
         else:
-            s(encoder, n, pos0)
+            s(cpass, n, pos0)
 
-    def encode(self, encoder, n: int, pos0: int) -> None:
+    def encode(self, cpass, n: int, pos0: int) -> None:
         for i in range(len(self.steps)):
-            self.encode_step(encoder, i, n, pos0)
+            self.encode_step(cpass, i, n, pos0)
 
 
 @dataclass
@@ -130,36 +135,36 @@ class GpuEngine:
         if max(c.head_dim, c.head_dim_v) > 256:
             raise GpuError(f"{model.path}: head dimension {c.head_dim} is above the attention kernel's 256")
         self._weights: dict[str, object] = {}
-        f32 = lambda n: ctx.buffer(size=4 * n)  # noqa: E731
+        f32 = lambda n, label: ctx.buffer(size=4 * n, label=label)  # noqa: E731  (labels name them in out-of-memory errors)
         rows = max_tokens
         q_dim, kv_dim, v_dim = c.n_head * c.head_dim, c.kv_dim, c.n_head_kv * c.head_dim_v
         self.ids = ctx.buffer(size=4 * rows, label="ids")
         self.positions = ctx.buffer(size=4 * rows, label="positions")
-        self.x = [f32(rows * c.n_embd), f32(rows * c.n_embd)]  # residual stream, ping-pong
-        self.h = f32(rows * c.n_embd)
+        self.x = [f32(rows * c.n_embd, "residual x0"), f32(rows * c.n_embd, "residual x1")]  # residual stream, ping-pong
+        self.h = f32(rows * c.n_embd, "normed h")
         self.fused = "blk.0.attn_qkv.weight" in model.gguf.tensors
-        self.qkv = f32(rows * (q_dim + kv_dim + v_dim)) if self.fused else None
-        self.q, self.k, self.v = (None, None, None) if self.fused else (f32(rows * q_dim), f32(rows * kv_dim), f32(rows * v_dim))
-        self.q_rot = f32(rows * q_dim)
-        self.attn = f32(rows * c.n_head * c.head_dim_v)
-        self.o = f32(rows * c.n_embd)
-        self.up, self.gate, self.act = f32(rows * c.n_ff), f32(rows * c.n_ff), f32(rows * c.n_ff)
-        self.ffn = f32(rows * c.n_embd)
-        self.last = f32(c.n_embd)
-        self.last_norm = f32(c.n_embd)
+        self.qkv = f32(rows * (q_dim + kv_dim + v_dim), "qkv") if self.fused else None
+        self.q, self.k, self.v = (None, None, None) if self.fused else (f32(rows * q_dim, "q"), f32(rows * kv_dim, "k"), f32(rows * v_dim, "v"))
+        self.q_rot = f32(rows * q_dim, "q rotated")
+        self.attn = f32(rows * c.n_head * c.head_dim_v, "attention out")
+        self.o = f32(rows * c.n_embd, "attention projection")
+        self.up, self.gate, self.act = f32(rows * c.n_ff, "ffn up"), f32(rows * c.n_ff, "ffn gate"), f32(rows * c.n_ff, "ffn activation")
+        self.ffn = f32(rows * c.n_embd, "ffn out")
+        self.last = f32(c.n_embd, "last row")
+        self.last_norm = f32(c.n_embd, "last row normed")
         logit_rows = rows if all_logits else 1
         if logit_rows * c.n_vocab * 4 > ctx.max_binding:
             raise GpuError(
                 f"logits for {logit_rows} rows of {c.n_vocab} need {logit_rows * c.n_vocab * 4} bytes, above the "
                 f"adapter's maxStorageBufferBindingSize of {ctx.max_binding}: use fewer tokens"
             )
-        self.logits = f32(logit_rows * c.n_vocab)
-        self.logits_capped = f32(logit_rows * c.n_vocab) if c.final_softcap else None
+        self.logits = f32(logit_rows * c.n_vocab, "logits")
+        self.logits_capped = f32(logit_rows * c.n_vocab, "logits softcapped") if c.final_softcap else None
         self.sampled = ctx.buffer(size=16, label="sampled")
-        self.zeros = ctx.buffer(np.zeros(max(c.n_embd, c.n_ff), np.float32))
-        self.k_cache = [f32(rows * kv_dim) for _ in range(c.n_layer)]
-        self.v_cache = [f32(rows * v_dim) for _ in range(c.n_layer)]
-        self.lora_t = f32(rows * max(self.lora_ranks)) if self.lora_ranks else None  # (n, r) scratch
+        self.zeros = ctx.buffer(np.zeros(max(c.n_embd, c.n_ff), np.float32), label="zeros")
+        self.k_cache = [f32(rows * kv_dim, f"k_cache[{i}] ({rows} tokens)") for i in range(c.n_layer)]
+        self.v_cache = [f32(rows * v_dim, f"v_cache[{i}] ({rows} tokens)") for i in range(c.n_layer)]
+        self.lora_t = f32(rows * max(self.lora_ranks), "lora scratch") if self.lora_ranks else None  # (n, r) scratch
         self.program = self._build()
 
     # -- weights -------------------------------------------------------------------------------
@@ -183,13 +188,13 @@ class GpuEngine:
         bias = self.vec(bias_name) if bias_name else None
         gw, ctx = self._gw, self.ctx
         if not self.lora_ranks:
-            prog.call(lambda enc, n, pos0: gw.matmul(ctx, enc, w, x, y, n, bias), f"matmul_{w.shader_suffix}")
+            prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w, x, y, n, bias), f"matmul_{w.shader_suffix}")
             return
         self._lora_sites[name] = (x, y, w.k, w.n_out)
 
-        def matmul_and_lora(enc, n, pos0):
-            gw.matmul(ctx, enc, w, x, y, n, bias)
-            self._apply_lora(enc, name, n)
+        def matmul_and_lora(cpass, n, pos0):
+            gw.matmul(ctx, cpass, w, x, y, n, bias)
+            self._apply_lora(cpass, name, n)
 
         prog.call(matmul_and_lora, f"matmul_{w.shader_suffix}")
 
@@ -225,7 +230,7 @@ class GpuEngine:
         self._loras.append(handle)
         return handle
 
-    def _apply_lora(self, enc, name: str, n: int) -> None:
+    def _apply_lora(self, cpass, name: str, n: int) -> None:
         lora = self._active_lora
         w = lora.weights.get(name) if lora is not None else None
         if w is None:
@@ -236,8 +241,8 @@ class GpuEngine:
             self.ctx.write(w.shrink[1], shrink)
             self.ctx.write(w.expand[1], expand)
             w.written = (shrink, expand)
-        self.ctx.encode(enc, w.shrink[0], w.shrink[2], (w.rank, n, 1))
-        self.ctx.encode(enc, w.expand[0], w.expand[2], (-(-w.n_out // 64), n, 1))
+        self.ctx.dispatch(cpass, w.shrink[0], w.shrink[2], (w.rank, n, 1))
+        self.ctx.dispatch(cpass, w.expand[0], w.expand[2], (-(-w.n_out // 64), n, 1))
 
     def _norm(self, prog: _Program, prefix: str, x, y, rows: Callable[[int], int] | None = None, dim: int | None = None) -> None:
         c = self.c
@@ -265,7 +270,7 @@ class GpuEngine:
         embd = self.mat("token_embd.weight")
         scale = math.sqrt(c.n_embd) if c.recipe.embed_scale else 1.0
         gw = self._gw
-        prog.call(lambda enc, n, pos0: gw.embedding_lookup(ctx, enc, embd, self.ids, self.x[0], n, scale), f"embedding_{embd.shader_suffix}")
+        prog.call(lambda cpass, n, pos0: gw.embedding_lookup(ctx, cpass, embd, self.ids, self.x[0], n, scale), f"embedding_{embd.shader_suffix}")
         if c.recipe.learned_pos:
             pos_table = self.vec("position_embd.weight")
             prog.add(
@@ -335,12 +340,13 @@ class GpuEngine:
         w_out, bias = self.mat(out_name), self.vec("output.bias")
         if self.all_logits:
             self._norm(prog, "output_norm", x, self.h)
-            prog.call(lambda enc, n, pos0: gw.matmul(ctx, enc, w_out, self.h, self.logits, n, bias), f"matmul_{w_out.shader_suffix} (output)")
+            prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w_out, self.h, self.logits, n, bias), f"matmul_{w_out.shader_suffix} (output)")
         else:
-            row_bytes = 4 * c.n_embd
-            prog.call(lambda enc, n, pos0: enc.copy_buffer_to_buffer(x, (n - 1) * row_bytes, self.last, 0, row_bytes), "copy last row")
+            # the last row to self.last by a kernel (kv_store's strided row copy), not copy_buffer_to_buffer,
+            # which would end the step's compute pass
+            self._kv_store(prog, (x, c.n_embd, 0), self.last, c.n_embd, rows=lambda n: 1, first=lambda n: n - 1, label="copy last row")
             self._norm(prog, "output_norm", self.last, self.last_norm, rows=lambda n: 1)
-            prog.call(lambda enc, n, pos0: gw.matmul(ctx, enc, w_out, self.last_norm, self.logits, 1, bias), f"matmul_{w_out.shader_suffix} (output)")
+            prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w_out, self.last_norm, self.logits, 1, bias), f"matmul_{w_out.shader_suffix} (output)")
         logits = self.logits
         if c.final_softcap:
             rows = (lambda n: n) if self.all_logits else (lambda n: 1)
@@ -372,14 +378,16 @@ class GpuEngine:
             lambda n, p: (-(-heads * c.head_dim // 2 // 64), n, 1),
         )
 
-    def _kv_store(self, prog: _Program, src, cache, row_len: int) -> None:
+    def _kv_store(self, prog: _Program, src, cache, row_len: int, rows=None, first=None, label: str = "") -> None:
+        """Copy rows(n) rows (default n) of src, from its row first(n) (default 0), to cache at row pos0
+        (or, with `first` given, to its row 0: the last-row copy before the output head)."""
         src_buf, src_stride, src_off = src
-        prog.add(
-            "kv_store.wgsl",
-            [src_buf, cache],
-            lambda n, p: _pack("IIIII", row_len, src_stride, src_off, row_len, p * row_len),
-            lambda n, p: (-(-row_len // 256), n, 1),
-        )
+        rows = rows or (lambda n: n)
+        if first is None:
+            params = lambda n, p: _pack("IIIII", row_len, src_stride, src_off, row_len, p * row_len)  # noqa: E731
+        else:
+            params = lambda n, p: _pack("IIIII", row_len, src_stride, src_off + first(n) * src_stride, row_len, 0)  # noqa: E731
+        prog.add("kv_store.wgsl", [src_buf, cache], params, lambda n, p: (-(-row_len // 256), rows(n), 1), label=label)
 
     def _ffn(self, prog: _Program, blk: str, h, out) -> None:
         c = self.c
@@ -396,7 +404,8 @@ class GpuEngine:
     def forward_logits(self, ids: list[int], pos0: int, lora: GpuLora | None = None) -> np.ndarray:
         """Run one step (with `lora` applied, if given); the logits of its last row, or of every
         row (n, vocab) when all_logits."""
-        enc = self._step(ids, pos0, lora)
+        enc, cpass = self._step(ids, pos0, lora)
+        cpass.end()
         self.ctx.device.queue.submit([enc.finish()])
         rows = len(ids) if self.all_logits else 1
         out = self.ctx.read(self.final_logits, np.float32, (rows, self.c.n_vocab), nbytes=rows * self.c.n_vocab * 4)
@@ -415,15 +424,17 @@ class GpuEngine:
         self.ctx.write(self.ids, np.asarray(ids, np.uint32))
         self.ctx.write(self.positions, np.arange(pos0, pos0 + n, dtype=np.uint32))
         enc = self.ctx.device.create_command_encoder()
-        self.program.encode(enc, n, pos0)
-        return enc
+        cpass = enc.begin_compute_pass()
+        self.program.encode(cpass, n, pos0)
+        return enc, cpass  # the pass still open, for the sampler
 
     def sample_step(self, ids: list[int], pos0: int, top_k: int, temperature: float, seed: int, step: int, lora: GpuLora | None = None) -> int:
-        enc = self._step(ids, pos0, lora)
+        enc, cpass = self._step(ids, pos0, lora)
         d = self.sampler
         offset = (len(ids) - 1) * self.c.n_vocab if self.all_logits else 0
         self.ctx.write(d.uniform, _pack("IIIfII", self.c.n_vocab, offset, top_k, temperature, seed & 0xFFFFFFFF, step))
-        self.ctx.encode(enc, d.pipeline, d.bind_group, (1, 1, 1))
+        self.ctx.dispatch(cpass, d.pipeline, d.bind_group, (1, 1, 1))
+        cpass.end()
         self.ctx.device.queue.submit([enc.finish()])
         return int(self.ctx.read(self.sampled, np.uint32, (1,))[0])
 

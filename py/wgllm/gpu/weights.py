@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from wgllm.gpu.runtime import GpuError
+from wgllm.gpu.runtime import GpuError, OpenPass
 
 T = GGMLQuantizationType
 SUPPORTED_TYPES = (T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q4_K, T.Q6_K)
@@ -207,11 +207,12 @@ def _dummy(ctx):
     return buf
 
 
-def matmul(ctx, encoder, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_buf=None) -> None:
+def matmul(ctx, target, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_buf=None) -> None:
     """y (n, n_out) = x (n, k) @ W^T [+ bias], x and y f32 buffers: the decode kernel (matvec)
     when n == 1, the tiled prefill kernel otherwise, once per row chunk of W.
 
-    encoder: a GPUCommandEncoder to record into, or None to submit at once.
+    target: an open compute pass to record into (the engine's), a command encoder (the launches
+    get a pass of their own on it), or None to submit at once.
     """
     n = int(n_rows_x)
     if n < 1:
@@ -226,10 +227,8 @@ def matmul(ctx, encoder, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_bu
     entry = "matvec" if n == 1 else "main"
     shader = f"matmul_{weight.shader_suffix}.wgsl"
     pipeline = ctx.pipeline(shader, entry=entry)
-    own = encoder is None
-    if own:
-        encoder = ctx.device.create_command_encoder()
     bias = bias_buf if bias_buf is not None else _dummy(ctx)
+    launches = []
     for ci, chunk in enumerate(weight.chunks):
         pkey = ("matmul", ci, n, bias_buf is not None)
         params = weight._params.get(pkey)
@@ -237,32 +236,31 @@ def matmul(ctx, encoder, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_bu
             data = struct.pack("<6I", weight.k, weight.n_out, chunk.rows, chunk.row_start, n, int(bias_buf is not None))
             params = weight._params[pkey] = ctx.buffer(data, uniform=True, label="matmul params")
         bkey = (entry, ci, n, id(x_buf), id(y_buf), id(bias))
-        bind_group = weight._bind_groups.get(bkey)
-        if bind_group is None:
-            bind_group = ctx.bind_group(pipeline, [params, *chunk.buffers, x_buf, bias, y_buf])
-            weight._bind_groups[bkey] = (bind_group, x_buf, y_buf, bias)  # keep the buffers alive with their ids
-        else:
-            bind_group = bind_group[0]
+        cached = weight._bind_groups.get(bkey)
+        if cached is None:  # kept with the buffers so that their ids stay theirs
+            cached = weight._bind_groups[bkey] = (ctx.bind_group(pipeline, [params, *chunk.buffers, x_buf, bias, y_buf]), x_buf, y_buf, bias)
         if n == 1:
             grid = (*_grid_2d(-(-chunk.rows // MATVEC_ROWS)), 1)
         else:
             grid = (-(-chunk.rows // MATMUL_TILE), -(-n // MATMUL_TILE), 1)
-        ctx.encode(encoder, pipeline, bind_group, grid)
-    if own:
-        ctx.device.queue.submit([encoder.finish()])
+        launches.append((cached[0], grid))
+    with OpenPass(ctx, target) as cpass:
+        for bind_group, grid in launches:
+            ctx.dispatch(cpass, pipeline, bind_group, grid)
 
 
-def embedding_lookup(ctx, encoder, table: GpuWeight, ids_buf, y_buf, n_ids: int, scale: float = 1.0) -> None:
+def embedding_lookup(ctx, target, table: GpuWeight, ids_buf, y_buf, n_ids: int, scale: float = 1.0) -> None:
     """y (n, dim) = table[ids] * scale, ids a u32 buffer: one dispatch per row chunk of the table,
-    each writing the rows whose id falls in it (an id >= vocab is written by none)."""
+    each writing the rows whose id falls in it (an id >= vocab is written by none).
+
+    target: an open compute pass, a command encoder or None, as for matmul.
+    """
     n = int(n_ids)
     if n < 1 or ids_buf.size < 4 * n or y_buf.size < 4 * n * table.k:
         raise ValueError(f"embedding_lookup: {n} ids of a {table.shape} table need ids >= {4 * n} and y >= {4 * n * table.k} bytes")
     pipeline = ctx.pipeline(f"embedding_{table.shader_suffix}.wgsl")
-    own = encoder is None
-    if own:
-        encoder = ctx.device.create_command_encoder()
     groups_x = -(-(table.k // 4) // EMBED_WG)
+    bind_groups = []
     for ci, chunk in enumerate(table.chunks):
         pkey = ("embedding", ci, float(scale))
         params = table._params.get(pkey)
@@ -273,6 +271,7 @@ def embedding_lookup(ctx, encoder, table: GpuWeight, ids_buf, y_buf, n_ids: int,
         entry = table._bind_groups.get(bkey)
         if entry is None:
             entry = table._bind_groups[bkey] = (ctx.bind_group(pipeline, [params, *chunk.buffers, ids_buf, y_buf]), ids_buf, y_buf)
-        ctx.encode(encoder, pipeline, entry[0], (groups_x, n, 1))
-    if own:
-        ctx.device.queue.submit([encoder.finish()])
+        bind_groups.append(entry[0])
+    with OpenPass(ctx, target) as cpass:
+        for bind_group in bind_groups:
+            ctx.dispatch(cpass, pipeline, bind_group, (groups_x, n, 1))
