@@ -5,64 +5,39 @@
 // Then the same site exported with `serve-models --export-static` and served by a plain static
 // file server (python -m http.server: no server logic, no special headers) chats the same way.
 
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { expect, test } from "@playwright/test";
+import { expect, test, type Page } from "@playwright/test";
+import { freePort, python, runFixtures, startServeModels, venvBin, waitFor } from "./helpers";
 import { REPO } from "./paths";
 
 const QUESTION = "What is the capital of France?";
 const MAX_TOKENS = 64;
-const venvBin = (name: string) => path.join(REPO, ".venv", "bin", name);
-
-let server: ChildProcess | undefined;
+let stopServer: (() => void) | undefined;
 let base = "";
 let loras = "";
-let expected: { answer: string };
-
-async function freePort(): Promise<number> {
-  const net = await import("node:net");
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+let expected: { model: string; answer: string };
 
 test.beforeAll(async () => {
   test.setTimeout(300_000);
-  const python = existsSync(venvBin("python")) ? venvBin("python") : "python3";
   const out = path.join(REPO, "build", "browser-test-data", "demo-expected.json");
-  execFileSync(python, [path.join(REPO, "tests", "browser", "demo_fixtures.py"), out, QUESTION, String(MAX_TOKENS)], { stdio: "inherit", cwd: REPO });
+  runFixtures("demo_fixtures.py", [out, QUESTION, String(MAX_TOKENS)]);
   expected = JSON.parse(readFileSync(out, "utf8"));
   loras = mkdtempSync(path.join(tmpdir(), "wgllm-demo-loras-"));
-  const port = await freePort();
-  server = spawn(venvBin("serve-models"), ["--port", String(port), "--loras-dir", loras], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
-  let log = "";
-  server.stdout!.on("data", (d) => (log += d));
-  server.stderr!.on("data", (d) => (log += d));
-  base = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${base}/api/models`)).ok) break;
-    } catch {
-      /* not up yet */
-    }
-    if (i > 600 || server.exitCode !== null) throw new Error(`serve-models did not start:\n${log}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const server = await startServeModels(["--loras-dir", loras]);
+  base = server.base;
+  stopServer = server.stop;
 });
 
 test.afterAll(() => {
-  server?.kill();
+  stopServer?.();
   if (loras) rmSync(loras, { recursive: true, force: true });
 });
 
 /** Load the page at `url`, ask QUESTION, and return the answer shown (after checking no error). */
-async function chatOnce(page: import("@playwright/test").Page, url: string): Promise<string> {
+async function chatOnce(page: Page, url: string): Promise<string> {
   await page.goto(url);
   await page.waitForFunction(() => (window as any).wgllmDemo.ready || (window as any).wgllmDemo.error, null, { timeout: 240_000 });
   expect(await page.evaluate(() => (window as any).wgllmDemo.error)).toBeNull();
@@ -101,20 +76,11 @@ test("the demo loads SmolLM2, chats one turn and shows tokens/s", async ({ page 
 test("the site exported for static hosting works from a plain static file server", async ({ page }) => {
   test.setTimeout(300_000);
   const site = path.join(mkdtempSync(path.join(tmpdir(), "wgllm-static-")), "site");
-  const python = existsSync(venvBin("python")) ? venvBin("python") : "python3";
   execFileSync(venvBin("serve-models"), ["--export-static", site], { cwd: REPO, stdio: "inherit" });
   const port = await freePort();
-  const statics = spawn(python, ["-m", "http.server", "--bind", "127.0.0.1", "--directory", site, String(port)], { stdio: "ignore" });
+  const statics = spawn(python(), ["-m", "http.server", "--bind", "127.0.0.1", "--directory", site, String(port)], { stdio: "ignore" });
   try {
-    for (let i = 0; ; i++) {
-      try {
-        if ((await fetch(`http://127.0.0.1:${port}/api/models`)).ok) break;
-      } catch {
-        /* not up yet */
-      }
-      if (i > 100) throw new Error("python -m http.server did not start");
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitFor(`http://127.0.0.1:${port}/api/models`, "python -m http.server", () => statics.exitCode === null);
     expect(await chatOnce(page, `http://127.0.0.1:${port}/?maxTokens=${MAX_TOKENS}`)).toBe(expected.answer);
   } finally {
     statics.kill();

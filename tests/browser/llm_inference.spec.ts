@@ -5,11 +5,11 @@
 // streaming, cancellation, sizeInTokens, the load-progress callback, Cache Storage, worker mode,
 // the chat helper with KV reuse, and every error the API promises.
 
-import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
-import { expect, test, type Page } from "@playwright/test";
-import { BUNDLE_URL, DATA_DIR, DATA_URL, REPO } from "./paths";
+import { expect, test } from "@playwright/test";
+import { errorOf, inPage, runFixtures } from "./helpers";
+import { DATA_DIR, DATA_URL } from "./paths";
 
 const OUT = path.join(DATA_DIR, "api");
 const URL_BASE = `${DATA_URL}/api`;
@@ -17,9 +17,7 @@ let expected: any;
 let MODEL: string;
 
 test.beforeAll(() => {
-  const venv = path.join(REPO, ".venv", "bin", "python");
-  const python = process.env.WGLLM_PYTHON ?? (existsSync(venv) ? venv : "python3");
-  execFileSync(python, [path.join(REPO, "tests", "browser", "api_fixtures.py"), OUT], { stdio: "inherit", cwd: REPO });
+  runFixtures("api_fixtures.py", [OUT]);
   expected = JSON.parse(readFileSync(path.join(OUT, "expected.json"), "utf8"));
   MODEL = `${URL_BASE}/${expected.model}`;
 });
@@ -28,21 +26,6 @@ test.beforeEach(async ({ page }) => {
   page.on("pageerror", (e) => console.log(`page error: ${e.message}`));
   await page.goto("/");
 });
-
-/** Run `fn(bundle, arg)` in the page. */
-async function inPage<T>(page: Page, fn: (w: any, arg: any) => Promise<T>, arg: any = {}): Promise<T> {
-  return page.evaluate(
-    async ({ src, bundle, arg }) => {
-      const w = await import(bundle);
-      const f = new Function(`return (${src});`)();
-      return f(w, arg);
-    },
-    { src: fn.toString(), bundle: BUNDLE_URL, arg },
-  );
-}
-
-/** An error's name and message, or "no error". */
-const errorOf = `async (p) => { try { await p(); return "no error"; } catch (e) { return e.name + ": " + e.message; } }`;
 
 test("MediaPipe's documented web usage runs unchanged but for the import line", async ({ page }) => {
   await page.goto(`/tests/browser/mediapipe_sample.html?model=${encodeURIComponent(MODEL)}`);

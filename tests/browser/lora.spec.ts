@@ -14,36 +14,27 @@
 // larger q/k scores magnify it), above engine.spec.ts's 2x MODEL_LOGITS_REL. The engine on PEFT's
 // merged weights makes the same rounding, so it isolates the LoRA path: they agree to ~1e-6.
 
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { expect, test, type Page } from "@playwright/test";
-import { BUNDLE_URL, DATA_DIR, DATA_URL, REPO } from "./paths";
+import { inPage as inCurrentPage, runFixtures, startServeModels } from "./helpers";
+import { DATA_DIR, DATA_URL } from "./paths";
 
 const OUT = path.join(DATA_DIR, "lora");
 const URL_BASE = `${DATA_URL}/lora`;
-const venvBin = (name: string) => path.join(REPO, ".venv", "bin", name);
 let expected: any;
 
 test.beforeAll(() => {
   test.setTimeout(300_000); // a fresh checkout builds the models and runs PEFT and the Python engine once
-  const python = process.env.WGLLM_PYTHON ?? (existsSync(venvBin("python")) ? venvBin("python") : "python3");
-  execFileSync(python, [path.join(REPO, "tests", "browser", "lora_fixtures.py"), OUT], { stdio: "inherit", cwd: REPO, timeout: 300_000 });
+  runFixtures("lora_fixtures.py", [OUT], 300_000);
   expected = JSON.parse(readFileSync(path.join(OUT, "expected.json"), "utf8"));
 });
 
-/** Run `fn(bundle, arg)` in the page (served by the test server at /). */
+/** Run `fn(bundle, arg)` in a fresh page of the test server. */
 async function inPage<T>(page: Page, fn: (w: any, arg: any) => Promise<T>, arg: any = {}): Promise<T> {
   await page.goto("/");
-  return page.evaluate(
-    async ({ src, bundle, arg }) => {
-      const w = await import(bundle);
-      const f = new Function(`return (${src});`)();
-      return f(w, arg);
-    },
-    { src: fn.toString(), bundle: BUNDLE_URL, arg },
-  );
+  return inCurrentPage(page, fn, arg);
 }
 
 /** max |got - want| / max |want|, after checking every value is finite. */
@@ -277,44 +268,20 @@ test("refusals: undeclared rank, another base, another instance's handle, not an
 
 // -- served hot swap: serve-models + the demo page ----------------------------------------------
 
-async function freePort(): Promise<number> {
-  const net = await import("node:net");
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 test.describe("served hot swap", () => {
-  let server: ChildProcess | undefined;
+  let stopServer: (() => void) | undefined;
   let base = "";
   let loras = "";
 
   test.beforeAll(async () => {
     loras = mkdtempSync(path.join(tmpdir(), "wgllm-lora-spec-"));
-    const port = await freePort();
-    const model = path.join(OUT, "phi2", "base.gguf");
-    server = spawn(venvBin("serve-models"), ["--port", String(port), "--model", model, "--loras-dir", loras], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
-    let log = "";
-    server.stdout!.on("data", (d) => (log += d));
-    server.stderr!.on("data", (d) => (log += d));
-    base = `http://127.0.0.1:${port}`;
-    for (let i = 0; ; i++) {
-      try {
-        if ((await fetch(`${base}/api/models`)).ok) break;
-      } catch {
-        /* not up yet */
-      }
-      if (i > 600 || server.exitCode !== null) throw new Error(`serve-models did not start:\n${log}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const server = await startServeModels(["--model", path.join(OUT, "phi2", "base.gguf"), "--loras-dir", loras]);
+    base = server.base;
+    stopServer = server.stop;
   });
 
   test.afterAll(() => {
-    server?.kill();
+    stopServer?.();
     if (loras) rmSync(loras, { recursive: true, force: true });
   });
 

@@ -2,8 +2,9 @@
 // browser where WebGPU is off), and a page without navigator.gpu at all (taken away here, as in a
 // browser that never had it). LlmInference must say what is missing and how to get it.
 
-import { expect, test, type Page } from "@playwright/test";
-import { BUNDLE_URL, DATA_URL } from "./paths";
+import { expect, test } from "@playwright/test";
+import { errorOf, inPage } from "./helpers";
+import { DATA_URL } from "./paths";
 
 test.use({
   launchOptions: {
@@ -13,20 +14,8 @@ test.use({
 });
 
 const MODEL = `${DATA_URL}/api/tiny-gemma2-q8.gguf`; // never fetched: there is no GPU to load it on
-const errorOf = `async (p) => { try { await p(); return "no error"; } catch (e) { return e.name + ": " + e.message; } }`;
-
-async function inPage<T>(page: Page, fn: (w: any, arg: any) => Promise<T>, arg: any = {}): Promise<T> {
-  await page.goto("/");
-  return page.evaluate(
-    async ({ src, bundle, arg }) => {
-      const w = await import(bundle);
-      return new Function(`return (${src});`)()(w, arg);
-    },
-    { src: fn.toString(), bundle: BUNDLE_URL, arg },
-  );
-}
-
 test("no adapter and no navigator.gpu give WebGpuUnavailableError with what to do", async ({ page }) => {
+  await page.goto("/");
   const got = await inPage(
     page,
     async (w, { model, errorOf }) => {

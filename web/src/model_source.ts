@@ -27,7 +27,8 @@ function arrayStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
   });
 }
 
-function readerStream(reader: ReadableStreamDefaultReader<Uint8Array>): ReadableStream<Uint8Array> {
+/** A ReadableStream pulling from `reader` (a reader cannot be transferred to a worker; a stream can). */
+export function readerStream(reader: ReadableStreamDefaultReader<Uint8Array>): ReadableStream<Uint8Array> {
   return new ReadableStream({
     async pull(controller) {
       const { done, value } = await reader.read();

@@ -1,7 +1,7 @@
 // Worker mode, page side: the Runner interface forwarded to dist/genai_worker.mjs.
 
 import type { RunRequest, RunResult } from "./generator";
-import type { LoadProgressCallback } from "./model_source";
+import { readerStream, type LoadProgressCallback } from "./model_source";
 import type { LoadRequest, LoraAsset, ModelInfo, Runner } from "./runner";
 import { deserializeError, type Reply, type Request } from "./worker_protocol";
 
@@ -64,7 +64,7 @@ export class WorkerRunner implements Runner {
       asset = new URL(asset, location.href).href; // the worker resolves against its own URL otherwise
     } else if (!(asset instanceof Uint8Array)) {
       // A reader cannot cross to a worker; a ReadableStream can (transferable streams).
-      const source = asset instanceof ReadableStream ? asset : readerToStream(asset);
+      const source = asset instanceof ReadableStream ? asset : readerStream(asset);
       transfer.push(source as unknown as Transferable);
       asset = source;
     }
@@ -93,15 +93,4 @@ export class WorkerRunner implements Runner {
       .finally(() => this.worker.terminate());
     this.failure = new Error("this LlmInference is closed");
   }
-}
-
-function readerToStream(reader: ReadableStreamDefaultReader<Uint8Array>): ReadableStream<Uint8Array> {
-  return new ReadableStream({
-    async pull(controller) {
-      const { done, value } = await reader.read();
-      if (done) controller.close();
-      else controller.enqueue(value);
-    },
-    cancel: (reason) => reader.cancel(reason),
-  });
 }
