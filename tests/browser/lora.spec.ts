@@ -1,18 +1,16 @@
 // LoRA adapters in the browser bundle (web/src/lora.ts, engine.ts, llm_inference.ts) against the
 // oracles of tests/browser/lora_fixtures.py: tiny random Gemma, Phi-2 and Llama models with random
-// non-zero PEFT adapters give the logits of the same models with the adapter merged into the
-// weights by PEFT (prefill and decode rows), and so transformers + PEFT's logits within the
-// engine's own distance from transformers; adapters switch per call in one engine (A -> B -> none
+// non-zero PEFT adapters give transformers + PEFT's logits within the engine tolerance (prefill and
+// decode rows), and those of the same models with the adapter merged into the weights by PEFT;
+// adapters switch per call in one engine (A -> B -> none
 // -> A) with each one's own logits, as fresh engines give, and no pipeline or bind group made;
 // LlmInference's answers with an adapter equal Python's LlmInference (WebGPU) in page and worker
 // mode, and its handles survive a reload; every refusal names the problem; and the demo page picks
 // up an adapter copied into serve-models' --loras-dir while it is open, reloads with its rank
 // declared and answers as Python does.
 //
-// Why merged weights: on SwiftShader the engine itself (no LoRA code) is up to ~5e-4 of max|logit|
-// from transformers on these adapted models (exp/sin/cos are coarser than lavapipe's; the adapters'
-// larger q/k scores magnify it), above engine.spec.ts's 2x MODEL_LOGITS_REL. The engine on PEFT's
-// merged weights makes the same rounding, so it isolates the LoRA path: they agree to ~1e-6.
+// PEFT's merged weights are a second oracle: the same engine on the adapter merged into the base
+// weights differs from the unmerged path only by the f32 rounding of the update.
 
 import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -51,7 +49,7 @@ function maxRel(got: number[], want: number[]): number {
 }
 
 /** engine.spec.ts's browser bound: twice gpu_tolerances.MODEL_LOGITS_REL (SwiftShader's exp). */
-const browserRel = () => 2 * expected.logits_rel;
+const browserRel = () => expected.logits_rel; // tests/py/gpu_tolerances.py's MODEL_LOGITS_REL
 /** The same engine on the same function (adapter applied vs merged by PEFT): only the f32 rounding
  * of the unmerged update differs (measured <= 7e-7). */
 const mergedRel = () => expected.logits_rel / 10;
@@ -60,7 +58,7 @@ const mergedRel = () => expected.logits_rel / 10;
 const DEVICE = `(globalThis.loraTestDevice ??= navigator.gpu.requestAdapter().then((a) => a.requestDevice({
   requiredLimits: { maxStorageBufferBindingSize: a.limits.maxStorageBufferBindingSize, maxBufferSize: a.limits.maxBufferSize } })))`;
 
-test("with an adapter, logits equal PEFT's merged weights on this engine and transformers + PEFT within the engine's own distance: tiny Gemma, Phi-2, Llama (prefill and decode)", async ({ page }) => {
+test("with an adapter, logits equal transformers + PEFT and PEFT's merged weights on this engine: tiny Gemma, Phi-2, Llama (prefill and decode)", async ({ page }) => {
   test.setTimeout(120_000);
   const cases = Object.entries(expected.models).map(([arch, m]: [string, any]) => ({ arch, ids: m.ids, url: `${URL_BASE}/${arch}`, file: m.adapters.A.file }));
   const got = await inPage(
@@ -91,7 +89,8 @@ test("with an adapter, logits equal PEFT's merged weights on this engine and tra
     const engineOwn = maxRel(g.merged, m.adapters.A.logits);
     const withLora = maxRel(g.lora, m.adapters.A.logits);
     test.info().annotations.push({ type: arch, description: `vs transformers + PEFT: with the adapter ${withLora.toExponential(2)}, merged weights ${engineOwn.toExponential(2)}` });
-    expect(withLora, `${arch}: vs transformers + PEFT, within the engine's own distance on the merged model`).toBeLessThan(engineOwn + mergedRel());
+    expect(withLora, `${arch}: vs transformers + PEFT`).toBeLessThan(browserRel());
+    expect(engineOwn, `${arch}: the merged model vs transformers + PEFT`).toBeLessThan(browserRel());
     expect(maxRel(g.plain, m.plain_logits), `${arch}: logits without an adapter vs transformers`).toBeLessThan(browserRel());
     expect(maxRel(m.plain_logits, m.adapters.A.logits), `${arch}: the adapter moves the logits far beyond the bound`).toBeGreaterThan(100 * browserRel());
   }
@@ -204,11 +203,9 @@ for (const useWorker of [false, true]) {
     );
     expect(got.greedy, "greedy answers equal Python's").toEqual({ A: t.greedy.A, B: t.greedy.B, none: t.greedy.none });
     expect(got.streamed, "the streamed pieces add up to the answer").toBe(t.greedy.A);
-    expect(got.sampled.none, "seeded sampling without an adapter equals Python's").toBe(t.sampled.none);
-    // Seeded sampling at temperature 0.8 follows logits differences of ~1e-4 (SwiftShader vs lavapipe,
-    // see the top of this file): with an adapter it is checked against this engine on merged weights.
-    expect({ A: got.sampled.A, B: got.sampled.B }, "seeded sampling with an adapter equals the merged model's").toEqual(got.merged);
-    expect(got.afterReload, "the handles work after the reload, with the same answers").toEqual(got.merged);
+    expect(got.sampled, "seeded sampling with and without adapters equals Python's").toEqual({ A: t.sampled.A, B: t.sampled.B, none: t.sampled.none });
+    expect(got.merged, "and the merged models sample the same text").toEqual({ A: t.sampled.A, B: t.sampled.B });
+    expect(got.afterReload, "the handles work after the reload, with the same answers").toEqual({ A: t.sampled.A, B: t.sampled.B });
     expect(new Set([got.sampled.A, got.sampled.B, got.sampled.none]).size, "each adapter shows in the text").toBe(3);
   });
 }
