@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import subprocess
 import sys
 
@@ -33,6 +34,10 @@ def test_bench_cli_writes_every_figure(tmp_path):
     assert "output.weight" not in names  # the tiny llama ties its output to the embedding
     # tied output: every tensor is read in full once per token (llama.cpp's own reader counts them)
     assert result["weight_bytes_per_token"] == sum(int(t.n_bytes) for t in GGUFReader(model).tensors)
+    # copy is sampled before prefill, between prefill and decode, halfway through decode and after it
+    samples = result["copy_bandwidth_samples_gb_s"]
+    assert len(samples) == 4 and all(math.isfinite(g) and g > 0 for g in samples)
+    assert result["copy_bandwidth_gb_s"] == statistics.median(samples)
     rate = result["weight_bytes_per_token"] * result["decode_tok_s"] / 1e9
     assert math.isclose(result["decode_bandwidth_fraction"], rate / result["copy_bandwidth_gb_s"], rel_tol=1e-9)
 
