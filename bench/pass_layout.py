@@ -1,0 +1,73 @@
+"""A decode step recorded as the engine records it (one compute pass) against one pass per launch.
+
+    .venv/bin/python bench/pass_layout.py MODEL.gguf [--blocks 8] [--steps 10]
+
+Alternates blocks of --steps decode steps (same token, same position) between the two layouts in
+one process, so that the ratio per block is taken under the same load, and checks that both sample
+the same token. Prints ms per step per block and the per-pass/one-pass ratios. Prints only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from wgllm.gpu.engine import GpuEngine, _pack
+from wgllm.model import load_model
+
+
+def pass_per_launch(engine: GpuEngine, token: int, pos0: int) -> int:
+    """The layout before one-pass steps: every program step (a launch, or a matmul's chunks) and
+    the sampler in a compute pass of its own."""
+    ctx, prog = engine.ctx, engine.program
+    ctx.write(engine.ids, np.asarray([token], np.uint32))
+    ctx.write(engine.positions, np.asarray([pos0], np.uint32))
+    enc = ctx.device.create_command_encoder()
+    for i in range(len(prog.steps)):
+        cpass = enc.begin_compute_pass()
+        prog.encode_step(cpass, i, 1, pos0)
+        cpass.end()
+    d = engine.sampler
+    ctx.write(d.uniform, _pack("IIIfII", engine.c.n_vocab, 0, 1, 0.0, 0, 0))
+    ctx.encode(enc, d.pipeline, d.bind_group, (1, 1, 1))
+    ctx.device.queue.submit([enc.finish()])
+    return int(ctx.read(engine.sampled, np.uint32, (1,))[0])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("--prompt-tokens", type=int, default=128)
+    ap.add_argument("--blocks", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=10)
+    args = ap.parse_args()
+    model = load_model(args.model)
+    engine = GpuEngine(model, max_tokens=args.prompt_tokens + 1)
+    ids = [int(i) for i in np.random.default_rng(0).integers(0, model.config.n_vocab, args.prompt_tokens)]
+    token = engine.session(top_k=1, temperature=0.0, seed=0).prefill(ids)
+    pos0 = args.prompt_tokens
+    layouts = {
+        "one pass": lambda: engine.sample_step([token], pos0, 1, 0.0, 0, 0),
+        "pass per launch": lambda: pass_per_launch(engine, token, pos0),
+    }
+    first = {name: run() for name, run in layouts.items()}
+    if len(set(first.values())) != 1:
+        raise SystemExit(f"the layouts sampled different tokens: {first}")
+    ms: dict[str, list[float]] = {name: [] for name in layouts}
+    for b in range(args.blocks):
+        for name in (list(layouts) if b % 2 else list(layouts)[::-1]):
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                layouts[name]()
+            ms[name].append((time.perf_counter() - start) / args.steps * 1e3)
+    for name, values in ms.items():
+        print(f"{name:16} ms/step median {statistics.median(values):6.1f}   blocks: {' '.join(f'{v:.1f}' for v in values)}")
+    ratios = [a / b for a, b in zip(ms["pass per launch"], ms["one pass"])]
+    print(f"pass per launch / one pass: median {statistics.median(ratios):.2f}   blocks: {' '.join(f'{r:.2f}' for r in ratios)}")
+
+
+if __name__ == "__main__":
+    main()
