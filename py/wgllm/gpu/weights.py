@@ -211,8 +211,8 @@ def matmul(ctx, target, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_buf
     """y (n, n_out) = x (n, k) @ W^T [+ bias], x and y f32 buffers: the decode kernel (matvec)
     when n == 1, the tiled prefill kernel otherwise, once per row chunk of W.
 
-    target: an open compute pass to record into (the engine's), a command encoder (the launches
-    get a pass of their own on it), or None to submit at once.
+    target: an open compute pass to record into (the engine's), a command encoder (the chunks'
+    launches then get one pass of their own on it), or None to submit at once.
     """
     n = int(n_rows_x)
     if n < 1:
