@@ -127,6 +127,7 @@ async function loadModel() {
     status(`Could not load the model: ${e.message}`, true);
   } finally {
     ui.progress.hidden = true;
+    ui.progressText.textContent = "";
     setBusy(false);
   }
 }
