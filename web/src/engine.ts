@@ -2,8 +2,9 @@
 // shaders/*.wgsl with the same Params, the same dispatch program and the same GPU sampler, so a
 // model gives the Python GPU engine's tokens. Weights are uploaded once while the file streams in;
 // buffers are allocated once for maxTokens rows; each step writes the ids, positions and the
-// Params uniforms that changed, encodes every dispatch into one command buffer, and reads back
-// only the sampled id (or the logits).
+// Params uniforms that changed, encodes every dispatch, the sampler's included, into one compute
+// pass of one command buffer (the last row is copied by a kv_store launch, so nothing breaks the
+// pass, as in Python), and reads back only the sampled id (or the logits).
 //
 // LoRA (as in Python's engine): the ranks are declared up front (loraRanks). With any, each layer
 // matmul is followed by a LoRA step that, for the adapter chosen per call, runs lora_shrink then
@@ -119,17 +120,12 @@ interface Launch {
   grid: (n: number, pos0: number) => Grid;
 }
 
-/** A copy between buffers (outside compute passes). */
-interface Copy {
-  copy: (enc: GPUCommandEncoder, n: number) => void;
-}
-
 /** The LoRA update of one layer matmul's output, for the adapter of the running call. */
 interface LoraStep {
   loraSite: string;
 }
 
-type Step = Launch | Copy | LoraStep;
+type Step = Launch | LoraStep;
 
 interface Src {
   buf: GPUBuffer;
@@ -566,8 +562,9 @@ export class Engine {
       this.norm("output_norm", xf, b.h);
       this.matmul(outName, b.h, b.logits, "output.bias");
     } else {
-      const rowBytes = 4 * c.nEmbd;
-      this.steps.push({ copy: (enc, n) => enc.copyBufferToBuffer(xf, (n - 1) * rowBytes, b.last, 0, rowBytes) });
+      // the last row to b.last by a kernel (kv_store's strided row copy), not copyBufferToBuffer,
+      // which would end the step's compute pass
+      this.add("kv_store", [xf, b.last], (n) => pack("IIIII", c.nEmbd, c.nEmbd, (n - 1) * c.nEmbd, c.nEmbd, 0), () => [Math.ceil(c.nEmbd / 256), 1, 1]);
       this.norm("output_norm", b.last, b.last_norm, () => 1);
       this.matmul(outName, b.last_norm, b.logits, "output.bias", () => 1);
     }
@@ -600,7 +597,8 @@ export class Engine {
   }
 
   // -- running ----------------------------------------------------------------------------------
-  private encode(ids: number[], pos0: number, lora?: EngineLora): GPUCommandEncoder {
+  /** Record a step into one compute pass of a new command encoder; the pass is left open (for the sampler). */
+  private encode(ids: number[], pos0: number, lora?: EngineLora): { enc: GPUCommandEncoder; pass: GPUComputePassEncoder } {
     if (lora !== undefined && (!(lora instanceof EngineLora) || lora.engine !== this || !this.loras.has(lora))) {
       throw new WgllmError(LORA_OWNER_MESSAGE);
     }
@@ -616,23 +614,15 @@ export class Engine {
     ctx.write(this.b.positions, 0, Uint32Array.from(ids, (_, i) => pos0 + i));
     this.activeLora = lora;
     const enc = ctx.device.createCommandEncoder({ label: "wgllm step" });
-    let pass: GPUComputePassEncoder | undefined;
+    const pass = enc.beginComputePass();
     for (const s of this.steps) {
       if ("loraSite" in s) {
-        if (lora) this.dispatchLora((pass ??= enc.beginComputePass()), s.loraSite, n);
+        if (lora) this.dispatchLora(pass, s.loraSite, n);
         continue;
       }
-      if ("copy" in s) {
-        pass?.end();
-        pass = undefined;
-        s.copy(enc, n);
-        continue;
-      }
-      pass ??= enc.beginComputePass();
       this.dispatch(pass, s, n, pos0);
     }
-    pass?.end();
-    return enc;
+    return { enc, pass };
   }
 
   private dispatch(pass: GPUComputePassEncoder, s: Launch, n: number, pos0: number): void {
@@ -700,11 +690,10 @@ export class Engine {
       return Promise.reject(new RangeError(`top_k = ${s.topK} is above the GPU sampler's maximum of ${MAX_TOP_K}`));
     }
     return this.serial(async () => {
-      const enc = this.encode(ids, pos0, s.lora);
+      const { enc, pass } = this.encode(ids, pos0, s.lora);
       const c = this.config;
       const offset = this.allLogits ? (ids.length - 1) * c.nVocab : 0;
       this.ctx.write(this.sampler.uniform, 0, pack("IIIfII", c.nVocab, offset, Math.max(0, s.topK), s.temperature, s.seed, s.step));
-      const pass = enc.beginComputePass();
       const pipeline = this.sampler.pipelines.get("main")!;
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, this.sampler.bindGroups.get("main")!);
@@ -718,7 +707,8 @@ export class Engine {
    * allLogits, all rows, row-major). */
   logits(ids: number[], pos0: number, lora?: EngineLora): Promise<Float32Array> {
     return this.serial(async () => {
-      const enc = this.encode(ids, pos0, lora);
+      const { enc, pass } = this.encode(ids, pos0, lora);
+      pass.end();
       const rows = this.allLogits ? ids.length : 1;
       return this.readback(this.finalLogits, this.b.readback, rows * this.config.nVocab * 4, enc, (m) => new Float32Array(m.slice(0)));
     });
