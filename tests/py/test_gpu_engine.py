@@ -136,3 +136,46 @@ def test_smollm2_gpu_matches_reference(smollm2_path):
 
 def test_gemma3_gpu_matches_reference(gemma3_path):
     check_real_model(gemma3_path, bos=True)
+
+
+@pytest.mark.parametrize("arch, bits", [("llama", 4), ("stablelm", 8)])
+def test_stacked_qkv_is_taken_and_equals_three_matmuls(arch, bits, tiny_gguf):
+    """Separate attn_q/k/v of one type run as one matmul of their stacked rows (StableLM's q/k/v
+    biases stacked too): the same logits, prefill and decode, as the three matmuls apart."""
+    model = load_model(tiny_gguf(arch, bits))
+    ids = [int(i) for i in np.random.default_rng(7).integers(3, model.config.n_vocab, 12)]
+    stacked = GpuEngine(model, max_tokens=16, all_logits=True)
+    apart = GpuEngine(model, max_tokens=16, all_logits=True, stack_qkv=False)
+    assert all(stacked.qkv_stacked) and not any(apart.qkv_stacked)
+    assert stacked.q is None and apart.qkv is None  # no buffer of the other layout is made
+    launches = lambda e: sum(label.startswith("matmul_") for label in e.program.labels)  # noqa: E731
+    assert launches(apart) - launches(stacked) == 2 * model.config.n_layer
+    np.testing.assert_array_equal(stacked.forward_logits(ids[:9], 0), apart.forward_logits(ids[:9], 0))
+    for j in range(9, 12):
+        np.testing.assert_array_equal(stacked.forward_logits([ids[j]], j), apart.forward_logits([ids[j]], j))
+
+
+def test_stacked_qkv_keeps_each_projections_lora(tiny_gguf):
+    """An adapter of k and v only (not q), on a stacked QKV: each projection's update lands in its
+    own columns, as with three matmuls apart (and differs from the base model)."""
+    from wgllm.lora import LoraAdapter  # noqa: PLC0415
+
+    model = load_model(tiny_gguf("llama", 8))
+    c, rng, r = model.config, np.random.default_rng(3), 2
+    factors = {}
+    for i in range(c.n_layer):
+        for p in "kv":
+            n_out, k = model.gguf.tensor(f"blk.{i}.attn_{p}.weight").shape
+            factors[f"blk.{i}.attn_{p}.weight"] = (rng.normal(0, 0.2, (r, k)).astype(np.float32), rng.normal(0, 0.2, (n_out, r)).astype(np.float32))
+    adapter = LoraAdapter("k_v_only.gguf", c.arch, 4.0, r, factors, None)
+    ids = [int(i) for i in rng.integers(3, c.n_vocab, 10)]
+    got = []
+    for stack in (True, False):
+        engine = GpuEngine(model, max_tokens=12, all_logits=True, lora_ranks=[r], stack_qkv=stack)
+        lora = engine.load_lora(adapter)
+        got.append((engine.forward_logits(ids[:9], 0, lora), engine.forward_logits(ids[9:], 9, lora), engine.forward_logits(ids[:9], 0)))
+    (s_pre, s_dec, s_base), (a_pre, a_dec, a_base) = got
+    np.testing.assert_array_equal(s_pre, a_pre)
+    np.testing.assert_array_equal(s_dec, a_dec)
+    np.testing.assert_array_equal(s_base, a_base)
+    assert rel(s_pre, s_base) > 1e-3  # the adapter does change the logits

@@ -42,6 +42,7 @@ const LORA_EXPAND_WG = 64; // lora_expand.wgsl's default WG_SIZE
 
 /** One adapted weight of a resident adapter: its factors, uniforms and bind groups, made once. */
 export interface LoraWeight {
+  rank: number; // the adapter's rank, or a multiple of it for a stacked QKV (one part per adapted projection)
   nOut: number;
   k: number;
   buffers: GPUBuffer[];
@@ -82,6 +83,38 @@ export class EngineLora {
 }
 
 const MAX_GROUPS = 65535;
+
+/** An adapter's factors by the matmul they follow (Python's load_lora): a stacked QKV's q, k and v
+ * factors become one pair of rank r times the parts, A their A's stacked, B block-diagonal (each
+ * part's B in its columns' rows and its own r columns, zeros elsewhere), so that each projection's
+ * columns get exactly their own update. */
+function stackLoraFactors(
+  factors: { base: string; a: Float32Array; b: Float32Array; nOut: number; nIn: number }[],
+  r: number,
+  parts: Map<string, { site: string; col: number }>,
+  sites: Map<string, { nOut: number }>,
+): { site: string; rank: number; a: Float32Array; b: Float32Array }[] {
+  const bySite = new Map<string, { col: number; a: Float32Array; b: Float32Array; nOut: number }[]>();
+  for (const f of factors) {
+    const { site, col } = parts.get(f.base) ?? { site: f.base, col: 0 };
+    if (!bySite.has(site)) bySite.set(site, []);
+    bySite.get(site)!.push({ col, a: f.a, b: f.b, nOut: f.nOut });
+  }
+  return [...bySite].map(([site, list]) => {
+    if (list.length === 1 && list[0].col === 0 && list[0].nOut === sites.get(site)!.nOut) return { site, rank: r, a: list[0].a, b: list[0].b };
+    list.sort((x, y) => x.col - y.col);
+    const rank = r * list.length;
+    const a = new Float32Array(list.reduce((s, p) => s + p.a.length, 0));
+    const b = new Float32Array(sites.get(site)!.nOut * rank);
+    let at = 0;
+    list.forEach((p, j) => {
+      a.set(p.a, at);
+      at += p.a.length;
+      for (let o = 0; o < p.nOut; o++) for (let q = 0; q < r; q++) b[(p.col + o) * rank + j * r + q] = p.b[o * r + q];
+    });
+    return { site, rank, a, b };
+  });
+}
 export const MAX_TOP_K = shaderConstant("sample", "MAX_K");
 
 type Grid = [number, number, number];
@@ -135,9 +168,13 @@ interface Src {
 
 /** What the model needs from the file, found from the header before any GPU work. */
 interface Needs {
-  mats: Map<string, WeightPlan>;
-  vecs: Map<string, GGUFTensorInfo>;
+  mats: Map<string, WeightPlan>; // GPU weights by name (a stacked QKV as blk.N.attn_q+k+v.weight)
+  vecs: Map<string, number>; // f32 buffers by name: their length
+  tensors: Map<string, Part>; // the file's tensors the pass reads, each with where it goes
 }
+
+/** Where a file tensor goes: rows of a GPU weight, or floats of an f32 buffer (its own, or a stacked bias). */
+type Part = { mat: string; row: number } | { vec: string; info: GGUFTensorInfo; at: number };
 
 export class Engine {
   readonly config: ModelConfig;
@@ -159,6 +196,9 @@ export class Engine {
   private kCache: GPUBuffer[] = [];
   private vCache: GPUBuffer[] = [];
   private fused = false;
+  /** Per layer: attn_q, attn_k, attn_v run as one matmul of their stacked rows (Python's qkv_stacked). */
+  qkvStacked: boolean[] = [];
+  private readonly loraParts = new Map<string, { site: string; col: number }>(); // attn_q/k/v of a stacked layer -> its site
   // LoRA: weight name -> the buffers of its matmul; resident adapters; the call's adapter
   private readonly loraSites = new Map<string, { x: GPUBuffer; y: GPUBuffer; k: number; nOut: number }>();
   private readonly loras = new Set<EngineLora>();
@@ -209,15 +249,40 @@ export class Engine {
     }
     const binding = Math.min(maxWeightBinding ?? Infinity, this.ctx.maxBinding, this.ctx.maxBuffer);
     const names = new Map(h.tensors.map((t) => [t.name, t]));
-    const needs: Needs = { mats: new Map(), vecs: new Map() };
+    const needs: Needs = { mats: new Map(), vecs: new Map(), tensors: new Map() };
     const has = (name: string) => names.has(name);
     const mat = (name: string, shape: number[]) => {
       const t = h.tensor(name, shape);
       needs.mats.set(name, new WeightPlan(src, t, binding));
+      needs.tensors.set(name, { mat: name, row: 0 });
     };
     const vec = (name: string, shape: number[], optional = true) => {
       if (!has(name) && optional) return;
-      needs.vecs.set(name, h.tensor(name, shape));
+      const t = h.tensor(name, shape);
+      needs.vecs.set(name, t.nElements);
+      needs.tensors.set(name, { vec: name, info: t, at: 0 });
+    };
+    // separate attn_q/k/v of one type and width, without q/k norms, stacked into one weight (and
+    // their biases into one vector, zeros for an absent one); rows in even counts keep writes aligned
+    const stack = (blk: string, dims: number[]): boolean => {
+      const parts = ["q", "k", "v"].map((p) => `${blk}attn_${p}.weight`);
+      if (c.recipe.qkNorm || !parts.every(has) || dims.some((d) => d % 2)) return false;
+      const infos = parts.map((name, j) => h.tensor(name, [dims[j], c.nEmbd]));
+      if (infos.some((t) => t.type !== infos[0].type)) return false;
+      const name = `${blk}attn_q+k+v.weight`;
+      needs.mats.set(name, WeightPlan.stacked(src, name, infos, binding));
+      const bias = `${blk}attn_q+k+v.bias`;
+      let row = 0;
+      infos.forEach((t, j) => {
+        needs.tensors.set(t.name, { mat: name, row });
+        const b = `${blk}attn_${"qkv"[j]}.bias`;
+        if (has(b)) {
+          needs.vecs.set(bias, dims[0] + dims[1] + dims[2]);
+          needs.tensors.set(b, { vec: bias, info: h.tensor(b, [dims[j]]), at: row });
+        }
+        row += dims[j];
+      });
+      return true;
     };
     const qDim = c.nHead * c.headDim;
     const kvDim = c.nHeadKv * c.headDim;
@@ -239,8 +304,9 @@ export class Engine {
     for (let i = 0; i < c.nLayer; i++) {
       const blk = `blk.${i}.`;
       norm(blk + "attn_norm", c.nEmbd);
+      this.qkvStacked.push(!this.fused && stack(blk, [qDim, kvDim, vDim]));
       if (this.fused) linear(blk + "attn_qkv", qDim + kvDim + vDim, c.nEmbd);
-      else {
+      else if (!this.qkvStacked[i]) {
         linear(blk + "attn_q", qDim, c.nEmbd);
         linear(blk + "attn_k", kvDim, c.nEmbd);
         linear(blk + "attn_v", vDim, c.nEmbd);
@@ -281,10 +347,12 @@ export class Engine {
       ["last", c.nEmbd], ["last_norm", c.nEmbd], ["logits", logitRows * c.nVocab],
       ["zeros", Math.max(c.nEmbd, c.nFf)], ["sampled", 4],
     ];
-    if (this.fused) sizes.push(["qkv", rows * (qDim + kvDim + vDim)]);
-    else sizes.push(["q", rows * qDim], ["k", rows * kvDim], ["v", rows * vDim]);
+    const stacked = this.qkvStacked.some((s) => s);
+    if (this.fused || stacked) sizes.push(["qkv", rows * (qDim + kvDim + vDim)]);
+    if (!this.fused && !this.qkvStacked.every((s) => s)) sizes.push(["q", rows * qDim], ["k", rows * kvDim], ["v", rows * vDim]);
     if (c.finalSoftcap) sizes.push(["logits_capped", logitRows * c.nVocab]);
-    if (this.loraRanks.length) sizes.push(["lora_t", rows * this.loraRanks[this.loraRanks.length - 1]]); // (n, r) scratch
+    // (n, r) scratch; a stacked QKV's adapter has up to three ranks' worth of columns
+    if (this.loraRanks.length) sizes.push(["lora_t", rows * this.loraRanks[this.loraRanks.length - 1] * (stacked ? 3 : 1)]);
     for (let i = 0; i < c.nLayer; i++) sizes.push([`k_cache.${i}`, rows * kvDim], [`v_cache.${i}`, rows * vDim]);
     return sizes.map(([name, floats]) => [name, 4 * floats]);
   }
@@ -314,8 +382,8 @@ export class Engine {
       this.weights.set(name, w);
       this.owned.push(...w.buffers);
     }
-    for (const [name, t] of needs.vecs) {
-      const [buf] = await ctx.allocating(`${this.header.source}: tensor ${name}`, () => [ctx.buffer(4 * t.nElements, name)]);
+    for (const [name, floats] of needs.vecs) {
+      const [buf] = await ctx.allocating(`${this.header.source}: tensor ${name}`, () => [ctx.buffer(4 * floats, name)]); // zeros until written
       this.vecs.set(name, buf);
       this.owned.push(buf);
     }
@@ -339,10 +407,8 @@ export class Engine {
     const finish = () => {
       if (current === undefined) return;
       if (feed) feed(null);
-      if (vecBytes) {
-        const t = needs.vecs.get(current)!;
-        ctx.write(this.vecs.get(current)!, 0, dequantize(this.header.source, t, vecBytes));
-      }
+      const part = needs.tensors.get(current)!;
+      if (vecBytes && "vec" in part) ctx.write(this.vecs.get(part.vec)!, 4 * part.at, dequantize(this.header.source, part.info, vecBytes));
       done.add(current);
       current = feed = vecBytes = undefined;
     };
@@ -351,19 +417,17 @@ export class Engine {
       const name = chunk.tensor.name;
       if (name !== current) {
         finish();
-        if (needs.mats.has(name)) {
-          current = name;
-          feed = this.weights.get(name)!.uploader(ctx);
-        } else if (needs.vecs.has(name)) {
-          current = name;
-          vecBytes = new Uint8Array(chunk.tensor.nBytes); // a vector or a position table: small
-        } else continue; // a tensor the forward pass does not use
+        const part = needs.tensors.get(name);
+        if (part === undefined) continue; // a tensor the forward pass does not use
+        current = name;
+        if ("mat" in part) feed = this.weights.get(part.mat)!.uploader(ctx, part.row, chunk.tensor.shape[0]);
+        else vecBytes = new Uint8Array(chunk.tensor.nBytes); // a vector or a position table: small
       }
       if (feed) feed(chunk.bytes);
       else vecBytes!.set(chunk.bytes, chunk.offset);
     }
     finish();
-    const missing = [...needs.mats.keys(), ...needs.vecs.keys()].filter((n) => !done.has(n));
+    const missing = [...needs.tensors.keys()].filter((n) => !done.has(n));
     if (missing.length) throw new ModelFormatError(`${this.header.source}: the stream ended without tensor ${missing[0]}`);
   }
 
@@ -498,8 +562,14 @@ export class Engine {
       let srcQ: Src;
       let srcK: Src;
       let srcV: Src;
-      if (this.fused) {
-        this.matmul(blk + "attn_qkv.weight", b.h, b.qkv, blk + "attn_qkv.bias");
+      const oneMatmul = this.fused || this.qkvStacked[i];
+      if (oneMatmul) {
+        if (this.fused) this.matmul(blk + "attn_qkv.weight", b.h, b.qkv, blk + "attn_qkv.bias");
+        else {
+          const site = blk + "attn_q+k+v.weight";
+          this.matmul(site, b.h, b.qkv, blk + "attn_q+k+v.bias");
+          ["q", "k", "v"].forEach((p, j) => this.loraParts.set(`${blk}attn_${p}.weight`, { site, col: [0, qDim, qDim + kvDim][j] }));
+        }
         const row = qDim + kvDim + vDim;
         srcQ = { buf: b.qkv, stride: row, offset: 0 };
         srcK = { buf: b.qkv, stride: row, offset: qDim };
@@ -521,7 +591,7 @@ export class Engine {
       }
       const [base, posScale] = layerRope(c, i);
       const neox = c.recipe.rope === "neox" ? 1 : 0;
-      const qOut = c.recipe.qkNorm && !this.fused ? b.q : b.q_rot;
+      const qOut = c.recipe.qkNorm && !oneMatmul ? b.q : b.q_rot;
       this.rope(srcQ, qOut, qDim, false, c.nHead, base, posScale, neox);
       this.rope(srcK, this.kCache[i], kvDim, true, c.nHeadKv, base, posScale, neox);
       this.kvStore(srcV, this.vCache[i], vDim);
@@ -645,11 +715,11 @@ export class Engine {
     const w = lora.weights.get(name);
     if (!w) return; // a weight this adapter leaves alone
     if (w.written !== n) {
-      this.ctx.write(w.shrink.uniform, 0, pack("III", n, w.k, lora.rank));
-      this.ctx.write(w.expand.uniform, 0, pack("IIIf", n, w.nOut, lora.rank, lora.scale));
+      this.ctx.write(w.shrink.uniform, 0, pack("III", n, w.k, w.rank));
+      this.ctx.write(w.expand.uniform, 0, pack("IIIf", n, w.nOut, w.rank, lora.scale));
       w.written = n;
     }
-    const shrinkGrid: Grid = [lora.rank, n, 1];
+    const shrinkGrid: Grid = [w.rank, n, 1];
     const expandGrid: Grid = [Math.ceil(w.nOut / LORA_EXPAND_WG), n, 1];
     this.ctx.checkGrid("lora_shrink", shrinkGrid);
     this.ctx.checkGrid("lora_expand", expandGrid);
@@ -734,19 +804,19 @@ export class Engine {
         );
       }
       for (const base of info.pairs.keys()) {
-        if (!this.loraSites.has(base)) {
+        if (!this.loraSites.has(this.loraParts.get(base)?.site ?? base)) {
           throw new ModelFormatError(`${info.source}: tensor ${base}.lora_a adapts ${base}, which the GPU engine does not run as a layer matmul`);
         }
       }
-      const factors = await readLoraFactors(stream, info);
+      const factors = stackLoraFactors(await readLoraFactors(stream, info), info.rank, this.loraParts, this.loraSites);
       if (this.destroyed) throw new Error("this Engine was destroyed");
       const ctx = this.ctx;
       const made = await ctx.allocating(`${info.source}: LoRA factors`, () =>
         factors.flatMap((f) => [
-          ctx.buffer(4 * f.a.length, `${f.base}.lora_a`),
-          ctx.buffer(4 * f.b.length, `${f.base}.lora_b`),
-          ctx.buffer(16, `${f.base} lora_shrink params`, { uniform: true }),
-          ctx.buffer(16, `${f.base} lora_expand params`, { uniform: true }),
+          ctx.buffer(4 * f.a.length, `${f.site}.lora_a`),
+          ctx.buffer(4 * f.b.length, `${f.site}.lora_b`),
+          ctx.buffer(16, `${f.site} lora_shrink params`, { uniform: true }),
+          ctx.buffer(16, `${f.site} lora_expand params`, { uniform: true }),
         ]),
       );
       const { shrink, expand } = this.loraPipelines!;
@@ -755,13 +825,14 @@ export class Engine {
         const [a, b, uShrink, uExpand] = made.slice(4 * i, 4 * i + 4);
         ctx.write(a, 0, f.a);
         ctx.write(b, 0, f.b);
-        const site = this.loraSites.get(f.base)!;
-        weights.set(f.base, {
-          nOut: f.nOut,
-          k: f.nIn,
+        const site = this.loraSites.get(f.site)!;
+        weights.set(f.site, {
+          rank: f.rank,
+          nOut: site.nOut,
+          k: site.k,
           buffers: [a, b, uShrink, uExpand],
-          shrink: { uniform: uShrink, bindGroup: ctx.bindGroup(shrink, [uShrink, site.x, a, this.b.lora_t], `${f.base} lora_shrink`) },
-          expand: { uniform: uExpand, bindGroup: ctx.bindGroup(expand, [uExpand, this.b.lora_t, b, site.y], `${f.base} lora_expand`) },
+          shrink: { uniform: uShrink, bindGroup: ctx.bindGroup(shrink, [uShrink, site.x, a, this.b.lora_t], `${f.site} lora_shrink`) },
+          expand: { uniform: uExpand, bindGroup: ctx.bindGroup(expand, [uExpand, this.b.lora_t, b, site.y], `${f.site} lora_expand`) },
         });
       });
       const lora = new EngineLora(this, info.source, info.rank, info.alpha, info.baseModel, weights, (l) => this.releaseLora(l));

@@ -82,6 +82,17 @@ export class WeightPlan {
     this.chunkRows = rows > 1 ? rows - (rows % 2) : 1;
   }
 
+  /** The plan of `parts` (of one type and width, as attn_q, attn_k, attn_v) stacked row-wise as one
+   * weight named `name`: rows are independent in every GGUF type, so the stacked weight's repacked
+   * arrays are the parts' arrays one after another (weights.py's stacked_qkv). */
+  static stacked(file: string, name: string, parts: GGUFTensorInfo[], maxBinding: number): WeightPlan {
+    const [first] = parts;
+    const nOut = parts.reduce((s, t) => s + t.shape[0], 0);
+    const nBytes = parts.reduce((s, t) => s + t.nBytes, 0);
+    const info: GGUFTensorInfo = { ...first, name, shape: [nOut, first.shape[1]], nBytes, nElements: nOut * first.shape[1], offset: -1 };
+    return new WeightPlan(file, info, maxBinding);
+  }
+
   get shader(): string {
     return this.layout.name.toLowerCase();
   }
@@ -118,18 +129,24 @@ export class GpuWeight {
     return this.chunks.flatMap((c) => c.buffers);
   }
 
-  /** Receives the tensor's bytes in order, repacks them a bounded number of rows at a time. */
-  uploader(ctx: GpuContext): (bytes: Uint8Array | null) => void {
+  /** Receives a tensor's bytes in order, repacks them a bounded number of rows at a time, and
+   * writes them to rows [rowStart, rowStart + nRows) (default: the whole weight; a part of a
+   * stacked weight, such as attn_k in a stacked QKV, is written to its own row range). */
+  uploader(ctx: GpuContext, rowStart = 0, nRows = this.plan.nOut): (bytes: Uint8Array | null) => void {
     const p = this.plan;
+    const name = nRows === p.nOut ? p.tensor.name : `rows ${rowStart}..${rowStart + nRows} of ${p.tensor.name}`;
+    if (rowStart % 2 || rowStart + nRows > p.nOut || (rowStart + nRows < p.nOut && nRows % 2)) {
+      throw new Error(`internal: ${name} is not a range of whole pairs of rows of ${p.nOut}`); // writes must stay 4-byte aligned
+    }
     let stageRows = Math.max(2, Math.floor(STAGE_BYTES / p.rowBytes));
     stageRows -= stageRows % 2; // even, as chunkRows is: every write lands 4-byte aligned
-    stageRows = Math.min(stageRows, p.nOut + (p.nOut % 2));
+    stageRows = Math.min(stageRows, nRows + (nRows % 2));
     const stage = new Uint8Array(stageRows * p.rowBytes);
     const out = p.fieldRowBytes.map((b) => new Uint8Array(stageRows * b + 4)); // + padding to 4
     let filled = 0;
-    let row0 = 0; // first row in `stage`
+    let row0 = rowStart; // first row in `stage`
     const flush = () => {
-      if (filled % p.rowBytes) throw new Error(`internal: ${p.tensor.name} staged ${filled} bytes, not whole rows`);
+      if (filled % p.rowBytes) throw new Error(`internal: ${name} staged ${filled} bytes, not whole rows`);
       const rows = filled / p.rowBytes;
       if (rows === 0) return;
       repackRows(p.layout, stage, rows, p.k / p.layout.block, out);
@@ -149,7 +166,7 @@ export class GpuWeight {
     return (bytes) => {
       if (bytes === null) {
         flush();
-        if (row0 !== p.nOut) throw new Error(`internal: ${p.tensor.name} got ${row0} of ${p.nOut} rows`);
+        if (row0 !== rowStart + nRows) throw new Error(`internal: ${name} got ${row0 - rowStart} of ${nRows} rows`);
         return;
       }
       let at = 0;

@@ -6,7 +6,9 @@ Params uniforms that depend on (n tokens, first position), records every dispatc
 included, into one compute pass of one command buffer, and reads back only the sampled token id.
 A step has no command other than dispatches (the last row is copied by a kernel, kv_store), so
 nothing breaks the pass: on lavapipe a launch in an open pass costs about a third of one in a pass
-of its own, and decode is hundreds of small launches (bench/NOTES.md).
+of its own, and decode is hundreds of small launches (bench/NOTES.md). For the same reason a layer's
+separate attn_q/k/v run as one matmul of their stacked rows where they can (stack_qkv), into the
+fused qkv buffer that Phi-2-style attn_qkv files use.
 """
 
 from __future__ import annotations
@@ -119,9 +121,12 @@ class GpuEngine:
     lora_ranks: the LoRA ranks adapters may have (declared up front, as in MediaPipe). With any,
     every layer matmul is followed by lora_shrink/lora_expand for the adapter chosen per step (none:
     nothing is dispatched); adapters are uploaded by load_lora and stay resident together.
+
+    stack_qkv: run a layer's separate attn_q, attn_k and attn_v as one matmul of their stacked rows
+    where fuse_qkv allows (two launches fewer per layer); False keeps three (the A/B of bench/ and tests).
     """
 
-    def __init__(self, model: Model, *, max_tokens: int, force_f32: bool = False, all_logits: bool = False, lora_ranks=None):
+    def __init__(self, model: Model, *, max_tokens: int, force_f32: bool = False, all_logits: bool = False, lora_ranks=None, stack_qkv: bool = True):
         from wgllm.gpu import weights as gw  # noqa: PLC0415
 
         self.model, self.max_tokens, self.force_f32, self.all_logits = model, max_tokens, force_f32, all_logits
@@ -142,9 +147,14 @@ class GpuEngine:
         self.positions = ctx.buffer(size=4 * rows, label="positions")
         self.x = [f32(rows * c.n_embd, "residual x0"), f32(rows * c.n_embd, "residual x1")]  # residual stream, ping-pong
         self.h = f32(rows * c.n_embd, "normed h")
-        self.fused = "blk.0.attn_qkv.weight" in model.gguf.tensors
-        self.qkv = f32(rows * (q_dim + kv_dim + v_dim), "qkv") if self.fused else None
-        self.q, self.k, self.v = (None, None, None) if self.fused else (f32(rows * q_dim, "q"), f32(rows * kv_dim, "k"), f32(rows * v_dim, "v"))
+        self.fused = "blk.0.attn_qkv.weight" in model.gguf.tensors  # the file's own attn_qkv (Phi-2)
+        # layers whose separate attn_q/k/v run as one matmul of their stacked rows (see fuse_qkv)
+        self.qkv_stacked = [stack_qkv and not self.fused and self.fuse_qkv(i) for i in range(c.n_layer)]
+        self._lora_parts: dict[str, tuple[str, int]] = {}  # attn_q/k/v name of a stacked layer -> (its site, first column)
+        one_matmul = self.fused or any(self.qkv_stacked)
+        self.qkv = f32(rows * (q_dim + kv_dim + v_dim), "qkv") if one_matmul else None
+        unstacked = not self.fused and not all(self.qkv_stacked)
+        self.q, self.k, self.v = (f32(rows * q_dim, "q"), f32(rows * kv_dim, "k"), f32(rows * v_dim, "v")) if unstacked else (None, None, None)
         self.q_rot = f32(rows * q_dim, "q rotated")
         self.attn = f32(rows * c.n_head * c.head_dim_v, "attention out")
         self.o = f32(rows * c.n_embd, "attention projection")
@@ -164,7 +174,9 @@ class GpuEngine:
         self.zeros = ctx.buffer(np.zeros(max(c.n_embd, c.n_ff), np.float32), label="zeros")
         self.k_cache = [f32(rows * kv_dim, f"k_cache[{i}] ({rows} tokens)") for i in range(c.n_layer)]
         self.v_cache = [f32(rows * v_dim, f"v_cache[{i}] ({rows} tokens)") for i in range(c.n_layer)]
-        self.lora_t = f32(rows * max(self.lora_ranks), "lora scratch") if self.lora_ranks else None  # (n, r) scratch
+        # (n, r) scratch; a stacked QKV site's adapter has up to three ranks' worth of columns
+        lora_width = max(self.lora_ranks, default=0) * (3 if any(self.qkv_stacked) else 1)
+        self.lora_t = f32(rows * lora_width, "lora scratch") if self.lora_ranks else None
         self.program = self._build()
 
     # -- weights -------------------------------------------------------------------------------
@@ -182,10 +194,47 @@ class GpuEngine:
             self._weights[name] = self._gw.upload(self.ctx, self._gw.repack(t.raw, t.ggml_type, t.shape, name=f"{self.model.path}: {name}"), label=name)
         return self._weights[name]
 
+    def fuse_qkv(self, i: int) -> bool:
+        """Whether layer i's attn_q, attn_k and attn_v run as one matmul: all three present, of one
+        GGML type and one input width, and no q/k norm (which reads q and k as contiguous rows)."""
+        if self.c.recipe.qk_norm:
+            return False
+        names = [f"blk.{i}.attn_{p}.weight" for p in "qkv"]
+        tensors = self.model.gguf.tensors
+        if not all(n in tensors for n in names):
+            return False
+        infos = [self.model.gguf.tensor(n) for n in names]
+        return len({t.ggml_type for t in infos}) == 1 and len({tuple(t.shape[1:]) for t in infos}) == 1 and all(len(t.shape) == 2 for t in infos)
+
+    def stacked_qkv(self, i: int):
+        """Layer i's attn_q, attn_k and attn_v as one weight of their rows stacked (rows are independent
+        in every GGUF type, so the repacked whole is the three repacked arrays concatenated), and their
+        biases stacked (zeros for an absent one), or None for the bias if none has one."""
+        blk = f"blk.{i}."
+        key = blk + "attn_q+k+v.weight"
+        if key not in self._weights:
+            gw = self._gw
+            parts = []
+            for p in "qkv":
+                t = self.model.gguf.tensor(f"{blk}attn_{p}.weight")
+                parts.append(gw.repack(t.raw, t.ggml_type, t.shape, name=f"{self.model.path}: {blk}attn_{p}.weight"))
+            arrays = [np.concatenate([r.arrays[j] for r in parts], axis=0) for j in range(len(parts[0].arrays))]
+            stacked = gw.RepackedWeight(parts[0].ggml_type, (sum(r.n_out for r in parts), parts[0].k), arrays, parts[0].names)
+            self._weights[key] = gw.upload(self.ctx, stacked, label=key)
+            biases = [f"{blk}attn_{p}.bias" for p in "qkv"]
+            if any(b in self.model.gguf.tensors for b in biases):
+                vals = [
+                    self.model.weight(b).astype(np.float32).reshape(-1) if b in self.model.gguf.tensors else np.zeros(r.n_out, np.float32)
+                    for b, r in zip(biases, parts)
+                ]
+                self._weights[blk + "attn_q+k+v.bias"] = self.ctx.buffer(np.concatenate(vals), label=blk + "attn_q+k+v.bias")
+        return self._weights[key], self._weights.get(blk + "attn_q+k+v.bias")
+
     # -- program -------------------------------------------------------------------------------
-    def _matmul(self, prog: _Program, name: str, x, y, bias_name: str | None = None) -> None:
-        w = self.mat(name)
-        bias = self.vec(bias_name) if bias_name else None
+    def _matmul(self, prog: _Program, name: str, x, y, bias_name: str | None = None, weight=None) -> None:
+        """A layer matmul (followed by its LoRA step when ranks are declared); `weight` = (w, bias)
+        when given (a stacked QKV), `name` then naming its LoRA site."""
+        w, bias = weight if weight else (self.mat(name), self.vec(bias_name) if bias_name else None)
         gw, ctx = self._gw, self.ctx
         if not self.lora_ranks:
             prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w, x, y, n, bias), f"matmul_{w.shader_suffix}")
@@ -212,15 +261,28 @@ class GpuEngine:
             )
         ctx = self.ctx
         shrink_pipe, expand_pipe = ctx.pipeline("lora_shrink.wgsl"), ctx.pipeline("lora_expand.wgsl")
-        weights: dict[str, _LoraWeight] = {}
+        # factors by the matmul they follow: a stacked QKV's q, k and v adapters become one of
+        # rank up to 3r, A their A's stacked, B block-diagonal (each B in its columns' rows and its
+        # own r columns, zeros elsewhere), so y[:, cols] += scale * x A_p^T B_p^T exactly as apart
+        sites: dict[str, list] = {}
         for name, (a, b) in adapter.factors.items():
-            if name not in self._lora_sites:
+            site, col = self._lora_parts.get(name, (name, 0))
+            if site not in self._lora_sites:
                 raise ValueError(f"{adapter.path}: tensor {name}.lora_a adapts {name}, which the GPU engine does not run as a layer matmul")
+            sites.setdefault(site, []).append((col, a, b))
+        weights: dict[str, _LoraWeight] = {}
+        for name, parts in sites.items():
             x, y, k, n_out = self._lora_sites[name]
+            parts.sort(key=lambda p: p[0])
+            r = adapter.rank
+            a = np.concatenate([p[1] for p in parts], axis=0)
+            b = np.zeros((n_out, r * len(parts)), np.float32)
+            for j, (col, _, bp) in enumerate(parts):
+                b[col : col + bp.shape[0], j * r : (j + 1) * r] = bp
             a_buf, b_buf = ctx.buffer(a, label=f"{name}.lora_a"), ctx.buffer(b, label=f"{name}.lora_b")
             u_shrink, u_expand = ctx.buffer(size=16, uniform=True, label="lora_shrink"), ctx.buffer(size=16, uniform=True, label="lora_expand")
             weights[name] = _LoraWeight(
-                rank=adapter.rank,
+                rank=r * len(parts),
                 n_out=n_out,
                 buffers=[a_buf, b_buf, u_shrink, u_expand],
                 shrink=(shrink_pipe, u_shrink, ctx.bind_group(shrink_pipe, [u_shrink, x, a_buf, self.lora_t])),
@@ -285,8 +347,15 @@ class GpuEngine:
             blk = f"blk.{i}."
             x, x_next = self.x[cur], self.x[1 - cur]
             self._norm(prog, blk + "attn_norm", x, self.h)
-            if self.fused:
-                self._matmul(prog, blk + "attn_qkv.weight", self.h, self.qkv, blk + "attn_qkv.bias")
+            one_matmul = self.fused or self.qkv_stacked[i]
+            if one_matmul:
+                if self.fused:
+                    self._matmul(prog, blk + "attn_qkv.weight", self.h, self.qkv, blk + "attn_qkv.bias")
+                else:
+                    site = blk + "attn_q+k+v.weight"
+                    self._matmul(prog, site, self.h, self.qkv, weight=self.stacked_qkv(i))
+                    for p, col in zip("qkv", (0, q_dim, q_dim + kv_dim)):
+                        self._lora_parts[f"{blk}attn_{p}.weight"] = (site, col)
                 row = q_dim + kv_dim + v_dim
                 src_q, src_k, src_v = (self.qkv, row, 0), (self.qkv, row, q_dim), (self.qkv, row, q_dim + kv_dim)
             else:
@@ -302,7 +371,7 @@ class GpuEngine:
                 src_v = (self.v, v_dim, 0)
             base, pos_scale = c.layer_rope(i)
             neox = int(c.recipe.rope == "neox")
-            q_out = self.q if (c.recipe.qk_norm and not self.fused) else self.q_rot
+            q_out = self.q if (c.recipe.qk_norm and not one_matmul) else self.q_rot
             self._rope(prog, src_q, (q_out, q_dim, False), c.n_head, base, pos_scale, neox)
             self._rope(prog, src_k, (self.k_cache[i], kv_dim, True), c.n_head_kv, base, pos_scale, neox)
             self._kv_store(prog, src_v, self.v_cache[i], v_dim)
