@@ -111,7 +111,7 @@ class LlmInference:
     # -- LoRA ----------------------------------------------------------------------------------
     def load_lora_model(self, path: str) -> LoraModel:
         """Load a GGUF LoRA adapter for this model; its rank must be one of lora_ranks."""
-        from wgllm.lora import check_lora, load_lora  # noqa: PLC0415
+        from wgllm.lora import check_lora, check_rank, load_lora  # noqa: PLC0415
 
         if self._closed:
             raise RuntimeError("this LlmInference is closed")
@@ -120,12 +120,7 @@ class LlmInference:
         try:
             adapter = load_lora(path)
             check_lora(adapter, self.model)
-            if adapter.rank not in self.lora_ranks:
-                declared = ", ".join(map(str, self.lora_ranks)) if self.lora_ranks else "none"
-                raise ValueError(
-                    f"{adapter.path}: LoRA rank {adapter.rank} was not declared when this LlmInference was created "
-                    f"(lora_ranks: {declared}); create it with lora_ranks including {adapter.rank}"
-                )
+            check_rank(adapter, self.lora_ranks, "LlmInference")
             gpu = self._engine.load_lora(adapter) if self._engine is not None else None
             return LoraModel(self, adapter, gpu)
         finally:

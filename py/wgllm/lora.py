@@ -99,6 +99,16 @@ def load_lora(path: str | os.PathLike[str]) -> LoraAdapter:
     return adapter
 
 
+def check_rank(adapter: "LoraAdapter", lora_ranks: list[int], owner: str) -> None:
+    """The adapter's rank must be one declared at creation (MediaPipe's lora_ranks)."""
+    if adapter.rank not in lora_ranks:
+        declared = ", ".join(map(str, lora_ranks)) if lora_ranks else "none"
+        raise ValueError(
+            f"{adapter.path}: LoRA rank {adapter.rank} was not declared when this {owner} was created "
+            f"(lora_ranks: {declared}); create it with lora_ranks including {adapter.rank}"
+        )
+
+
 def check_lora(adapter: LoraAdapter, model) -> None:
     """Refuse an adapter made for another base model: architecture, missing or differently shaped weights."""
     where = adapter.path

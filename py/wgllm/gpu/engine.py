@@ -250,15 +250,10 @@ class GpuEngine:
     # -- LoRA ----------------------------------------------------------------------------------
     def load_lora(self, adapter) -> GpuLora:
         """Upload a checked adapter (wgllm.lora.LoraAdapter): factors, uniforms and bind groups, once."""
-        from wgllm.lora import check_lora  # noqa: PLC0415
+        from wgllm.lora import check_lora, check_rank  # noqa: PLC0415
 
         check_lora(adapter, self.model)
-        if adapter.rank not in self.lora_ranks:
-            declared = ", ".join(map(str, self.lora_ranks)) if self.lora_ranks else "none"
-            raise ValueError(
-                f"{adapter.path}: LoRA rank {adapter.rank} was not declared when this model was created "
-                f"(lora_ranks: {declared}); create it with lora_ranks including {adapter.rank}"
-            )
+        check_rank(adapter, self.lora_ranks, "model")
         ctx = self.ctx
         shrink_pipe, expand_pipe = ctx.pipeline("lora_shrink.wgsl"), ctx.pipeline("lora_expand.wgsl")
         # factors by the matmul they follow: a stacked QKV's q, k and v adapters become one of
