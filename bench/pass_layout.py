@@ -10,13 +10,13 @@ the same token. Prints ms per step per block and the per-pass/one-pass ratios. P
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
 from wgllm.gpu.engine import GpuEngine, _pack
 from wgllm.model import load_model
+
+from ab import alternate, same_result  # bench/ab.py (this script runs from bench/)
 
 
 def pass_per_launch(engine: GpuEngine, token: int, pos0: int) -> int:
@@ -53,21 +53,8 @@ def main() -> None:
         "one pass": lambda: engine.sample_step([token], pos0, 1, 0.0, 0, 0),
         "pass per launch": lambda: pass_per_launch(engine, token, pos0),
     }
-    first = {name: run() for name, run in layouts.items()}
-    if len(set(first.values())) != 1:
-        raise SystemExit(f"the layouts sampled different tokens: {first}")
-    ms: dict[str, list[float]] = {name: [] for name in layouts}
-    for b in range(args.blocks):
-        for name in (list(layouts) if b % 2 else list(layouts)[::-1]):
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                layouts[name]()
-            ms[name].append((time.perf_counter() - start) / args.steps * 1e3)
-    for name, values in ms.items():
-        print(f"{name:16} ms/step median {statistics.median(values):6.1f}   blocks: {' '.join(f'{v:.1f}' for v in values)}")
-    ratios = [a / b for a, b in zip(ms["pass per launch"], ms["one pass"])]
-    print(f"pass per launch / one pass: median {statistics.median(ratios):.2f}   blocks: {' '.join(f'{r:.2f}' for r in ratios)}")
-
+    same_result(layouts, "sampled different tokens")
+    alternate(layouts, args.blocks, args.steps, slow="pass per launch", fast="one pass")
 
 if __name__ == "__main__":
     main()

@@ -13,13 +13,13 @@ Prints only.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
 from wgllm.gpu.engine import GpuEngine
 from wgllm.model import load_model
+
+from ab import alternate, same_result  # bench/ab.py (this script runs from bench/)
 
 
 def main() -> None:
@@ -38,24 +38,11 @@ def main() -> None:
         raise SystemExit(f"the layouts sampled different tokens after the prompt: {tokens}")
     token = tokens["stacked"]
     steps = {name: (lambda e=e: e.sample_step([token], pos0, 1, 0.0, 0, 0)) for name, e in engines.items()}
-    first = {name: run() for name, run in steps.items()}
-    if len(set(first.values())) != 1:
-        raise SystemExit(f"the layouts sampled different tokens: {first}")
+    same_result(steps, "sampled different tokens")
     for name, e in engines.items():
         matmuls = sum(label.startswith("matmul_") for label in e.program.labels)
         print(f"{name:8} layers stacked {sum(e.qkv_stacked)}/{e.c.n_layer}   program steps {len(e.program.steps)} (matmuls {matmuls}, a launch per row chunk)")
-    ms: dict[str, list[float]] = {name: [] for name in steps}
-    for b in range(args.blocks):
-        for name in (list(steps) if b % 2 else list(steps)[::-1]):
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                steps[name]()
-            ms[name].append((time.perf_counter() - start) / args.steps * 1e3)
-    for name, values in ms.items():
-        print(f"{name:8} ms/step median {statistics.median(values):6.1f}   blocks: {' '.join(f'{v:.1f}' for v in values)}")
-    ratios = [a / b for a, b in zip(ms["three"], ms["stacked"])]
-    print(f"three / stacked: median {statistics.median(ratios):.3f}   blocks: {' '.join(f'{r:.3f}' for r in ratios)}")
-
+    alternate(steps, args.blocks, args.steps, slow="three", fast="stacked")
 
 if __name__ == "__main__":
     main()
