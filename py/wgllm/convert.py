@@ -240,17 +240,22 @@ def _expected_file(folder: Path, ckpt_format: str, name: str, files: list[Path])
 # -- conversion --------------------------------------------------------------------------------------
 
 
-def read_hf_config(folder: Path) -> HFConfig:
-    path = folder / "config.json"
+def read_json_object(path: Path, where: str) -> dict:
+    """The JSON object in `path` (config.json, adapter_config.json); `where` says where it belongs."""
     if not path.is_file():
-        raise ConversionError(f"{path}: missing config.json (it must sit beside the checkpoint files)")
+        raise ConversionError(f"{path}: missing {path.name} ({where})")
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConversionError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
         raise ConversionError(f"{path}: expected a JSON object")
-    return HFConfig(data, path)
+    return data
+
+
+def read_hf_config(folder: Path) -> HFConfig:
+    path = folder / "config.json"
+    return HFConfig(read_json_object(path, "it must sit beside the checkpoint files"), path)
 
 
 def _vocab_path(config: ConversionConfig, folder: Path) -> Path:

@@ -14,7 +14,6 @@ in llama.cpp). The base weight is never merged: several adapters can serve one r
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wgllm.convert import read_json_object
 from wgllm.errors import ConversionError, ModelFormatError
 from wgllm.gguf_io import GGUFFile
 
@@ -140,14 +140,7 @@ def check_lora(adapter: LoraAdapter, model) -> None:
 
 def _read_adapter_config(ckpt: Path) -> dict:
     path = ckpt.parent / "adapter_config.json"
-    if not path.is_file():
-        raise ConversionError(f"{path}: missing adapter_config.json (it must sit beside the LoRA checkpoint {ckpt.name}; lora_alpha is read from it)")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConversionError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ConversionError(f"{path}: expected a JSON object")
+    data = read_json_object(path, f"it must sit beside the LoRA checkpoint {ckpt.name}; lora_alpha is read from it")
     data["_path"] = path
     return data
 
