@@ -4,6 +4,9 @@
 // (head, query) walks its visible keys in tiles of 4 * WG_SIZE with an online softmax (running max and
 // sum, accumulator rescaled when the max grows). ALiBi slopes are ggml's, from alibi_max_bias
 // (0 = off); softcap 0 = off; window 0 = off. head_dim, head_dim_v <= MAX_HEAD_DIM (the host checks).
+// kv_t is the cache's element type: f32, or f16 in the loaders' "f16 KV" variant (see kv_store.wgsl);
+// scores and sums are f32 either way.
+alias kv_t = f32;
 override WG_SIZE: u32 = 8u; // keys per tile, a power of two; 8 (one llvmpipe SIMD vector) keeps its barriers cheap, a GPU host may pass 64
 override TILE_KEYS: u32 = 4u * WG_SIZE; // keys per tile, four per invocation (derived from WG_SIZE, not for hosts to set)
 const MAX_HEAD_DIM: u32 = 256u;
@@ -23,8 +26,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;           // (n, n_head, head_dim)
-@group(0) @binding(2) var<storage, read> k_cache: array<f32>;     // (max_tokens, n_head_kv, head_dim)
-@group(0) @binding(3) var<storage, read> v_cache: array<f32>;     // (max_tokens, n_head_kv, head_dim_v)
+@group(0) @binding(2) var<storage, read> k_cache: array<kv_t>;    // (max_tokens, n_head_kv, head_dim)
+@group(0) @binding(3) var<storage, read> v_cache: array<kv_t>;    // (max_tokens, n_head_kv, head_dim_v)
 @group(0) @binding(4) var<storage, read> q_pos: array<u32>;       // (n,)
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;   // (n, n_head, head_dim_v)
 
@@ -121,7 +124,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         let k_base = min(j, vec4<u32>(end - 1u)) * kv_row + kvh * d;
         var qk = vec4<f32>(0.0);
         for (var c = 0u; c < d; c++) {
-            let kc = vec4<f32>(k_cache[k_base.x + c], k_cache[k_base.y + c], k_cache[k_base.z + c], k_cache[k_base.w + c]);
+            let kc = vec4<f32>(f32(k_cache[k_base.x + c]), f32(k_cache[k_base.y + c]), f32(k_cache[k_base.z + c]), f32(k_cache[k_base.w + c]));
             qk = fma(vec4<f32>(q_s[c]), kc, qk);
         }
         var s = (qk + slope * vec4<f32>(j)) * params.scale;
@@ -153,7 +156,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             }
             for (var jj = 0u; jj < tile; jj++) {
                 let base = (t0 + jj) * v_row + kvh * dv;
-                a = fma(vec4<f32>(p_s[jj]), vec4<f32>(v_cache[base + cv.x], v_cache[base + cv.y], v_cache[base + cv.z], v_cache[base + cv.w]), a);
+                a = fma(vec4<f32>(p_s[jj]), vec4<f32>(f32(v_cache[base + cv.x]), f32(v_cache[base + cv.y]), f32(v_cache[base + cv.z]), f32(v_cache[base + cv.w])), a);
             }
             for (var e = 0u; e < 4u; e++) {
                 if (c[e] < dv) {

@@ -4,7 +4,9 @@
 // (output), in elements, so Q or K can be read straight out of a fused QKV buffer and K written
 // straight into the KV cache. Entry points: main reads x_in and writes y; in_place rotates y where
 // it lies, using the out_* layout (it binds only params, positions and y, as binding 2).
-// One invocation per pair; head_dim and n_rot even.
+// One invocation per pair; head_dim and n_rot even. main's y has the KV cache's element type kv_t:
+// f32, or f16 in the loaders' "f16 KV" variant (K rotated straight into an f16 cache; see kv_store.wgsl).
+alias kv_t = f32;
 override WG_SIZE: u32 = 64u;
 
 struct Params {
@@ -24,7 +26,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> positions: array<u32>;    // (n,)
 @group(0) @binding(2) var<storage, read> x_in: array<f32>;         // (n, heads, head_dim) at in_offset + t * in_stride
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;      // (n, heads, head_dim) at out_offset + t * out_stride
+@group(0) @binding(3) var<storage, read_write> y: array<kv_t>;     // (n, heads, head_dim) at out_offset + t * out_stride
 @group(0) @binding(2) var<storage, read_write> y_io: array<f32>;   // in_place: (n, heads, head_dim) at out_offset + t * out_stride
 
 // (cos, sin) of theta to f32 accuracy. The builtins are not enough: WGSL allows sin/cos an absolute
@@ -87,12 +89,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (i < params.n_rot / 2u) {
         let p = pair(i);
         let r = rotate(x_in[src + p.x], x_in[src + p.y], rotation(t, i));
-        y[dst + p.x] = r.x;
-        y[dst + p.y] = r.y;
+        y[dst + p.x] = kv_t(r.x);
+        y[dst + p.y] = kv_t(r.y);
     } else {
         let c = params.n_rot + 2u * (i - params.n_rot / 2u);
-        y[dst + c] = x_in[src + c];
-        y[dst + c + 1u] = x_in[src + c + 1u];
+        y[dst + c] = kv_t(x_in[src + c]);
+        y[dst + c + 1u] = kv_t(x_in[src + c + 1u]);
     }
 }
 

@@ -15,3 +15,17 @@ export function shaderSource(op: string): string {
   }
   return source;
 }
+
+// The one variation of shader text, as py/wgllm/gpu/runtime.py's kv_f16_variant: a shader that touches
+// the KV cache declares its element type with KV_ALIAS, and its "f16 KV" variant (for devices with
+// shader-f16) is the same text with `enable f16;` first and the alias made f16.
+export const KV_ALIAS = "alias kv_t = f32;";
+const KV_ALIAS_F16 = "alias kv_t = f16;";
+
+/** shaders/<op>.wgsl with its KV cache in f16; an op without exactly one KV_ALIAS line has no such variant. */
+export function kvF16Variant(op: string, source: string = shaderSource(op)): string {
+  if (source.split(KV_ALIAS).length !== 2) {
+    throw new Error(`shaders/${op}.wgsl has no f16 KV variant: it needs exactly one line \`${KV_ALIAS}\``);
+  }
+  return "enable f16;\n" + source.replace(KV_ALIAS, KV_ALIAS_F16);
+}

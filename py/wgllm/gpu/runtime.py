@@ -17,6 +17,20 @@ import numpy as np
 
 SHADER_DIR = Path(os.environ.get("WGLLM_SHADER_DIR", Path(__file__).resolve().parents[3] / "shaders"))
 _WANTED_FEATURES = ("shader-f16", "subgroup")
+# The one variation of shader text (WGSL has no preprocessor and no type overrides): a shader that
+# touches the KV cache declares its element type with this line, and its "f16 KV" variant, for
+# adapters with shader-f16, is the same file with `enable f16;` first and the alias made f16.
+# web/src/shaders.ts applies the same rule (tests check the two agree).
+KV_ALIAS = "alias kv_t = f32;"
+KV_ALIAS_F16 = "alias kv_t = f16;"
+
+
+def kv_f16_variant(name: str, source: str) -> str:
+    """shaders/<name>'s text with its KV cache in f16 (see KV_ALIAS); a shader without exactly one
+    KV_ALIAS line has no such variant."""
+    if source.count(KV_ALIAS) != 1:
+        raise GpuError(f"shaders/{name} has no f16 KV variant: it needs exactly one line `{KV_ALIAS}`")
+    return "enable f16;\n" + source.replace(KV_ALIAS, KV_ALIAS_F16)
 
 
 class GpuError(RuntimeError):
@@ -67,24 +81,32 @@ class GpuContext:
             raise GpuError(f"shader file {path} not found")
         return path.read_text()
 
-    def module(self, name: str):
-        if name not in self._modules:
+    def module(self, name: str, kv_f16: bool = False):
+        """The compiled shaders/<name>, or its f16 KV variant (kv_f16_variant; needs shader-f16)."""
+        key = (name, kv_f16)
+        if key not in self._modules:
+            if kv_f16 and not self.has_f16:
+                raise GpuError(f"shaders/{name}: the f16 KV variant needs the shader-f16 feature, which this adapter lacks")
+            source = self.shader_source(name)
+            code = kv_f16_variant(name, source) if kv_f16 else source
+            what = f"shaders/{name} (f16 KV variant)" if kv_f16 else f"shaders/{name}"
             try:
-                self._modules[name] = self.device.create_shader_module(label=name, code=self.shader_source(name))
+                self._modules[key] = self.device.create_shader_module(label=name, code=code)
             except Exception as e:
-                raise GpuError(f"shaders/{name} failed to compile: {e}") from None
-        return self._modules[name]
+                raise GpuError(f"{what} failed to compile: {e}") from None
+        return self._modules[key]
 
-    def pipeline(self, name: str, constants: dict[str, float | int] | None = None, entry: str = "main"):
-        key = (name, entry, tuple(sorted((constants or {}).items())))
+    def pipeline(self, name: str, constants: dict[str, float | int] | None = None, entry: str = "main", kv_f16: bool = False):
+        key = (name, entry, tuple(sorted((constants or {}).items())), kv_f16)
         if key not in self._pipelines:
-            compute = {"module": self.module(name), "entry_point": entry}
+            compute = {"module": self.module(name, kv_f16), "entry_point": entry}
             if constants:
                 compute["constants"] = dict(constants)
             try:
                 self._pipelines[key] = self.device.create_compute_pipeline(label=f"{name}:{entry}", layout="auto", compute=compute)
             except Exception as e:
-                raise GpuError(f"shaders/{name} (entry {entry}, constants {constants}) failed validation: {e}") from None
+                variant = ", f16 KV variant" if kv_f16 else ""
+                raise GpuError(f"shaders/{name} (entry {entry}, constants {constants}{variant}) failed validation: {e}") from None
         return self._pipelines[key]
 
     # -- buffers -------------------------------------------------------------------------------
@@ -160,9 +182,9 @@ class GpuContext:
         self.dispatch(cpass, pipeline, bind_group, grid)
         cpass.end()
 
-    def run(self, name: str, bindings: list, grid: tuple[int, int, int], constants=None, entry: str = "main") -> None:
+    def run(self, name: str, bindings: list, grid: tuple[int, int, int], constants=None, entry: str = "main", kv_f16: bool = False) -> None:
         """One-shot: compile (cached), bind, dispatch, submit. Tests and setup use this; the engine encodes."""
-        pipeline = self.pipeline(name, constants, entry)
+        pipeline = self.pipeline(name, constants, entry, kv_f16)
         encoder = self.device.create_command_encoder()
         self.encode(encoder, pipeline, self.bind_group(pipeline, bindings), grid)
         self.device.queue.submit([encoder.finish()])
