@@ -1,4 +1,4 @@
-// matmul_f32: y = x @ W^T (+ bias), W F32   ref: reference.matmul   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 64), n = 1
+// matmul_f32: y = x @ W^T (+ bias) (+ residual), W F32   ref: reference.matmul (+ reference.add)   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 64), n = 1
 // Two entry points on one dequantiser, neither with workgroup memory or barriers (on llvmpipe both
 // cost more than the math): `main` (prefill) gives each thread 4 x rows by 8 W rows, each W unit
 // dequantised once (unit) for 4 x rows and each x load serving 8 W rows; `matvec` (decode) gives
@@ -17,13 +17,15 @@ struct Params {
     row_offset: u32, // first output column of this chunk
     n: u32,          // rows of x
     has_bias: u32,
+    has_residual: u32, // y = x @ W^T + bias + residual: the residual add fused into the matmul
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> w: array<vec4<f32>>; // (rows, k / 4)
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;  // (n, k / 4)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // (n_out,) read when has_bias
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;  // (n, n_out)
+@group(0) @binding(4) var<storage, read> residual: array<f32>; // (n, n_out) read when has_residual; never y itself
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;  // (n, n_out)
 
 // Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
 fn weight4(row: u32, i4: u32) -> vec4<f32> {
@@ -72,6 +74,9 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             if (params.has_bias != 0u) {
                 v += bias[col];
             }
+            if (params.has_residual != 0u) {
+                v += residual[col];
+            }
             y[col] = v;
         }
     }
@@ -117,10 +122,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if (xrow0 + i < params.n && row0 + j < params.rows) {
                 let col = params.row_offset + row0 + j;
                 var v = acc[2u * i + j / 4u][j % 4u];
+                let at = (xrow0 + i) * params.n_out + col;
                 if (params.has_bias != 0u) {
                     v += bias[col];
                 }
-                y[(xrow0 + i) * params.n_out + col] = v;
+                if (params.has_residual != 0u) {
+                    v += residual[at];
+                }
+                y[at] = v;
             }
         }
     }

@@ -155,6 +155,49 @@ def test_stacked_qkv_is_taken_and_equals_three_matmuls(arch, bits, tiny_gguf):
         np.testing.assert_array_equal(stacked.forward_logits([ids[j]], j), apart.forward_logits([ids[j]], j))
 
 
+@pytest.mark.parametrize("arch, bits", [("llama", 4), ("phi2", 8), ("falcon", 16), ("gemma2", 8)])
+def test_fused_residual_is_taken_and_equals_add_launches(arch, bits, tiny_gguf):
+    """The residual adds run in the attention output and ffn_down matmuls' epilogue (Phi-2's parallel
+    block too), except where a post-norm sits between the matmul and the add (Gemma-2): the same
+    logits bit for bit, prefill and decode, as the add launches apart (f32 addition commutes)."""
+    model = load_model(tiny_gguf(arch, bits))
+    c = model.config
+    ids = [int(i) for i in np.random.default_rng(8).integers(3, c.n_vocab, 12)]
+    fused = GpuEngine(model, max_tokens=16, all_logits=True)
+    apart = GpuEngine(model, max_tokens=16, all_logits=True, fuse_residual=False)
+    adds = lambda e: e.program.labels.count("add")  # noqa: E731
+    assert adds(apart) - adds(fused) == (0 if c.recipe.post_norms else 2 * c.n_layer)
+    assert len(apart.program.steps) - len(fused.program.steps) == adds(apart) - adds(fused)
+    np.testing.assert_array_equal(fused.forward_logits(ids[:9], 0), apart.forward_logits(ids[:9], 0))
+    for j in range(9, 12):
+        np.testing.assert_array_equal(fused.forward_logits([ids[j]], j), apart.forward_logits([ids[j]], j))
+    assert rel(fused.forward_logits(ids, 0), reference.forward(model, ids)) < MODEL_LOGITS_REL
+
+
+@pytest.mark.parametrize("arch", ["llama", "phi2"])
+def test_fused_residual_keeps_lora_of_attn_output_and_ffn_down(arch, tiny_gguf):
+    """An adapter of the two matmuls whose epilogue adds the residual: lora_expand adds its update on
+    top of x W^T + bias + residual, which is the reference's sum (in another order)."""
+    from wgllm.lora import LoraAdapter  # noqa: PLC0415
+
+    model = load_model(tiny_gguf(arch, 8))
+    c, rng, r = model.config, np.random.default_rng(4), 2
+    factors = {}
+    for i in range(c.n_layer):
+        for name in ("attn_output", "ffn_down"):
+            n_out, k = model.gguf.tensor(f"blk.{i}.{name}.weight").shape
+            factors[f"blk.{i}.{name}.weight"] = (rng.normal(0, 0.2, (r, k)).astype(np.float32), rng.normal(0, 0.2, (n_out, r)).astype(np.float32))
+    adapter = LoraAdapter("o_down.gguf", c.arch, 4.0, r, factors, None)
+    ids = [int(i) for i in rng.integers(3, c.n_vocab, 10)]
+    want = reference.forward(model, ids, lora=adapter)
+    assert rel(want, reference.forward(model, ids)) > 1e-3  # the adapter does change the logits
+    for fuse in (True, False):
+        engine = GpuEngine(model, max_tokens=12, all_logits=True, lora_ranks=[r], fuse_residual=fuse)
+        lora = engine.load_lora(adapter)
+        assert rel(engine.forward_logits(ids[:9], 0, lora), want[:9]) < MODEL_LOGITS_REL
+        assert rel(engine.forward_logits([ids[9]], 9, lora)[0], want[9]) < MODEL_LOGITS_REL
+
+
 def test_stacked_qkv_keeps_each_projections_lora(tiny_gguf):
     """An adapter of k and v only (not q), on a stacked QKV: each projection's update lands in its
     own columns, as with three matmuls apart (and differs from the base model)."""

@@ -74,16 +74,18 @@ def check(op: str, got: np.ndarray, want: np.ndarray) -> None:
     np.testing.assert_allclose(got, want.astype(np.float32), rtol=rtol, atol=atol, err_msg=op)
 
 
-def gpu_matmul(ctx, gw, x: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+def gpu_matmul(ctx, gw, x: np.ndarray, bias: np.ndarray | None, residual: np.ndarray | None = None) -> np.ndarray:
     n = x.shape[0]
     y = poisoned(ctx, n * gw.n_out)
     bias_buf = None if bias is None else ctx.buffer(bias)
-    weights.matmul(ctx, None, gw, ctx.buffer(x), y, n, bias_buf)
+    residual_buf = None if residual is None else ctx.buffer(residual)
+    weights.matmul(ctx, None, gw, ctx.buffer(x), y, n, bias_buf, residual_buf)
     return ctx.read(y, shape=(n, gw.n_out))
 
 
-def expected_matmul(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    return reference.matmul(x.astype(np.float64), w.astype(np.float64), None if bias is None else bias.astype(np.float64))
+def expected_matmul(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, residual: np.ndarray | None = None) -> np.ndarray:
+    y = reference.matmul(x.astype(np.float64), w.astype(np.float64), None if bias is None else bias.astype(np.float64))
+    return y if residual is None else reference.add(y, residual.astype(np.float64))
 
 
 # (n rows of x, n_out, blocks per row): n = 1 runs the decode kernel, the rest the tiled one.
@@ -106,6 +108,37 @@ def test_matmul_random_weights(ctx, t):
         gw = weights.upload(ctx, weights.repack(raw.reshape(-1), t, (n_out, k)))
         got = gpu_matmul(ctx, gw, x, bias)
         check("matmul", got, expected_matmul(x, w, bias))
+
+
+@pytest.mark.parametrize("t", TYPES, ids=lambda t: t.name)
+def test_matmul_residual_epilogue(ctx, t):
+    """y = x W^T (+ bias) + residual in one launch (the engine's fused residual add), both kernels,
+    odd shapes; the residual is large and shifted so that a missed or doubled add shows."""
+    block = GGML_QUANT_SIZES[t][0]
+    unit = 256 if block == 256 else 32
+    for i, (n, n_out, blocks) in enumerate(CASES):
+        rng = np.random.default_rng(2000 * int(t) + i)
+        k = unit * blocks
+        raw = random_weight(rng, t, n_out, k)
+        w = dequantized(raw, t, n_out, k)
+        x = (rng.standard_normal((n, k)) + 0.5).astype(np.float32)
+        bias = (rng.standard_normal(n_out) * 3).astype(np.float32) if i % 2 else None
+        residual = (rng.standard_normal((n, n_out)) * 20 - 7).astype(np.float32)
+        gw = weights.upload(ctx, weights.repack(raw.reshape(-1), t, (n_out, k)))
+        got = gpu_matmul(ctx, gw, x, bias, residual)
+        check("matmul", got, expected_matmul(x, w, bias, residual))
+        # the same sum as matmul then add.wgsl's a + b (f32 addition commutes): bit for bit
+        np.testing.assert_array_equal(got, gpu_matmul(ctx, gw, x, bias) + residual)
+
+
+def test_matmul_residual_checks(ctx):
+    rng = np.random.default_rng(3)
+    gw = weights.upload(ctx, weights.repack(random_weight(rng, T.Q8_0, 8, 32).reshape(-1), T.Q8_0, (8, 32)))
+    x, y = ctx.buffer(np.ones((2, 32), np.float32)), poisoned(ctx, 16)
+    with pytest.raises(ValueError, match=r"residual of 32 bytes is shorter than n \* n_out = 2 \* 8 floats"):
+        weights.matmul(ctx, None, gw, x, y, 2, None, ctx.buffer(np.ones(8, np.float32)))
+    with pytest.raises(ValueError, match="the residual buffer is y itself"):
+        weights.matmul(ctx, None, gw, x, y, 2, None, y)
 
 
 @pytest.mark.parametrize("t", TYPES, ids=lambda t: t.name)
@@ -144,6 +177,10 @@ def test_split_weight_matches_unsplit(ctx, t):
         got_split = gpu_matmul(ctx, split, x, bias)
         np.testing.assert_array_equal(got_split, gpu_matmul(ctx, whole, x, bias))
         check("matmul", got_split, expected_matmul(x, w, bias))
+        residual = (rng.standard_normal((n, n_out)) * 10 + 4).astype(np.float32)  # each chunk adds its own columns
+        got_split = gpu_matmul(ctx, split, x, bias, residual)
+        np.testing.assert_array_equal(got_split, gpu_matmul(ctx, whole, x, bias, residual))
+        check("matmul", got_split, expected_matmul(x, w, bias, residual))
 
 
 @pytest.mark.parametrize(

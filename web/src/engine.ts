@@ -10,6 +10,9 @@
 // matmul is followed by a LoRA step that, for the adapter chosen per call, runs lora_shrink then
 // lora_expand into the matmul's output (nothing without one). Adapters are uploaded by loadLora with
 // their uniforms and bind groups, once, and stay resident together: switching costs no rebuild.
+//
+// The residual adds after the attention output and ffn_down matmuls run in those matmuls' epilogue
+// (Python's fuse_residual), except where a post-norm sits between the matmul and the add (Gemma-2/3).
 
 import { DeviceLimitError, ModelFormatError, WgllmError } from "./errors";
 import type { GGUFHeader, GGUFStream, GGUFTensorInfo } from "./gguf";
@@ -458,7 +461,8 @@ export class Engine {
     return launch;
   }
 
-  private matmul(name: string, x: GPUBuffer, y: GPUBuffer, biasName?: string, rows?: (n: number) => number): void {
+  /** y = x W^T (+ bias) (+ residual, added in the kernel's epilogue; never y itself). */
+  private matmul(name: string, x: GPUBuffer, y: GPUBuffer, biasName?: string, rows?: (n: number) => number, residual?: GPUBuffer): void {
     const w = this.weights.get(name)!;
     const bias = biasName ? this.vecs.get(biasName) : undefined;
     const rowsOf = rows ?? ((n: number) => n);
@@ -468,8 +472,8 @@ export class Engine {
     for (const chunk of w.chunks) {
       this.add(
         op,
-        [...chunk.buffers, x, bias ?? this.b.zeros, y],
-        (n) => pack("IIIIII", k, nOut, chunk.rows, chunk.rowStart, rowsOf(n), bias ? 1 : 0),
+        [...chunk.buffers, x, bias ?? this.b.zeros, residual ?? this.b.zeros, y],
+        (n) => pack("IIIIIII", k, nOut, chunk.rows, chunk.rowStart, rowsOf(n), bias ? 1 : 0, residual ? 1 : 0),
         (n) => (rowsOf(n) === 1 ? gridRows(Math.ceil(chunk.rows / geo.matvecRows)) : [Math.ceil(chunk.rows / geo.tile), Math.ceil(rowsOf(n) / geo.tile), 1]),
         ["matvec", "main"],
         (n) => (rowsOf(n) === 1 ? "matvec" : "main"),
@@ -518,7 +522,7 @@ export class Engine {
     );
   }
 
-  private ffn(blk: string, h: GPUBuffer, out: GPUBuffer): void {
+  private ffn(blk: string, h: GPUBuffer, out: GPUBuffer, residual?: GPUBuffer): void {
     const c = this.config;
     const b = this.b;
     this.matmul(blk + "ffn_up.weight", h, b.up, blk + "ffn_up.bias");
@@ -529,7 +533,7 @@ export class Engine {
     } else {
       this.elementwise(kind === "gelu" ? "gelu_tanh" : "gelu_erf", [b.up], b.act, c.nFf);
     }
-    this.matmul(blk + "ffn_down.weight", b.act, out, blk + "ffn_down.bias");
+    this.matmul(blk + "ffn_down.weight", b.act, out, blk + "ffn_down.bias", undefined, residual);
   }
 
   private async build(): Promise<void> {
@@ -602,27 +606,22 @@ export class Engine {
         (n, p) => pack("IIIIIIfff", c.nHead, c.nHeadKv, c.headDim, c.headDimV, p + n, window, c.attnScale, c.attnSoftcap, c.alibiMaxBias),
         (n) => [c.nHead, n, 1],
       );
-      this.matmul(blk + "attn_output.weight", b.attn, b.o, blk + "attn_output.bias");
-      let attnOut = b.o;
-      if (c.recipe.postNorms) {
-        this.norm(blk + "post_attention_norm", b.o, b.ffn);
-        attnOut = b.ffn;
-      }
-      if (c.recipe.parallel) {
-        this.addOp(xc, attnOut, xn, c.nEmbd);
-        this.ffn(blk, b.h, b.o);
-        this.addOp(xn, b.o, xc, c.nEmbd);
+      if (!c.recipe.postNorms) {
+        // xn = xc + attention out, then xc = xn + ffn out (parallel: the ffn of the same h), each add
+        // in the epilogue of the matmul before it (Python's fuse_residual)
+        this.matmul(blk + "attn_output.weight", b.attn, xn, blk + "attn_output.bias", undefined, xc);
+        if (!c.recipe.parallel) this.norm(blk + "ffn_norm", xn, b.h);
+        this.ffn(blk, b.h, xc, xn);
         continue; // x[cur] holds the result again
       }
-      this.addOp(xc, attnOut, xn, c.nEmbd);
+      // Gemma-2/3: a norm between each of the two matmuls and its residual add, so the adds stay launches
+      this.matmul(blk + "attn_output.weight", b.attn, b.o, blk + "attn_output.bias");
+      this.norm(blk + "post_attention_norm", b.o, b.ffn);
+      this.addOp(xc, b.ffn, xn, c.nEmbd);
       this.norm(blk + "ffn_norm", xn, b.h);
       this.ffn(blk, b.h, b.ffn);
-      let ffnOut = b.ffn;
-      if (c.recipe.postNorms) {
-        this.norm(blk + "post_ffw_norm", b.ffn, b.o);
-        ffnOut = b.o;
-      }
-      this.addOp(xn, ffnOut, xc, c.nEmbd);
+      this.norm(blk + "post_ffw_norm", b.ffn, b.o);
+      this.addOp(xn, b.o, xc, c.nEmbd);
     }
     // The head runs on the last row only, or on every row with allLogits.
     const xf = x[cur];

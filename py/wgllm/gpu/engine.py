@@ -8,7 +8,8 @@ A step has no command other than dispatches (the last row is copied by a kernel,
 nothing breaks the pass: on lavapipe a launch in an open pass costs about a third of one in a pass
 of its own, and decode is hundreds of small launches (bench/NOTES.md). For the same reason a layer's
 separate attn_q/k/v run as one matmul of their stacked rows where they can (stack_qkv), into the
-fused qkv buffer that Phi-2-style attn_qkv files use.
+fused qkv buffer that Phi-2-style attn_qkv files use, and the residual adds after the attention
+output and ffn_down matmuls run in those matmuls' epilogue (fuse_residual).
 """
 
 from __future__ import annotations
@@ -124,12 +125,27 @@ class GpuEngine:
 
     stack_qkv: run a layer's separate attn_q, attn_k and attn_v as one matmul of their stacked rows
     where fuse_qkv allows (two launches fewer per layer); False keeps three (the A/B of bench/ and tests).
+
+    fuse_residual: the attention output and ffn_down matmuls add the residual stream in their epilogue
+    and write the next residual directly (two add launches fewer per layer; a post-norm between the
+    matmul and the add, Gemma-2/3's, keeps that add); False keeps the add launches (the A/B).
     """
 
-    def __init__(self, model: Model, *, max_tokens: int, force_f32: bool = False, all_logits: bool = False, lora_ranks=None, stack_qkv: bool = True):
+    def __init__(
+        self,
+        model: Model,
+        *,
+        max_tokens: int,
+        force_f32: bool = False,
+        all_logits: bool = False,
+        lora_ranks=None,
+        stack_qkv: bool = True,
+        fuse_residual: bool = True,
+    ):
         from wgllm.gpu import weights as gw  # noqa: PLC0415
 
         self.model, self.max_tokens, self.force_f32, self.all_logits = model, max_tokens, force_f32, all_logits
+        self.fuse_residual = fuse_residual
         self.lora_ranks = sorted(set(lora_ranks or []))
         self._lora_sites: dict[str, tuple] = {}  # weight name -> (x, y, k, n_out) of its matmul
         self._active_lora: GpuLora | None = None
@@ -231,18 +247,19 @@ class GpuEngine:
         return self._weights[key], self._weights.get(blk + "attn_q+k+v.bias")
 
     # -- program -------------------------------------------------------------------------------
-    def _matmul(self, prog: _Program, name: str, x, y, bias_name: str | None = None, weight=None) -> None:
+    def _matmul(self, prog: _Program, name: str, x, y, bias_name: str | None = None, weight=None, residual=None) -> None:
         """A layer matmul (followed by its LoRA step when ranks are declared); `weight` = (w, bias)
-        when given (a stacked QKV), `name` then naming its LoRA site."""
+        when given (a stacked QKV), `name` then naming its LoRA site; `residual` added in its epilogue
+        (the LoRA update then lands on y = x W^T + bias + residual, the same sum)."""
         w, bias = weight if weight else (self.mat(name), self.vec(bias_name) if bias_name else None)
         gw, ctx = self._gw, self.ctx
         if not self.lora_ranks:
-            prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w, x, y, n, bias), f"matmul_{w.shader_suffix}")
+            prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w, x, y, n, bias, residual), f"matmul_{w.shader_suffix}")
             return
         self._lora_sites[name] = (x, y, w.k, w.n_out)
 
         def matmul_and_lora(cpass, n, pos0):
-            gw.matmul(ctx, cpass, w, x, y, n, bias)
+            gw.matmul(ctx, cpass, w, x, y, n, bias, residual)
             self._apply_lora(cpass, name, n)
 
         prog.call(matmul_and_lora, f"matmul_{w.shader_suffix}")
@@ -379,21 +396,26 @@ class GpuEngine:
                 ),
                 lambda n, p: (c.n_head, n, 1),
             )
-            self._matmul(prog, blk + "attn_output.weight", self.attn, self.o, blk + "attn_output.bias")
-            attn_out = self.o
-            if c.recipe.post_norms:
-                self._norm(prog, blk + "post_attention_norm", self.o, self.ffn)
-                attn_out = self.ffn
-            if c.recipe.parallel:
+            # x_next = x + attention out, then x = x_next + ffn out (parallel: ffn of the same h); without
+            # a post-norm between, each add is the epilogue of the matmul before it (fuse_residual)
+            fuse = self.fuse_residual and not c.recipe.post_norms
+            if fuse:
+                self._matmul(prog, blk + "attn_output.weight", self.attn, x_next, blk + "attn_output.bias", residual=x)
+            else:
+                self._matmul(prog, blk + "attn_output.weight", self.attn, self.o, blk + "attn_output.bias")
+                attn_out = self.o
+                if c.recipe.post_norms:
+                    self._norm(prog, blk + "post_attention_norm", self.o, self.ffn)
+                    attn_out = self.ffn
                 self._add(prog, x, attn_out, x_next, c.n_embd)
-                self._ffn(prog, blk, self.h, self.o)
-                self._add(prog, x_next, self.o, x, c.n_embd)
+            if not c.recipe.parallel:
+                self._norm(prog, blk + "ffn_norm", x_next, self.h)
+            if fuse:
+                self._ffn(prog, blk, self.h, x, residual=x_next)
                 continue  # x holds the result again
-            self._add(prog, x, attn_out, x_next, c.n_embd)
-            self._norm(prog, blk + "ffn_norm", x_next, self.h)
-            self._ffn(prog, blk, self.h, self.ffn)
-            ffn_out = self.ffn
-            if c.recipe.post_norms:
+            ffn_out = self.o if c.recipe.parallel else self.ffn
+            self._ffn(prog, blk, self.h, ffn_out)
+            if c.recipe.post_norms and not c.recipe.parallel:  # as reference.forward: no post_ffw_norm when parallel
                 self._norm(prog, blk + "post_ffw_norm", self.ffn, self.o)
                 ffn_out = self.o
             self._add(prog, x_next, ffn_out, x, c.n_embd)
@@ -453,7 +475,7 @@ class GpuEngine:
             params = lambda n, p: _pack("IIIII", row_len, src_stride, src_off + first(n) * src_stride, row_len, 0)  # noqa: E731
         prog.add("kv_store.wgsl", [src_buf, cache], params, lambda n, p: (-(-row_len // 256), rows(n), 1), label=label)
 
-    def _ffn(self, prog: _Program, blk: str, h, out) -> None:
+    def _ffn(self, prog: _Program, blk: str, h, out, residual=None) -> None:
         c = self.c
         self._matmul(prog, blk + "ffn_up.weight", h, self.up, blk + "ffn_up.bias")
         kind = c.recipe.ffn
@@ -462,7 +484,7 @@ class GpuEngine:
             self._elementwise(prog, f"{kind}.wgsl", [self.gate, self.up], self.act, c.n_ff)
         else:
             self._elementwise(prog, "gelu_tanh.wgsl" if kind == "gelu" else "gelu_erf.wgsl", [self.up], self.act, c.n_ff)
-        self._matmul(prog, blk + "ffn_down.weight", self.act, out, blk + "ffn_down.bias")
+        self._matmul(prog, blk + "ffn_down.weight", self.act, out, blk + "ffn_down.bias", residual=residual)
 
     # -- running -------------------------------------------------------------------------------
     def forward_logits(self, ids: list[int], pos0: int, lora: GpuLora | None = None) -> np.ndarray:

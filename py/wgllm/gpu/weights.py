@@ -202,14 +202,16 @@ def _grid_2d(groups: int) -> tuple[int, int]:
 def _dummy(ctx):
     buf = getattr(ctx, "_wgllm_zero_bias", None)
     if buf is None:
-        buf = ctx.buffer(np.zeros(4, np.float32), label="no bias")
+        buf = ctx.buffer(np.zeros(4, np.float32), label="no bias or residual")
         ctx._wgllm_zero_bias = buf
     return buf
 
 
-def matmul(ctx, target, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_buf=None) -> None:
-    """y (n, n_out) = x (n, k) @ W^T [+ bias], x and y f32 buffers: the decode kernel (matvec)
-    when n == 1, the tiled prefill kernel otherwise, once per row chunk of W.
+def matmul(ctx, target, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_buf=None, residual_buf=None) -> None:
+    """y (n, n_out) = x (n, k) @ W^T [+ bias] [+ residual], x, y and residual (n, n_out) f32 buffers:
+    the decode kernel (matvec) when n == 1, the tiled prefill kernel otherwise, once per row chunk of
+    W. The residual is added in the kernels' epilogue (the engine's residual stream, one add launch
+    fewer); it must be another buffer than y.
 
     target: an open compute pass to record into (the engine's), a command encoder (the chunks'
     launches then get one pass of their own on it), or None to submit at once.
@@ -224,21 +226,27 @@ def matmul(ctx, target, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_buf
         )
     if bias_buf is not None and bias_buf.size < weight.n_out * 4:
         raise ValueError(f"matmul: bias of {bias_buf.size} bytes is shorter than n_out = {weight.n_out} floats")
+    if residual_buf is not None and residual_buf.size < n * weight.n_out * 4:
+        raise ValueError(f"matmul: residual of {residual_buf.size} bytes is shorter than n * n_out = {n} * {weight.n_out} floats")
+    if residual_buf is y_buf:
+        raise ValueError("matmul: the residual buffer is y itself (a buffer cannot be read and written by one launch)")
     entry = "matvec" if n == 1 else "main"
     shader = f"matmul_{weight.shader_suffix}.wgsl"
     pipeline = ctx.pipeline(shader, entry=entry)
     bias = bias_buf if bias_buf is not None else _dummy(ctx)
+    residual = residual_buf if residual_buf is not None else _dummy(ctx)
     launches = []
     for ci, chunk in enumerate(weight.chunks):
-        pkey = ("matmul", ci, n, bias_buf is not None)
+        pkey = ("matmul", ci, n, bias_buf is not None, residual_buf is not None)
         params = weight._params.get(pkey)
         if params is None:
-            data = struct.pack("<6I", weight.k, weight.n_out, chunk.rows, chunk.row_start, n, int(bias_buf is not None))
+            data = struct.pack("<7I", weight.k, weight.n_out, chunk.rows, chunk.row_start, n, int(bias_buf is not None), int(residual_buf is not None))
             params = weight._params[pkey] = ctx.buffer(data, uniform=True, label="matmul params")
-        bkey = (entry, ci, n, id(x_buf), id(y_buf), id(bias))
+        bkey = (entry, ci, n, id(x_buf), id(y_buf), id(bias), id(residual))
         cached = weight._bind_groups.get(bkey)
         if cached is None:  # kept with the buffers so that their ids stay theirs
-            cached = weight._bind_groups[bkey] = (ctx.bind_group(pipeline, [params, *chunk.buffers, x_buf, bias, y_buf]), x_buf, y_buf, bias)
+            group = ctx.bind_group(pipeline, [params, *chunk.buffers, x_buf, bias, residual, y_buf])
+            cached = weight._bind_groups[bkey] = (group, x_buf, y_buf, bias, residual)
         if n == 1:
             grid = (*_grid_2d(-(-chunk.rows // MATVEC_ROWS)), 1)
         else:
