@@ -14,7 +14,8 @@ const RAISED_LIMITS = [
   "maxComputeWorkgroupsPerDimension",
 ] as const;
 
-/** Optional features used when present (the engine has paths without them). */
+/** Optional features used when present (the engine has paths without them): shader-f16 stores the
+ * KV cache as f16 (EngineOptions.forceF32 keeps it f32). */
 const OPTIONAL_FEATURES = ["shader-f16", "subgroups"] as const;
 
 export async function requestWebGpuDevice(): Promise<GPUDevice> {

@@ -6,6 +6,11 @@
 // pass of one command buffer (the last row is copied by a kv_store launch, so nothing breaks the
 // pass, as in Python), and reads back only the sampled id (or the logits).
 //
+// KV cache (as in Python's engine): on a device with shader-f16, unless forceF32, it holds f16 (2
+// bytes an element): the rope of K and the kv_store of V write it and attention reads it through the
+// shaders' "f16 KV" variant (shaders.ts kvF16Variant). Every sum, score and softmax stays f32; only
+// the stored K and V are rounded. Otherwise it is f32; kvCacheType says which.
+//
 // LoRA (as in Python's engine): the ranks are declared up front (loraRanks). With any, each layer
 // matmul is followed by a LoRA step that, for the adapter chosen per call, runs lora_shrink then
 // lora_expand into the matmul's output (nothing without one). Adapters are uploaded by loadLora with
@@ -28,7 +33,12 @@ export interface EngineOptions {
   maxWeightBinding?: number;
   /** The ranks LoRA adapters may have (MediaPipe's loraRanks): declared here, checked by loadLora. */
   loraRanks?: number[];
+  /** Keep the KV cache in f32 even on a device with shader-f16 (kvCacheType is then "f32"). */
+  forceF32?: boolean;
 }
+
+/** The KV cache's element type: f16 on a device with shader-f16 unless forceF32, else f32. */
+export type KvCacheType = "f16" | "f32";
 
 export interface SampleSettings {
   topK: number;
@@ -185,6 +195,8 @@ export class Engine {
   readonly allLogits: boolean;
   /** Declared LoRA ranks, ascending, without repeats. */
   readonly loraRanks: number[];
+  /** The KV cache's element type (see EngineOptions.forceF32). */
+  readonly kvCacheType: KvCacheType;
   private readonly ctx: GpuContext;
   private readonly owned: GPUBuffer[] = [];
   private readonly weights = new Map<string, GpuWeight>();
@@ -214,6 +226,12 @@ export class Engine {
     this.maxTokens = options.maxTokens;
     this.allLogits = options.allLogits ?? false;
     this.loraRanks = [...new Set(options.loraRanks ?? [])].sort((a, b) => a - b);
+    this.kvCacheType = this.ctx.hasF16 && !options.forceF32 ? "f16" : "f32";
+  }
+
+  /** The KV cache is f16: rope-K, kv_store-V and attention run the shaders' f16 KV variant. */
+  private get kvF16(): boolean {
+    return this.kvCacheType === "f16";
   }
 
   /** Upload the model arriving on `stream` to `device`. */
@@ -334,7 +352,7 @@ export class Engine {
     return needs;
   }
 
-  /** Activation sizes in bytes, by name (KV caches per layer). */
+  /** Activation sizes in bytes, by name (KV caches per layer: 2 bytes an element when f16, padded to 4). */
   private activationSizes(): [string, number][] {
     const c = this.config;
     const rows = this.maxTokens;
@@ -356,8 +374,10 @@ export class Engine {
     if (c.finalSoftcap) sizes.push(["logits_capped", logitRows * c.nVocab]);
     // (n, r) scratch; a stacked QKV's adapter has up to three ranks' worth of columns
     if (this.loraRanks.length) sizes.push(["lora_t", rows * this.loraRanks[this.loraRanks.length - 1] * (stacked ? 3 : 1)]);
-    for (let i = 0; i < c.nLayer; i++) sizes.push([`k_cache.${i}`, rows * kvDim], [`v_cache.${i}`, rows * vDim]);
-    return sizes.map(([name, floats]) => [name, 4 * floats]);
+    const bytes: [string, number][] = sizes.map(([name, floats]) => [name, 4 * floats]);
+    const kvBytes = (elements: number) => (this.kvF16 ? Math.ceil((2 * elements) / 4) * 4 : 4 * elements);
+    for (let i = 0; i < c.nLayer; i++) bytes.push([`k_cache.${i}`, kvBytes(rows * kvDim)], [`v_cache.${i}`, kvBytes(rows * vDim)]);
+    return bytes;
   }
 
   private checkLimits(): void {
@@ -437,8 +457,11 @@ export class Engine {
   // -- the program ------------------------------------------------------------------------------
   private pending: Promise<void>[] = [];
 
-  /** Add a launch of shaders/<op>.wgsl; pipelines and bind groups are made in build(). */
-  private add(op: string, bindings: GPUBuffer[], params: Params, grid: Launch["grid"], entries: string[] = ["main"], entry?: Launch["entry"], constants?: Constants): Launch {
+  /** Add a launch of shaders/<op>.wgsl (kvF16: of its f16 KV variant); pipelines and bind groups are made in build(). */
+  private add(
+    op: string, bindings: GPUBuffer[], params: Params, grid: Launch["grid"],
+    entries: string[] = ["main"], entry?: Launch["entry"], constants?: Constants, kvF16 = false,
+  ): Launch {
     const launch: Launch = {
       op,
       entry: entry ?? (() => "main"),
@@ -451,7 +474,7 @@ export class Engine {
     this.owned.push(launch.uniform);
     for (const e of entries) {
       this.pending.push(
-        this.ctx.pipeline(op, e, constants).then((p) => {
+        this.ctx.pipeline(op, e, constants, kvF16).then((p) => {
           launch.pipelines.set(e, p);
           launch.bindGroups.set(e, this.ctx.bindGroup(p, [launch.uniform, ...bindings], `${op}:${e}`));
         }),
@@ -510,15 +533,20 @@ export class Engine {
       [this.b.positions, src.buf, dst],
       (n, p) => pack("IIIIIIIIffI", n, heads, c.headDim, c.nRot, src.stride, src.offset, dstStride, intoCache ? p * dstStride : 0, base, posScale, neox),
       (n) => [Math.ceil((heads * c.headDim) / 2 / 64), n, 1],
+      ["main"], undefined, undefined,
+      intoCache && this.kvF16, // K rotated straight into the cache, in its element type; Q stays f32
     );
   }
 
+  /** This step's rows of V into the cache (in its element type) at row pos0. */
   private kvStore(src: Src, cache: GPUBuffer, rowLen: number): void {
     this.add(
       "kv_store",
       [src.buf, cache],
       (_n, p) => pack("IIIII", rowLen, src.stride, src.offset, rowLen, p * rowLen),
       (n) => [Math.ceil(rowLen / 256), n, 1],
+      ["main"], undefined, undefined,
+      this.kvF16,
     );
   }
 
@@ -605,6 +633,8 @@ export class Engine {
         [qOut, this.kCache[i], this.vCache[i], b.positions, b.attn],
         (n, p) => pack("IIIIIIfff", c.nHead, c.nHeadKv, c.headDim, c.headDimV, p + n, window, c.attnScale, c.attnSoftcap, c.alibiMaxBias),
         (n) => [c.nHead, n, 1],
+        ["main"], undefined, undefined,
+        this.kvF16,
       );
       if (!c.recipe.postNorms) {
         // xn = xc + attention out, then xc = xn + ffn out (parallel: the ffn of the same h), each add

@@ -1,11 +1,11 @@
 // The WebGPU runtime under the engine: the browser twin of py/wgllm/gpu/runtime.py. One GpuContext
 // per GPUDevice (shared by every Engine on it): shader modules and pipelines cached by (shader,
-// entry, constants), compile and validation errors named by their .wgsl file, buffers made inside
-// an out-of-memory error scope with a running total, and the device's loss turned into
-// DeviceLostError for every pending and later call.
+// entry, constants, f16 KV variant or not), compile and validation errors named by their .wgsl file
+// (and the variant), buffers made inside an out-of-memory error scope with a running total, and the
+// device's loss turned into DeviceLostError for every pending and later call.
 
 import { DeviceLimitError, DeviceLostError, WgllmError } from "./errors";
-import { shaderSource } from "./shaders";
+import { kvF16Variant, shaderSource } from "./shaders";
 
 /** A shaders/<op>.wgsl file failed to compile or its pipeline failed validation. */
 export class ShaderError extends WgllmError {}
@@ -82,42 +82,55 @@ export class GpuContext {
   }
 
   // -- shaders and pipelines -------------------------------------------------------------------
-  private module(op: string): Promise<GPUShaderModule> {
-    let m = this.modules.get(op);
+  /** Whether the device has shader-f16, which the shaders' f16 KV variant needs. */
+  get hasF16(): boolean {
+    return this.device.features.has("shader-f16");
+  }
+
+  /** shaders/<op>.wgsl compiled, or its f16 KV variant (kvF16Variant; needs shader-f16). */
+  private module(op: string, kvF16: boolean): Promise<GPUShaderModule> {
+    const key = `${op}:${kvF16 ? "kv_f16" : "f32"}`;
+    let m = this.modules.get(key);
     if (!m) {
       m = (async () => {
+        const what = kvF16 ? `shaders/${op}.wgsl (f16 KV variant)` : `shaders/${op}.wgsl`;
+        if (kvF16 && !this.hasF16) throw new ShaderError(`${what} needs the shader-f16 feature, which this device lacks`);
+        const code = kvF16 ? kvF16Variant(op) : shaderSource(op);
         const device = this.device;
         device.pushErrorScope("validation");
-        const module = device.createShaderModule({ label: `${op}.wgsl`, code: shaderSource(op) });
+        const module = device.createShaderModule({ label: kvF16 ? `${op}.wgsl (f16 KV)` : `${op}.wgsl`, code });
         const [info, error] = await Promise.all([module.getCompilationInfo(), device.popErrorScope()]);
         const errors = info.messages.filter((msg) => msg.type === "error");
         if (errors.length || error) {
-          const where = errors.map((msg) => `shaders/${op}.wgsl:${msg.lineNum}:${msg.linePos}: ${msg.message}`);
-          throw new ShaderError(`shaders/${op}.wgsl failed to compile: ${where.join("; ") || error?.message}`);
+          // the variant's line numbers are one more than the file's (its `enable f16;` comes first)
+          const where = errors.map((msg) => `shaders/${op}.wgsl:${msg.lineNum - (kvF16 ? 1 : 0)}:${msg.linePos}: ${msg.message}`);
+          throw new ShaderError(`${what} failed to compile: ${where.join("; ") || error?.message}`);
         }
         return module;
       })();
-      m.catch(() => this.modules.delete(op));
-      this.modules.set(op, m);
+      m.catch(() => this.modules.delete(key));
+      this.modules.set(key, m);
     }
     return m;
   }
 
-  /** The compute pipeline of shaders/<op>.wgsl's `entry` with these override constants (cached). */
-  pipeline(op: string, entry = "main", constants?: Constants): Promise<GPUComputePipeline> {
-    const key = `${op}:${entry}:${JSON.stringify(Object.entries(constants ?? {}).sort())}`;
+  /** The compute pipeline of shaders/<op>.wgsl's `entry` with these override constants (cached);
+   * kvF16: of its f16 KV variant (the KV cache binding holds f16). */
+  pipeline(op: string, entry = "main", constants?: Constants, kvF16 = false): Promise<GPUComputePipeline> {
+    const key = `${op}:${entry}:${JSON.stringify(Object.entries(constants ?? {}).sort())}:${kvF16 ? "kv_f16" : "f32"}`;
     let p = this.pipelines.get(key);
     if (!p) {
       p = (async () => {
-        const module = await this.module(op);
+        const module = await this.module(op, kvF16);
         const compute: GPUProgrammableStage = { module, entryPoint: entry };
         if (constants && Object.keys(constants).length) compute.constants = constants;
         try {
-          return await this.device.createComputePipelineAsync({ label: `${op}.wgsl:${entry}`, layout: "auto", compute });
+          return await this.device.createComputePipelineAsync({ label: `${op}.wgsl:${entry}${kvF16 ? " (f16 KV)" : ""}`, layout: "auto", compute });
         } catch (e) {
           this.checkAlive();
           const msg = e instanceof Error ? e.message : String(e);
-          throw new ShaderError(`shaders/${op}.wgsl (entry ${entry}, constants ${JSON.stringify(constants ?? {})}) failed validation: ${msg}`);
+          const variant = kvF16 ? ", f16 KV variant" : "";
+          throw new ShaderError(`shaders/${op}.wgsl (entry ${entry}, constants ${JSON.stringify(constants ?? {})}${variant}) failed validation: ${msg}`);
         }
       })();
       p.catch(() => this.pipelines.delete(key));

@@ -13,14 +13,14 @@ export {
   readGGUF,
 } from "./gguf";
 export type { GGUFNumericArray, GGUFTensorChunk, GGUFTensorInfo, GGUFValue, ReadGGUFOptions } from "./gguf";
-export { SHADERS, shaderSource } from "./shaders";
+export { KV_ALIAS, SHADERS, kvF16Variant, shaderSource } from "./shaders";
 export { Engine, MAX_TOP_K } from "./engine";
-export type { EngineOptions, SampleSettings } from "./engine";
+export type { EngineOptions, KvCacheType, SampleSettings } from "./engine";
 export { EngineLora, LORA_OWNER_MESSAGE } from "./engine";
 export type { LoraAsset } from "./runner";
 export { ARCH_RECIPES, SUPPORTED_ARCHITECTURES, layerRope, modelConfigFromHeader } from "./model";
 export type { ArchRecipe, ModelConfig } from "./model";
-export { GpuOutOfMemoryError, ShaderError } from "./gpu";
+export { GpuContext, GpuOutOfMemoryError, ShaderError } from "./gpu";
 export { PRE_TOKENIZERS, StreamingDecoder, Tokenizer, codepointFlags, type EncodeOptions } from "./tokenizer";
 export { FilesetResolver } from "./fileset_resolver";
 export type { WasmFileset } from "./fileset_resolver";

@@ -18,7 +18,7 @@ import type { RunResult } from "./generator";
 import { requestWebGpuDevice } from "./device";
 import type { LoadProgressCallback, ModelAsset } from "./model_source";
 import { LocalRunner, headerOf, type LoraAsset, type ModelInfo, type Runner } from "./runner";
-import { LORA_OWNER_MESSAGE } from "./engine";
+import { type KvCacheType, LORA_OWNER_MESSAGE } from "./engine";
 import { Tokenizer } from "./tokenizer";
 import { WorkerRunner } from "./worker_client";
 
@@ -49,6 +49,12 @@ export interface LlmInferenceOptions {
   randomSeed?: number;
   loraRanks?: number[];
   numResponses?: number;
+  /**
+   * Keep the KV cache in f32. Without it the cache is f16 (2 bytes an element, half the memory and
+   * traffic; all arithmetic stays f32) when the device has shader-f16: the adapter's, or
+   * gpuOptions.device's own features. modelInfo.kvCacheType says which was used. Changing it
+   * reloads the model.
+   */
   forceF32?: boolean;
   /** wgllm extra: bytes loaded so far and the file size (undefined when unknown). */
   onLoadProgress?: LoadProgressCallback;
@@ -266,10 +272,11 @@ export class LlmInference {
     return !this.processing;
   }
 
-  /** Architecture, vocabulary size and load time of the loaded model (a wgllm extra). */
-  get modelInfo(): { source: string; architecture: string; nVocab: number; loadSeconds: number } | undefined {
+  /** Architecture, vocabulary size, load time and KV cache type ("f16" or "f32", see forceF32) of
+   * the loaded model (a wgllm extra). */
+  get modelInfo(): { source: string; architecture: string; nVocab: number; loadSeconds: number; kvCacheType: KvCacheType } | undefined {
     const i = this.info;
-    return i && { source: i.source, architecture: i.architecture, nVocab: i.nVocab, loadSeconds: i.loadSeconds };
+    return i && { source: i.source, architecture: i.architecture, nVocab: i.nVocab, loadSeconds: i.loadSeconds, kvCacheType: i.kvCacheType };
   }
 
   /** A general.* or tokenizer.* metadata value of the loaded model (a wgllm extra). */

@@ -3,7 +3,7 @@
 // (WorkerRunner in worker_client.ts, which forwards these calls to a LocalRunner in the worker).
 
 import { requestWebGpuDevice } from "./device";
-import { Engine, type EngineLora, LORA_OWNER_MESSAGE } from "./engine";
+import { Engine, type EngineLora, type KvCacheType, LORA_OWNER_MESSAGE } from "./engine";
 import { WgllmError } from "./errors";
 import { GGUFHeader, type GGUFStream, type GGUFValue, readGGUF } from "./gguf";
 import { Generator, type RunRequest, type RunResult } from "./generator";
@@ -14,6 +14,7 @@ import { StreamingDecoder, Tokenizer } from "./tokenizer";
 export interface LoadRequest {
   asset: ModelAsset;
   maxTokens: number;
+  /** Keep the KV cache in f32 even on a device with shader-f16. */
   forceF32: boolean;
   cacheModel: boolean;
   /** LoRA ranks adapters may have (declared at load, as in MediaPipe). */
@@ -33,6 +34,8 @@ export interface ModelInfo {
   architecture: string;
   nVocab: number;
   loadSeconds: number;
+  /** The KV cache's element type: "f16" on a device with shader-f16 unless forceF32. */
+  kvCacheType: KvCacheType;
 }
 
 export interface Runner {
@@ -78,7 +81,7 @@ export class LocalRunner implements Runner {
       throw e;
     }
     this.freeEngine(); // a reload: the old model's buffers go before the new ones are made
-    const engine = await Engine.load(device, stream, { maxTokens: req.maxTokens, loraRanks: req.loraRanks });
+    const engine = await Engine.load(device, stream, { maxTokens: req.maxTokens, loraRanks: req.loraRanks, forceF32: req.forceF32 });
     this.engine = engine;
     this.generator = new Generator(engine, tokenizer, () => new StreamingDecoder(tokenizer));
     const h = stream.header;
@@ -91,6 +94,7 @@ export class LocalRunner implements Runner {
       architecture: h.architecture,
       nVocab: tokenizer.nVocab,
       loadSeconds: (performance.now() - t0) / 1000,
+      kvCacheType: engine.kvCacheType,
     };
   }
 
