@@ -1,4 +1,4 @@
-"""In-process A/B timing shared by bench/pass_layout.py and bench/qkv_stack.py.
+"""In-process A/B timing shared by bench/pass_layout.py, bench/qkv_stack.py and bench/fuse_epilogue.py.
 
 Alternates blocks of `steps` calls between the variants (the order flips every block), so that each
 block's ratio is taken under the same machine load; prints ms per call per block and the ratios.
@@ -18,8 +18,9 @@ def same_result(runs: dict[str, Callable[[], object]], what: str) -> None:
         raise SystemExit(f"the variants {what}: {first}")
 
 
-def alternate(runs: dict[str, Callable[[], object]], blocks: int, steps: int, slow: str, fast: str) -> None:
-    """Time `runs` in alternating blocks; print each variant's ms/step and slow/fast ratios."""
+def alternate(runs: dict[str, Callable[[], object]], blocks: int, steps: int, slow: str, fast: str) -> dict[str, list[float]]:
+    """Time `runs` in alternating blocks; print each variant's ms/step and slow/fast ratios; return
+    the ms/step of each block by variant."""
     ms: dict[str, list[float]] = {name: [] for name in runs}
     for b in range(blocks):
         for name in (list(runs) if b % 2 else list(runs)[::-1]):
@@ -32,3 +33,4 @@ def alternate(runs: dict[str, Callable[[], object]], blocks: int, steps: int, sl
         print(f"{name:{width}} ms/step median {statistics.median(values):6.1f}   blocks: {' '.join(f'{v:.1f}' for v in values)}")
     ratios = [a / b for a, b in zip(ms[slow], ms[fast])]
     print(f"{slow} / {fast}: median {statistics.median(ratios):.3f}   blocks: {' '.join(f'{r:.3f}' for r in ratios)}")
+    return ms

@@ -1,4 +1,4 @@
-// matmul_f16: y = x @ W^T (+ bias) (+ residual), W F16   ref: reference.matmul (+ reference.add)   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 64), n = 1
+// matmul_f16: y = x @ W^T (+ bias) (+ residual), or with glu act(gate) * up of row pairs, W F16   ref: reference.matmul (+ reference.add; reference.swiglu / geglu)   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 64), n = 1
 // Two entry points on one dequantiser, neither with workgroup memory or barriers (on llvmpipe both
 // cost more than the math): `main` (prefill) gives each thread 4 x rows by 8 W rows, each W unit
 // dequantised once (unit) for 4 x rows and each x load serving 8 W rows; `matvec` (decode) gives
@@ -18,14 +18,15 @@ struct Params {
     n: u32,          // rows of x
     has_bias: u32,
     has_residual: u32, // y = x @ W^T + bias + residual: the residual add fused into the matmul
+    glu: u32,          // 1 swiglu, 2 geglu: rows are (gate, up) pairs, y[:, p] = act(gate_p) * up_p (n_out / 2 columns)
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> w: array<vec2<u32>>; // (rows, k / 4) f16, four in two words
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;  // (n, k / 4)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // (n_out,) read when has_bias
-@group(0) @binding(4) var<storage, read> residual: array<f32>; // (n, n_out) read when has_residual; never y itself
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;  // (n, n_out)
+@group(0) @binding(4) var<storage, read> residual: array<f32>; // (n, n_out) read when has_residual (not with glu); never y itself
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;  // (n, n_out), or (n, n_out / 2) with glu
 
 // Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
 fn weight4(row: u32, i4: u32) -> vec4<f32> {
@@ -51,6 +52,50 @@ fn dot_unit(row: u32, u: u32, xs: array<vec4<f32>, 8>) -> f32 {
     return s;
 }
 
+// ---- epilogue --------------------------------------------------------------------------------------
+// Chunk rows of output rows v (< rows): the same, or with glu the pairs' rows, which a chunk holds as
+// two halves (gate rows, then up rows): row 2p is gate row p, row 2p + 1 up row p.
+fn chunk_rows(v: vec4<u32>) -> vec4<u32> {
+    if (params.glu == 0u) {
+        return v;
+    }
+    return v / 2u + (v % 2u) * (params.rows / 2u);
+}
+
+fn gelu_tanh(v: f32) -> f32 {
+    // as geglu.wgsl: the clamp keeps drivers that build tanh from exp (inf / inf) away from NaN
+    let z = clamp(0.7978845608028654 * (v + 0.044715 * v * v * v), -10.0, 10.0);
+    return 0.5 * v * (1.0 + tanh(z));
+}
+
+// Output rows r and r + 1 of the chunk (r even; each written if < rows) for x row xrow: + bias,
+// + residual, or with glu act(gate) * up of the pair (rows come in pairs: both exist).
+fn store_pair(xrow: u32, r: u32, v: vec2<f32>) {
+    if (r >= params.rows) {
+        return;
+    }
+    let col = params.row_offset + r;
+    let both = r + 1u < params.rows;
+    var s = v;
+    if (params.has_bias != 0u) {
+        s += vec2<f32>(bias[col], bias[select(col, col + 1u, both)]);
+    }
+    if (params.glu != 0u) {
+        let g = s.x;
+        let act = select(gelu_tanh(g), g / (1.0 + exp(-g)), params.glu == 1u); // as swiglu.wgsl, geglu.wgsl
+        y[xrow * (params.n_out / 2u) + col / 2u] = act * s.y;
+        return;
+    }
+    let at = xrow * params.n_out + col;
+    if (params.has_residual != 0u) {
+        s += vec2<f32>(residual[at], residual[select(at, at + 1u, both)]);
+    }
+    y[at] = s.x;
+    if (both) {
+        y[at + 1u] = s.y;
+    }
+}
+
 // ---- decode: one x row ---------------------------------------------------------------------------
 @compute @workgroup_size(MATVEC_WG)
 fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -59,7 +104,7 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     if (row0 >= params.rows) {
         return;
     }
-    let r = min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.rows - 1u)); // rows past the end repeat the last
+    let r = chunk_rows(min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.rows - 1u))); // rows past the end repeat the last
     var acc = vec4<f32>(0.0);
     for (var u = 0u; u < params.k / 32u; u++) {
         var xs: array<vec4<f32>, 8>;
@@ -68,19 +113,8 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         }
         acc += vec4<f32>(dot_unit(r.x, u, xs), dot_unit(r.y, u, xs), dot_unit(r.z, u, xs), dot_unit(r.w, u, xs));
     }
-    for (var i = 0u; i < 4u; i++) {
-        if (row0 + i < params.rows) {
-            let col = params.row_offset + row0 + i;
-            var v = acc[i];
-            if (params.has_bias != 0u) {
-                v += bias[col];
-            }
-            if (params.has_residual != 0u) {
-                v += residual[col];
-            }
-            y[col] = v;
-        }
-    }
+    store_pair(0u, row0, acc.xy);
+    store_pair(0u, row0 + 2u, acc.zw);
 }
 
 // ---- prefill: tiles of x rows ----------------------------------------------------------------------
@@ -98,16 +132,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let last = params.rows - 1u; // rows past the end repeat the last and are not written
     let k4 = params.k / 4u;
+    let ra = chunk_rows(min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last)));
+    let rb = chunk_rows(min(vec4<u32>(row0) + vec4<u32>(4u, 5u, 6u, 7u), vec4<u32>(last)));
     var acc: array<vec4<f32>, 8>; // acc[2i + h][j]: x row xrow0 + i, W row row0 + 4h + j
     for (var u = 0u; u < params.k / 32u; u++) {
-        let w0 = unit(row0, u); // each W unit is loaded once and serves four x rows
-        let w1 = unit(min(row0 + 1u, last), u);
-        let w2 = unit(min(row0 + 2u, last), u);
-        let w3 = unit(min(row0 + 3u, last), u);
-        let w4 = unit(min(row0 + 4u, last), u);
-        let w5 = unit(min(row0 + 5u, last), u);
-        let w6 = unit(min(row0 + 6u, last), u);
-        let w7 = unit(min(row0 + 7u, last), u);
+        let w0 = unit(ra.x, u); // each W unit is loaded once and serves four x rows
+        let w1 = unit(ra.y, u);
+        let w2 = unit(ra.z, u);
+        let w3 = unit(ra.w, u);
+        let w4 = unit(rb.x, u);
+        let w5 = unit(rb.y, u);
+        let w6 = unit(rb.z, u);
+        let w7 = unit(rb.w, u);
         for (var i = 0u; i < 4u; i++) {
             let xrow = min(xrow0 + i, params.n - 1u);
             var xs: array<vec4<f32>, 8>;
@@ -119,19 +155,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
     }
     for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 8u; j++) {
-            if (xrow0 + i < params.n && row0 + j < params.rows) {
-                let col = params.row_offset + row0 + j;
-                var v = acc[2u * i + j / 4u][j % 4u];
-                let at = (xrow0 + i) * params.n_out + col;
-                if (params.has_bias != 0u) {
-                    v += bias[col];
-                }
-                if (params.has_residual != 0u) {
-                    v += residual[at];
-                }
-                y[at] = v;
-            }
+        if (xrow0 + i < params.n) {
+            store_pair(xrow0 + i, row0, acc[2u * i].xy);
+            store_pair(xrow0 + i, row0 + 2u, acc[2u * i].zw);
+            store_pair(xrow0 + i, row0 + 4u, acc[2u * i + 1u].xy);
+            store_pair(xrow0 + i, row0 + 6u, acc[2u * i + 1u].zw);
         }
     }
 }

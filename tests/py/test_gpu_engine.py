@@ -198,6 +198,26 @@ def test_fused_residual_keeps_lora_of_attn_output_and_ffn_down(arch, tiny_gguf):
         assert rel(engine.forward_logits([ids[9]], 9, lora)[0], want[9]) < MODEL_LOGITS_REL
 
 
+@pytest.mark.parametrize("arch, bits", [("llama", 4), ("gemma", 8), ("gemma3", 16), ("phi2", 8)])
+def test_paired_glu_is_taken_and_equals_three_launches(arch, bits, tiny_gguf):
+    """A gated MLP's ffn_gate and ffn_up run as one matmul of row pairs writing act(gate) * up (Llama's
+    swiglu, Gemma's geglu; Phi-2's plain gelu MLP has nothing to pair): the logits of the gate
+    matmul and the activation launch apart, prefill and decode; with LoRA ranks, nothing is paired."""
+    model = load_model(tiny_gguf(arch, bits))
+    c = model.config
+    gated = c.recipe.ffn in ("swiglu", "geglu")
+    ids = [int(i) for i in np.random.default_rng(9).integers(3, c.n_vocab, 12)]
+    paired = GpuEngine(model, max_tokens=16, all_logits=True)
+    apart = GpuEngine(model, max_tokens=16, all_logits=True, fuse_glu=False)
+    assert paired.glu_paired == [gated] * c.n_layer and not any(apart.glu_paired)
+    assert not any(GpuEngine(model, max_tokens=4, lora_ranks=[2]).glu_paired)
+    assert len(apart.program.steps) - len(paired.program.steps) == (2 * c.n_layer if gated else 0)
+    assert rel(paired.forward_logits(ids[:9], 0), apart.forward_logits(ids[:9], 0)) < 1e-6
+    for j in range(9, 12):
+        assert rel(paired.forward_logits([ids[j]], j), apart.forward_logits([ids[j]], j)) < 1e-6
+    assert rel(paired.forward_logits(ids, 0), reference.forward(model, ids)) < MODEL_LOGITS_REL
+
+
 def test_stacked_qkv_keeps_each_projections_lora(tiny_gguf):
     """An adapter of k and v only (not q), on a stacked QKV: each projection's update lands in its
     own columns, as with three matmuls apart (and differs from the base model)."""

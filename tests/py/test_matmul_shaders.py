@@ -141,6 +141,85 @@ def test_matmul_residual_checks(ctx):
         weights.matmul(ctx, None, gw, x, y, 2, None, y)
 
 
+def gpu_glu(ctx, gw, x: np.ndarray, bias: np.ndarray | None, kind: str) -> np.ndarray:
+    n = x.shape[0]
+    y = poisoned(ctx, n * gw.n_out // 2)
+    weights.matmul(ctx, None, gw, ctx.buffer(x), y, n, None if bias is None else ctx.buffer(bias), glu=kind)
+    return ctx.read(y, shape=(n, gw.n_out // 2))
+
+
+def expected_glu(x, w_gate, w_up, b_gate, b_up, kind: str) -> np.ndarray:
+    act = {"swiglu": reference.swiglu, "geglu": reference.geglu}[kind]
+    return act(expected_matmul(x, w_gate, b_gate), expected_matmul(x, w_up, b_up))
+
+
+def glu_pair(rng, t, n_ff: int, k: int, with_bias: bool):
+    """A random (gate, up) of type t: their raw bytes, dequantised weights and biases (interleaved too)."""
+    raws = [random_weight(rng, t, n_ff, k) for _ in range(2)]
+    ws = [dequantized(r, t, n_ff, k) for r in raws]
+    biases = [(rng.standard_normal(n_ff) * 2).astype(np.float32) for _ in range(2)] if with_bias else [None, None]
+    interleaved = np.stack(biases, axis=1).reshape(-1) if with_bias else None
+    return raws, ws, biases, interleaved
+
+
+# (n rows of x, pairs, blocks per row)
+GLU_CASES = [(1, 1, 3), (1, 7, 2), (1, 290, 3), (7, 63, 2), (33, 290, 3), (128, 7, 2), (7, 1, 1)]
+
+
+@pytest.mark.parametrize("t", TYPES, ids=lambda t: t.name)
+def test_matmul_glu_epilogue(ctx, t):
+    """ffn_gate and ffn_up as one matmul of (gate, up) row pairs writing act(gate) * up, both kernels,
+    odd shapes, swiglu and geglu, with and without biases."""
+    block = GGML_QUANT_SIZES[t][0]
+    unit = 256 if block == 256 else 32
+    for i, (n, n_ff, blocks) in enumerate(GLU_CASES):
+        rng = np.random.default_rng(3000 * int(t) + i)
+        k = unit * blocks
+        (g_raw, u_raw), (wg, wu), (bg, bu), bias = glu_pair(rng, t, n_ff, k, with_bias=i % 2 == 1)
+        x = rng.standard_normal((n, k)) + 0.2
+        x = (x * 2.5 / np.abs(x @ wg.T.astype(np.float64)).max()).astype(np.float32)  # gates within +-2.5: act's curved part
+        gw = weights.upload_pairs(ctx, *(weights.repack(r.reshape(-1), t, (n_ff, k)) for r in (g_raw, u_raw)))
+        assert gw.pairs and gw.shape == (2 * n_ff, k)
+        for kind in ("swiglu", "geglu"):
+            check(kind, gpu_glu(ctx, gw, x, bias, kind), expected_glu(x, wg, wu, bg, bu, kind))
+
+
+@pytest.mark.parametrize("t", [T.Q8_0, T.Q4_K])
+def test_split_pairs_match_unsplit(ctx, t):
+    """A pairs weight forced into several chunks (each its pairs' gate rows, then their up rows) gives
+    the same result as one chunk; an odd number of pairs leaves the last chunk odd."""
+    rng = np.random.default_rng(6)
+    n_ff, k = 2049, 512
+    (g_raw, u_raw), (wg, wu), (bg, bu), bias = glu_pair(rng, t, n_ff, k, with_bias=True)
+    repacked = [weights.repack(r.reshape(-1), t, (n_ff, k)) for r in (g_raw, u_raw)]
+    whole = weights.upload_pairs(ctx, *repacked)
+    split = weights.upload_pairs(ctx, *repacked, max_binding=1 << 20)
+    assert len(whole.chunks) == 1 and len(split.chunks) >= 2
+    assert all(c.rows % 4 == 0 for c in split.chunks[:-1]) and sum(c.rows for c in split.chunks) == 2 * n_ff
+    for n, kind in ((1, "swiglu"), (33, "geglu")):
+        x = rng.standard_normal((n, k))
+        x = (x * 4 / np.abs(x @ wg.T.astype(np.float64)).max()).astype(np.float32)
+        got = gpu_glu(ctx, split, x, bias, kind)
+        np.testing.assert_array_equal(got, gpu_glu(ctx, whole, x, bias, kind))
+        check(kind, got, expected_glu(x, wg, wu, bg, bu, kind))
+
+
+def test_matmul_glu_checks(ctx):
+    rng = np.random.default_rng(9)
+    raw = random_weight(rng, T.Q8_0, 8, 32).reshape(-1)
+    plain = weights.upload(ctx, weights.repack(raw, T.Q8_0, (8, 32)))
+    pairs = weights.upload_pairs(ctx, weights.repack(raw, T.Q8_0, (8, 32)), weights.repack(raw, T.Q8_0, (8, 32)))
+    x, y = ctx.buffer(np.ones((1, 32), np.float32)), poisoned(ctx, 16)
+    with pytest.raises(ValueError, match="glu = 'swiglu' needs one of .* a weight from upload_pairs"):
+        weights.matmul(ctx, None, plain, x, y, 1, glu="swiglu")
+    with pytest.raises(ValueError, match="glu = 'relu' needs one of"):
+        weights.matmul(ctx, None, pairs, x, y, 1, glu="relu")
+    with pytest.raises(ValueError, match=r"runs with glu only"):
+        weights.matmul(ctx, None, pairs, x, y, 1)
+    with pytest.raises(ValueError, match=r"gate Q8_0 \(8, 32\) and up Q4_0 \(8, 32\) differ"):
+        weights.upload_pairs(ctx, weights.repack(raw, T.Q8_0, (8, 32)), weights.repack(random_weight(rng, T.Q4_0, 8, 32).reshape(-1), T.Q4_0, (8, 32)))
+
+
 @pytest.mark.parametrize("t", TYPES, ids=lambda t: t.name)
 def test_embedding_random_tables(ctx, t):
     rng = np.random.default_rng(77 + int(t))

@@ -17,7 +17,9 @@
 // their uniforms and bind groups, once, and stay resident together: switching costs no rebuild.
 //
 // The residual adds after the attention output and ffn_down matmuls run in those matmuls' epilogue
-// (Python's fuse_residual), except where a post-norm sits between the matmul and the add (Gemma-2/3).
+// (Python's fuse_residual), except where a post-norm sits between the matmul and the add (Gemma-2/3);
+// a gated MLP's ffn_gate and ffn_up run as one matmul of (gate, up) row pairs that writes
+// act(gate) * up (Python's fuse_glu), where pair_glu allows and no LoRA ranks are declared.
 
 import { DeviceLimitError, ModelFormatError, WgllmError } from "./errors";
 import type { GGUFHeader, GGUFStream, GGUFTensorInfo } from "./gguf";
@@ -52,6 +54,7 @@ export interface SampleSettings {
 /** MediaPipe's message for an adapter handle that belongs to another instance (or was destroyed). */
 export const LORA_OWNER_MESSAGE = "The LoRA model was not loaded by this LLM Inference task.";
 const LORA_EXPAND_WG = 64; // lora_expand.wgsl's default WG_SIZE
+const GLU_KINDS = { swiglu: 1, geglu: 2 }; // Params.glu of the matmul kernels
 
 /** One adapted weight of a resident adapter: its factors, uniforms and bind groups, made once. */
 export interface LoraWeight {
@@ -187,7 +190,7 @@ interface Needs {
 }
 
 /** Where a file tensor goes: rows of a GPU weight, or floats of an f32 buffer (its own, or a stacked bias). */
-type Part = { mat: string; row: number } | { vec: string; info: GGUFTensorInfo; at: number };
+type Part = { mat: string; row: number; half?: 0 | 1 } | { vec: string; info: GGUFTensorInfo; at: number };
 
 export class Engine {
   readonly config: ModelConfig;
@@ -213,6 +216,8 @@ export class Engine {
   private fused = false;
   /** Per layer: attn_q, attn_k, attn_v run as one matmul of their stacked rows (Python's qkv_stacked). */
   qkvStacked: boolean[] = [];
+  /** Per layer: ffn_gate and ffn_up run as one matmul of (gate, up) row pairs (Python's glu_paired). */
+  gluPaired: boolean[] = [];
   private readonly loraParts = new Map<string, { site: string; col: number }>(); // attn_q/k/v of a stacked layer -> its site
   // LoRA: weight name -> the buffers of its matmul; resident adapters; the call's adapter
   private readonly loraSites = new Map<string, { x: GPUBuffer; y: GPUBuffer; k: number; nOut: number }>();
@@ -305,6 +310,20 @@ export class Engine {
       });
       return true;
     };
+    // a gated MLP's ffn_gate and ffn_up of one type and shape, without biases and with an even n_ff,
+    // as one weight of (gate, up) row pairs (Python's pair_glu); not with LoRA ranks
+    const pair = (blk: string): boolean => {
+      const [gate, up] = ["gate", "up"].map((p) => `${blk}ffn_${p}.weight`);
+      if (!(c.recipe.ffn === "swiglu" || c.recipe.ffn === "geglu") || this.loraRanks.length || c.nFf % 2) return false;
+      if (!has(gate) || !has(up) || has(`${blk}ffn_gate.bias`) || has(`${blk}ffn_up.bias`)) return false;
+      const [g, u] = [gate, up].map((name) => h.tensor(name, [c.nFf, c.nEmbd]));
+      if (g.type !== u.type) return false;
+      const name = `${blk}ffn_gate+up.weight`;
+      needs.mats.set(name, WeightPlan.pairs(src, name, g, u, binding));
+      needs.tensors.set(gate, { mat: name, row: 0, half: 0 });
+      needs.tensors.set(up, { mat: name, row: 0, half: 1 });
+      return true;
+    };
     const qDim = c.nHead * c.headDim;
     const kvDim = c.nHeadKv * c.headDim;
     const vDim = c.nHeadKv * c.headDimV;
@@ -342,8 +361,11 @@ export class Engine {
         norm(blk + "post_ffw_norm", c.nEmbd);
       }
       if (!c.recipe.parallel) norm(blk + "ffn_norm", c.nEmbd);
-      linear(blk + "ffn_up", c.nFf, c.nEmbd);
-      if (c.recipe.ffn === "swiglu" || c.recipe.ffn === "geglu") linear(blk + "ffn_gate", c.nFf, c.nEmbd);
+      this.gluPaired.push(pair(blk));
+      if (!this.gluPaired[i]) {
+        linear(blk + "ffn_up", c.nFf, c.nEmbd);
+        if (c.recipe.ffn === "swiglu" || c.recipe.ffn === "geglu") linear(blk + "ffn_gate", c.nFf, c.nEmbd);
+      }
       linear(blk + "ffn_down", c.nEmbd, c.nFf);
     }
     norm("output_norm", c.nEmbd);
@@ -443,7 +465,7 @@ export class Engine {
         const part = needs.tensors.get(name);
         if (part === undefined) continue; // a tensor the forward pass does not use
         current = name;
-        if ("mat" in part) feed = this.weights.get(part.mat)!.uploader(ctx, part.row, chunk.tensor.shape[0]);
+        if ("mat" in part) feed = this.weights.get(part.mat)!.uploader(ctx, part.row, chunk.tensor.shape[0], part.half);
         else vecBytes = new Uint8Array(chunk.tensor.nBytes); // a vector or a position table: small
       }
       if (feed) feed(chunk.bytes);
@@ -484,8 +506,9 @@ export class Engine {
     return launch;
   }
 
-  /** y = x W^T (+ bias) (+ residual, added in the kernel's epilogue; never y itself). */
-  private matmul(name: string, x: GPUBuffer, y: GPUBuffer, biasName?: string, rows?: (n: number) => number, residual?: GPUBuffer): void {
+  /** y = x W^T (+ bias) (+ residual, added in the kernel's epilogue; never y itself), or with glu (a
+   * pairs weight) act(gate) * up. */
+  private matmul(name: string, x: GPUBuffer, y: GPUBuffer, biasName?: string, rows?: (n: number) => number, residual?: GPUBuffer, glu?: "swiglu" | "geglu"): void {
     const w = this.weights.get(name)!;
     const bias = biasName ? this.vecs.get(biasName) : undefined;
     const rowsOf = rows ?? ((n: number) => n);
@@ -496,7 +519,7 @@ export class Engine {
       this.add(
         op,
         [...chunk.buffers, x, bias ?? this.b.zeros, residual ?? this.b.zeros, y],
-        (n) => pack("IIIIIII", k, nOut, chunk.rows, chunk.rowStart, rowsOf(n), bias ? 1 : 0, residual ? 1 : 0),
+        (n) => pack("IIIIIIII", k, nOut, chunk.rows, chunk.rowStart, rowsOf(n), bias ? 1 : 0, residual ? 1 : 0, glu ? GLU_KINDS[glu] : 0),
         (n) => (rowsOf(n) === 1 ? gridRows(Math.ceil(chunk.rows / geo.matvecRows)) : [Math.ceil(chunk.rows / geo.tile), Math.ceil(rowsOf(n) / geo.tile), 1]),
         ["matvec", "main"],
         (n) => (rowsOf(n) === 1 ? "matvec" : "main"),
@@ -550,15 +573,19 @@ export class Engine {
     );
   }
 
-  private ffn(blk: string, h: GPUBuffer, out: GPUBuffer, residual?: GPUBuffer): void {
+  private ffn(i: number, h: GPUBuffer, out: GPUBuffer, residual?: GPUBuffer): void {
     const c = this.config;
     const b = this.b;
-    this.matmul(blk + "ffn_up.weight", h, b.up, blk + "ffn_up.bias");
+    const blk = `blk.${i}.`;
     const kind = c.recipe.ffn;
-    if (kind === "swiglu" || kind === "geglu") {
+    if (this.gluPaired[i] && (kind === "swiglu" || kind === "geglu")) {
+      this.matmul(blk + "ffn_gate+up.weight", h, b.act, undefined, undefined, undefined, kind); // one launch writes act(gate) * up
+    } else if (kind === "swiglu" || kind === "geglu") {
+      this.matmul(blk + "ffn_up.weight", h, b.up, blk + "ffn_up.bias");
       this.matmul(blk + "ffn_gate.weight", h, b.gate, blk + "ffn_gate.bias");
       this.elementwise(kind, [b.gate, b.up], b.act, c.nFf);
     } else {
+      this.matmul(blk + "ffn_up.weight", h, b.up, blk + "ffn_up.bias");
       this.elementwise(kind === "gelu" ? "gelu_tanh" : "gelu_erf", [b.up], b.act, c.nFf);
     }
     this.matmul(blk + "ffn_down.weight", b.act, out, blk + "ffn_down.bias", undefined, residual);
@@ -641,7 +668,7 @@ export class Engine {
         // in the epilogue of the matmul before it (Python's fuse_residual)
         this.matmul(blk + "attn_output.weight", b.attn, xn, blk + "attn_output.bias", undefined, xc);
         if (!c.recipe.parallel) this.norm(blk + "ffn_norm", xn, b.h);
-        this.ffn(blk, b.h, xc, xn);
+        this.ffn(i, b.h, xc, xn);
         continue; // x[cur] holds the result again
       }
       // Gemma-2/3: a norm between each of the two matmuls and its residual add, so the adds stay launches
@@ -649,7 +676,7 @@ export class Engine {
       this.norm(blk + "post_attention_norm", b.o, b.ffn);
       this.addOp(xc, b.ffn, xn, c.nEmbd);
       this.norm(blk + "ffn_norm", xn, b.h);
-      this.ffn(blk, b.h, b.ffn);
+      this.ffn(i, b.h, b.ffn);
       this.norm(blk + "post_ffw_norm", b.ffn, b.o);
       this.addOp(xn, b.o, xc, c.nEmbd);
     }

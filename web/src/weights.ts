@@ -4,6 +4,8 @@
 // the arrays are cut into chunks of whole rows so that no binding exceeds the device's
 // maxStorageBufferBindingSize. Weights arrive from the stream a few MiB of rows at a time, are
 // repacked and written with queue.writeBuffer: the file is never held whole.
+// A pairs weight (ffn_gate and ffn_up as one matmul writing act(gate) * up) has row 2p = gate row p and
+// row 2p + 1 = up row p; each chunk holds its pairs' gate rows, then their up rows (weights.py's upload_pairs).
 
 import { DeviceLimitError, ModelFormatError } from "./errors";
 import type { GGUFTensorInfo } from "./gguf";
@@ -57,7 +59,7 @@ export class WeightPlan {
   readonly fieldRowBytes: number[];
   readonly chunkRows: number;
 
-  constructor(readonly file: string, readonly tensor: GGUFTensorInfo, maxBinding: number) {
+  constructor(readonly file: string, readonly tensor: GGUFTensorInfo, maxBinding: number, readonly pairs = false) {
     const name = `${file}: tensor ${tensor.name}`;
     const layout = GPU_TYPES[tensor.type];
     if (!layout) throw new ModelFormatError(`${name}: GGML type ${tensor.typeName} has no GPU kernels (supported: ${SUPPORTED})`);
@@ -78,8 +80,19 @@ export class WeightPlan {
     const perRow = Math.max(...this.fieldRowBytes);
     const rows = Math.floor(maxBinding / perRow);
     if (rows < 1) throw new DeviceLimitError("maxStorageBufferBindingSize", perRow, maxBinding, `${name}: one ${layout.name} row (${perRow} bytes)`);
-    // Field rows are whole 2-byte units: chunks of an even number of rows keep every write 4-byte aligned.
-    this.chunkRows = rows > 1 ? rows - (rows % 2) : 1;
+    // Field rows are whole 2-byte units: chunks of an even number of rows keep every write 4-byte aligned
+    // (a pairs weight's: an even number of pairs, so that its up half starts aligned too).
+    if (pairs && rows < 4) throw new DeviceLimitError("maxStorageBufferBindingSize", 4 * perRow, maxBinding, `${name}: two (gate, up) pairs of ${layout.name} rows`);
+    this.chunkRows = pairs ? rows - (rows % 4) : rows > 1 ? rows - (rows % 2) : 1;
+  }
+
+  /** The plan of ffn_gate and ffn_up (one type and shape, an even number of rows) as one weight of
+   * (gate, up) row pairs named `name` (weights.py's upload_pairs). */
+  static pairs(file: string, name: string, gate: GGUFTensorInfo, up: GGUFTensorInfo, maxBinding: number): WeightPlan {
+    const [nFf, k] = gate.shape;
+    if (gate.type !== up.type || up.shape[0] !== nFf || up.shape[1] !== k || nFf % 2) throw new Error(`internal: ${name} needs gate and up of one type and even shape`);
+    const info: GGUFTensorInfo = { ...gate, name, shape: [2 * nFf, k], nBytes: 2 * gate.nBytes, nElements: 2 * gate.nElements, offset: -1 };
+    return new WeightPlan(file, info, maxBinding, true);
   }
 
   /** The plan of `parts` (of one type and width, as attn_q, attn_k, attn_v) stacked row-wise as one
@@ -131,10 +144,14 @@ export class GpuWeight {
 
   /** Receives a tensor's bytes in order, repacks them a bounded number of rows at a time, and
    * writes them to rows [rowStart, rowStart + nRows) (default: the whole weight; a part of a
-   * stacked weight, such as attn_k in a stacked QKV, is written to its own row range). */
-  uploader(ctx: GpuContext, rowStart = 0, nRows = this.plan.nOut): (bytes: Uint8Array | null) => void {
+   * stacked weight, such as attn_k in a stacked QKV, is written to its own row range). For a pairs
+   * weight, `half` says which of each pair the tensor's rows are (0: gate, 1: up). */
+  uploader(ctx: GpuContext, rowStart = 0, nRows = this.plan.nOut, half?: 0 | 1): (bytes: Uint8Array | null) => void {
     const p = this.plan;
-    const name = nRows === p.nOut ? p.tensor.name : `rows ${rowStart}..${rowStart + nRows} of ${p.tensor.name}`;
+    if (p.pairs !== (half !== undefined) || (p.pairs && (rowStart !== 0 || nRows !== p.nOut / 2))) {
+      throw new Error(`internal: ${p.tensor.name} takes ${p.pairs ? "a whole gate or up tensor" : "row ranges"}`);
+    }
+    const name = nRows === p.nOut ? p.tensor.name : p.pairs ? `${half ? "up" : "gate"} rows of ${p.tensor.name}` : `rows ${rowStart}..${rowStart + nRows} of ${p.tensor.name}`;
     if (rowStart % 2 || rowStart + nRows > p.nOut || (rowStart + nRows < p.nOut && nRows % 2)) {
       throw new Error(`internal: ${name} is not a range of whole pairs of rows of ${p.nOut}`); // writes must stay 4-byte aligned
     }
@@ -151,13 +168,15 @@ export class GpuWeight {
       if (rows === 0) return;
       repackRows(p.layout, stage, rows, p.k / p.layout.block, out);
       for (const chunk of this.chunks) {
-        const a = Math.max(row0, chunk.rowStart);
-        const b = Math.min(row0 + rows, chunk.rowStart + chunk.rows);
+        // the chunk's rows of this tensor: its own, or a pairs chunk's gate or up half
+        const [start, count, at] = p.pairs ? [chunk.rowStart / 2, chunk.rows / 2, half! * (chunk.rows / 2)] : [chunk.rowStart, chunk.rows, 0];
+        const a = Math.max(row0, start);
+        const b = Math.min(row0 + rows, start + count);
         if (a >= b) continue;
         chunk.buffers.forEach((buf, fi) => {
           const fb = p.fieldRowBytes[fi];
           const size = Math.ceil(((b - a) * fb) / 4) * 4;
-          ctx.device.queue.writeBuffer(buf, (a - chunk.rowStart) * fb, out[fi].buffer, (a - row0) * fb, size);
+          ctx.device.queue.writeBuffer(buf, (at + a - start) * fb, out[fi].buffer, (a - row0) * fb, size);
         });
       }
       row0 += rows;

@@ -9,7 +9,8 @@ nothing breaks the pass: on lavapipe a launch in an open pass costs about a thir
 of its own, and decode is hundreds of small launches (bench/NOTES.md). For the same reason a layer's
 separate attn_q/k/v run as one matmul of their stacked rows where they can (stack_qkv), into the
 fused qkv buffer that Phi-2-style attn_qkv files use, and the residual adds after the attention
-output and ffn_down matmuls run in those matmuls' epilogue (fuse_residual).
+output and ffn_down matmuls run in those matmuls' epilogue (fuse_residual), and a gated MLP's
+ffn_gate and ffn_up run as one matmul that writes act(gate) * up (fuse_glu).
 """
 
 from __future__ import annotations
@@ -129,6 +130,11 @@ class GpuEngine:
     fuse_residual: the attention output and ffn_down matmuls add the residual stream in their epilogue
     and write the next residual directly (two add launches fewer per layer; a post-norm between the
     matmul and the add, Gemma-2/3's, keeps that add); False keeps the add launches (the A/B).
+
+    fuse_glu: a gated MLP's (swiglu, geglu) ffn_gate and ffn_up run as one matmul of their rows in
+    pairs that writes act(gate) * up (the gate matmul and the activation launch fewer per layer), where
+    pair_glu allows and no LoRA ranks are declared (an adapter's update must land before the
+    activation); False keeps three launches (the A/B).
     """
 
     def __init__(
@@ -141,6 +147,7 @@ class GpuEngine:
         lora_ranks=None,
         stack_qkv: bool = True,
         fuse_residual: bool = True,
+        fuse_glu: bool = True,
     ):
         from wgllm.gpu import weights as gw  # noqa: PLC0415
 
@@ -166,6 +173,8 @@ class GpuEngine:
         self.fused = "blk.0.attn_qkv.weight" in model.gguf.tensors  # the file's own attn_qkv (Phi-2)
         # layers whose separate attn_q/k/v run as one matmul of their stacked rows (see fuse_qkv)
         self.qkv_stacked = [stack_qkv and not self.fused and self.fuse_qkv(i) for i in range(c.n_layer)]
+        # layers whose ffn_gate and ffn_up run as one matmul of (gate, up) row pairs (see pair_glu)
+        self.glu_paired = [fuse_glu and not self.lora_ranks and self.pair_glu(i) for i in range(c.n_layer)]
         self._lora_parts: dict[str, tuple[str, int]] = {}  # attn_q/k/v name of a stacked layer -> (its site, first column)
         one_matmul = self.fused or any(self.qkv_stacked)
         self.qkv = f32(rows * (q_dim + kv_dim + v_dim), "qkv") if one_matmul else None
@@ -246,16 +255,42 @@ class GpuEngine:
                 self._weights[blk + "attn_q+k+v.bias"] = self.ctx.buffer(np.concatenate(vals), label=blk + "attn_q+k+v.bias")
         return self._weights[key], self._weights.get(blk + "attn_q+k+v.bias")
 
+    def pair_glu(self, i: int) -> bool:
+        """Whether layer i's ffn_gate and ffn_up can run as one matmul of row pairs: a gated MLP, both
+        of one GGML type and shape, no biases (no gated MLP of the supported architectures has any),
+        and an even n_ff (so that the browser's writes of a chunk's up half stay 4-byte aligned, as
+        weights.ts needs)."""
+        if self.c.recipe.ffn not in ("swiglu", "geglu"):
+            return False
+        names = [f"blk.{i}.ffn_{p}.weight" for p in ("gate", "up")]
+        tensors = self.model.gguf.tensors
+        if not all(n in tensors for n in names) or any(f"blk.{i}.ffn_{p}.bias" in tensors for p in ("gate", "up")):
+            return False
+        gate, up = (self.model.gguf.tensor(n) for n in names)
+        return gate.ggml_type == up.ggml_type and tuple(gate.shape) == tuple(up.shape) and len(gate.shape) == 2 and gate.shape[0] % 2 == 0
+
+    def paired_glu(self, i: int):
+        """Layer i's ffn_gate and ffn_up as one weight of (gate, up) row pairs (weights.upload_pairs)."""
+        key = f"blk.{i}.ffn_gate+up.weight"
+        if key not in self._weights:
+            parts = []
+            for p in ("gate", "up"):
+                t = self.model.gguf.tensor(f"blk.{i}.ffn_{p}.weight")
+                parts.append(self._gw.repack(t.raw, t.ggml_type, t.shape, name=f"{self.model.path}: blk.{i}.ffn_{p}.weight"))
+            self._weights[key] = self._gw.upload_pairs(self.ctx, *parts, label=key)
+        return self._weights[key]
+
     # -- program -------------------------------------------------------------------------------
-    def _matmul(self, prog: _Program, name: str, x, y, bias_name: str | None = None, weight=None, residual=None) -> None:
+    def _matmul(self, prog: _Program, name: str, x, y, bias_name: str | None = None, weight=None, residual=None, glu=None) -> None:
         """A layer matmul (followed by its LoRA step when ranks are declared); `weight` = (w, bias)
         when given (a stacked QKV), `name` then naming its LoRA site; `residual` added in its epilogue
         (the LoRA update then lands on y = x W^T + bias + residual, the same sum)."""
         w, bias = weight if weight else (self.mat(name), self.vec(bias_name) if bias_name else None)
         gw, ctx = self._gw, self.ctx
         if not self.lora_ranks:
-            prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w, x, y, n, bias, residual), f"matmul_{w.shader_suffix}")
+            prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w, x, y, n, bias, residual, glu), f"matmul_{w.shader_suffix}")
             return
+        assert glu is None  # pair_glu is not taken with LoRA ranks
         self._lora_sites[name] = (x, y, w.k, w.n_out)
 
         def matmul_and_lora(cpass, n, pos0):
@@ -411,10 +446,10 @@ class GpuEngine:
             if not c.recipe.parallel:
                 self._norm(prog, blk + "ffn_norm", x_next, self.h)
             if fuse:
-                self._ffn(prog, blk, self.h, x, residual=x_next)
+                self._ffn(prog, i, self.h, x, residual=x_next)
                 continue  # x holds the result again
             ffn_out = self.o if c.recipe.parallel else self.ffn
-            self._ffn(prog, blk, self.h, ffn_out)
+            self._ffn(prog, i, self.h, ffn_out)
             if c.recipe.post_norms and not c.recipe.parallel:  # as reference.forward: no post_ffw_norm when parallel
                 self._norm(prog, blk + "post_ffw_norm", self.ffn, self.o)
                 ffn_out = self.o
@@ -475,14 +510,17 @@ class GpuEngine:
             params = lambda n, p: _pack("IIIII", row_len, src_stride, src_off + first(n) * src_stride, row_len, 0)  # noqa: E731
         prog.add("kv_store.wgsl", [src_buf, cache], params, lambda n, p: (-(-row_len // 256), rows(n), 1), label=label)
 
-    def _ffn(self, prog: _Program, blk: str, h, out, residual=None) -> None:
-        c = self.c
-        self._matmul(prog, blk + "ffn_up.weight", h, self.up, blk + "ffn_up.bias")
+    def _ffn(self, prog: _Program, i: int, h, out, residual=None) -> None:
+        c, blk = self.c, f"blk.{i}."
         kind = c.recipe.ffn
-        if kind in ("swiglu", "geglu"):
+        if self.glu_paired[i]:  # one launch writes act(gate) * up
+            self._matmul(prog, blk + "ffn_gate+up.weight", h, self.act, weight=(self.paired_glu(i), None), glu=kind)
+        elif kind in ("swiglu", "geglu"):
+            self._matmul(prog, blk + "ffn_up.weight", h, self.up, blk + "ffn_up.bias")
             self._matmul(prog, blk + "ffn_gate.weight", h, self.gate, blk + "ffn_gate.bias")
             self._elementwise(prog, f"{kind}.wgsl", [self.gate, self.up], self.act, c.n_ff)
         else:
+            self._matmul(prog, blk + "ffn_up.weight", h, self.up, blk + "ffn_up.bias")
             self._elementwise(prog, "gelu_tanh.wgsl" if kind == "gelu" else "gelu_erf.wgsl", [self.up], self.act, c.n_ff)
         self._matmul(prog, blk + "ffn_down.weight", self.act, out, blk + "ffn_down.bias", residual=residual)
 

@@ -37,10 +37,14 @@ MATVEC_ROWS output rows, each thread owning four whole rows and walking k alone,
 its four rows, no workgroup memory or barrier) and `main` (n > 1, prefill: 32 x 32 output tiles,
 32 threads of 4 x rows by 8 W rows each, a W unit dequantised once for 4 x rows, no workgroup
 memory); embedding_<type>.wgsl gathers rows. Both dequantise in registers; no float copy of W exists.
+The matmul epilogue adds the bias, then optionally a residual (n, n_out); or, for a weight of
+(gate, up) row pairs (upload_pairs: ffn_gate and ffn_up as one matmul), writes act(gate) * up.
 
 The GPU copy is split into chunks of whole rows so that no binding exceeds the adapter's
 maxStorageBufferBindingSize (Gemma-3's 262144 x 640 Q8_0 embedding is 178 MB against 128 MiB);
 each chunk has its own buffer per array, and the shaders get the chunk's first row and row count.
+A pairs weight's chunk holds the gate rows of its pairs, then their up rows (an even number of
+each, so that the browser's writes of either half stay 4-byte aligned).
 """
 
 from __future__ import annotations
@@ -95,6 +99,8 @@ class GpuWeight:
     ggml_type: GGMLQuantizationType
     shape: tuple[int, int]
     chunks: list[GpuChunk]
+    # rows are (gate, up) pairs, each chunk holding its pairs' gate rows then their up rows (upload_pairs)
+    pairs: bool = False
     # Caches so that a call encodes without creating anything: uniforms by (op, chunk, n or scale),
     # bind groups by (op, chunk, buffers).
     _params: dict = field(default_factory=dict, repr=False)
@@ -191,6 +197,31 @@ def upload(ctx, repacked: RepackedWeight, max_binding: int | None = None, label:
     return GpuWeight(repacked.ggml_type, repacked.shape, chunks)
 
 
+def upload_pairs(ctx, gate: RepackedWeight, up: RepackedWeight, max_binding: int | None = None, label: str = "weight") -> GpuWeight:
+    """ffn_gate and ffn_up as one (2 n_ff, k) weight whose row 2p is gate row p and row 2p + 1 up row
+    p, for matmul(glu=...): each chunk holds an even number of pairs [a, b) as gate[a:b] then up[a:b]
+    (rows are independent in every GGUF type), so a kernel thread's rows hold whole pairs."""
+    if gate.ggml_type != up.ggml_type or gate.shape != up.shape:
+        raise ValueError(f"{label}: gate {gate.ggml_type.name} {gate.shape} and up {up.ggml_type.name} {up.shape} differ in type or shape")
+    limit = min(int(max_binding or ctx.max_binding), int(ctx.max_binding))
+    step = chunk_rows(gate, limit) // 4 * 2  # pairs per chunk: two rows each, an even number of them
+    if step < 2:
+        raise ValueError(f"{label}: {gate.ggml_type.name} rows of {gate.shape} do not fit two pairs in a max binding of {limit} bytes")
+    chunks = []
+    for start in range(0, gate.n_out, step):
+        end = min(start + step, gate.n_out)
+        try:
+            buffers = [
+                ctx.buffer(np.concatenate([g[start:end], u[start:end]]), label=f"{label}.{n}[{start}:{end}]")
+                for g, u, n in zip(gate.arrays, up.arrays, gate.names)
+            ]
+        except GpuError as e:
+            total = 2 * sum(a.nbytes for a in gate.arrays)
+            raise GpuError(f"{label}: {gate.ggml_type.name} weight {(2 * gate.n_out, gate.k)} of {total} bytes does not fit: {e}") from None
+        chunks.append(GpuChunk(2 * start, 2 * (end - start), buffers))
+    return GpuWeight(gate.ggml_type, (2 * gate.n_out, gate.k), chunks, pairs=True)
+
+
 # -- dispatch ------------------------------------------------------------------------------------
 
 
@@ -207,11 +238,15 @@ def _dummy(ctx):
     return buf
 
 
-def matmul(ctx, target, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_buf=None, residual_buf=None) -> None:
+GLU_KINDS = {"swiglu": 1, "geglu": 2}  # Params.glu of the matmul kernels
+
+
+def matmul(ctx, target, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_buf=None, residual_buf=None, glu: str | None = None) -> None:
     """y (n, n_out) = x (n, k) @ W^T [+ bias] [+ residual], x, y and residual (n, n_out) f32 buffers:
     the decode kernel (matvec) when n == 1, the tiled prefill kernel otherwise, once per row chunk of
     W. The residual is added in the kernels' epilogue (the engine's residual stream, one add launch
-    fewer); it must be another buffer than y.
+    fewer); it must be another buffer than y. With glu ("swiglu" or "geglu"; W from upload_pairs,
+    bias interleaved as its rows are), y (n, n_out / 2) = act(x W_gate^T + b_gate) * (x W_up^T + b_up).
 
     target: an open compute pass to record into (the engine's), a command encoder (the chunks'
     launches then get one pass of their own on it), or None to submit at once.
@@ -219,15 +254,20 @@ def matmul(ctx, target, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_buf
     n = int(n_rows_x)
     if n < 1:
         raise ValueError(f"matmul: n_rows_x must be >= 1, got {n}")
-    if x_buf.size < n * weight.k * 4 or y_buf.size < n * weight.n_out * 4:
+    y_cols = weight.n_out // 2 if weight.pairs else weight.n_out
+    if x_buf.size < n * weight.k * 4 or y_buf.size < n * y_cols * 4:
         raise ValueError(
             f"matmul: {weight.ggml_type.name} weight {weight.shape} with n = {n} needs x >= {n * weight.k * 4} and "
-            f"y >= {n * weight.n_out * 4} bytes, got {x_buf.size} and {y_buf.size}"
+            f"y >= {n * y_cols * 4} bytes, got {x_buf.size} and {y_buf.size}"
         )
     if bias_buf is not None and bias_buf.size < weight.n_out * 4:
         raise ValueError(f"matmul: bias of {bias_buf.size} bytes is shorter than n_out = {weight.n_out} floats")
     if residual_buf is not None and residual_buf.size < n * weight.n_out * 4:
         raise ValueError(f"matmul: residual of {residual_buf.size} bytes is shorter than n * n_out = {n} * {weight.n_out} floats")
+    if glu is not None and (glu not in GLU_KINDS or not weight.pairs or residual_buf is not None):
+        raise ValueError(f"matmul: glu = {glu!r} needs one of {sorted(GLU_KINDS)}, a weight from upload_pairs and no residual")
+    if weight.pairs and glu is None:
+        raise ValueError("matmul: a weight of (gate, up) pairs (upload_pairs) runs with glu only")
     if residual_buf is y_buf:
         raise ValueError("matmul: the residual buffer is y itself (a buffer cannot be read and written by one launch)")
     entry = "matvec" if n == 1 else "main"
@@ -237,10 +277,11 @@ def matmul(ctx, target, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_buf
     residual = residual_buf if residual_buf is not None else _dummy(ctx)
     launches = []
     for ci, chunk in enumerate(weight.chunks):
-        pkey = ("matmul", ci, n, bias_buf is not None, residual_buf is not None)
+        pkey = ("matmul", ci, n, bias_buf is not None, residual_buf is not None, glu)
         params = weight._params.get(pkey)
         if params is None:
-            data = struct.pack("<7I", weight.k, weight.n_out, chunk.rows, chunk.row_start, n, int(bias_buf is not None), int(residual_buf is not None))
+            flags = (int(bias_buf is not None), int(residual_buf is not None), GLU_KINDS.get(glu, 0))
+            data = struct.pack("<8I", weight.k, weight.n_out, chunk.rows, chunk.row_start, n, *flags)
             params = weight._params[pkey] = ctx.buffer(data, uniform=True, label="matmul params")
         bkey = (entry, ci, n, id(x_buf), id(y_buf), id(bias), id(residual))
         cached = weight._bind_groups.get(bkey)
