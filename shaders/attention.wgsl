@@ -1,16 +1,22 @@
-// attention: out[i, h] = sum_j softmax_j(s_ij) v[j, h / g],  s_ij = softcap(scale * (q[i, h] . k[j, h / g] + slope_h * j)) over keys j <= q_pos[i] (and q_pos[i] - j < window), g = n_head / n_head_kv   ref: reference.attention with k_pos = cache index   grid: (n_head, n, 1)
+// attention: out[i, h] = sum_j softmax_j(s_ij) v[j, h / g],  s_ij = softcap(scale * (q[i, h] . k[j, h / g] + slope_h * j)) over keys j <= q_pos[i] (and q_pos[i] - j < window), g = n_head / n_head_kv   ref: reference.attention with k_pos = cache index   grid: (n_head, ceil(n / (4 * WG_SIZE)), 1)
 // Causal attention against the KV cache for prefill (n queries) and decode (n = 1). Cache row j
-// holds position j; the first n_kv rows are valid (this step's rows included). One workgroup per
-// (head, query) walks its visible keys in tiles of 4 * WG_SIZE with an online softmax (running max and
-// sum, accumulator rescaled when the max grows). ALiBi slopes are ggml's, from alibi_max_bias
-// (0 = off); softcap 0 = off; window 0 = off. head_dim, head_dim_v <= MAX_HEAD_DIM (the host checks).
-// kv_t is the cache's element type: f32, or f16 in the loaders' "f16 KV" variant (see kv_store.wgsl);
-// scores and sums are f32 either way.
+// holds position j; the first n_kv rows are valid (this step's rows included). Written for
+// llvmpipe, where a workgroup's invocations are the lanes of one SIMD vector, each load in a loop
+// costs a scalar load per lane and barriers are dear: each invocation keeps a block of scores in
+// registers so that every value it loads feeds several FMAs, with an online softmax (running max
+// and sum, accumulator rescaled when the max grows) and no barrier inside the key loop.
+// - n > 1 (prefill): workgroup (h, b) takes queries 4 * WG_SIZE * b ...; each invocation owns four
+//   consecutive queries and walks their keys itself, 8 keys x 4 queries of scores at a time.
+// - n = 1 (decode): workgroup (h, 0) splits the query's keys over its invocations in runs of 8;
+//   their maxima, sums and accumulators are combined through workgroup memory at the end.
+// ALiBi slopes are ggml's, from alibi_max_bias (0 = off); softcap 0 = off; window 0 = off.
+// head_dim, head_dim_v <= MAX_HEAD_DIM (the host checks). kv_t is the cache's element type: f32, or
+// f16 in the loaders' "f16 KV" variant (see kv_store.wgsl); scores and sums are f32 either way.
 alias kv_t = f32;
-override WG_SIZE: u32 = 8u; // keys per tile, a power of two; 8 (one llvmpipe SIMD vector) keeps its barriers cheap, a GPU host may pass 64
-override TILE_KEYS: u32 = 4u * WG_SIZE; // keys per tile, four per invocation (derived from WG_SIZE, not for hosts to set)
+override WG_SIZE: u32 = 8u; // invocations; 8 is one llvmpipe SIMD vector (decode's combine holds WG_SIZE * MAX_HEAD_DIM floats)
 const MAX_HEAD_DIM: u32 = 256u;
 const LOWEST: f32 = -3.4028234663852886e38;
+const KEYS: u32 = 8u; // keys scored per step (two vec4s)
 
 struct Params {
     n_head: u32,
@@ -22,6 +28,7 @@ struct Params {
     scale: f32,
     softcap: f32,
     alibi_max_bias: f32,
+    n: u32, // queries
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -31,38 +38,9 @@ struct Params {
 @group(0) @binding(4) var<storage, read> q_pos: array<u32>;       // (n,)
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;   // (n, n_head, head_dim_v)
 
-var<workgroup> q_s: array<f32, MAX_HEAD_DIM>;
-var<workgroup> acc: array<f32, MAX_HEAD_DIM>; // output accumulator; dim c belongs to invocation c % WG_SIZE
-var<workgroup> p_s: array<f32, TILE_KEYS>;    // this tile's softmax weights
-var<workgroup> partial: array<f32, WG_SIZE>;
-
-fn workgroup_max(v: f32, lane: u32) -> f32 {
-    partial[lane] = v;
-    workgroupBarrier();
-    for (var s = WG_SIZE / 2u; s > 0u; s >>= 1u) {
-        if (lane < s) {
-            partial[lane] = max(partial[lane], partial[lane + s]);
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier(); // partial is reused by the next reduction
-    return total;
-}
-
-fn workgroup_sum(v: f32, lane: u32) -> f32 {
-    partial[lane] = v;
-    workgroupBarrier();
-    for (var s = WG_SIZE / 2u; s > 0u; s >>= 1u) {
-        if (lane < s) {
-            partial[lane] += partial[lane + s];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
+var<workgroup> part_acc: array<f32, WG_SIZE * MAX_HEAD_DIM>; // decode: each invocation's rescaled accumulator
+var<workgroup> part_max: array<f32, WG_SIZE>;
+var<workgroup> part_sum: array<f32, WG_SIZE>;
 
 // tanh to f32 accuracy (see softcap.wgsl): WGSL promises only the accuracy of sinh / cosh.
 fn tanh_accurate(z: f32) -> f32 {
@@ -88,85 +66,188 @@ fn alibi_slope(h: u32) -> f32 {
     return exp2(-0.5 * step * f32(2u * (h - n_log2) + 1u));
 }
 
-@compute @workgroup_size(WG_SIZE)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let h = wid.x;
-    let i = wid.y;
-    let lane = lid.x;
+// Raw scores q . k plus ALiBi, scaled and soft-capped, for four keys j.
+fn finish_scores(qk: vec4<f32>, j: vec4<u32>, slope: f32) -> vec4<f32> {
+    var s = (qk + slope * vec4<f32>(j)) * params.scale;
+    if (params.softcap > 0.0) {
+        let c = params.softcap;
+        s = c * vec4<f32>(tanh_accurate(s.x / c), tanh_accurate(s.y / c), tanh_accurate(s.z / c), tanh_accurate(s.w / c));
+    }
+    return s;
+}
+
+// First visible key of a query at position pos.
+fn first_key(pos: u32) -> u32 {
+    if (params.window > 0u && pos + 1u > params.window) {
+        return pos + 1u - params.window;
+    }
+    return 0u;
+}
+
+fn prefill(h: u32, block: u32, lane: u32) {
+    let i0 = (block * WG_SIZE + lane) * 4u;
+    if (i0 >= params.n) {
+        return;
+    }
     let kvh = h / (params.n_head / params.n_head_kv);
     let d = params.head_dim;
     let dv = params.head_dim_v;
     let kv_row = params.n_head_kv * d;
     let v_row = params.n_head_kv * dv;
+    // rows r < 4: query i0 + r; rows past n repeat the last query and are not stored
+    let last = params.n - 1u - i0;
+    let rows = vec4<u32>(i0) + min(vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
+    let pos = vec4<u32>(q_pos[rows.x], q_pos[rows.y], q_pos[rows.z], q_pos[rows.w]);
+    let end = min(pos + 1u, vec4<u32>(params.n_kv)); // per row: keys [start, end)
+    let start = vec4<u32>(first_key(pos.x), first_key(pos.y), first_key(pos.z), first_key(pos.w));
+    let lo = min(min(start.x, start.y), min(start.z, start.w));
+    let hi = max(max(end.x, end.y), max(end.z, end.w));
+    let q_base = (rows * params.n_head + h) * d;
+    let slope = alibi_slope(h);
 
-    for (var c = lane; c < d; c += WG_SIZE) {
-        q_s[c] = q[(i * params.n_head + h) * d + c];
+    var acc: array<vec4<f32>, MAX_HEAD_DIM>; // acc[c][r]: row r's output dim c, unnormalised
+    for (var c = 0u; c < dv; c++) {
+        acc[c] = vec4<f32>(0.0);
     }
-    for (var c = lane; c < dv; c += WG_SIZE) {
+    var run_max = vec4<f32>(LOWEST);
+    var run_sum = vec4<f32>(0.0);
+    for (var t0 = lo; t0 < hi; t0 += KEYS) {
+        // keys ja (t0 .. t0 + 3) and jb (t0 + 4 .. t0 + 7); keys past hi read row hi - 1 and get p = 0
+        let ja = vec4<u32>(t0) + vec4<u32>(0u, 1u, 2u, 3u);
+        let jb = ja + 4u;
+        let ka = min(ja, vec4<u32>(hi - 1u)) * kv_row + kvh * d;
+        let kb = min(jb, vec4<u32>(hi - 1u)) * kv_row + kvh * d;
+        var sa: array<vec4<f32>, 4>; // sa[r]: row r's scores for ja
+        var sb: array<vec4<f32>, 4>;
+        for (var r = 0u; r < 4u; r++) {
+            sa[r] = vec4<f32>(0.0);
+            sb[r] = vec4<f32>(0.0);
+        }
+        for (var c = 0u; c < d; c++) {
+            let kca = vec4<f32>(f32(k_cache[ka.x + c]), f32(k_cache[ka.y + c]), f32(k_cache[ka.z + c]), f32(k_cache[ka.w + c]));
+            let kcb = vec4<f32>(f32(k_cache[kb.x + c]), f32(k_cache[kb.y + c]), f32(k_cache[kb.z + c]), f32(k_cache[kb.w + c]));
+            for (var r = 0u; r < 4u; r++) {
+                let qc = vec4<f32>(q[q_base[r] + c]);
+                sa[r] = fma(qc, kca, sa[r]);
+                sb[r] = fma(qc, kcb, sb[r]);
+            }
+        }
+        var alpha: vec4<f32>;
+        for (var r = 0u; r < 4u; r++) {
+            let va = ja >= vec4<u32>(start[r]) & ja < vec4<u32>(end[r]);
+            let vb = jb >= vec4<u32>(start[r]) & jb < vec4<u32>(end[r]);
+            let s_a = select(vec4<f32>(LOWEST), finish_scores(sa[r], ja, slope), va);
+            let s_b = select(vec4<f32>(LOWEST), finish_scores(sb[r], jb, slope), vb);
+            let m = max(s_a, s_b);
+            let new_max = max(run_max[r], max(max(m.x, m.y), max(m.z, m.w)));
+            alpha[r] = exp(run_max[r] - new_max);
+            sa[r] = select(vec4<f32>(0.0), exp(s_a - new_max), va);
+            sb[r] = select(vec4<f32>(0.0), exp(s_b - new_max), vb);
+            run_sum[r] = run_sum[r] * alpha[r] + dot(sa[r] + sb[r], vec4<f32>(1.0));
+            run_max[r] = new_max;
+        }
+        let va = min(ja, vec4<u32>(hi - 1u)) * v_row + kvh * dv;
+        let vb = min(jb, vec4<u32>(hi - 1u)) * v_row + kvh * dv;
+        for (var c = 0u; c < dv; c++) {
+            let vca = vec4<f32>(f32(v_cache[va.x + c]), f32(v_cache[va.y + c]), f32(v_cache[va.z + c]), f32(v_cache[va.w + c]));
+            let vcb = vec4<f32>(f32(v_cache[vb.x + c]), f32(v_cache[vb.y + c]), f32(v_cache[vb.z + c]), f32(v_cache[vb.w + c]));
+            var a = acc[c] * alpha;
+            for (var r = 0u; r < 4u; r++) {
+                a[r] += dot(sa[r], vca) + dot(sb[r], vcb);
+            }
+            acc[c] = a;
+        }
+    }
+    let n_rows = min(4u, params.n - i0);
+    for (var r = 0u; r < n_rows; r++) {
+        let o = ((i0 + r) * params.n_head + h) * dv;
+        for (var c = 0u; c < dv; c++) {
+            out[o + c] = acc[c][r] / run_sum[r];
+        }
+    }
+}
+
+fn decode(h: u32, lane: u32) {
+    let kvh = h / (params.n_head / params.n_head_kv);
+    let d = params.head_dim;
+    let dv = params.head_dim_v;
+    let kv_row = params.n_head_kv * d;
+    let v_row = params.n_head_kv * dv;
+    let pos = q_pos[0];
+    let end = min(pos + 1u, params.n_kv);
+    let start = first_key(pos);
+    let q_base = h * d;
+    let slope = alibi_slope(h);
+
+    var acc: array<f32, MAX_HEAD_DIM>;
+    for (var c = 0u; c < dv; c++) {
         acc[c] = 0.0;
     }
-    workgroupBarrier();
-
-    let pos = q_pos[i];
-    let end = min(pos + 1u, params.n_kv);
-    var start = 0u;
-    if (params.window > 0u && pos + 1u > params.window) {
-        start = pos + 1u - params.window;
-    }
-    let slope = alibi_slope(h);
     var run_max = LOWEST;
     var run_sum = 0.0;
-    for (var t0 = start; t0 < end; t0 += TILE_KEYS) {
-        // keys t0 + lane + WG_SIZE * e, e < 4: each q_s load serves four keys; keys past the end
-        // read the last valid row and get p = 0
-        let j = vec4<u32>(t0 + lane) + WG_SIZE * vec4<u32>(0u, 1u, 2u, 3u);
-        let valid = j < vec4<u32>(end);
-        let k_base = min(j, vec4<u32>(end - 1u)) * kv_row + kvh * d;
-        var qk = vec4<f32>(0.0);
+    // this invocation's keys: runs of KEYS at start + KEYS * (lane + WG_SIZE * t)
+    for (var t0 = start + KEYS * lane; t0 < end; t0 += KEYS * WG_SIZE) {
+        let ja = vec4<u32>(t0) + vec4<u32>(0u, 1u, 2u, 3u);
+        let jb = ja + 4u;
+        let ka = min(ja, vec4<u32>(end - 1u)) * kv_row + kvh * d;
+        let kb = min(jb, vec4<u32>(end - 1u)) * kv_row + kvh * d;
+        var sa = vec4<f32>(0.0);
+        var sb = vec4<f32>(0.0);
         for (var c = 0u; c < d; c++) {
-            let kc = vec4<f32>(f32(k_cache[k_base.x + c]), f32(k_cache[k_base.y + c]), f32(k_cache[k_base.z + c]), f32(k_cache[k_base.w + c]));
-            qk = fma(vec4<f32>(q_s[c]), kc, qk);
+            let qc = vec4<f32>(q[q_base + c]);
+            sa = fma(qc, vec4<f32>(f32(k_cache[ka.x + c]), f32(k_cache[ka.y + c]), f32(k_cache[ka.z + c]), f32(k_cache[ka.w + c])), sa);
+            sb = fma(qc, vec4<f32>(f32(k_cache[kb.x + c]), f32(k_cache[kb.y + c]), f32(k_cache[kb.z + c]), f32(k_cache[kb.w + c])), sb);
         }
-        var s = (qk + slope * vec4<f32>(j)) * params.scale;
-        if (params.softcap > 0.0) {
-            s = params.softcap * vec4<f32>(tanh_accurate(s.x / params.softcap), tanh_accurate(s.y / params.softcap),
-                                           tanh_accurate(s.z / params.softcap), tanh_accurate(s.w / params.softcap));
-        }
-        s = select(vec4<f32>(LOWEST), s, valid);
-        let new_max = max(run_max, workgroup_max(max(max(s.x, s.y), max(s.z, s.w)), lane));
+        let valid_a = ja < vec4<u32>(end);
+        let valid_b = jb < vec4<u32>(end);
+        let s_a = select(vec4<f32>(LOWEST), finish_scores(sa, ja, slope), valid_a);
+        let s_b = select(vec4<f32>(LOWEST), finish_scores(sb, jb, slope), valid_b);
+        let m = max(s_a, s_b);
+        let new_max = max(run_max, max(max(m.x, m.y), max(m.z, m.w)));
         let alpha = exp(run_max - new_max);
-        let p = select(vec4<f32>(0.0), exp(s - new_max), valid);
-        p_s[lane] = p.x;
-        p_s[lane + WG_SIZE] = p.y;
-        p_s[lane + 2u * WG_SIZE] = p.z;
-        p_s[lane + 3u * WG_SIZE] = p.w;
-        run_sum = run_sum * alpha + workgroup_sum(dot(p, vec4<f32>(1.0)), lane); // its barriers also publish p_s
+        let pa = select(vec4<f32>(0.0), exp(s_a - new_max), valid_a);
+        let pb = select(vec4<f32>(0.0), exp(s_b - new_max), valid_b);
+        run_sum = run_sum * alpha + dot(pa + pb, vec4<f32>(1.0));
         run_max = new_max;
-        let tile = min(TILE_KEYS, end - t0);
-        // dims c0 + WG_SIZE * e, e < 4 (all this invocation's, as in acc's layout): each p_s load
-        // serves four dims; dims past dv read the last one and are not stored
-        for (var c0 = lane; c0 < dv; c0 += 4u * WG_SIZE) {
-            let c = vec4<u32>(c0) + WG_SIZE * vec4<u32>(0u, 1u, 2u, 3u);
-            let cv = min(c, vec4<u32>(dv - 1u));
-            var a = vec4<f32>(0.0);
-            for (var e = 0u; e < 4u; e++) {
-                if (c[e] < dv) {
-                    a[e] = acc[c[e]] * alpha;
-                }
-            }
-            for (var jj = 0u; jj < tile; jj++) {
-                let base = (t0 + jj) * v_row + kvh * dv;
-                a = fma(vec4<f32>(p_s[jj]), vec4<f32>(f32(v_cache[base + cv.x]), f32(v_cache[base + cv.y]), f32(v_cache[base + cv.z]), f32(v_cache[base + cv.w])), a);
-            }
-            for (var e = 0u; e < 4u; e++) {
-                if (c[e] < dv) {
-                    acc[c[e]] = a[e];
-                }
-            }
+        let va = min(ja, vec4<u32>(end - 1u)) * v_row + kvh * dv;
+        let vb = min(jb, vec4<u32>(end - 1u)) * v_row + kvh * dv;
+        for (var c = 0u; c < dv; c++) {
+            let vca = vec4<f32>(f32(v_cache[va.x + c]), f32(v_cache[va.y + c]), f32(v_cache[va.z + c]), f32(v_cache[va.w + c]));
+            let vcb = vec4<f32>(f32(v_cache[vb.x + c]), f32(v_cache[vb.y + c]), f32(v_cache[vb.z + c]), f32(v_cache[vb.w + c]));
+            acc[c] = acc[c] * alpha + dot(pa, vca) + dot(pb, vcb);
         }
-        workgroupBarrier(); // p_s is rewritten by the next tile
+    }
+    // combine: every invocation rescales to the workgroup's max; invocation lane then sums dims lane, lane + WG_SIZE, ...
+    part_max[lane] = run_max;
+    workgroupBarrier();
+    var total_max = LOWEST;
+    for (var l = 0u; l < WG_SIZE; l++) {
+        total_max = max(total_max, part_max[l]);
+    }
+    let w = exp(run_max - total_max); // 0 for an invocation that had no keys
+    part_sum[lane] = run_sum * w;
+    for (var c = 0u; c < dv; c++) {
+        part_acc[lane * MAX_HEAD_DIM + c] = acc[c] * w;
+    }
+    workgroupBarrier();
+    var total_sum = 0.0;
+    for (var l = 0u; l < WG_SIZE; l++) {
+        total_sum += part_sum[l];
     }
     for (var c = lane; c < dv; c += WG_SIZE) {
-        out[(i * params.n_head + h) * dv + c] = acc[c] / run_sum;
+        var o = 0.0;
+        for (var l = 0u; l < WG_SIZE; l++) {
+            o += part_acc[l * MAX_HEAD_DIM + c];
+        }
+        out[h * dv + c] = o / total_sum;
+    }
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    if (params.n == 1u) {
+        decode(wid.x, lid.x);
+    } else {
+        prefill(wid.x, wid.y, lid.x);
     }
 }

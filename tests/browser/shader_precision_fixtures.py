@@ -206,7 +206,7 @@ def attention_cases(rng) -> list[Case]:
         want = exact(reference.attention, q, k, v, q_pos.astype(np.int64), np.arange(m), scale, softcap_value=cap, window=window, slopes=slopes)
         tag = f"heads={n_head}/{n_head_kv} d={d} keys={m} queries={n} window={window} softcap={cap:g} alibi={max_bias:g}"
         cases.append(
-            Case(f"attention {tag}", "attention", (n_head, n, 1)).uniform("IIIIIIfff", n_head, n_head_kv, d, d, m, window, scale, cap, max_bias)
+            Case(f"attention {tag}", "attention", (n_head, -(-n // 32), 1)).uniform("IIIIIIfffI", n_head, n_head_kv, d, d, m, window, scale, cap, max_bias, n)
             .input(q).input(np.concatenate([k, pad])).input(np.concatenate([v, pad])).input(q_pos)
             .output(poison(n * n_head * d), want)
         )

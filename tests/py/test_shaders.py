@@ -262,10 +262,10 @@ ATTENTION_CASES = [
 def run_attention(ctx, q, k_cache, v_cache, q_pos, n_kv, scale, window, softcap, max_bias):
     n, n_head, head_dim = q.shape
     n_head_kv, head_dim_v = k_cache.shape[1], v_cache.shape[2]
-    uni = params("IIIIIIfff", n_head, n_head_kv, head_dim, head_dim_v, n_kv, window, scale, softcap, max_bias)
+    uni = params("IIIIIIfffI", n_head, n_head_kv, head_dim, head_dim_v, n_kv, window, scale, softcap, max_bias, n)
     out = poisoned(ctx, n * n_head * head_dim_v)
     bindings = [ctx.buffer(uni, uniform=True), ctx.buffer(q), ctx.buffer(k_cache), ctx.buffer(v_cache), ctx.buffer(q_pos), out]
-    ctx.run("attention.wgsl", bindings, (n_head, n, 1))
+    ctx.run("attention.wgsl", bindings, (n_head, -(-n // 32), 1))
     return ctx.read(out, np.float32, (n, n_head, head_dim_v))
 
 

@@ -658,8 +658,8 @@ export class Engine {
       this.add(
         "attention",
         [qOut, this.kCache[i], this.vCache[i], b.positions, b.attn],
-        (n, p) => pack("IIIIIIfff", c.nHead, c.nHeadKv, c.headDim, c.headDimV, p + n, window, c.attnScale, c.attnSoftcap, c.alibiMaxBias),
-        (n) => [c.nHead, n, 1],
+        (n, p) => pack("IIIIIIfffI", c.nHead, c.nHeadKv, c.headDim, c.headDimV, p + n, window, c.attnScale, c.attnSoftcap, c.alibiMaxBias, n),
+        (n) => [c.nHead, Math.ceil(n / 32), 1], // 32 queries a workgroup (4 per invocation)
         ["main"], undefined, undefined,
         this.kvF16,
       );

@@ -427,9 +427,9 @@ class GpuEngine:
                 "attention.wgsl",
                 [q_out, self.k_cache[i], self.v_cache[i], self.positions, self.attn],
                 lambda n, p, window=window: _pack(
-                    "IIIIIIfff", c.n_head, c.n_head_kv, c.head_dim, c.head_dim_v, p + n, window, c.attn_scale, c.attn_softcap, c.alibi_max_bias
+                    "IIIIIIfffI", c.n_head, c.n_head_kv, c.head_dim, c.head_dim_v, p + n, window, c.attn_scale, c.attn_softcap, c.alibi_max_bias, n
                 ),
-                lambda n, p: (c.n_head, n, 1),
+                lambda n, p: (c.n_head, -(-n // 32), 1),  # 32 queries a workgroup (4 per invocation)
             )
             # x_next = x + attention out, then x = x_next + ffn out (parallel: ffn of the same h); without
             # a post-norm between, each add is the epilogue of the matmul before it (fuse_residual)
