@@ -1,10 +1,11 @@
 """attention.wgsl against an earlier version of it, on the engine's attention shapes, in one process.
 
-    .venv/bin/python bench/attention_ab.py [--old-rev efda0c4] [--blocks 8] [--steps 3] [--launches 10] [--kv-f16]
+    .venv/bin/python bench/attention_ab.py [--old-rev efda0c4 | --old-file F] [--new-file F] [--blocks 8] [--steps 3] [--launches 10] [--kv-f16]
 
-The old text is `git show OLD_REV:shaders/attention.wgsl` (grid (n_head, n, 1), Params without n);
-the new one is the working tree's file (grid (n_head, ceil(n / 32), 1), Params ending in n), each
-launched as the engines launch it. Shapes: SmolLM2-135M (9 heads, 3 KV heads, head_dim 64) and
+The old text is `git show OLD_REV:shaders/attention.wgsl` (or --old-file), the new one the working
+tree's file (or --new-file); each is launched as the engines launch it: a text whose Params end
+in `n: u32` with grid (n_head, ceil(n / 32), 1), an earlier one (Params without n) with grid
+(n_head, n, 1). Shapes: SmolLM2-135M (9 heads, 3 KV heads, head_dim 64) and
 Gemma-3 270M (4 heads, 1 KV head, head_dim 256, a 512-key sliding window): a 128-token prefill
 from position 0, and decode steps at positions 128 and 512, on random q and caches. Both variants
 must give the same output (within the tolerance table's attention entry) before they are timed.
@@ -40,7 +41,9 @@ SHAPES = [
 ]
 
 
-def variant(ctx, name: str, source: str, kv_f16: bool, with_n: bool, rows_per_group: int):
+def variant(ctx, name: str, source: str, kv_f16: bool):
+    with_n = "    n: u32," in source  # since the kernel with a workgroup per 32 queries
+    rows_per_group = 32 if with_n else 1
     code = kv_f16_variant("attention.wgsl", source) if kv_f16 else source
     module = ctx.device.create_shader_module(label=name, code=code)
     pipeline = ctx.device.create_compute_pipeline(label=name, layout="auto", compute={"module": module, "entry_point": "main"})
@@ -50,6 +53,8 @@ def variant(ctx, name: str, source: str, kv_f16: bool, with_n: bool, rows_per_gr
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--old-rev", default="efda0c4")
+    ap.add_argument("--old-file", help="the old text from this file instead of git")
+    ap.add_argument("--new-file", help="the new text from this file instead of shaders/attention.wgsl")
     ap.add_argument("--blocks", type=int, default=8)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--launches", type=int, default=10)
@@ -57,14 +62,17 @@ def main() -> None:
     ap.add_argument("--only", default="", help="run only the shapes whose name contains this")
     args = ap.parse_args()
     ctx = get_context()
-    old_text = subprocess.run(["git", "show", f"{args.old_rev}:shaders/attention.wgsl"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    new_text = (ROOT / "shaders" / "attention.wgsl").read_text()
+    if args.old_file:
+        old_text = Path(args.old_file).read_text()
+    else:
+        old_text = subprocess.run(["git", "show", f"{args.old_rev}:shaders/attention.wgsl"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    new_text = Path(args.new_file or ROOT / "shaders" / "attention.wgsl").read_text()
     assert KV_ALIAS in old_text and KV_ALIAS in new_text
     variants = {
-        "old": variant(ctx, "old", old_text, args.kv_f16, with_n=False, rows_per_group=1),
-        "new": variant(ctx, "new", new_text, args.kv_f16, with_n=True, rows_per_group=32),
+        "old": variant(ctx, "old", old_text, args.kv_f16),
+        "new": variant(ctx, "new", new_text, args.kv_f16),
     }
-    print(f"adapter: {ctx.adapter_name}   old: {args.old_rev}   kv: {'f16' if args.kv_f16 else 'f32'}   a call = {args.launches} launches")
+    print(f"adapter: {ctx.adapter_name}   old: {args.old_file or args.old_rev}   new: {args.new_file or 'shaders/attention.wgsl'}   kv: {'f16' if args.kv_f16 else 'f32'}   a call = {args.launches} launches")
     rng = np.random.default_rng(0)
     kv_dtype = np.float16 if args.kv_f16 else np.float32
     for shape, n_head, n_head_kv, d, window, n, pos0 in SHAPES:

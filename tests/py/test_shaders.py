@@ -301,6 +301,20 @@ def test_attention_sharp_scores(ctx):
     check("attention", got, exact(reference.attention, q, k, v, q_pos.astype(np.int64), np.arange(m), 0.01))
 
 
+@pytest.mark.parametrize("head_dim,head_dim_v,n", [(64, 96, 1), (64, 96, 37), (128, 48, 1), (128, 48, 9)])
+def test_attention_value_dim(ctx, head_dim, head_dim_v, n):
+    """head_dim_v != head_dim: V rows, the accumulator and out have their own width."""
+    rng = np.random.default_rng(head_dim_v + n)
+    n_head, n_head_kv, m = 6, 2, 90
+    q = data(rng, (n, n_head, head_dim), 1.0, 0.1)
+    k = data(rng, (m, n_head_kv, head_dim), 1.0, -0.1)
+    v = data(rng, (m, n_head_kv, head_dim_v), 3.0, 1.0)
+    q_pos = np.arange(m - n, m, dtype=np.uint32)
+    scale = 1.0 / math.sqrt(head_dim)
+    got = run_attention(ctx, q, k, v, q_pos, m, scale, 0, 0.0, 0.0)
+    check("attention", got, exact(reference.attention, q, k, v, q_pos.astype(np.int64), np.arange(m), scale))
+
+
 @pytest.mark.parametrize("n,row_len", [(1, 7), (7, 4099), (127, 128)])
 def test_kv_store(ctx, n, row_len):
     rng = np.random.default_rng(n + row_len)
