@@ -134,8 +134,8 @@ fn prefill(h: u32, block: u32, lane: u32) {
         }
         var alpha: vec4<f32>;
         for (var r = 0u; r < 4u; r++) {
-            let va = ja >= vec4<u32>(start[r]) & ja < vec4<u32>(end[r]);
-            let vb = jb >= vec4<u32>(start[r]) & jb < vec4<u32>(end[r]);
+            let va = (ja >= vec4<u32>(start[r])) & (ja < vec4<u32>(end[r]));
+            let vb = (jb >= vec4<u32>(start[r])) & (jb < vec4<u32>(end[r]));
             let s_a = select(vec4<f32>(LOWEST), finish_scores(sa[r], ja, slope), va);
             let s_b = select(vec4<f32>(LOWEST), finish_scores(sb[r], jb, slope), vb);
             let m = max(s_a, s_b);
