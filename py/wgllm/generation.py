@@ -37,10 +37,10 @@ class Session(Protocol):
 class ReferenceSession:
     """The numpy reference as a backend: logits on the CPU, sampled by reference.sample_top_k."""
 
-    def __init__(self, model: Model, *, top_k: int, temperature: float, seed: int, dtype=np.float32, lora=None):
+    def __init__(self, model: Model, *, top_k: int, temperature: float, seed: int, dtype=np.float32, lora=None, kv_dtype=None):
         self.model, self.top_k, self.temperature, self.seed, self.dtype = model, top_k, temperature, seed, dtype
         self.lora = lora  # a wgllm.lora.LoraAdapter applied on every step, or None
-        self.cache = reference.KVCache()
+        self.cache = reference.KVCache(kv_dtype)  # kv_dtype np.float16: the GPU engine's f16 KV cache
         self.generated = 0
 
     def _sample(self, logits: np.ndarray) -> int:

@@ -162,8 +162,14 @@ def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @dataclass
 class KVCache:
-    """Per layer, K after RoPE (m, Hkv, d) and V (m, Hkv, dv), and the positions held."""
+    """Per layer, K after RoPE (m, Hkv, d) and V (m, Hkv, dv), and the positions held.
 
+    dtype: what K and V are stored as; None keeps them in the forward pass's dtype. np.float16 is
+    the GPU engine's f16 KV cache: K and V are rounded to float16 when stored and attention uses the
+    rounded values (converted back to the forward pass's dtype: the arithmetic stays in it).
+    """
+
+    dtype: type | None = None
     k: list[np.ndarray] = field(default_factory=list)
     v: list[np.ndarray] = field(default_factory=list)
     positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -235,6 +241,8 @@ def _attention_block(c: ModelConfig, layer: _Layer, i: int, h: np.ndarray, posit
         neox = c.recipe.rope == "neox"
         q = rope(q, positions, c.n_rot, base, neox, pos_scale)
         k = rope(k, positions, c.n_rot, base, neox, pos_scale)
+    if cache.dtype is not None:
+        k, v = k.astype(cache.dtype), v.astype(cache.dtype)
     if len(cache.k) > i:
         cache.k[i] = np.concatenate([cache.k[i], k])
         cache.v[i] = np.concatenate([cache.v[i], v])
@@ -245,8 +253,8 @@ def _attention_block(c: ModelConfig, layer: _Layer, i: int, h: np.ndarray, posit
     slopes = alibi_slopes(c.n_head, c.alibi_max_bias) if c.recipe.alibi else None
     out = attention(
         q,
-        cache.k[i],
-        cache.v[i],
+        cache.k[i].astype(q.dtype, copy=False),
+        cache.v[i].astype(q.dtype, copy=False),
         positions,
         k_pos,
         c.attn_scale,

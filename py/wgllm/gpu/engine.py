@@ -11,6 +11,11 @@ separate attn_q/k/v run as one matmul of their stacked rows where they can (stac
 fused qkv buffer that Phi-2-style attn_qkv files use, and the residual adds after the attention
 output and ffn_down matmuls run in those matmuls' epilogue (fuse_residual), and a gated MLP's
 ffn_gate and ffn_up run as one matmul that writes act(gate) * up (fuse_glu).
+
+KV cache: with the adapter's shader-f16 and not force_f32 it holds f16 (2 bytes an element, as
+llama.cpp's default F16 cache type): the rope of K and the kv_store of V write it and attention
+reads it through the shaders' "f16 KV" variant (runtime.kv_f16_variant). Every sum, score and
+softmax stays f32; only the stored K and V are rounded. Otherwise (or force_f32) it is f32.
 """
 
 from __future__ import annotations
@@ -62,9 +67,10 @@ class _Program:
         self.steps: list = []  # _Dispatch, or a callable(cpass, n, pos0) for matmuls (a launch per row chunk)
         self.labels: list[str] = []  # what each step is, for bench/profile_ops.py
 
-    def add(self, shader: str, bindings: list, params, grid, entry: str = "main", constants=None, label: str = "") -> None:
+    def add(self, shader: str, bindings: list, params, grid, entry: str = "main", constants=None, label: str = "", kv_f16: bool = False) -> None:
+        """kv_f16: run the shader's f16 KV variant (its KV cache binding holds f16)."""
         d = _Dispatch(shader, bindings, params, grid, entry, constants)
-        d.pipeline = self.ctx.pipeline(shader, constants, entry)
+        d.pipeline = self.ctx.pipeline(shader, constants, entry, kv_f16)
         d.uniform = self.ctx.buffer(size=max(16, len(params(1, 0))), uniform=True, label=shader)
         d.bind_group = self.ctx.bind_group(d.pipeline, [d.uniform, *bindings])
         self.steps.append(d)
@@ -135,6 +141,8 @@ class GpuEngine:
     pairs that writes act(gate) * up (the gate matmul and the activation launch fewer per layer), where
     pair_glu allows and no LoRA ranks are declared (an adapter's update must land before the
     activation); False keeps three launches (the A/B).
+
+    force_f32: keep the KV cache in f32 even when the adapter has shader-f16 (kv_f16 says which it is).
     """
 
     def __init__(
@@ -158,6 +166,7 @@ class GpuEngine:
         self._active_lora: GpuLora | None = None
         self._loras: list[GpuLora] = []
         self.ctx = ctx = get_context()
+        self.kv_f16 = ctx.has_f16 and not force_f32
         self._gw = gw
         c = self.c = model.config
         if max(c.head_dim, c.head_dim_v) > 256:
@@ -197,8 +206,9 @@ class GpuEngine:
         self.logits_capped = f32(logit_rows * c.n_vocab, "logits softcapped") if c.final_softcap else None
         self.sampled = ctx.buffer(size=16, label="sampled")
         self.zeros = ctx.buffer(np.zeros(max(c.n_embd, c.n_ff), np.float32), label="zeros")
-        self.k_cache = [f32(rows * kv_dim, f"k_cache[{i}] ({rows} tokens)") for i in range(c.n_layer)]
-        self.v_cache = [f32(rows * v_dim, f"v_cache[{i}] ({rows} tokens)") for i in range(c.n_layer)]
+        kv_bytes = 2 if self.kv_f16 else 4  # per element; ctx.buffer pads an f16 cache's size to 4 bytes
+        self.k_cache = [ctx.buffer(size=kv_bytes * rows * kv_dim, label=f"k_cache[{i}] ({rows} tokens)") for i in range(c.n_layer)]
+        self.v_cache = [ctx.buffer(size=kv_bytes * rows * v_dim, label=f"v_cache[{i}] ({rows} tokens)") for i in range(c.n_layer)]
         # (n, r) scratch; a stacked QKV site's adapter has up to three ranks' worth of columns
         lora_width = max(self.lora_ranks, default=0) * (3 if any(self.qkv_stacked) else 1)
         self.lora_t = f32(rows * lora_width, "lora scratch") if self.lora_ranks else None
@@ -421,7 +431,7 @@ class GpuEngine:
             q_out = self.q if (c.recipe.qk_norm and not one_matmul) else self.q_rot
             self._rope(prog, src_q, (q_out, q_dim, False), c.n_head, base, pos_scale, neox)
             self._rope(prog, src_k, (self.k_cache[i], kv_dim, True), c.n_head_kv, base, pos_scale, neox)
-            self._kv_store(prog, src_v, self.v_cache[i], v_dim)
+            self._kv_store(prog, src_v, self.v_cache[i], v_dim, kv_f16=self.kv_f16)
             window = c.sliding_window if c.swa_layers[i] else 0
             prog.add(
                 "attention.wgsl",
@@ -430,6 +440,7 @@ class GpuEngine:
                     "IIIIIIfffI", c.n_head, c.n_head_kv, c.head_dim, c.head_dim_v, p + n, window, c.attn_scale, c.attn_softcap, c.alibi_max_bias, n
                 ),
                 lambda n, p: (c.n_head, -(-n // 32), 1),  # 32 queries a workgroup (4 per invocation)
+                kv_f16=self.kv_f16,
             )
             # x_next = x + attention out, then x = x_next + ffn out (parallel: ffn of the same h); without
             # a post-norm between, each add is the epilogue of the matmul before it (fuse_residual)
@@ -485,7 +496,8 @@ class GpuEngine:
         return prog
 
     def _rope(self, prog: _Program, src, dst, heads: int, base: float, pos_scale: float, neox: int) -> None:
-        """Rotate (or, without RoPE, copy) n rows of heads from src into dst; dst in the KV cache is at row pos0."""
+        """Rotate (or, without RoPE, copy) n rows of heads from src into dst; dst in the KV cache is at
+        row pos0 and of the cache's element type (f16 when kv_f16)."""
         c = self.c
         src_buf, src_stride, src_off = src
         dst_buf, dst_stride, into_cache = dst
@@ -497,18 +509,20 @@ class GpuEngine:
                 "IIIIIIIIffI", n, heads, c.head_dim, n_rot, src_stride, src_off, dst_stride, p * dst_stride if into_cache else 0, base, pos_scale, neox
             ),
             lambda n, p: (-(-heads * c.head_dim // 2 // 64), n, 1),
+            kv_f16=into_cache and self.kv_f16,
         )
 
-    def _kv_store(self, prog: _Program, src, cache, row_len: int, rows=None, first=None, label: str = "") -> None:
+    def _kv_store(self, prog: _Program, src, cache, row_len: int, rows=None, first=None, label: str = "", kv_f16: bool = False) -> None:
         """Copy rows(n) rows (default n) of src, from its row first(n) (default 0), to cache at row pos0
-        (or, with `first` given, to its row 0: the last-row copy before the output head)."""
+        (or, with `first` given, to its row 0: the last-row copy before the output head); kv_f16: the
+        cache holds f16 (the V cache of an f16 KV engine)."""
         src_buf, src_stride, src_off = src
         rows = rows or (lambda n: n)
         if first is None:
             params = lambda n, p: _pack("IIIII", row_len, src_stride, src_off, row_len, p * row_len)  # noqa: E731
         else:
             params = lambda n, p: _pack("IIIII", row_len, src_stride, src_off + first(n) * src_stride, row_len, 0)  # noqa: E731
-        prog.add("kv_store.wgsl", [src_buf, cache], params, lambda n, p: (-(-row_len // 256), rows(n), 1), label=label)
+        prog.add("kv_store.wgsl", [src_buf, cache], params, lambda n, p: (-(-row_len // 256), rows(n), 1), label=label, kv_f16=kv_f16)
 
     def _ffn(self, prog: _Program, i: int, h, out, residual=None) -> None:
         c, blk = self.c, f"blk.{i}."
