@@ -60,7 +60,7 @@ def weight_bytes_per_token(model) -> int:
     return sum(t.n_bytes for name, t in model.gguf.tensors.items() if name not in skip)
 
 
-def bench_model(path: str | Path, prompt_tokens: int = 128, gen_tokens: int = 128) -> dict:
+def bench_model(path: str | Path, prompt_tokens: int = 128, gen_tokens: int = 128, force_f32: bool = False) -> dict:
     from wgllm.gpu.engine import GpuEngine
     from wgllm.model import load_model
 
@@ -69,7 +69,7 @@ def bench_model(path: str | Path, prompt_tokens: int = 128, gen_tokens: int = 12
     ctx = get_context()
     start = time.perf_counter()
     model = load_model(path)
-    engine = GpuEngine(model, max_tokens=prompt_tokens + gen_tokens)
+    engine = GpuEngine(model, max_tokens=prompt_tokens + gen_tokens, force_f32=force_f32)
     load_s = time.perf_counter() - start
 
     ids = [int(i) for i in np.random.default_rng(0).integers(0, model.config.n_vocab, prompt_tokens)]
@@ -96,6 +96,7 @@ def bench_model(path: str | Path, prompt_tokens: int = 128, gen_tokens: int = 12
     return {
         "model": str(path),
         "adapter": ctx.adapter_name,
+        "kv_cache_type": "f16" if engine.kv_f16 else "f32",
         "prompt_tokens": prompt_tokens,
         "gen_tokens": gen_tokens,
         "load_s": load_s,
@@ -113,6 +114,7 @@ def format_table(result: dict) -> str:
     rows = [
         ("adapter", result["adapter"]),
         ("model", result["model"]),
+        ("KV cache", result["kv_cache_type"]),
         ("load", f"{result['load_s']:.2f} s"),
         ("prefill", f"{result['prefill_tok_s']:.1f} tok/s ({result['prompt_tokens']} tokens)"),
         ("decode", f"{result['decode_tok_s']:.2f} tok/s ({result['gen_tokens']} tokens)"),

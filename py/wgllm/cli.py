@@ -19,6 +19,7 @@ import numpy as np
 from wgllm.errors import ConversionError, ModelFormatError
 
 EXIT_ERROR = 2
+FORCE_F32_HELP = "gpu: keep the KV cache in f32 even where the adapter has shader-f16 (default there: f16)"
 _PYTORCH_SUFFIXES = (".bin", ".pt", ".pth")
 
 
@@ -232,7 +233,7 @@ def cmd_logits(args: argparse.Namespace) -> None:
     if args.backend == "gpu":
         from wgllm.gpu.engine import GpuEngine
 
-        engine = GpuEngine(model, max_tokens=len(ids), all_logits=True, lora_ranks=[adapter.rank] if adapter else None)
+        engine = GpuEngine(model, max_tokens=len(ids), all_logits=True, force_f32=args.force_f32, lora_ranks=[adapter.rank] if adapter else None)
         logits = engine.forward_logits(ids, 0, engine.load_lora(adapter) if adapter else None)
     else:
         logits = np.asarray(reference.forward(model, ids, lora=adapter), dtype=np.float32)  # (len(ids), vocab)
@@ -263,6 +264,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         random_seed=args.seed,
         backend=args.backend,
         lora_ranks=lora_ranks,
+        force_f32=args.force_f32,
     )
 
     def listener(piece: str, done: bool) -> None:
@@ -281,7 +283,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from wgllm.assets import default_model_path
 
         args.model = str(default_model_path())
-    result = bench.bench_model(args.model, args.prompt_tokens, args.gen_tokens)
+    result = bench.bench_model(args.model, args.prompt_tokens, args.gen_tokens, force_f32=args.force_f32)
     print(bench.format_table(result))
     if args.json:
         bench.write_json(result, args.json)
@@ -330,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ids", required=True, metavar="JSON")
     p.add_argument("--backend", choices=("reference", "gpu"), default="reference")
     p.add_argument("--lora", metavar="FILE", help="a GGUF LoRA adapter to apply")
+    p.add_argument("--force-f32", action="store_true", help=FORCE_F32_HELP)
     p.add_argument("--out", required=True, metavar="OUT.npy")
     p.set_defaults(run=cmd_logits)
 
@@ -342,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=("reference", "gpu"), default="reference")
     p.add_argument("--lora", metavar="FILE", help="a GGUF LoRA adapter to apply")
+    p.add_argument("--force-f32", action="store_true", help=FORCE_F32_HELP)
     p.set_defaults(run=cmd_generate)
 
     p = sub.add_parser("bench", help="time load, prefill and decode on WebGPU against the adapter's copy bandwidth")
@@ -349,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-tokens", type=int, default=128)
     p.add_argument("--gen-tokens", type=int, default=128)
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
+    p.add_argument("--force-f32", action="store_true", help=FORCE_F32_HELP)
     p.set_defaults(run=cmd_bench)
     return parser
 

@@ -30,6 +30,7 @@ def test_bench_cli_writes_every_figure(tmp_path):
     for key in KEYS[1:]:
         assert math.isfinite(result[key]) and result[key] > 0, key
     assert isinstance(result["adapter"], str) and result["adapter"]
+    assert result["kv_cache_type"] == "f16" and "KV cache" in run.stdout  # lavapipe has shader-f16
     names = [t.name for t in GGUFReader(model).tensors]
     assert "output.weight" not in names  # the tiny llama ties its output to the embedding
     # tied output: every tensor is read in full once per token (llama.cpp's own reader counts them)
@@ -40,6 +41,17 @@ def test_bench_cli_writes_every_figure(tmp_path):
     assert result["copy_bandwidth_gb_s"] == statistics.median(samples)
     rate = result["weight_bytes_per_token"] * result["decode_tok_s"] / 1e9
     assert math.isclose(result["decode_bandwidth_fraction"], rate / result["copy_bandwidth_gb_s"], rel_tol=1e-9)
+
+
+def test_bench_force_f32_keeps_the_kv_cache_f32(tmp_path):
+    model = convert_tiny("llama", 8, tmp_path / "llama-8.gguf")
+    out = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "wgllm.cli", "bench", "--model", str(model), "--prompt-tokens", "4", "--gen-tokens", "2", "--force-f32", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(out.read_text())["kv_cache_type"] == "f32"
 
 
 def test_bench_rejects_too_few_tokens(tmp_path):

@@ -159,17 +159,20 @@ def test_logits_reference(smollm2_path, smollm2_model, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["logits.npy"]  # no temporary file left
 
 
-def test_logits_gpu_agree_with_reference(smollm2_path, smollm2_model, tmp_path):
-    from gpu_tolerances import MODEL_LOGITS_REL
+@pytest.mark.parametrize("force_f32", [False, True])
+def test_logits_gpu_agree_with_reference(smollm2_path, smollm2_model, tmp_path, force_f32):
+    """By default (lavapipe has shader-f16) the engine's KV cache is f16, as the reference's with
+    KVCache(np.float16); --force-f32 keeps it f32, as the plain reference's."""
+    from gpu_tolerances import KV_F16_LOGITS_REL, MODEL_LOGITS_REL
 
     from wgllm import reference
 
     ids = smollm2_model.tokenizer.encode(PROMPT)
     out = tmp_path / "logits.npy"
-    wgllm("logits", "--model", smollm2_path, "--ids", json.dumps(ids), "--backend", "gpu", "--out", out)
-    got, want = np.load(out), reference.forward(smollm2_model, ids)
+    wgllm("logits", "--model", smollm2_path, "--ids", json.dumps(ids), "--backend", "gpu", "--out", out, *(["--force-f32"] if force_f32 else []))
+    got, want = np.load(out), reference.forward(smollm2_model, ids, cache=reference.KVCache(None if force_f32 else np.float16))
     assert got.shape == want.shape
-    assert np.abs(got - want).max() / np.abs(want).max() < MODEL_LOGITS_REL
+    assert np.abs(got - want).max() / np.abs(want).max() < (MODEL_LOGITS_REL if force_f32 else KV_F16_LOGITS_REL)
     np.testing.assert_array_equal(got.argmax(-1), want.argmax(-1))
 
 

@@ -169,6 +169,7 @@ def check_real_model(path, bos: bool, force_f32: bool) -> None:
     want = reference.forward(model, ids, cache=reference.KVCache(kv_dtype))
     got = engine.forward_logits(ids, 0)
     np.testing.assert_array_equal(got.argmax(-1), want.argmax(-1))
+    assert rel(got, want) < (KV_F16_LOGITS_REL if engine.kv_f16 else MODEL_LOGITS_REL)
     # greedy continuations agree for 32 tokens
     gpu_text = run_session(model, engine.session(top_k=1, temperature=0.0, seed=0), ids, 96)
     ref_text = run_session(model, ReferenceSession(model, top_k=1, temperature=0.0, seed=0, kv_dtype=kv_dtype), ids, 96)

@@ -85,3 +85,15 @@ def test_context_manager_closes(make):
         assert llm.generate_response("Hi")
     with pytest.raises(RuntimeError, match="closed"):
         llm.generate_response("Hi")
+
+
+def test_force_f32_reaches_the_gpu_engine(smollm2_path):
+    """On the GPU backend the KV cache is f16 by default where the adapter has shader-f16 (lavapipe
+    has it), and f32 with force_f32."""
+    from wgllm.gpu.runtime import get_context  # noqa: PLC0415
+
+    assert get_context().has_f16, "this adapter lacks shader-f16 (lavapipe has it)"
+    with LlmInference.create_from_options(str(smollm2_path), max_tokens=8, top_k=1) as llm:
+        assert not llm.force_f32 and llm._engine.kv_f16
+    with LlmInference.create_from_options(str(smollm2_path), max_tokens=8, top_k=1, force_f32=True) as llm:
+        assert llm.force_f32 and not llm._engine.kv_f16

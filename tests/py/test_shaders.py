@@ -17,15 +17,23 @@ import pytest
 from gpu_tolerances import ATOL_FLOOR, ROPE_ATOL_PER_RADIAN, TOLERANCES
 
 from wgllm import reference
-from wgllm.gpu.runtime import get_context
+from wgllm.gpu.runtime import KV_ALIAS, KV_ALIAS_F16, GpuError, get_context, kv_f16_variant
 
 MAX_GROUPS = 65535
 NAN_BITS = 0x7FC00001  # a quiet NaN with a payload: no kernel computes this by accident
+NAN_BITS_F16 = 0x7E01  # the same for the f16 KV cache
 
 
 @pytest.fixture(scope="module")
 def ctx():
     return get_context()
+
+
+@pytest.fixture(scope="module")
+def ctx_f16(ctx):
+    """The context, for the f16 KV variants: lavapipe has shader-f16 (a test of them cannot pass without)."""
+    assert ctx.has_f16, "this adapter lacks shader-f16 (lavapipe has it): the f16 KV variants cannot be tested here"
+    return ctx
 
 
 def params(fmt: str, *values) -> bytes:
@@ -206,6 +214,35 @@ def test_rope_strided(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox, sca
 
 
 @pytest.mark.parametrize("n,heads,head_dim,n_rot,base,pos_scale,neox", ROPE_CASES)
+@pytest.mark.parametrize("scale,shift", INPUT_RANGES)
+def test_rope_into_f16_cache(ctx_f16, n, heads, head_dim, n_rot, base, pos_scale, neox, scale, shift):
+    """The f16 KV variant (K rotated straight into an f16 cache): the exact rotation rounded to f16,
+    within one f16 ulp plus rope's f32 tolerance (the f32 result may lie across a rounding boundary)."""
+    ctx = ctx_f16
+    rng = np.random.default_rng(n * 41 + head_dim)
+    width = heads * head_dim
+    in_stride, in_offset = 2 * width + 3, 5
+    out_stride, out_offset, cache_rows = width, 3 * width + 1, n + 5  # an odd offset: f16 writes into half words
+    fused = data(rng, (n * in_stride + in_offset,), scale, shift)
+    x = np.stack([fused[in_offset + t * in_stride :][:width] for t in range(n)]).reshape(n, heads, head_dim)
+    positions = rng.permutation(300)[:n].astype(np.uint32) if n > 1 else np.array([299], np.uint32)
+    cache = ctx.buffer(np.full(cache_rows * width + 1, NAN_BITS_F16, np.uint16))
+    uni = rope_uniform(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox, in_stride, in_offset, out_stride, out_offset)
+    ctx.run("rope.wgsl", [uni, ctx.buffer(positions), ctx.buffer(fused), cache], rope_grid(n, heads, head_dim), kv_f16=True)
+    halves = ctx.read(cache, np.uint16)[: cache_rows * width + 1]
+    inside = slice(out_offset, out_offset + n * width)
+    assert np.all(np.delete(halves, np.arange(len(halves))[inside]) == NAN_BITS_F16), "rope wrote outside its rows"
+    got = halves[inside].view(np.float16).astype(np.float32).reshape(n, heads, head_dim)
+    want = exact(reference.rope, x, positions, n_rot, base, neox, pos_scale)
+    want16 = want.astype(np.float16).astype(np.float32)
+    rtol, atol_rel = TOLERANCES["rope"]
+    atol = (atol_rel + ROPE_ATOL_PER_RADIAN * float(np.max(positions)) / pos_scale) * float(np.max(np.abs(want)))
+    ulp = np.spacing(np.maximum(np.abs(got), np.abs(want16)).astype(np.float16)).astype(np.float32)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_array_less(np.abs(got - want16), ulp + rtol * np.abs(want) + atol + ATOL_FLOOR)
+
+
+@pytest.mark.parametrize("n,heads,head_dim,n_rot,base,pos_scale,neox", ROPE_CASES)
 def test_rope_in_place(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox):
     rng = np.random.default_rng(n * 37 + head_dim)
     x = data(rng, (n, heads, head_dim), 2.0, -0.5)
@@ -259,13 +296,13 @@ ATTENTION_CASES = [
 ]
 
 
-def run_attention(ctx, q, k_cache, v_cache, q_pos, n_kv, scale, window, softcap, max_bias):
+def run_attention(ctx, q, k_cache, v_cache, q_pos, n_kv, scale, window, softcap, max_bias, kv_f16=False):
     n, n_head, head_dim = q.shape
     n_head_kv, head_dim_v = k_cache.shape[1], v_cache.shape[2]
     uni = params("IIIIIIfffI", n_head, n_head_kv, head_dim, head_dim_v, n_kv, window, scale, softcap, max_bias, n)
     out = poisoned(ctx, n * n_head * head_dim_v)
     bindings = [ctx.buffer(uni, uniform=True), ctx.buffer(q), ctx.buffer(k_cache), ctx.buffer(v_cache), ctx.buffer(q_pos), out]
-    ctx.run("attention.wgsl", bindings, (n_head, -(-n // 32), 1))
+    ctx.run("attention.wgsl", bindings, (n_head, -(-n // 32), 1), kv_f16=kv_f16)
     return ctx.read(out, np.float32, (n, n_head, head_dim_v))
 
 
@@ -285,6 +322,29 @@ def test_attention(ctx, n_head, n_head_kv, head_dim, m, n, window, softcap, max_
     slopes = reference.alibi_slopes(n_head, max_bias) if max_bias else None
     want = exact(
         reference.attention, q, k, v, q_pos.astype(np.int64), np.arange(m), scale, softcap_value=softcap, window=window, slopes=slopes
+    )
+    check("attention", got, want)
+
+
+@pytest.mark.parametrize("n_head,n_head_kv,head_dim,m,n,window,softcap,max_bias", ATTENTION_CASES)
+def test_attention_f16_kv_cache(ctx_f16, n_head, n_head_kv, head_dim, m, n, window, softcap, max_bias):
+    """The f16 KV variant: K and V read from f16 caches, everything else f32, against the exact
+    attention of the f16-rounded K and V at attention's own tolerance."""
+    ctx = ctx_f16
+    rng = np.random.default_rng(n_head * 1000 + m + n + 1)
+    max_tokens = m + 17
+    q = data(rng, (n, n_head, head_dim), 1.0, 0.1)
+    k = data(rng, (m, n_head_kv, head_dim), 1.0, -0.1).astype(np.float16)
+    v = data(rng, (m, n_head_kv, head_dim), 3.0, 1.0).astype(np.float16)
+    nan = np.full((max_tokens - m, n_head_kv, head_dim), NAN_BITS_F16, np.uint16).view(np.float16)
+    k_cache, v_cache = np.concatenate([k, nan]), np.concatenate([v, nan])
+    q_pos = np.arange(m - n, m, dtype=np.uint32)
+    scale = 1.0 / math.sqrt(head_dim) * (4.0 if softcap else 1.0)
+    got = run_attention(ctx, q, k_cache, v_cache, q_pos, m, scale, window, softcap, max_bias, kv_f16=True)
+    slopes = reference.alibi_slopes(n_head, max_bias) if max_bias else None
+    k32, v32 = k.astype(np.float32), v.astype(np.float32)
+    want = exact(
+        reference.attention, q, k32, v32, q_pos.astype(np.int64), np.arange(m), scale, softcap_value=softcap, window=window, slopes=slopes
     )
     check("attention", got, want)
 
@@ -328,6 +388,46 @@ def test_kv_store(ctx, n, row_len):
     want = cache_before.copy()
     want[m : m + n] = np.stack([fused[src_offset + t * src_stride :][:row_len] for t in range(n)])
     np.testing.assert_array_equal(ctx.read(cache, np.float32, (max_tokens, row_len)), want)
+
+
+@pytest.mark.parametrize("n,row_len", [(1, 7), (7, 4099), (127, 128)])
+def test_kv_store_f16(ctx_f16, n, row_len):
+    """The f16 KV variant: rows rounded to f16 exactly as numpy's astype(float16) (round to nearest
+    even, subnormals and overflow to inf included), at odd element offsets, other rows untouched."""
+    ctx = ctx_f16
+    rng = np.random.default_rng(n + row_len + 1)
+    src_stride, src_offset = 3 * row_len + 1, row_len + 2
+    fused = data(rng, (n * src_stride + src_offset,), 2.0, 1.0)
+    fused[::7] *= np.float32(1e-5)  # f16 subnormals
+    fused[3::11] *= np.float32(3e4)  # beyond f16's 65504 for some: inf
+    m, max_tokens = 11, n + 20
+    cache_before = data(rng, (max_tokens, row_len), 1.0, -3.0).astype(np.float16)
+    cache = ctx.buffer(cache_before)
+    uni = params("IIIII", row_len, src_stride, src_offset, row_len, m * row_len)
+    ctx.run("kv_store.wgsl", [ctx.buffer(uni, uniform=True), ctx.buffer(fused), cache], (-(-row_len // 256), n, 1), kv_f16=True)
+    rows = np.stack([fused[src_offset + t * src_stride :][:row_len] for t in range(n)])
+    want = cache_before.copy()
+    with np.errstate(over="ignore"):
+        want[m : m + n] = rows.astype(np.float16)
+    got = ctx.read(cache, np.float16, (max_tokens, row_len))
+    np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
+def test_kv_f16_variant_needs_exactly_one_alias_line(ctx):
+    """The f16 KV variant is `enable f16;` plus the alias made f16; a shader without exactly one
+    alias line has none, and the error names its file."""
+    for name in ("rope.wgsl", "kv_store.wgsl", "attention.wgsl"):
+        source = ctx.shader_source(name)
+        variant = kv_f16_variant(name, source)
+        assert variant == "enable f16;\n" + source.replace(KV_ALIAS, KV_ALIAS_F16)
+        assert KV_ALIAS not in variant and variant.count(KV_ALIAS_F16) == 1
+    with pytest.raises(GpuError, match=r"shaders/add\.wgsl has no f16 KV variant.*alias kv_t = f32;"):
+        kv_f16_variant("add.wgsl", ctx.shader_source("add.wgsl"))
+    twice = ctx.shader_source("kv_store.wgsl") + KV_ALIAS + "\n"
+    with pytest.raises(GpuError, match=r"shaders/kv_store\.wgsl has no f16 KV variant"):
+        kv_f16_variant("kv_store.wgsl", twice)
+    with pytest.raises(GpuError, match=r"shaders/softmax\.wgsl has no f16 KV variant"):
+        ctx.pipeline("softmax.wgsl", kv_f16=True)
 
 
 # -- sampling ------------------------------------------------------------------------------------
