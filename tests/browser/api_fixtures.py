@@ -4,7 +4,8 @@
 
 Writes OUT_DIR/tiny-gemma2-q8.gguf (a tiny random Gemma-2 with its SentencePiece vocabulary),
 OUT_DIR/not-a-model.gguf, OUT_DIR/unsupported-arch.gguf and OUT_DIR/expected.json: the answers of
-wgllm.inference.LlmInference on the WebGPU backend (lavapipe) for the scenarios the browser
+wgllm.inference.LlmInference on the WebGPU backend (lavapipe; force_f32, since the browser's
+SwiftShader has no shader-f16 and so an f32 KV cache) for the scenarios the browser
 replays with the same options — MediaPipe's documented sample options, greedy, seeded sampling,
 numResponses, token counts — plus SmolLM2's chat template rendered by jinja2 the way transformers
 renders chat templates. Work already done (same script, same inputs) is kept.
@@ -56,18 +57,18 @@ def main(out: Path) -> None:
     results: dict = {"stamp": _stamp(), "model": model.name, "model_size": model.stat().st_size}
 
     def answers(**options) -> list[str]:
-        with LlmInference.create_from_options(str(model), **options) as llm:
+        with LlmInference.create_from_options(str(model), force_f32=True, **options) as llm:
             return [llm.generate_response(p) for p in PROMPTS]
 
-    with LlmInference.create_from_options(str(model), **MEDIAPIPE_SAMPLE) as llm:
+    with LlmInference.create_from_options(str(model), force_f32=True, **MEDIAPIPE_SAMPLE) as llm:
         results["mediapipe_sample"] = {"prompt": PROMPTS[0], "answer": llm.generate_response(PROMPTS[0])}
         results["mediapipe_sample"]["tokens"] = llm.size_in_tokens(PROMPTS[0] + results["mediapipe_sample"]["answer"])
     results["greedy"] = answers(max_tokens=48, top_k=1, temperature=0.0)
     results["greedy_512"] = answers(max_tokens=512, top_k=1, temperature=0.0)
-    with LlmInference.create_from_options(str(model)) as llm:  # MediaPipe's defaults
+    with LlmInference.create_from_options(str(model), force_f32=True) as llm:  # MediaPipe's defaults
         results["defaults_answer"] = llm.generate_response(PROMPTS[0])
     results["sampled"] = {"options": dict(max_tokens=48, top_k=40, temperature=0.8, random_seed=7), "answers": answers(max_tokens=48, top_k=40, temperature=0.8, random_seed=7)}
-    with LlmInference.create_from_options(str(model), max_tokens=40, top_k=20, temperature=1.0, random_seed=3, num_responses=3) as llm:
+    with LlmInference.create_from_options(str(model), max_tokens=40, top_k=20, temperature=1.0, random_seed=3, num_responses=3, force_f32=True) as llm:
         results["multi"] = {"options": dict(max_tokens=40, top_k=20, temperature=1.0, random_seed=3, num_responses=3), "answers": llm.generate_responses(PROMPTS[0])}
         results["size_in_tokens"] = {t: llm.size_in_tokens(t) for t in TOKEN_TEXTS + PROMPTS}
     results["prompts"] = PROMPTS

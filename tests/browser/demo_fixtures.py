@@ -30,7 +30,8 @@ def main(out: Path, question: str, max_tokens: int) -> None:
     prompt = env.from_string(meta["tokenizer.chat_template"]).render(
         messages=[{"role": "user", "content": question}], add_generation_prompt=True, bos_token=bos, eos_token=eos
     )
-    with LlmInference.create_from_options(str(model), max_tokens=max_tokens) as llm:
+    # force_f32: the browser (SwiftShader, no shader-f16) keeps an f32 KV cache; so does this answer
+    with LlmInference.create_from_options(str(model), max_tokens=max_tokens, force_f32=True) as llm:
         if llm.model.tokenizer.add_bos and prompt.startswith(bos):  # LlmChat keeps a single BOS
             prompt = prompt[len(bos):]
         answer = llm.generate_response(prompt)

@@ -37,6 +37,11 @@ SMOLLM2_TOKENS = 16
 GEMMA3_PROMPT = "The old lighthouse keeper climbed the spiral stairs"
 
 
+# The browser's SwiftShader has no shader-f16, so its engine keeps an f32 KV cache: the Python
+# engine whose answers it must match does too (force_f32), whatever this machine's adapter offers.
+F32_KV = True
+
+
 def inputs_digest() -> str:
     h = hashlib.sha256()
     files = [Path(__file__), *sorted((REPO / "shaders").glob("*.wgsl")), *sorted((REPO / "py" / "wgllm" / "gpu").glob("*.py")), REPO / "py/wgllm/model.py"]
@@ -60,12 +65,12 @@ def tiny_expected(path: Path) -> dict:
 
     model = load_model(path)
     prompt = [int(i) for i in np.random.default_rng(1).integers(3, model.config.n_vocab, 6)]
-    engine = GpuEngine(model, max_tokens=GREEDY_TOKENS + len(prompt))
+    engine = GpuEngine(model, max_tokens=GREEDY_TOKENS + len(prompt), force_f32=F32_KV)
     greedy = run_session(engine, prompt, GREEDY_TOKENS, 1, 0.0, 0)
     sampled = run_session(engine, prompt, GREEDY_TOKENS, **SAMPLING)
     engine.close()
     # every row of a 4-token prefill, then two decode steps against the KV cache
-    all_rows = GpuEngine(model, max_tokens=len(prompt), all_logits=True)
+    all_rows = GpuEngine(model, max_tokens=len(prompt), all_logits=True, force_f32=F32_KV)
     logits = np.concatenate([all_rows.forward_logits(prompt[:4], 0), *(all_rows.forward_logits([prompt[j]], j) for j in (4, 5))])
     all_rows.close()
     ref = reference.forward(model, prompt)  # what gpu_tolerances' MODEL_LOGITS_REL is defined against
@@ -130,12 +135,12 @@ def main(out: Path) -> None:
         os.symlink(target, out / name)
     smol = load_model(out / "smollm2.gguf")
     prompt = smol.tokenizer.encode(SMOLLM2_PROMPT)
-    engine = GpuEngine(smol, max_tokens=len(prompt) + SMOLLM2_TOKENS)
+    engine = GpuEngine(smol, max_tokens=len(prompt) + SMOLLM2_TOKENS, force_f32=F32_KV)
     expected["smollm2"] = {"prompt": prompt, "greedy": run_session(engine, prompt, SMOLLM2_TOKENS, 1, 0.0, 0)}
     engine.close()
     gemma = load_model(out / "gemma3.gguf")
     prompt = gemma.tokenizer.encode(GEMMA3_PROMPT, add_special=True)
-    engine = GpuEngine(gemma, max_tokens=len(prompt), all_logits=True)
+    engine = GpuEngine(gemma, max_tokens=len(prompt), all_logits=True, force_f32=F32_KV)
     logits = engine.forward_logits(prompt, 0)
     engine.close()
     top = logits.argmax(-1)

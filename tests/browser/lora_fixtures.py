@@ -104,11 +104,12 @@ def main(out: Path) -> None:
         entry["plain_logits"] = peft_logits(tiny_model(arch).model, ids).ravel().tolist()  # transformers without an adapter
         results["models"][arch] = entry
 
-    # Text: Python's LlmInference on WebGPU with the same adapter files and options.
+    # Text: Python's LlmInference on WebGPU with the same adapter files and options, and the f32 KV
+    # cache the browser (SwiftShader: no shader-f16) has.
     base = out / TEXT_ARCH / "base.gguf"
     text: dict = {"prompt": PROMPT, "greedy": {"options": _opts(GREEDY)}, "sampled": {"options": _opts(SAMPLED)}}
     for key, o in (("greedy", GREEDY), ("sampled", SAMPLED)):
-        with LlmInference.create_from_options(str(base), lora_ranks=[4, 2], backend="gpu", **o) as llm:
+        with LlmInference.create_from_options(str(base), lora_ranks=[4, 2], backend="gpu", force_f32=True, **o) as llm:
             loras = {name: llm.load_lora_model(str(out / TEXT_ARCH / f"lora-{name}.gguf")) for name in ("A", "B")}
             text[key]["A"] = llm.generate_response(PROMPT, loras["A"])
             text[key]["B"] = llm.generate_responses(PROMPT, loras["B"])[0]
@@ -116,7 +117,7 @@ def main(out: Path) -> None:
     results["text"] = text
 
     # The demo page: serve-models with this base, adapter A copied in while the page is open.
-    with LlmInference.create_from_options(str(base), lora_ranks=[4], backend="gpu", **DEMO) as llm:
+    with LlmInference.create_from_options(str(base), lora_ranks=[4], backend="gpu", force_f32=True, **DEMO) as llm:
         demo_answer = llm.generate_response(DEMO_QUESTION, llm.load_lora_model(str(out / TEXT_ARCH / "lora-A.gguf")))
     results["demo"] = {"question": DEMO_QUESTION, "options": _opts(DEMO), "answer": demo_answer}
 
