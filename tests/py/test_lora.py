@@ -190,7 +190,7 @@ def test_gpu_engine_with_adapter_matches_reference_and_peft(arch, lora_case):
 
     base, ids, adapters = lora_case(arch)
     model = load_model(base)
-    engine = GpuEngine(model, max_tokens=len(ids), all_logits=True, lora_ranks=[4])
+    engine = GpuEngine(model, max_tokens=len(ids), all_logits=True, lora_ranks=[4], force_f32=True)  # the f32 path: as the f32 reference
     path, want, _ = adapters[0]
     adapter = load_lora(path)
     lora = engine.load_lora(adapter)
@@ -209,7 +209,7 @@ def test_gpu_adapters_switch_per_call_without_rebuild(lora_case):
 
     base, ids, adapters = lora_case("gemma")
     model = load_model(base)
-    engine = GpuEngine(model, max_tokens=len(ids), all_logits=True, lora_ranks=[2, 4])
+    engine = GpuEngine(model, max_tokens=len(ids), all_logits=True, lora_ranks=[2, 4], force_f32=True)
     loaded = {seed: engine.load_lora(load_lora(adapters[seed][0])) for seed in adapters}
     ctx = engine.ctx
     engine.forward_logits(ids, 0, loaded[0])  # every pipeline and per-size uniform exists after one call of each kind
@@ -226,7 +226,7 @@ def test_gpu_adapters_switch_per_call_without_rebuild(lora_case):
     assert len(ctx._pipelines) == pipelines and not made
     fresh = {}
     for seed in (0, 1, None):
-        other = GpuEngine(model, max_tokens=len(ids), all_logits=True, lora_ranks=[2, 4])
+        other = GpuEngine(model, max_tokens=len(ids), all_logits=True, lora_ranks=[2, 4], force_f32=True)
         fresh[seed] = other.forward_logits(ids, 0, None if seed is None else other.load_lora(load_lora(adapters[seed][0])))
         other.close()
     for seed, got in runs:
@@ -367,7 +367,8 @@ def test_llm_inference_generates_with_each_adapter(backend, lora_case):
     model = load_model(base)
     want = {seed: generate(model, "the quick brown fox", max_tokens=20, top_k=1, lora=None if seed is None else load_lora(adapters[seed][0])) for seed in (0, 1, None)}
     assert len(set(want.values())) == 3  # three different answers: each adapter shows in the text
-    with LlmInference.create_from_options(str(base), max_tokens=20, top_k=1, backend=backend, lora_ranks=[4, 2]) as llm:
+    # force_f32: the GPU's f32 path, as the f32 reference's text
+    with LlmInference.create_from_options(str(base), max_tokens=20, top_k=1, backend=backend, lora_ranks=[4, 2], force_f32=True) as llm:
         loras = {seed: llm.load_lora_model(str(adapters[seed][0])) for seed in (0, 1)}
         for seed in (0, 1, None, 0):
             pieces = []
@@ -393,7 +394,7 @@ def test_cli_convert_then_logits_and_generate_with_lora(lora_case, tmp_path):
     assert f"wrote {out}" in run.stderr and out.read_bytes() == adapters[0][0].read_bytes()
     for backend in ("reference", "gpu"):
         npy = tmp_path / f"{backend}.npy"
-        run = _wgllm("logits", "--model", base, "--ids", json.dumps(ids), "--lora", out, "--backend", backend, "--out", npy)
+        run = _wgllm("logits", "--model", base, "--ids", json.dumps(ids), "--lora", out, "--backend", backend, "--out", npy, "--force-f32")
         assert run.returncode == 0, run.stderr
         assert rel(np.load(npy), want) <= F32_BOUND
     from wgllm.generation import generate
