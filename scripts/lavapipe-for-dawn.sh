@@ -10,20 +10,32 @@
 # and lavapipe has neither; see the spec's header.) Kept when already there.
 set -euo pipefail
 [ $# -eq 1 ] || { echo "usage: $0 DIR" >&2; exit 2; }
-version="25.0.7-2~bpo12+1"
+# Any Mesa from 23 on passes Dawn's checks (25.0.7-2~bpo12+1 was the one tested); backports keeps
+# only its newest build, so the current one is fetched rather than a pinned version.
+min_major=23
 dir="$(mkdir -p "$1" && cd "$1" && pwd)"
 lib="$dir/root/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so"
-if [ -f "$dir/lvp_icd.json" ] && [ "$(cat "$dir/version" 2>/dev/null)" = "$version" ] && [ -f "$lib" ]; then exit 0; fi
-command -v apt-get >/dev/null || { echo "$0: needs apt-get (Debian) to fetch mesa-vulkan-drivers $version" >&2; exit 1; }
-rm -rf "$dir/apt" "$dir/root" "$dir/lvp_icd.json"
+if [ -f "$dir/lvp_icd.json" ] && [ -f "$dir/version" ] && [ -f "$lib" ]; then exit 0; fi
+command -v apt-get >/dev/null || { echo "$0: needs apt-get (Debian) to fetch mesa-vulkan-drivers from bookworm-backports" >&2; exit 1; }
+rm -rf "$dir/apt" "$dir/root" "$dir/lvp_icd.json" "$dir/version"
 mkdir -p "$dir/apt/lists/partial" "$dir/apt/cache/archives/partial"
 echo "deb http://deb.debian.org/debian bookworm-backports main" > "$dir/apt/sources.list"
 apt=(-o "Dir::Etc::SourceList=$dir/apt/sources.list" -o "Dir::Etc::SourceParts=$dir/apt/none"
   -o "Dir::State::Lists=$dir/apt/lists" -o "Dir::Cache=$dir/apt/cache" -o "APT::Sandbox::User=$(id -un)" -q)
 apt-get "${apt[@]}" update >&2
-(cd "$dir/apt" && apt-get "${apt[@]}" download "mesa-vulkan-drivers=$version" >&2)
-dpkg-deb -x "$dir"/apt/mesa-vulkan-drivers_*.deb "$dir/root"
+(cd "$dir/apt" && apt-get "${apt[@]}" download "mesa-vulkan-drivers/bookworm-backports" >&2)
+deb=("$dir"/apt/mesa-vulkan-drivers_*.deb)
+version="$(dpkg-deb -f "${deb[0]}" Version)"
+major="${version%%.*}"; major="${major#*:}"
+if [ "$major" -lt "$min_major" ]; then
+  echo "$0: bookworm-backports has mesa-vulkan-drivers $version; Dawn needs Mesa $min_major or newer" >&2
+  exit 1
+fi
+dpkg-deb -x "${deb[0]}" "$dir/root"
 [ -f "$lib" ] || { echo "$0: $lib is not in mesa-vulkan-drivers $version" >&2; exit 1; }
 rm -rf "$dir/apt"
-printf '{"file_format_version": "1.0.0", "ICD": {"library_path": "%s", "api_version": "1.4.305"}}\n' "$lib" > "$dir/lvp_icd.json"
+icd=("$dir"/root/usr/share/vulkan/icd.d/lvp_icd*.json)
+[ -f "${icd[0]}" ] || { echo "$0: mesa-vulkan-drivers $version has no lvp_icd*.json" >&2; exit 1; }
+# the package's own ICD manifest (its Vulkan version), pointed at the unpacked library
+sed -E 's#"library_path": *"[^"]*"#"library_path": "'"$lib"'"#' "${icd[0]}" > "$dir/lvp_icd.json"
 echo "$version" > "$dir/version"
