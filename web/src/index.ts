@@ -16,7 +16,7 @@ export type { GGUFNumericArray, GGUFTensorChunk, GGUFTensorInfo, GGUFValue, Read
 export { KV_ALIAS, SHADERS, kvF16Variant, shaderSource } from "./shaders";
 export { Engine, MAX_TOP_K } from "./engine";
 export type { EngineOptions, KvCacheType, SampleSettings } from "./engine";
-export { EngineLora, LORA_OWNER_MESSAGE } from "./engine";
+export { EngineLora, LORA_OWNER_MESSAGE } from "./lora_gpu";
 export type { LoraAsset } from "./runner";
 export { ARCH_RECIPES, SUPPORTED_ARCHITECTURES, layerRope, modelConfigFromHeader } from "./model";
 export type { ArchRecipe, ModelConfig } from "./model";

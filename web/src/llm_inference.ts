@@ -18,7 +18,8 @@ import type { RunResult } from "./generator";
 import { requestWebGpuDevice } from "./device";
 import type { LoadProgressCallback, ModelAsset } from "./model_source";
 import { LocalRunner, headerOf, type LoraAsset, type ModelInfo, type Runner } from "./runner";
-import { type KvCacheType, LORA_OWNER_MESSAGE } from "./engine";
+import type { KvCacheType } from "./engine";
+import { LORA_OWNER_MESSAGE } from "./lora_gpu";
 import { Tokenizer } from "./tokenizer";
 import { WorkerRunner } from "./worker_client";
 

@@ -3,7 +3,8 @@
 // (WorkerRunner in worker_client.ts, which forwards these calls to a LocalRunner in the worker).
 
 import { requestWebGpuDevice } from "./device";
-import { Engine, type EngineLora, type KvCacheType, LORA_OWNER_MESSAGE } from "./engine";
+import { Engine, type KvCacheType } from "./engine";
+import { type EngineLora, LORA_OWNER_MESSAGE } from "./lora_gpu";
 import { WgllmError } from "./errors";
 import { GGUFHeader, type GGUFStream, type GGUFValue, readGGUF } from "./gguf";
 import { Generator, type RunRequest, type RunResult } from "./generator";

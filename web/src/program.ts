@@ -1,0 +1,117 @@
+// The engine's dispatch program (Python's _Program in py/wgllm/gpu/engine.py): an ordered list of
+// kernel launches, each with its Params uniform, its pipelines and bind groups made once, and the
+// LoRA steps between them; a step encodes them all into one open compute pass.
+
+import { type Constants, GpuContext } from "./gpu";
+
+const MAX_GROUPS = 65535;
+
+export type Grid = [number, number, number];
+export type Params = (n: number, pos0: number) => ArrayBuffer;
+
+export function gridRows(groups: number): Grid {
+  const gx = Math.max(1, Math.min(groups, MAX_GROUPS));
+  return [gx, Math.ceil(groups / gx), 1];
+}
+
+/** Little-endian Params: `fmt` letters I (u32) and f (f32), as Python's struct.pack("<" + fmt). */
+export function pack(fmt: string, ...values: number[]): ArrayBuffer {
+  const buf = new ArrayBuffer(4 * fmt.length);
+  const v = new DataView(buf);
+  [...fmt].forEach((c, i) => (c === "I" ? v.setUint32(4 * i, values[i] >>> 0, true) : v.setFloat32(4 * i, values[i], true)));
+  return buf;
+}
+
+function sameBytes(a: ArrayBuffer | undefined, b: ArrayBuffer): boolean {
+  if (!a || a.byteLength !== b.byteLength) return false;
+  const x = new Uint32Array(a);
+  const y = new Uint32Array(b);
+  return x.every((w, i) => w === y[i]);
+}
+
+/** One kernel launch: its Params depend on (n, pos0); its buffers never change. `pipelines` and
+ * `bindGroups` are per entry point (matmuls use `matvec` for n = 1 and `main` otherwise). */
+export interface Launch {
+  op: string;
+  entry: (n: number) => string;
+  pipelines: Map<string, GPUComputePipeline>;
+  bindGroups: Map<string, GPUBindGroup>;
+  uniform: GPUBuffer;
+  written?: ArrayBuffer;
+  params: Params;
+  grid: (n: number, pos0: number) => Grid;
+}
+
+/** The LoRA update of one layer matmul's output, for the adapter of the running call. */
+export interface LoraStep {
+  loraSite: string;
+}
+
+export type Step = Launch | LoraStep;
+
+export class Program {
+  readonly steps: Step[] = [];
+  private pending: Promise<void>[] = [];
+
+  /** Launches' uniforms go to `owned` (the engine's buffers, freed by its destroy). */
+  constructor(private readonly ctx: GpuContext, private readonly owned: GPUBuffer[]) {}
+
+  /** Add a launch of shaders/<op>.wgsl (kvF16: of its f16 KV variant); its pipelines and bind groups
+   * are made in the background, awaited by settle(). */
+  add(
+    op: string, bindings: GPUBuffer[], params: Params, grid: Launch["grid"],
+    entries: string[] = ["main"], entry?: Launch["entry"], constants?: Constants, kvF16 = false,
+  ): Launch {
+    const launch: Launch = {
+      op,
+      entry: entry ?? (() => "main"),
+      pipelines: new Map(),
+      bindGroups: new Map(),
+      uniform: this.ctx.buffer(Math.max(16, params(1, 0).byteLength), `${op} params`, { uniform: true }),
+      params,
+      grid,
+    };
+    this.owned.push(launch.uniform);
+    for (const e of entries) {
+      this.pending.push(
+        this.ctx.pipeline(op, e, constants, kvF16).then((p) => {
+          launch.pipelines.set(e, p);
+          launch.bindGroups.set(e, this.ctx.bindGroup(p, [launch.uniform, ...bindings], `${op}:${e}`));
+        }),
+      );
+    }
+    this.steps.push(launch);
+    return launch;
+  }
+
+  /** Run the LoRA step of layer matmul `site` here (see lora_gpu.ts). */
+  addLoraStep(site: string): void {
+    this.steps.push({ loraSite: site });
+  }
+
+  /** Other GPU work the program needs before it runs (the LoRA pipelines), awaited by settle(). */
+  defer(work: Promise<void>): void {
+    this.pending.push(work);
+  }
+
+  /** Wait for every pipeline and bind group started so far. */
+  settle(): Promise<PromiseSettledResult<void>[]> {
+    const pending = this.pending;
+    this.pending = [];
+    return Promise.allSettled(pending);
+  }
+
+  dispatch(pass: GPUComputePassEncoder, s: Launch, n: number, pos0: number): void {
+    const params = s.params(n, pos0);
+    if (!sameBytes(s.written, params)) {
+      this.ctx.write(s.uniform, 0, params); // most launches' params do not move between decode steps
+      s.written = params;
+    }
+    const grid = s.grid(n, pos0);
+    this.ctx.checkGrid(s.op, grid);
+    const entry = s.entry(n);
+    pass.setPipeline(s.pipelines.get(entry)!);
+    pass.setBindGroup(0, s.bindGroups.get(entry)!);
+    pass.dispatchWorkgroups(...grid);
+  }
+}
