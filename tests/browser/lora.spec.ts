@@ -1,4 +1,4 @@
-// LoRA adapters in the browser bundle (web/src/lora.ts, engine.ts, llm_inference.ts) against the
+// LoRA adapters in the browser bundle (web/src/lora.ts, lora_gpu.ts, engine.ts, llm_inference.ts) against the
 // oracles of tests/browser/lora_fixtures.py: tiny random Gemma, Phi-2 and Llama models with random
 // non-zero PEFT adapters give transformers + PEFT's logits within the engine tolerance (prefill and
 // decode rows), and those of the same models with the adapter merged into the weights by PEFT;

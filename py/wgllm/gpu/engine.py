@@ -16,6 +16,9 @@ KV cache: with the adapter's shader-f16 and not force_f32 it holds f16 (2 bytes 
 llama.cpp's default F16 cache type): the rope of K and the kv_store of V write it and attention
 reads it through the shaders' "f16 KV" variant (runtime.kv_f16_variant). Every sum, score and
 softmax stays f32; only the stored K and V are rounded. Otherwise (or force_f32) it is f32.
+
+LoRA: each layer matmul's step ends with its LoRA update for the step's adapter; the adapters'
+upload, the stacked-QKV sites and the shrink/expand launches are wgllm.gpu.lora's.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 
+from wgllm.gpu.lora import GpuLora, LoraSites
 from wgllm.gpu.runtime import GpuContext, GpuError, get_context
 from wgllm.model import Model
 
@@ -98,31 +102,6 @@ class _Program:
             self.encode_step(cpass, i, n, pos0)
 
 
-@dataclass
-class _LoraWeight:
-    """One adapted weight of a resident adapter: its factors, uniforms and bind groups, made once."""
-
-    rank: int
-    n_out: int
-    buffers: list
-    shrink: tuple  # (pipeline, uniform, bind group)
-    expand: tuple
-    written: tuple = (b"", b"")
-
-
-class GpuLora:
-    """A LoRA adapter resident on one engine (LlmInference's LoraModel holds one)."""
-
-    def __init__(self, engine: "GpuEngine", adapter, weights: dict[str, _LoraWeight]):
-        self.engine, self.adapter, self.weights = engine, adapter, weights
-
-    def release(self) -> None:
-        for w in self.weights.values():
-            for b in w.buffers:
-                b.destroy()
-        self.weights = {}
-
-
 class GpuEngine:
     """A model resident on the GPU, ready to run sessions of at most max_tokens tokens.
 
@@ -162,10 +141,8 @@ class GpuEngine:
         self.model, self.max_tokens, self.force_f32, self.all_logits = model, max_tokens, force_f32, all_logits
         self.fuse_residual = fuse_residual
         self.lora_ranks = sorted(set(lora_ranks or []))
-        self._lora_sites: dict[str, tuple] = {}  # weight name -> (x, y, k, n_out) of its matmul
-        self._active_lora: GpuLora | None = None
-        self._loras: list[GpuLora] = []
         self.ctx = ctx = get_context()
+        self._lora = LoraSites(ctx)  # the layer matmuls' LoRA sites, the resident adapters (wgllm.gpu.lora)
         self.kv_f16 = ctx.has_f16 and not force_f32
         self._gw = gw
         c = self.c = model.config
@@ -184,7 +161,6 @@ class GpuEngine:
         self.qkv_stacked = [stack_qkv and not self.fused and self.fuse_qkv(i) for i in range(c.n_layer)]
         # layers whose ffn_gate and ffn_up run as one matmul of (gate, up) row pairs (see pair_glu)
         self.glu_paired = [fuse_glu and not self.lora_ranks and self.pair_glu(i) for i in range(c.n_layer)]
-        self._lora_parts: dict[str, tuple[str, int]] = {}  # attn_q/k/v name of a stacked layer -> (its site, first column)
         one_matmul = self.fused or any(self.qkv_stacked)
         self.qkv = f32(rows * (q_dim + kv_dim + v_dim), "qkv") if one_matmul else None
         unstacked = not self.fused and not all(self.qkv_stacked)
@@ -301,67 +277,18 @@ class GpuEngine:
             prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w, x, y, n, bias, residual, glu), f"matmul_{w.shader_suffix}")
             return
         assert glu is None  # pair_glu is not taken with LoRA ranks
-        self._lora_sites[name] = (x, y, w.k, w.n_out)
+        self._lora.sites[name] = (x, y, w.k, w.n_out)
 
         def matmul_and_lora(cpass, n, pos0):
             gw.matmul(ctx, cpass, w, x, y, n, bias, residual)
-            self._apply_lora(cpass, name, n)
+            self._lora.apply(cpass, name, n)
 
         prog.call(matmul_and_lora, f"matmul_{w.shader_suffix}")
 
     # -- LoRA ----------------------------------------------------------------------------------
     def load_lora(self, adapter) -> GpuLora:
         """Upload a checked adapter (wgllm.lora.LoraAdapter): factors, uniforms and bind groups, once."""
-        from wgllm.lora import check_lora, check_rank  # noqa: PLC0415
-
-        check_lora(adapter, self.model)
-        check_rank(adapter, self.lora_ranks, "model")
-        ctx = self.ctx
-        shrink_pipe, expand_pipe = ctx.pipeline("lora_shrink.wgsl"), ctx.pipeline("lora_expand.wgsl")
-        # factors by the matmul they follow: a stacked QKV's q, k and v adapters become one of
-        # rank up to 3r, A their A's stacked, B block-diagonal (each B in its columns' rows and its
-        # own r columns, zeros elsewhere), so y[:, cols] += scale * x A_p^T B_p^T exactly as apart
-        sites: dict[str, list] = {}
-        for name, (a, b) in adapter.factors.items():
-            site, col = self._lora_parts.get(name, (name, 0))
-            if site not in self._lora_sites:
-                raise ValueError(f"{adapter.path}: tensor {name}.lora_a adapts {name}, which the GPU engine does not run as a layer matmul")
-            sites.setdefault(site, []).append((col, a, b))
-        weights: dict[str, _LoraWeight] = {}
-        for name, parts in sites.items():
-            x, y, k, n_out = self._lora_sites[name]
-            parts.sort(key=lambda p: p[0])
-            r = adapter.rank
-            a = np.concatenate([p[1] for p in parts], axis=0)
-            b = np.zeros((n_out, r * len(parts)), np.float32)
-            for j, (col, _, bp) in enumerate(parts):
-                b[col : col + bp.shape[0], j * r : (j + 1) * r] = bp
-            a_buf, b_buf = ctx.buffer(a, label=f"{name}.lora_a"), ctx.buffer(b, label=f"{name}.lora_b")
-            u_shrink, u_expand = ctx.buffer(size=16, uniform=True, label="lora_shrink"), ctx.buffer(size=16, uniform=True, label="lora_expand")
-            weights[name] = _LoraWeight(
-                rank=r * len(parts),
-                n_out=n_out,
-                buffers=[a_buf, b_buf, u_shrink, u_expand],
-                shrink=(shrink_pipe, u_shrink, ctx.bind_group(shrink_pipe, [u_shrink, x, a_buf, self.lora_t])),
-                expand=(expand_pipe, u_expand, ctx.bind_group(expand_pipe, [u_expand, self.lora_t, b_buf, y])),
-            )
-        handle = GpuLora(self, adapter, weights)
-        self._loras.append(handle)
-        return handle
-
-    def _apply_lora(self, cpass, name: str, n: int) -> None:
-        lora = self._active_lora
-        w = lora.weights.get(name) if lora is not None else None
-        if w is None:
-            return
-        k = self._lora_sites[name][2]
-        shrink, expand = _pack("III", n, k, w.rank), _pack("IIIf", n, w.n_out, w.rank, lora.adapter.scale)
-        if (shrink, expand) != w.written:  # only n moves between steps
-            self.ctx.write(w.shrink[1], shrink)
-            self.ctx.write(w.expand[1], expand)
-            w.written = (shrink, expand)
-        self.ctx.dispatch(cpass, w.shrink[0], w.shrink[2], (w.rank, n, 1))
-        self.ctx.dispatch(cpass, w.expand[0], w.expand[2], (-(-w.n_out // 64), n, 1))
+        return self._lora.load(self, adapter, self.lora_t)
 
     def _norm(self, prog: _Program, prefix: str, x, y, rows: Callable[[int], int] | None = None, dim: int | None = None) -> None:
         c = self.c
@@ -412,7 +339,7 @@ class GpuEngine:
                     site = blk + "attn_q+k+v.weight"
                     self._matmul(prog, site, self.h, self.qkv, weight=self.stacked_qkv(i))
                     for p, col in zip("qkv", (0, q_dim, q_dim + kv_dim)):
-                        self._lora_parts[f"{blk}attn_{p}.weight"] = (site, col)
+                        self._lora.parts[f"{blk}attn_{p}.weight"] = (site, col)
                 row = q_dim + kv_dim + v_dim
                 src_q, src_k, src_v = (self.qkv, row, 0), (self.qkv, row, q_dim), (self.qkv, row, q_dim + kv_dim)
             else:
@@ -551,9 +478,7 @@ class GpuEngine:
 
     def _step(self, ids: list[int], pos0: int, lora: GpuLora | None = None):
         n = len(ids)
-        if lora is not None and (lora.engine is not self or lora not in self._loras):
-            raise ValueError("The LoRA model was not loaded by this LLM Inference task.")
-        self._active_lora = lora
+        self._lora.activate(self, lora)
         if pos0 + n > self.max_tokens:
             raise ValueError(f"{pos0 + n} tokens do not fit in max_tokens={self.max_tokens}")
         bad = [t for t in ids if not 0 <= t < self.c.n_vocab]
@@ -582,9 +507,7 @@ class GpuEngine:
         return GpuSession(self, top_k, temperature, seed, lora)
 
     def close(self) -> None:
-        for lora in self._loras:
-            lora.release()
-        self._loras.clear()
+        self._lora.release_all()
         for b in [*self._weights.values()]:
             destroy = getattr(b, "destroy", None)
             if destroy:
