@@ -1,6 +1,6 @@
 """A decode step with the matmul epilogue fusions against without them, in one process.
 
-    .venv/bin/python bench/fuse_epilogue.py MODEL.gguf [--blocks 8] [--steps 10]
+    .venv/bin/python bench/fuse_epilogue.py MODEL.gguf [--prompt-tokens 128] [--blocks 8] [--steps 10]
 
 Three engines on the same model: "apart" GpuEngine(fuse_residual=False, fuse_glu=False) (v4's
 program), "residual" (fuse_glu=False: the residual adds in the attention output and ffn_down
@@ -14,38 +14,23 @@ Prints only.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
-import numpy as np
-
 from wgllm.gpu.engine import GpuEngine
-from wgllm.model import load_model
 
-from ab import alternate, same_result  # bench/ab.py (this script runs from bench/)
+from ab import alternate, decode_parser, decode_steps, model_and_prompt  # bench/ab.py (this script runs from bench/)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model")
-    ap.add_argument("--prompt-tokens", type=int, default=128)
-    ap.add_argument("--blocks", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=10)
-    args = ap.parse_args()
-    model = load_model(args.model)
-    ids = [int(i) for i in np.random.default_rng(0).integers(0, model.config.n_vocab, args.prompt_tokens)]
+    args = decode_parser(__doc__).parse_args()
+    model, ids = model_and_prompt(args)
     pos0 = args.prompt_tokens
     engines = {
         "apart": GpuEngine(model, max_tokens=pos0 + 1, fuse_residual=False, fuse_glu=False),
         "residual": GpuEngine(model, max_tokens=pos0 + 1, fuse_glu=False),
         "fused": GpuEngine(model, max_tokens=pos0 + 1),
     }
-    tokens = {name: e.session(top_k=1, temperature=0.0, seed=0).prefill(ids) for name, e in engines.items()}
-    if len(set(tokens.values())) != 1:
-        raise SystemExit(f"the layouts sampled different tokens after the prompt: {tokens}")
-    token = tokens["fused"]
-    steps = {name: (lambda e=e: e.sample_step([token], pos0, 1, 0.0, 0, 0)) for name, e in engines.items()}
-    same_result(steps, "sampled different tokens")
+    _, steps = decode_steps(engines, ids)
     for name, e in engines.items():
         labels = e.program.labels
         print(

@@ -1,6 +1,6 @@
 """A decode step recorded as the engine records it (one compute pass) against one pass per launch.
 
-    .venv/bin/python bench/pass_layout.py MODEL.gguf [--blocks 8] [--steps 10]
+    .venv/bin/python bench/pass_layout.py MODEL.gguf [--prompt-tokens 128] [--blocks 8] [--steps 10]
 
 Alternates blocks of --steps decode steps (same token, same position) between the two layouts in
 one process, so that the ratio per block is taken under the same load, and checks that both sample
@@ -9,14 +9,11 @@ the same token. Prints ms per step per block and the per-pass/one-pass ratios. P
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 from wgllm.gpu.engine import GpuEngine, _pack
-from wgllm.model import load_model
 
-from ab import alternate, same_result  # bench/ab.py (this script runs from bench/)
+from ab import alternate, decode_parser, decode_steps, model_and_prompt, same_result  # bench/ab.py (this script runs from bench/)
 
 
 def pass_per_launch(engine: GpuEngine, token: int, pos0: int) -> int:
@@ -38,21 +35,12 @@ def pass_per_launch(engine: GpuEngine, token: int, pos0: int) -> int:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model")
-    ap.add_argument("--prompt-tokens", type=int, default=128)
-    ap.add_argument("--blocks", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=10)
-    args = ap.parse_args()
-    model = load_model(args.model)
-    engine = GpuEngine(model, max_tokens=args.prompt_tokens + 1)
-    ids = [int(i) for i in np.random.default_rng(0).integers(0, model.config.n_vocab, args.prompt_tokens)]
-    token = engine.session(top_k=1, temperature=0.0, seed=0).prefill(ids)
+    args = decode_parser(__doc__).parse_args()
+    model, ids = model_and_prompt(args)
     pos0 = args.prompt_tokens
-    layouts = {
-        "one pass": lambda: engine.sample_step([token], pos0, 1, 0.0, 0, 0),
-        "pass per launch": lambda: pass_per_launch(engine, token, pos0),
-    }
+    engine = GpuEngine(model, max_tokens=pos0 + 1)
+    token, layouts = decode_steps({"one pass": engine}, ids)
+    layouts["pass per launch"] = lambda: pass_per_launch(engine, token, pos0)
     same_result(layouts, "sampled different tokens")
     alternate(layouts, args.blocks, args.steps, slow="pass per launch", fast="one pass")
 
