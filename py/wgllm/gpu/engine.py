@@ -199,23 +199,30 @@ class GpuEngine:
             self._weights[name] = self.ctx.buffer(self.model.weight(name).astype(np.float32), label=name)
         return self._weights[name]
 
+    def _repack(self, name: str):
+        """The file's weight `name` in the GPU layout (weights.repack), not yet uploaded."""
+        t = self.model.gguf.tensor(name)
+        return self._gw.repack(t.raw, t.ggml_type, t.shape, name=f"{self.model.path}: {name}")
+
     def mat(self, name: str):
         if name not in self._weights:
-            t = self.model.gguf.tensor(name)
-            self._weights[name] = self._gw.upload(self.ctx, self._gw.repack(t.raw, t.ggml_type, t.shape, name=f"{self.model.path}: {name}"), label=name)
+            self._weights[name] = self._gw.upload(self.ctx, self._repack(name), label=name)
         return self._weights[name]
 
-    def fuse_qkv(self, i: int) -> bool:
-        """Whether layer i's attn_q, attn_k and attn_v run as one matmul: all three present, of one
-        GGML type and one input width, and no q/k norm (which reads q and k as contiguous rows)."""
-        if self.c.recipe.qk_norm:
-            return False
-        names = [f"blk.{i}.attn_{p}.weight" for p in "qkv"]
+    def _one_kind(self, names: list[str], same_shape: bool) -> bool:
+        """Whether the weights `names` are all in the file, 2-D, of one GGML type and one input width
+        (and, with same_shape, one shape): what running them as one matmul of their rows needs."""
         tensors = self.model.gguf.tensors
         if not all(n in tensors for n in names):
             return False
         infos = [self.model.gguf.tensor(n) for n in names]
-        return len({t.ggml_type for t in infos}) == 1 and len({tuple(t.shape[1:]) for t in infos}) == 1 and all(len(t.shape) == 2 for t in infos)
+        shapes = {tuple(t.shape) if same_shape else tuple(t.shape[1:]) for t in infos}
+        return len({t.ggml_type for t in infos}) == 1 and len(shapes) == 1 and all(len(t.shape) == 2 for t in infos)
+
+    def fuse_qkv(self, i: int) -> bool:
+        """Whether layer i's attn_q, attn_k and attn_v run as one matmul: all three present, of one
+        GGML type and one input width, and no q/k norm (which reads q and k as contiguous rows)."""
+        return not self.c.recipe.qk_norm and self._one_kind([f"blk.{i}.attn_{p}.weight" for p in "qkv"], same_shape=False)
 
     def stacked_qkv(self, i: int):
         """Layer i's attn_q, attn_k and attn_v as one weight of their rows stacked (rows are independent
@@ -225,10 +232,7 @@ class GpuEngine:
         key = blk + "attn_q+k+v.weight"
         if key not in self._weights:
             gw = self._gw
-            parts = []
-            for p in "qkv":
-                t = self.model.gguf.tensor(f"{blk}attn_{p}.weight")
-                parts.append(gw.repack(t.raw, t.ggml_type, t.shape, name=f"{self.model.path}: {blk}attn_{p}.weight"))
+            parts = [self._repack(f"{blk}attn_{p}.weight") for p in "qkv"]
             arrays = [np.concatenate([r.arrays[j] for r in parts], axis=0) for j in range(len(parts[0].arrays))]
             stacked = gw.RepackedWeight(parts[0].ggml_type, (sum(r.n_out for r in parts), parts[0].k), arrays, parts[0].names)
             self._weights[key] = gw.upload(self.ctx, stacked, label=key)
@@ -249,20 +253,15 @@ class GpuEngine:
         if self.c.recipe.ffn not in ("swiglu", "geglu"):
             return False
         names = [f"blk.{i}.ffn_{p}.weight" for p in ("gate", "up")]
-        tensors = self.model.gguf.tensors
-        if not all(n in tensors for n in names) or any(f"blk.{i}.ffn_{p}.bias" in tensors for p in ("gate", "up")):
+        if not self._one_kind(names, same_shape=True) or any(f"blk.{i}.ffn_{p}.bias" in self.model.gguf.tensors for p in ("gate", "up")):
             return False
-        gate, up = (self.model.gguf.tensor(n) for n in names)
-        return gate.ggml_type == up.ggml_type and tuple(gate.shape) == tuple(up.shape) and len(gate.shape) == 2 and gate.shape[0] % 2 == 0
+        return self.model.gguf.tensor(names[0]).shape[0] % 2 == 0
 
     def paired_glu(self, i: int):
         """Layer i's ffn_gate and ffn_up as one weight of (gate, up) row pairs (weights.upload_pairs)."""
         key = f"blk.{i}.ffn_gate+up.weight"
         if key not in self._weights:
-            parts = []
-            for p in ("gate", "up"):
-                t = self.model.gguf.tensor(f"blk.{i}.ffn_{p}.weight")
-                parts.append(self._gw.repack(t.raw, t.ggml_type, t.shape, name=f"{self.model.path}: blk.{i}.ffn_{p}.weight"))
+            parts = [self._repack(f"blk.{i}.ffn_{p}.weight") for p in ("gate", "up")]
             self._weights[key] = self._gw.upload_pairs(self.ctx, *parts, label=key)
         return self._weights[key]
 

@@ -184,17 +184,23 @@ def upload(ctx, repacked: RepackedWeight, max_binding: int | None = None, label:
     """Copy to the GPU in chunks of whole rows, none of whose bindings exceeds `max_binding`
     (default: the adapter's maxStorageBufferBindingSize; tests pass a small one to force splits)."""
     limit = min(int(max_binding or ctx.max_binding), int(ctx.max_binding))
-    step = chunk_rows(repacked, limit)
+    rows = lambda a, b: [arr[a:b] for arr in repacked.arrays]  # noqa: E731
+    return _upload_chunks(ctx, repacked, repacked.shape, chunk_rows(repacked, limit), rows, 1, label)
+
+
+def _upload_chunks(ctx, like: RepackedWeight, shape, step: int, arrays, rows_per: int, label: str) -> GpuWeight:
+    """A GpuWeight of `shape` from units [a, b) of `like`'s rows, `step` units a chunk, each chunk's
+    buffers being arrays(a, b) (one per array of `like`) and holding rows_per rows a unit."""
     chunks = []
-    for start in range(0, repacked.n_out, step):
-        end = min(start + step, repacked.n_out)
+    for start in range(0, like.n_out, step):
+        end = min(start + step, like.n_out)
         try:
-            buffers = [ctx.buffer(a[start:end], label=f"{label}.{n}[{start}:{end}]") for a, n in zip(repacked.arrays, repacked.names)]
+            buffers = [ctx.buffer(a, label=f"{label}.{n}[{start}:{end}]") for a, n in zip(arrays(start, end), like.names)]
         except GpuError as e:
-            total = sum(a.nbytes for a in repacked.arrays)
-            raise GpuError(f"{label}: {repacked.ggml_type.name} weight {repacked.shape} of {total} bytes does not fit: {e}") from None
-        chunks.append(GpuChunk(start, end - start, buffers))
-    return GpuWeight(repacked.ggml_type, repacked.shape, chunks)
+            total = rows_per * sum(a.nbytes for a in like.arrays)
+            raise GpuError(f"{label}: {like.ggml_type.name} weight {shape} of {total} bytes does not fit: {e}") from None
+        chunks.append(GpuChunk(rows_per * start, rows_per * (end - start), buffers))
+    return GpuWeight(like.ggml_type, shape, chunks, pairs=rows_per == 2)
 
 
 def upload_pairs(ctx, gate: RepackedWeight, up: RepackedWeight, max_binding: int | None = None, label: str = "weight") -> GpuWeight:
@@ -207,19 +213,8 @@ def upload_pairs(ctx, gate: RepackedWeight, up: RepackedWeight, max_binding: int
     step = chunk_rows(gate, limit) // 4 * 2  # pairs per chunk: two rows each, an even number of them
     if step < 2:
         raise ValueError(f"{label}: {gate.ggml_type.name} rows of {gate.shape} do not fit two pairs in a max binding of {limit} bytes")
-    chunks = []
-    for start in range(0, gate.n_out, step):
-        end = min(start + step, gate.n_out)
-        try:
-            buffers = [
-                ctx.buffer(np.concatenate([g[start:end], u[start:end]]), label=f"{label}.{n}[{start}:{end}]")
-                for g, u, n in zip(gate.arrays, up.arrays, gate.names)
-            ]
-        except GpuError as e:
-            total = 2 * sum(a.nbytes for a in gate.arrays)
-            raise GpuError(f"{label}: {gate.ggml_type.name} weight {(2 * gate.n_out, gate.k)} of {total} bytes does not fit: {e}") from None
-        chunks.append(GpuChunk(2 * start, 2 * (end - start), buffers))
-    return GpuWeight(gate.ggml_type, (2 * gate.n_out, gate.k), chunks, pairs=True)
+    halves = lambda a, b: [np.concatenate([g[a:b], u[a:b]]) for g, u in zip(gate.arrays, up.arrays)]  # noqa: E731
+    return _upload_chunks(ctx, gate, (2 * gate.n_out, gate.k), step, halves, 2, label)
 
 
 # -- dispatch ------------------------------------------------------------------------------------
