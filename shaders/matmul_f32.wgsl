@@ -116,6 +116,47 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     store_pair(0u, row0 + 2u, acc.zw);
 }
 
+// ---- decode on a GPU (the `gpu` kernel family): the k units of MV_ROWS rows split over the threads --
+// Neighbouring threads take neighbouring 32-element units of the same rows, so a subgroup's loads
+// are one contiguous run of each row (coalesced); each thread keeps the partial sums of the
+// workgroup's MV_ROWS rows, x loaded once per unit for all of them, and the workgroup adds the
+// threads' partials in workgroup memory at the end. Grid: (groups_x, groups_y, 1) with
+// groups_x * groups_y >= ceil(rows / MV_ROWS).
+const MV_ROWS: u32 = 4u;    // output rows per gpu-family matvec workgroup
+override MV_WG: u32 = 64u;  // its threads, a power of two (the host may pass up to its invocation limit)
+
+var<workgroup> mv_partial: array<vec4<f32>, MV_WG>;
+
+@compute @workgroup_size(MV_WG)
+fn matvec_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    let row0 = (wid.y * nwg.x + wid.x) * MV_ROWS;
+    if (row0 >= params.rows) {
+        return; // the whole workgroup: the barriers below stay in uniform control flow
+    }
+    let r = chunk_rows(min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.rows - 1u))); // rows past the end repeat the last
+    var acc = vec4<f32>(0.0);
+    for (var u = li; u < params.k / 32u; u += MV_WG) {
+        var xs: array<vec4<f32>, 8>;
+        for (var j = 0u; j < 8u; j++) {
+            xs[j] = x[8u * u + j];
+        }
+        acc += vec4<f32>(dot_unit(r.x, u, xs), dot_unit(r.y, u, xs), dot_unit(r.z, u, xs), dot_unit(r.w, u, xs));
+    }
+    mv_partial[li] = acc;
+    for (var s = MV_WG / 2u; s > 0u; s >>= 1u) {
+        workgroupBarrier();
+        if (li < s) {
+            mv_partial[li] += mv_partial[li + s];
+        }
+    }
+    if (li == 0u) {
+        let total = mv_partial[0];
+        store_pair(0u, row0, total.xy);
+        store_pair(0u, row0 + 2u, total.zw);
+    }
+}
+
 // ---- prefill: tiles of x rows ----------------------------------------------------------------------
 fn dot8(w: array<vec4<f32>, 8>, xs: array<vec4<f32>, 8>) -> f32 {
     return (dot(w[0], xs[0]) + dot(w[1], xs[1]) + dot(w[2], xs[2]) + dot(w[3], xs[3]))

@@ -60,7 +60,7 @@ def weight_bytes_per_token(model) -> int:
     return sum(t.n_bytes for name, t in model.gguf.tensors.items() if name not in skip)
 
 
-def bench_model(path: str | Path, prompt_tokens: int = 128, gen_tokens: int = 128, force_f32: bool = False) -> dict:
+def bench_model(path: str | Path, prompt_tokens: int = 128, gen_tokens: int = 128, force_f32: bool = False, kernels: str | None = None) -> dict:
     from wgllm.gpu.engine import GpuEngine
     from wgllm.model import load_model
 
@@ -69,7 +69,7 @@ def bench_model(path: str | Path, prompt_tokens: int = 128, gen_tokens: int = 12
     ctx = get_context()
     start = time.perf_counter()
     model = load_model(path)
-    engine = GpuEngine(model, max_tokens=prompt_tokens + gen_tokens, force_f32=force_f32)
+    engine = GpuEngine(model, max_tokens=prompt_tokens + gen_tokens, force_f32=force_f32, kernels=kernels)
     load_s = time.perf_counter() - start
 
     ids = [int(i) for i in np.random.default_rng(0).integers(0, model.config.n_vocab, prompt_tokens)]
@@ -97,6 +97,9 @@ def bench_model(path: str | Path, prompt_tokens: int = 128, gen_tokens: int = 12
         "model": str(path),
         "adapter": ctx.adapter_name,
         "kv_cache_type": "f16" if engine.kv_f16 else "f32",
+        "kernels": engine.kernels,
+        "dispatches_per_decode_step": engine.launches_per_step(1, prompt_tokens),
+        "layers": model.config.n_layer,
         "prompt_tokens": prompt_tokens,
         "gen_tokens": gen_tokens,
         "load_s": load_s,
@@ -115,6 +118,8 @@ def format_table(result: dict) -> str:
         ("adapter", result["adapter"]),
         ("model", result["model"]),
         ("KV cache", result["kv_cache_type"]),
+        ("kernels", result["kernels"]),
+        ("dispatches per decode step", f"{result['dispatches_per_decode_step']} ({result['dispatches_per_decode_step'] / result['layers']:.1f} a layer)"),
         ("load", f"{result['load_s']:.2f} s"),
         ("prefill", f"{result['prefill_tok_s']:.1f} tok/s ({result['prompt_tokens']} tokens)"),
         ("decode", f"{result['decode_tok_s']:.2f} tok/s ({result['gen_tokens']} tokens)"),

@@ -223,6 +223,8 @@ def cmd_logits(args: argparse.Namespace) -> None:
     ids = parse_ids(args.ids)
     if not ids:
         raise UsageError("--ids: give at least one token id")
+    if args.kernels is not None and args.backend != "gpu":
+        raise UsageError(f"--kernels {args.kernels} chooses the WebGPU kernel family: it needs --backend gpu")
     model = load_model(args.model)
     adapter = None
     if args.lora is not None:
@@ -233,7 +235,9 @@ def cmd_logits(args: argparse.Namespace) -> None:
     if args.backend == "gpu":
         from wgllm.gpu.engine import GpuEngine
 
-        engine = GpuEngine(model, max_tokens=len(ids), all_logits=True, force_f32=args.force_f32, lora_ranks=[adapter.rank] if adapter else None)
+        engine = GpuEngine(
+            model, max_tokens=len(ids), all_logits=True, force_f32=args.force_f32, lora_ranks=[adapter.rank] if adapter else None, kernels=args.kernels
+        )
         logits = engine.forward_logits(ids, 0, engine.load_lora(adapter) if adapter else None)
     else:
         logits = np.asarray(reference.forward(model, ids, lora=adapter), dtype=np.float32)  # (len(ids), vocab)
@@ -265,6 +269,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         backend=args.backend,
         lora_ranks=lora_ranks,
         force_f32=args.force_f32,
+        kernels=args.kernels,
     )
 
     def listener(piece: str, done: bool) -> None:
@@ -283,13 +288,19 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from wgllm.assets import default_model_path
 
         args.model = str(default_model_path())
-    result = bench.bench_model(args.model, args.prompt_tokens, args.gen_tokens, force_f32=args.force_f32)
+    result = bench.bench_model(args.model, args.prompt_tokens, args.gen_tokens, force_f32=args.force_f32, kernels=args.kernels)
     print(bench.format_table(result))
     if args.json:
         bench.write_json(result, args.json)
 
 
 # -- main ------------------------------------------------------------------------------------------
+
+
+KERNELS_HELP = (
+    "the WebGPU kernel family: gpu (real GPUs) or cpu (CPU-emulated WebGPU such as lavapipe); "
+    "default: chosen from the adapter. Only with --backend gpu"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -333,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("reference", "gpu"), default="reference")
     p.add_argument("--lora", metavar="FILE", help="a GGUF LoRA adapter to apply")
     p.add_argument("--force-f32", action="store_true", help=FORCE_F32_HELP)
+    p.add_argument("--kernels", choices=("gpu", "cpu"), help=KERNELS_HELP)
     p.add_argument("--out", required=True, metavar="OUT.npy")
     p.set_defaults(run=cmd_logits)
 
@@ -346,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("reference", "gpu"), default="reference")
     p.add_argument("--lora", metavar="FILE", help="a GGUF LoRA adapter to apply")
     p.add_argument("--force-f32", action="store_true", help=FORCE_F32_HELP)
+    p.add_argument("--kernels", choices=("gpu", "cpu"), help=KERNELS_HELP)
     p.set_defaults(run=cmd_generate)
 
     p = sub.add_parser("bench", help="time load, prefill and decode on WebGPU against the adapter's copy bandwidth")
@@ -354,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gen-tokens", type=int, default=128)
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     p.add_argument("--force-f32", action="store_true", help=FORCE_F32_HELP)
+    p.add_argument("--kernels", choices=("gpu", "cpu"), help=KERNELS_HELP)
     p.set_defaults(run=cmd_bench)
     return parser
 

@@ -56,6 +56,7 @@ class LlmInference:
         num_responses: int,
         force_f32: bool,
         backend: str,
+        kernels: str | None = None,
     ):
         self.model = model
         self.max_tokens, self.top_k, self.temperature, self.random_seed = max_tokens, top_k, temperature, random_seed
@@ -67,7 +68,7 @@ class LlmInference:
         if backend == "gpu":
             from wgllm.gpu.engine import GpuEngine  # noqa: PLC0415  (imports wgpu only when asked)
 
-            self._engine = GpuEngine(model, max_tokens=max_tokens, force_f32=force_f32, lora_ranks=self.lora_ranks)
+            self._engine = GpuEngine(model, max_tokens=max_tokens, force_f32=force_f32, lora_ranks=self.lora_ranks, kernels=kernels)
 
     # -- creation ------------------------------------------------------------------------------
     @classmethod
@@ -82,10 +83,17 @@ class LlmInference:
         num_responses: int = 1,
         force_f32: bool = False,
         backend: str = "gpu",
+        kernels: str | None = None,
     ) -> "LlmInference":
         generation.check_sampling_options(max_tokens, top_k, temperature, random_seed)
         if backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+        if kernels is not None:
+            from wgllm.gpu.runtime import resolve_kernels  # noqa: PLC0415
+
+            resolve_kernels(kernels, cpu_adapter=False)  # an unknown value fails here, before the model loads
+            if backend != "gpu":
+                raise ValueError(f"kernels = {kernels!r} chooses the WebGPU kernel family: it needs backend='gpu', got {backend!r}")
         if not isinstance(num_responses, int) or num_responses < 1:
             raise ValueError(f"num_responses must be an integer >= 1, got {num_responses!r}")
         if num_responses > 1 and top_k <= 1:
@@ -102,6 +110,7 @@ class LlmInference:
             num_responses=num_responses,
             force_f32=force_f32,
             backend=backend,
+            kernels=kernels,
         )
 
     @classmethod

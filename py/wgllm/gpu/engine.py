@@ -102,6 +102,22 @@ class _Program:
             self.encode_step(cpass, i, n, pos0)
 
 
+class _CountingPass:
+    """Stands in for a compute pass: counts the launches recorded into it and runs none."""
+
+    def __init__(self):
+        self.launches = 0
+
+    def set_pipeline(self, pipeline) -> None:
+        pass
+
+    def set_bind_group(self, index, group) -> None:
+        pass
+
+    def dispatch_workgroups(self, *grid) -> None:
+        self.launches += 1
+
+
 class GpuEngine:
     """A model resident on the GPU, ready to run sessions of at most max_tokens tokens.
 
@@ -122,6 +138,9 @@ class GpuEngine:
     activation); False keeps three launches (the A/B).
 
     force_f32: keep the KV cache in f32 even when the adapter has shader-f16 (kv_f16 says which it is).
+
+    kernels: the kernel family, "gpu" or "cpu"; None chooses from the adapter (runtime.resolve_kernels:
+    "cpu" on CPU-emulated WebGPU such as lavapipe, "gpu" on real GPUs). self.kernels says which runs.
     """
 
     def __init__(
@@ -135,6 +154,7 @@ class GpuEngine:
         stack_qkv: bool = True,
         fuse_residual: bool = True,
         fuse_glu: bool = True,
+        kernels: str | None = None,
     ):
         from wgllm.gpu import weights as gw  # noqa: PLC0415
 
@@ -142,6 +162,7 @@ class GpuEngine:
         self.fuse_residual = fuse_residual
         self.lora_ranks = sorted(set(lora_ranks or []))
         self.ctx = ctx = get_context()
+        self.kernels = ctx.kernels(kernels)
         self._lora = LoraSites(ctx)  # the layer matmuls' LoRA sites, the resident adapters (wgllm.gpu.lora)
         self.kv_f16 = ctx.has_f16 and not force_f32
         self._gw = gw
@@ -273,13 +294,13 @@ class GpuEngine:
         w, bias = weight if weight else (self.mat(name), self.vec(bias_name) if bias_name else None)
         gw, ctx = self._gw, self.ctx
         if not self.lora_ranks:
-            prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w, x, y, n, bias, residual, glu), f"matmul_{w.shader_suffix}")
+            prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w, x, y, n, bias, residual, glu, self.kernels), f"matmul_{w.shader_suffix}")
             return
         assert glu is None  # pair_glu is not taken with LoRA ranks
         self._lora.sites[name] = (x, y, w.k, w.n_out)
 
         def matmul_and_lora(cpass, n, pos0):
-            gw.matmul(ctx, cpass, w, x, y, n, bias, residual)
+            gw.matmul(ctx, cpass, w, x, y, n, bias, residual, kernels=self.kernels)
             self._lora.apply(cpass, name, n)
 
         prog.call(matmul_and_lora, f"matmul_{w.shader_suffix}")
@@ -294,11 +315,17 @@ class GpuEngine:
         dim = dim or c.n_embd
         rows = rows or (lambda n: n)
         w = self.vec(f"{prefix}.weight")
+        params, grid, constants = lambda n, p: _pack("IIf", rows(n), dim, c.norm_eps), lambda n, p: _grid_rows(rows(n)), self._row_constants()
         if c.recipe.norm == "rms":
-            prog.add("rms_norm.wgsl", [x, w, y], lambda n, p: _pack("IIf", rows(n), dim, c.norm_eps), lambda n, p: _grid_rows(rows(n)))
+            prog.add("rms_norm.wgsl", [x, w, y], params, grid, constants=constants)
         else:
             b = self.vec(f"{prefix}.bias") or self.zeros
-            prog.add("layer_norm.wgsl", [x, w, b, y], lambda n, p: _pack("IIf", rows(n), dim, c.norm_eps), lambda n, p: _grid_rows(rows(n)))
+            prog.add("layer_norm.wgsl", [x, w, b, y], params, grid, constants=constants)
+
+    def _row_constants(self) -> dict | None:
+        """Override constants of the row kernels (norms): the cpu family keeps the shaders' default of
+        8 threads a row (one llvmpipe SIMD vector); the gpu family runs a workgroup of up to 256."""
+        return {"WG_SIZE": min(256, self.ctx.max_invocations)} if self.kernels == "gpu" else None
 
     def _add(self, prog: _Program, a, b, y, width: int) -> None:
         prog.add("add.wgsl", [a, b, y], lambda n, p: _pack("I", n * width), lambda n, p: (-(-n * width // 256), 1, 1))
@@ -398,13 +425,16 @@ class GpuEngine:
         w_out, bias = self.mat(out_name), self.vec("output.bias")
         if self.all_logits:
             self._norm(prog, "output_norm", x, self.h)
-            prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w_out, self.h, self.logits, n, bias), f"matmul_{w_out.shader_suffix} (output)")
+            prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w_out, self.h, self.logits, n, bias, kernels=self.kernels), f"matmul_{w_out.shader_suffix} (output)")
         else:
             # the last row to self.last by a kernel (kv_store's strided row copy), not copy_buffer_to_buffer,
             # which would end the step's compute pass
             self._kv_store(prog, (x, c.n_embd, 0), self.last, c.n_embd, rows=lambda n: 1, first=lambda n: n - 1, label="copy last row")
             self._norm(prog, "output_norm", self.last, self.last_norm, rows=lambda n: 1)
-            prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w_out, self.last_norm, self.logits, 1, bias), f"matmul_{w_out.shader_suffix} (output)")
+            prog.call(
+                lambda cpass, n, pos0: gw.matmul(ctx, cpass, w_out, self.last_norm, self.logits, 1, bias, kernels=self.kernels),
+                f"matmul_{w_out.shader_suffix} (output)",
+            )
         logits = self.logits
         if c.final_softcap:
             rows = (lambda n: n) if self.all_logits else (lambda n: 1)
@@ -465,6 +495,13 @@ class GpuEngine:
         self._matmul(prog, blk + "ffn_down.weight", self.act, out, blk + "ffn_down.bias", residual=residual)
 
     # -- running -------------------------------------------------------------------------------
+    def launches_per_step(self, n: int = 1, pos0: int = 0) -> int:
+        """Kernel launches of one forward step of n tokens at pos0, the sampler's included (what the
+        bench reports as dispatches per decode step): the program recorded into a pass that counts."""
+        counter = _CountingPass()
+        self.program.encode(counter, n, pos0)
+        return counter.launches + 1
+
     def forward_logits(self, ids: list[int], pos0: int, lora: GpuLora | None = None) -> np.ndarray:
         """Run one step (with `lora` applied, if given); the logits of its last row, or of every
         row (n, vocab) when all_logits."""

@@ -8,7 +8,9 @@ the same files the browser bundle imports.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import tempfile
 import weakref
 from pathlib import Path
@@ -31,6 +33,44 @@ def kv_f16_variant(name: str, source: str) -> str:
     if source.count(KV_ALIAS) != 1:
         raise GpuError(f"shaders/{name} has no f16 KV variant: it needs exactly one line `{KV_ALIAS}`")
     return "enable f16;\n" + source.replace(KV_ALIAS, KV_ALIAS_F16)
+
+
+# The two kernel families (bench/NOTES.md, "Kernel families"): `cpu` is shaped for CPU-emulated WebGPU
+# (lavapipe/llvmpipe, SwiftShader: a thread owns whole weight rows, no workgroup memory, few barriers),
+# `gpu` for real GPUs (the reduction dimension split over neighbouring threads so loads coalesce,
+# workgroup-memory reductions and tiles). web/src/gpu.ts chooses the same way.
+KERNEL_FAMILIES = ("gpu", "cpu")
+_CPU_ADAPTER_WORDS = ("llvmpipe", "lavapipe", "swiftshader", "softpipe", "software")
+
+
+def is_cpu_adapter(info: dict) -> bool:
+    """Whether a wgpu-py adapter info describes CPU-emulated WebGPU: adapter_type "CPU", or Mesa's
+    llvmpipe/lavapipe or SwiftShader named in its vendor, architecture, device or description."""
+    if str(info.get("adapter_type", "")).lower() == "cpu":
+        return True
+    text = " ".join(str(info.get(k, "")) for k in ("vendor", "architecture", "device", "description")).lower()
+    return any(w in text for w in _CPU_ADAPTER_WORDS)
+
+
+def resolve_kernels(kernels: str | None, cpu_adapter: bool) -> str:
+    """The kernel family to run: `kernels` when given ("gpu" or "cpu"), else the adapter's ("cpu" on
+    CPU-emulated WebGPU, "gpu" everywhere else)."""
+    if kernels is None or kernels == "auto":
+        return "cpu" if cpu_adapter else "gpu"
+    if kernels not in KERNEL_FAMILIES:
+        raise ValueError(f"kernels = {kernels!r}: expected one of 'gpu', 'cpu' or 'auto' (None: chosen from the adapter)")
+    return kernels
+
+
+@functools.lru_cache(maxsize=None)
+def shader_constant(name: str, const: str) -> int:
+    """A `const NAME: u32 = N;` (or override default) of shaders/<name>: kernel geometry is read from
+    the shaders themselves, as web/src/gpu.ts shaderConstant does."""
+    text = (SHADER_DIR / name).read_text()
+    m = re.search(rf"(?:const|override)\s+{const}\s*:\s*u32\s*=\s*(\d+)u?\s*;", text)
+    if not m:
+        raise GpuError(f"shaders/{name} has no 'const {const}: u32 = ...;' (the host reads its kernel geometry from it)")
+    return int(m.group(1))
 
 
 class GpuError(RuntimeError):
@@ -65,9 +105,17 @@ class GpuContext:
         self.max_binding = int(self.limits["max-storage-buffer-binding-size"])
         self.max_buffer = int(self.limits["max-buffer-size"])
         self.has_f16 = "shader-f16" in self.features
+        self.cpu_adapter = is_cpu_adapter(dict(adapter.info))
+        # the gpu family's workgroups are sized within this (a device may allow as few as 128 or 256)
+        self.max_invocations = int(self.limits["max-compute-invocations-per-workgroup"])
+        self.max_workgroup_storage = int(self.limits["max-compute-workgroup-storage-size"])
         self._modules: dict[str, object] = {}
         self._pipelines: dict[tuple, object] = {}
         self._live: dict[int, int] = {}  # id(buffer) -> bytes, for the out-of-memory message
+
+    def kernels(self, requested: str | None = None) -> str:
+        """The kernel family for this adapter, or `requested` ("gpu"/"cpu") when given (resolve_kernels)."""
+        return resolve_kernels(requested, self.cpu_adapter)
 
     @property
     def adapter_name(self) -> str:

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from wgllm.gpu.runtime import GpuError, OpenPass
+from wgllm.gpu.runtime import KERNEL_FAMILIES, GpuError, OpenPass, shader_constant
 
 T = GGMLQuantizationType
 SUPPORTED_TYPES = (T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q4_K, T.Q6_K)
@@ -236,7 +236,23 @@ def _dummy(ctx):
 GLU_KINDS = {"swiglu": 1, "geglu": 2}  # Params.glu of the matmul kernels
 
 
-def matmul(ctx, target, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_buf=None, residual_buf=None, glu: str | None = None) -> None:
+def matvec_split_size(ctx) -> int:
+    """Threads of a gpu-family matvec workgroup (MV_WG): the shader's default within the device's limit."""
+    return min(shader_constant("matmul_f32.wgsl", "MV_WG"), ctx.max_invocations)
+
+
+def _matmul_entry(ctx, shader: str, n: int, kernels: str) -> tuple[str, dict | None, int]:
+    """(entry point, override constants, output rows per workgroup for n = 1) of a matmul launch."""
+    if n > 1:
+        return "main", None, MATMUL_TILE
+    if kernels == "gpu":
+        return "matvec_split", {"MV_WG": matvec_split_size(ctx)}, shader_constant(shader, "MV_ROWS")
+    return "matvec", None, MATVEC_ROWS
+
+
+def matmul(
+    ctx, target, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_buf=None, residual_buf=None, glu: str | None = None, kernels: str = "cpu"
+) -> None:
     """y (n, n_out) = x (n, k) @ W^T [+ bias] [+ residual], x, y and residual (n, n_out) f32 buffers:
     the decode kernel (matvec) when n == 1, the tiled prefill kernel otherwise, once per row chunk of
     W. The residual is added in the kernels' epilogue (the engine's residual stream, one add launch
@@ -245,8 +261,13 @@ def matmul(ctx, target, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_buf
 
     target: an open compute pass to record into (the engine's), a command encoder (the chunks'
     launches then get one pass of their own on it), or None to submit at once.
+
+    kernels: the kernel family ("cpu" or "gpu", runtime.resolve_kernels); the gpu family's decode
+    kernel is `matvec_split` (k split over a workgroup's threads, MV_ROWS rows a workgroup).
     """
     n = int(n_rows_x)
+    if kernels not in KERNEL_FAMILIES:
+        raise ValueError(f"matmul: kernels = {kernels!r}, expected one of {KERNEL_FAMILIES}")
     if n < 1:
         raise ValueError(f"matmul: n_rows_x must be >= 1, got {n}")
     y_cols = weight.n_out // 2 if weight.pairs else weight.n_out
@@ -265,9 +286,9 @@ def matmul(ctx, target, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_buf
         raise ValueError("matmul: a weight of (gate, up) pairs (upload_pairs) runs with glu only")
     if residual_buf is y_buf:
         raise ValueError("matmul: the residual buffer is y itself (a buffer cannot be read and written by one launch)")
-    entry = "matvec" if n == 1 else "main"
     shader = f"matmul_{weight.shader_suffix}.wgsl"
-    pipeline = ctx.pipeline(shader, entry=entry)
+    entry, constants, rows_per_group = _matmul_entry(ctx, shader, n, kernels)
+    pipeline = ctx.pipeline(shader, constants, entry=entry)
     bias = bias_buf if bias_buf is not None else _dummy(ctx)
     residual = residual_buf if residual_buf is not None else _dummy(ctx)
     launches = []
@@ -284,7 +305,7 @@ def matmul(ctx, target, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_buf
             group = ctx.bind_group(pipeline, [params, *chunk.buffers, x_buf, bias, residual, y_buf])
             cached = weight._bind_groups[bkey] = (group, x_buf, y_buf, bias, residual)
         if n == 1:
-            grid = (*_grid_2d(-(-chunk.rows // MATVEC_ROWS)), 1)
+            grid = (*_grid_2d(-(-chunk.rows // rows_per_group)), 1)
         else:
             grid = (-(-chunk.rows // MATMUL_TILE), -(-n // MATMUL_TILE), 1)
         launches.append((cached[0], grid))
