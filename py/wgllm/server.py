@@ -1,7 +1,11 @@
 """serve-models: the dev server for the demo page, the browser bundle, models and LoRA adapters.
 
     serve-models [--models-dir DIR] [--loras-dir DIR] [--model FILE] [--host 127.0.0.1] [--port 8000]
+                 [--allowed-hosts HOSTS]
     serve-models --export-static OUT_DIR ...      (the same layout as plain files: static_site.py)
+
+Every request first passes the Host check of hosts.py (DNS rebinding): localhost, *.localhost, IP
+addresses, --host and --allowed-hosts are answered, other hosts get 403.
 
 Routes (every response carries the cross-origin isolation headers, so the page may use
 SharedArrayBuffer):
@@ -48,6 +52,7 @@ from starlette.routing import Route
 
 from wgllm.errors import ModelFormatError
 from wgllm.gguf_io import GGUFFile
+from wgllm.hosts import AllowedHosts, HostCheck
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"  # the checkout's web/ (demo/ and dist/)
 ISOLATION_HEADERS = [
@@ -397,8 +402,8 @@ class LoraWatch:
             await asyncio.sleep(POLL_SECONDS)
 
 
-def create_app(models: Catalog, loras: Catalog, web_dir: Path = WEB_DIR):
-    """The ASGI app: Starlette routes wrapped in the isolation headers."""
+def create_app(models: Catalog, loras: Catalog, web_dir: Path = WEB_DIR, allowed_hosts: AllowedHosts | None = None):
+    """The ASGI app: Starlette routes behind the Host check (hosts.py), wrapped in the isolation headers."""
     demo_dir, dist_dir = Path(web_dir) / "demo", Path(web_dir) / "dist"
     watch = LoraWatch(loras)
 
@@ -474,7 +479,7 @@ def create_app(models: Catalog, loras: Catalog, web_dir: Path = WEB_DIR):
         Route("/dist/{path:path}", dist, methods=get),
         Route("/{path:path}", demo, methods=get),
     ]
-    return IsolationHeaders(Starlette(routes=routes, lifespan=lifespan))
+    return IsolationHeaders(HostCheck(Starlette(routes=routes, lifespan=lifespan), allowed_hosts or AllowedHosts()))
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -518,11 +523,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, help="one more model file to serve (without it and --models-dir: SmolLM2-135M-Instruct)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--allowed-hosts", action="append", metavar="HOSTS",
+                        help="more Host names to answer, comma-separated or repeated: NAME, .NAME (it and its subdomains), *.NAME (subdomains), "
+                             "or all (no check); localhost, *.localhost, IP addresses and --host are always answered, other hosts get 403")
     parser.add_argument("--web-dir", type=Path, default=WEB_DIR, help=f"folder holding demo/ and dist/ (default {WEB_DIR})")
     parser.add_argument("--export-static", type=Path, metavar="OUT_DIR", help="write the site as plain files for static hosting and exit")
     args = parser.parse_args(argv)
     if not 1 <= args.port <= 65535:
         parser.error(f"--port {args.port}: expected a port number 1..65535")
+    try:
+        allowed_hosts = AllowedHosts(args.allowed_hosts, args.host)
+    except ValueError as e:
+        parser.error(str(e))
     models, loras = build_catalogs(args, parser)
 
     if args.export_static is not None:
@@ -549,7 +561,9 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    uvicorn.run(create_app(models, loras, args.web_dir), host=args.host, port=args.port, timeout_graceful_shutdown=1)
+    if allowed_hosts.all:
+        warn("--allowed-hosts all: the Host header is not checked, so pages on other sites can reach this server through DNS rebinding")
+    uvicorn.run(create_app(models, loras, args.web_dir, allowed_hosts), host=args.host, port=args.port, timeout_graceful_shutdown=1)
 
 
 if __name__ == "__main__":
