@@ -31,6 +31,10 @@ def test_bench_cli_writes_every_figure(tmp_path):
         assert math.isfinite(result[key]) and result[key] > 0, key
     assert isinstance(result["adapter"], str) and result["adapter"]
     assert result["kv_cache_type"] == "f16" and "KV cache" in run.stdout  # lavapipe has shader-f16
+    assert result["kernels"] == "cpu" and "kernels" in run.stdout  # lavapipe is a CPU adapter
+    # the tiny llama's decode step: embedding, 2 layers of 9 launches (norm, qkv, rope q, rope k, kv_store v,
+    # attention, o + residual, norm, gate+up with the GLU, down + residual: 10), last-row copy, norm, head, sampler
+    assert result["layers"] == 2 and result["dispatches_per_decode_step"] == 1 + 2 * 10 + 4
     names = [t.name for t in GGUFReader(model).tensors]
     assert "output.weight" not in names  # the tiny llama ties its output to the embedding
     # tied output: every tensor is read in full once per token (llama.cpp's own reader counts them)
@@ -52,6 +56,18 @@ def test_bench_force_f32_keeps_the_kv_cache_f32(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert json.loads(out.read_text())["kv_cache_type"] == "f32"
+
+
+def test_bench_kernels_gpu_is_recorded(tmp_path):
+    model = convert_tiny("llama", 8, tmp_path / "llama-8.gguf")
+    out = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "wgllm.cli", "bench", "--model", str(model), "--prompt-tokens", "4", "--gen-tokens", "2", "--kernels", "gpu", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert result["kernels"] == "gpu" and result["dispatches_per_decode_step"] > 0
 
 
 def test_bench_rejects_too_few_tokens(tmp_path):

@@ -115,6 +115,10 @@ def test_errors_exit_2_with_a_message(smollm2_path, tmp_path):
                  "nothing", "--ckpt-format")
     assert_error(wgllm("convert", "--input-ckpt", tmp_path / "none.safetensors", "--vocab-model-file", tmp_path, "--output", tmp_path / "o.gguf", ok=False),
                  "none.safetensors")
+    assert_error(wgllm("logits", "--model", smollm2_path, "--ids", "[1]", "--kernels", "gpu", "--out", tmp_path / "x.npy", ok=False),
+                 "--kernels gpu", "--backend gpu")
+    bad_family = wgllm("generate", "--model", smollm2_path, "--prompt", "Hi", "--backend", "gpu", "--kernels", "fast", ok=False)
+    assert bad_family.returncode == 2 and "--kernels" in bad_family.stderr and "'fast'" in bad_family.stderr
     usage = wgllm("tokenize", "--model", smollm2_path, ok=False)  # neither --text nor --texts-json
     assert usage.returncode == 2 and "--text" in usage.stderr
 
@@ -159,17 +163,20 @@ def test_logits_reference(smollm2_path, smollm2_model, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["logits.npy"]  # no temporary file left
 
 
+@pytest.mark.parametrize("kernels", [None, "gpu"])
 @pytest.mark.parametrize("force_f32", [False, True])
-def test_logits_gpu_agree_with_reference(smollm2_path, smollm2_model, tmp_path, force_f32):
+def test_logits_gpu_agree_with_reference(smollm2_path, smollm2_model, tmp_path, force_f32, kernels):
     """By default (lavapipe has shader-f16) the engine's KV cache is f16, as the reference's with
-    KVCache(np.float16); --force-f32 keeps it f32, as the plain reference's."""
+    KVCache(np.float16); --force-f32 keeps it f32, as the plain reference's. --kernels gpu runs the
+    real-GPU kernel family on lavapipe (whose own is cpu)."""
     from gpu_tolerances import KV_F16_LOGITS_REL, MODEL_LOGITS_REL
 
     from wgllm import reference
 
     ids = smollm2_model.tokenizer.encode(PROMPT)
     out = tmp_path / "logits.npy"
-    wgllm("logits", "--model", smollm2_path, "--ids", json.dumps(ids), "--backend", "gpu", "--out", out, *(["--force-f32"] if force_f32 else []))
+    wgllm("logits", "--model", smollm2_path, "--ids", json.dumps(ids), "--backend", "gpu", "--out", out, *(["--force-f32"] if force_f32 else []),
+           *(["--kernels", kernels] if kernels else []))
     got, want = np.load(out), reference.forward(smollm2_model, ids, cache=reference.KVCache(None if force_f32 else np.float16))
     assert got.shape == want.shape
     assert np.abs(got - want).max() / np.abs(want).max() < (MODEL_LOGITS_REL if force_f32 else KV_F16_LOGITS_REL)

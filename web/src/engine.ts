@@ -26,7 +26,7 @@
 import { type Layout, type Needs, activationSizes, planBuffers, uploadTensors } from "./buffer_plan";
 import { DeviceLimitError } from "./errors";
 import type { GGUFHeader, GGUFStream } from "./gguf";
-import { GpuContext, ShaderError, shaderConstant } from "./gpu";
+import { GpuContext, type KernelFamily, ShaderError, resolveKernels, shaderConstant } from "./gpu";
 import { type EngineLora, LoraSites } from "./lora_gpu";
 import { type ModelConfig, layerRope, modelConfigFromHeader } from "./model";
 import { type Launch, type Params, Program, gridRows, pack } from "./program";
@@ -41,6 +41,9 @@ export interface EngineOptions {
   loraRanks?: number[];
   /** Keep the KV cache in f32 even on a device with shader-f16 (kvCacheType is then "f32"). */
   forceF32?: boolean;
+  /** The kernel family, "gpu" or "cpu"; undefined chooses from the device's adapter (gpu.ts
+   * resolveKernels: "cpu" on CPU-emulated WebGPU such as SwiftShader, "gpu" on real GPUs). */
+  kernels?: KernelFamily;
 }
 
 /** The KV cache's element type: f16 on a device with shader-f16 unless forceF32, else f32. */
@@ -72,6 +75,8 @@ export class Engine {
   readonly loraRanks: number[];
   /** The KV cache's element type (see EngineOptions.forceF32). */
   readonly kvCacheType: KvCacheType;
+  /** The kernel family that runs (see EngineOptions.kernels). */
+  readonly kernels: KernelFamily;
   private readonly ctx: GpuContext;
   private readonly owned: GPUBuffer[] = [];
   private readonly weights = new Map<string, GpuWeight>();
@@ -99,6 +104,7 @@ export class Engine {
     this.allLogits = options.allLogits ?? false;
     this.loraRanks = [...new Set(options.loraRanks ?? [])].sort((a, b) => a - b);
     this.kvCacheType = this.ctx.hasF16 && !options.forceF32 ? "f16" : "f32";
+    this.kernels = resolveKernels(options.kernels, device);
     this.program = new Program(this.ctx, this.owned);
     this.lora = new LoraSites(this.ctx);
   }
@@ -199,14 +205,20 @@ export class Engine {
     const op = `matmul_${w.plan.shader}`;
     const geo = matmulGeometry(w.plan.shader);
     const { k, nOut } = w.plan;
+    // the decode kernel of the family (Python's weights._matmul_entry): gpu splits k over a workgroup
+    const split = this.kernels === "gpu";
+    const matvec = split ? "matvec_split" : "matvec";
+    const matvecRows = split ? geo.splitRows : geo.matvecRows;
+    const constants = split ? { MV_WG: Math.min(geo.splitThreads, this.ctx.maxInvocations) } : undefined;
     for (const chunk of w.chunks) {
       this.program.add(
         op,
         [...chunk.buffers, x, bias ?? this.b.zeros, residual ?? this.b.zeros, y],
         (n) => pack("IIIIIIII", k, nOut, chunk.rows, chunk.rowStart, rowsOf(n), bias ? 1 : 0, residual ? 1 : 0, glu ? GLU_KINDS[glu] : 0),
-        (n) => (rowsOf(n) === 1 ? gridRows(Math.ceil(chunk.rows / geo.matvecRows)) : [Math.ceil(chunk.rows / geo.tile), Math.ceil(rowsOf(n) / geo.tile), 1]),
-        ["matvec", "main"],
-        (n) => (rowsOf(n) === 1 ? "matvec" : "main"),
+        (n) => (rowsOf(n) === 1 ? gridRows(Math.ceil(chunk.rows / matvecRows)) : [Math.ceil(chunk.rows / geo.tile), Math.ceil(rowsOf(n) / geo.tile), 1]),
+        [matvec, "main"],
+        (n) => (rowsOf(n) === 1 ? matvec : "main"),
+        constants,
       );
     }
     if (this.loraRanks.length && name.startsWith("blk.")) {
@@ -221,8 +233,15 @@ export class Engine {
     const w = this.vecs.get(`${prefix}.weight`)!;
     const params: Params = (n) => pack("IIf", rows(n), d, c.normEps);
     const grid = (n: number) => gridRows(rows(n));
-    if (c.recipe.norm === "rms") this.program.add("rms_norm", [x, w, y], params, grid);
-    else this.program.add("layer_norm", [x, w, this.vecs.get(`${prefix}.bias`) ?? this.b.zeros, y], params, grid);
+    const constants = this.rowConstants();
+    if (c.recipe.norm === "rms") this.program.add("rms_norm", [x, w, y], params, grid, ["main"], undefined, constants);
+    else this.program.add("layer_norm", [x, w, this.vecs.get(`${prefix}.bias`) ?? this.b.zeros, y], params, grid, ["main"], undefined, constants);
+  }
+
+  /** Override constants of the row kernels (norms): the cpu family keeps the shaders' default of 8
+   * threads a row (one llvmpipe SIMD vector); the gpu family a workgroup of up to 256 (Python's _row_constants). */
+  private rowConstants(): Record<string, number> | undefined {
+    return this.kernels === "gpu" ? { WG_SIZE: Math.min(256, this.ctx.maxInvocations) } : undefined;
   }
 
   private addOp(a: GPUBuffer, b: GPUBuffer, y: GPUBuffer, width: number): void {

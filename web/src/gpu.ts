@@ -30,6 +30,34 @@ export function shaderConstant(op: string, name: string): number {
 }
 
 export type Constants = Record<string, number>;
+
+/** The two kernel families (as py/wgllm/gpu/runtime.py): `cpu` is shaped for CPU-emulated WebGPU
+ * (SwiftShader, lavapipe/llvmpipe: a thread owns whole weight rows, no workgroup memory, few
+ * barriers), `gpu` for real GPUs (the reduction dimension split over neighbouring threads so that
+ * loads coalesce, workgroup-memory reductions and tiles). */
+export type KernelFamily = "gpu" | "cpu";
+export const KERNEL_FAMILIES: readonly KernelFamily[] = ["gpu", "cpu"];
+const CPU_ADAPTER_WORDS = ["llvmpipe", "lavapipe", "swiftshader", "softpipe", "software"];
+
+/** Whether an adapter is CPU-emulated WebGPU: a fallback adapter, or SwiftShader / Mesa's software
+ * rasterisers named in its vendor, architecture or description. */
+export function isCpuAdapter(info: Partial<GPUAdapterInfo> | undefined): boolean {
+  if (!info) return false;
+  if (info.isFallbackAdapter) return true;
+  const text = [info.vendor, info.architecture, info.device, info.description].join(" ").toLowerCase();
+  return CPU_ADAPTER_WORDS.some((w) => text.includes(w));
+}
+
+/** The kernel family to run: `requested` when given ("gpu" or "cpu"), else the device's adapter's. */
+export function resolveKernels(requested: unknown, device: GPUDevice): KernelFamily {
+  if (requested === undefined || requested === null || requested === "auto") {
+    return isCpuAdapter(device.adapterInfo) ? "cpu" : "gpu"; // a device without adapterInfo (older browsers): gpu
+  }
+  if (!KERNEL_FAMILIES.includes(requested as KernelFamily)) {
+    throw new RangeError(`kernels = ${JSON.stringify(requested)}: expected "gpu", "cpu" or "auto" (undefined: chosen from the adapter)`);
+  }
+  return requested as KernelFamily;
+}
 const STORAGE = 0x80; // GPUBufferUsage.STORAGE etc., spelled out so this module loads outside a browser too
 const UNIFORM = 0x40;
 const COPY_SRC = 0x04;
@@ -42,6 +70,8 @@ export class GpuContext {
   readonly maxBinding: number;
   readonly maxBuffer: number;
   readonly maxGroups: number;
+  /** The gpu family's workgroups are sized within this (a device may allow as few as 128 or 256). */
+  readonly maxInvocations: number;
   /** Set once the device is lost; every call checks it. */
   lostError: DeviceLostError | undefined;
   /** Rejects with DeviceLostError when the device is lost (never resolves otherwise). */
@@ -61,6 +91,7 @@ export class GpuContext {
     this.maxBinding = device.limits.maxStorageBufferBindingSize;
     this.maxBuffer = device.limits.maxBufferSize;
     this.maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
+    this.maxInvocations = device.limits.maxComputeInvocationsPerWorkgroup;
     this.lost = device.lost.then((info) => {
       this.lostError = new DeviceLostError(String(info.reason ?? "unknown"), info.message);
       throw this.lostError;

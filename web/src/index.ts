@@ -1,5 +1,8 @@
 // Public entry of the bundle (web/dist/genai_bundle.{mjs,cjs}).
 
+/** wgllm's version (web/package.json's; the Python package has the same: `wgllm --version`). */
+export const VERSION: string = __WGLLM_VERSION__;
+
 export * from "./errors";
 export {
   DEFAULT_ALIGNMENT,
@@ -20,7 +23,8 @@ export { EngineLora, LORA_OWNER_MESSAGE } from "./lora_gpu";
 export type { LoraAsset } from "./runner";
 export { ARCH_RECIPES, SUPPORTED_ARCHITECTURES, layerRope, modelConfigFromHeader } from "./model";
 export type { ArchRecipe, ModelConfig } from "./model";
-export { GpuContext, GpuOutOfMemoryError, ShaderError } from "./gpu";
+export { GpuContext, GpuOutOfMemoryError, KERNEL_FAMILIES, ShaderError, isCpuAdapter, resolveKernels } from "./gpu";
+export type { KernelFamily } from "./gpu";
 export { PRE_TOKENIZERS, StreamingDecoder, Tokenizer, codepointFlags, type EncodeOptions } from "./tokenizer";
 export { FilesetResolver } from "./fileset_resolver";
 export type { WasmFileset } from "./fileset_resolver";

@@ -19,6 +19,7 @@ import { requestWebGpuDevice } from "./device";
 import type { LoadProgressCallback, ModelAsset } from "./model_source";
 import { LocalRunner, headerOf, type LoraAsset, type ModelInfo, type Runner } from "./runner";
 import type { KvCacheType } from "./engine";
+import { KERNEL_FAMILIES, type KernelFamily } from "./gpu";
 import { LORA_OWNER_MESSAGE } from "./lora_gpu";
 import { Tokenizer } from "./tokenizer";
 import { WorkerRunner } from "./worker_client";
@@ -57,6 +58,12 @@ export interface LlmInferenceOptions {
    * reloads the model.
    */
   forceF32?: boolean;
+  /**
+   * wgllm extra: the WebGPU kernel family, "gpu" (real GPUs) or "cpu" (CPU-emulated WebGPU such as
+   * SwiftShader); undefined chooses from the adapter. modelInfo.kernels says which runs. Changing it
+   * reloads the model.
+   */
+  kernels?: KernelFamily;
   /** wgllm extra: bytes loaded so far and the file size (undefined when unknown). */
   onLoadProgress?: LoadProgressCallback;
   /** wgllm extra: keep the model in the Cache Storage API so a reload does not download it again. */
@@ -121,6 +128,7 @@ export class LlmInference {
   private numResponses = DEFAULT_NUM_RESPONSES;
   private loraRanks: number[] = [];
   private forceF32 = false;
+  private kernels?: KernelFamily;
   private cacheModel = false;
   private onLoadProgress?: LoadProgressCallback;
   private device?: GPUDevice;
@@ -178,7 +186,9 @@ export class LlmInference {
       numResponses: "numResponses" in options ? (options.numResponses ?? DEFAULT_NUM_RESPONSES) : this.numResponses,
       loraRanks: "loraRanks" in options ? (options.loraRanks ?? []) : this.loraRanks,
       forceF32: "forceF32" in options ? !!options.forceF32 : this.forceF32,
+      kernels: "kernels" in options ? options.kernels : this.kernels,
     };
+    check("kernels", next.kernels, next.kernels === undefined || KERNEL_FAMILIES.includes(next.kernels), '"gpu", "cpu" or undefined');
     check("maxTokens", next.maxTokens, Number.isInteger(next.maxTokens) && next.maxTokens >= 1, "an integer >= 1");
     check("topK", next.topK, Number.isInteger(next.topK) && next.topK >= 1, "an integer >= 1");
     check("temperature", next.temperature, typeof next.temperature === "number" && next.temperature >= 0, "a number >= 0");
@@ -204,13 +214,14 @@ export class LlmInference {
     const reshape =
       next.maxTokens !== this.maxTokens ||
       next.forceF32 !== this.forceF32 ||
+      next.kernels !== this.kernels ||
       sortedRanks(next.loraRanks) !== sortedRanks(this.loraRanks) ||
       workerChange ||
       !!base?.gpuOptions?.device;
     const sameModel = asset === undefined;
     if (asset === undefined && this.runner && reshape) {
       if (typeof this.lastAsset !== "string") {
-        throw new Error("changing maxTokens, loraRanks, forceF32 or the device reloads the model: pass baseOptions.modelAssetBuffer again");
+        throw new Error("changing maxTokens, loraRanks, forceF32, kernels or the device reloads the model: pass baseOptions.modelAssetBuffer again");
       }
       asset = this.lastAsset;
     }
@@ -229,7 +240,7 @@ export class LlmInference {
       this.tokenizer = undefined;
       this.info = undefined;
       const info = await this.runner.load(
-        { asset, maxTokens: this.maxTokens, forceF32: this.forceF32, cacheModel: this.cacheModel, loraRanks: this.loraRanks },
+        { asset, maxTokens: this.maxTokens, forceF32: this.forceF32, kernels: this.kernels, cacheModel: this.cacheModel, loraRanks: this.loraRanks },
         this.onLoadProgress,
       );
       this.tokenizer = Tokenizer.fromHeader(headerOf(info));
@@ -275,9 +286,9 @@ export class LlmInference {
 
   /** Architecture, vocabulary size, load time and KV cache type ("f16" or "f32", see forceF32) of
    * the loaded model (a wgllm extra). */
-  get modelInfo(): { source: string; architecture: string; nVocab: number; loadSeconds: number; kvCacheType: KvCacheType } | undefined {
+  get modelInfo(): { source: string; architecture: string; nVocab: number; loadSeconds: number; kvCacheType: KvCacheType; kernels: KernelFamily } | undefined {
     const i = this.info;
-    return i && { source: i.source, architecture: i.architecture, nVocab: i.nVocab, loadSeconds: i.loadSeconds, kvCacheType: i.kvCacheType };
+    return i && { source: i.source, architecture: i.architecture, nVocab: i.nVocab, loadSeconds: i.loadSeconds, kvCacheType: i.kvCacheType, kernels: i.kernels };
   }
 
   /** A general.* or tokenizer.* metadata value of the loaded model (a wgllm extra). */

@@ -4,6 +4,7 @@
 
 import { requestWebGpuDevice } from "./device";
 import { Engine, type KvCacheType } from "./engine";
+import type { KernelFamily } from "./gpu";
 import { type EngineLora, LORA_OWNER_MESSAGE } from "./lora_gpu";
 import { WgllmError } from "./errors";
 import { GGUFHeader, type GGUFStream, type GGUFValue, readGGUF } from "./gguf";
@@ -17,6 +18,8 @@ export interface LoadRequest {
   maxTokens: number;
   /** Keep the KV cache in f32 even on a device with shader-f16. */
   forceF32: boolean;
+  /** The kernel family ("gpu" or "cpu"); undefined: chosen from the adapter. */
+  kernels?: KernelFamily;
   cacheModel: boolean;
   /** LoRA ranks adapters may have (declared at load, as in MediaPipe). */
   loraRanks?: number[];
@@ -37,6 +40,8 @@ export interface ModelInfo {
   loadSeconds: number;
   /** The KV cache's element type: "f16" on a device with shader-f16 unless forceF32. */
   kvCacheType: KvCacheType;
+  /** The kernel family that runs. */
+  kernels: KernelFamily;
 }
 
 export interface Runner {
@@ -82,7 +87,7 @@ export class LocalRunner implements Runner {
       throw e;
     }
     this.freeEngine(); // a reload: the old model's buffers go before the new ones are made
-    const engine = await Engine.load(device, stream, { maxTokens: req.maxTokens, loraRanks: req.loraRanks, forceF32: req.forceF32 });
+    const engine = await Engine.load(device, stream, { maxTokens: req.maxTokens, loraRanks: req.loraRanks, forceF32: req.forceF32, kernels: req.kernels });
     this.engine = engine;
     this.generator = new Generator(engine, tokenizer, () => new StreamingDecoder(tokenizer));
     const h = stream.header;
@@ -96,6 +101,7 @@ export class LocalRunner implements Runner {
       nVocab: tokenizer.nVocab,
       loadSeconds: (performance.now() - t0) / 1000,
       kvCacheType: engine.kvCacheType,
+      kernels: engine.kernels,
     };
   }
 

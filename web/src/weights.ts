@@ -310,11 +310,18 @@ export function dequantize(file: string, t: GGUFTensorInfo, raw: Uint8Array): Fl
 export interface MatmulGeometry {
   matvecRows: number; // output rows per matvec workgroup
   tile: number; // output rows and x rows per matmul workgroup
+  splitRows: number; // output rows per gpu-family matvec (matvec_split) workgroup
+  splitThreads: number; // its default thread count (MV_WG), capped by the device's invocation limit
 }
 
 export function matmulGeometry(shader: string): MatmulGeometry {
   const op = `matmul_${shader}`;
-  return { matvecRows: shaderConstant(op, "MATVEC_ROWS"), tile: shaderConstant(op, "TILE") };
+  return {
+    matvecRows: shaderConstant(op, "MATVEC_ROWS"),
+    tile: shaderConstant(op, "TILE"),
+    splitRows: shaderConstant(op, "MV_ROWS"),
+    splitThreads: shaderConstant(op, "MV_WG"),
+  };
 }
 
 export function embeddingGroupSize(shader: string): number {
