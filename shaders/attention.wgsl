@@ -1,7 +1,9 @@
-// attention: out[i, h] = sum_j softmax_j(s_ij) v[j, h / g],  s_ij = softcap(scale * (q[i, h] . k[j, h / g] + slope_h * j)) over keys j <= q_pos[i] (and q_pos[i] - j < window), g = n_head / n_head_kv   ref: reference.attention with k_pos = cache index   grid: (n_head, ceil(n / (4 * WG_SIZE)), 1)
+// attention: out[i, h] = sum_j softmax_j(s_ij) v[j, h / g],  s_ij = softcap(scale * (q[i, h] . k[j, h / g] + slope_h * j)) over keys j <= q_pos[i] (and q_pos[i] - j < window), g = n_head / n_head_kv   ref: reference.attention with k_pos = cache index   grid: main (n_head, ceil(n / (4 * WG_SIZE)), 1); prefill_tiled (n_head, ceil(n / Q_TILE), 1); decode_split (n_head_kv * ceil(g / G_MAX), n_splits, 1) then attention_combine.wgsl
 // Causal attention against the KV cache for prefill (n queries) and decode (n = 1). Cache row j
-// holds position j; the first n_kv rows are valid (this step's rows included). Written for
-// llvmpipe, where a workgroup's invocations are the lanes of one SIMD vector, each load in a loop
+// holds position j; the first n_kv rows are valid (this step's rows included). Two kernel families
+// (engine kernels="cpu" | "gpu") share the Params, bindings and helpers; the gpu family's entry points
+// prefill_tiled and decode_split follow `main` below, with their own notes. `main` is the cpu family's,
+// written for llvmpipe, where a workgroup's invocations are the lanes of one SIMD vector, each load in a loop
 // costs a scalar load per lane and barriers are dear: each invocation keeps a block of scores in
 // registers so that every value it loads feeds several FMAs, with an online softmax (running max
 // and sum, accumulator rescaled when the max grows) and no barrier inside the key loop.
@@ -36,7 +38,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> k_cache: array<kv_t>;    // (max_tokens, n_head_kv, head_dim)
 @group(0) @binding(3) var<storage, read> v_cache: array<kv_t>;    // (max_tokens, n_head_kv, head_dim_v)
 @group(0) @binding(4) var<storage, read> q_pos: array<u32>;       // (n,)
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;   // (n, n_head, head_dim_v)
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;   // (n, n_head, head_dim_v); decode_split: its partials (n_splits, n_head, 2 + head_dim_v)
 
 var<workgroup> part_acc: array<f32, WG_SIZE * MAX_HEAD_DIM>; // decode: each invocation's rescaled accumulator
 var<workgroup> part_max: array<f32, WG_SIZE>;
@@ -249,5 +251,303 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         decode(wid.x, lid.x);
     } else {
         prefill(wid.x, wid.y, lid.x);
+    }
+}
+
+// ---- the gpu family: workgroups of GPU_WG invocations, neighbouring invocations on neighbouring
+// addresses, K/V tiles and reductions in workgroup memory (under 16 KiB an entry point, so every
+// WebGPU device runs them; GPU_WG = 128 is within every device's invocation limit).
+// prefill_tiled: workgroup (h, b) takes queries Q_TILE * b ... of head h, Q_LANES invocations a query.
+//   It walks the key range of its queries in tiles: the tile's K rows are staged in workgroup memory
+//   (f32, rows padded to max(head_dim, head_dim_v) + 1 floats so that lanes scoring different keys
+//   read different banks), each lane scores its keys of the tile for its query; then the V rows over
+//   the K rows, and each lane updates its query's online softmax (running max and sum, rescaled
+//   accumulator) and its output columns. Tiles outside every query's visible keys (causal, window)
+//   are never visited.
+// decode_split (flash-decoding): workgroup (x, s) serves up to G_MAX query heads of one KV group
+//   (x = kv head * ceil(g / G_MAX) + head chunk) on the visible keys SPLIT_KEYS * s ... of split s, so
+//   that each K and V element loaded serves all those heads. Scores: LANES_PER_KEY neighbouring
+//   invocations share a key (its row read in one run of addresses) and their partial dot products
+//   are summed through workgroup memory; the split's scores stay in workgroup memory, their maximum
+//   per head comes from a tree, then p = exp(s - max) in place, and each invocation accumulates
+//   p * v for its output columns over a subset of the keys. Each split writes (max, sum, unnormalised
+//   output) per head into `out` (bound to the engine's split buffer); attention_combine.wgsl merges
+//   the splits. The host launches ceil(visible keys / SPLIT_KEYS) splits.
+const GPU_WG: u32 = 128u;
+const Q_TILE: u32 = 16u; // prefill queries a workgroup
+const Q_LANES: u32 = GPU_WG / Q_TILE; // invocations a query
+const KV_TILE_MAX: u32 = 32u; // prefill keys a tile at most
+const TILE_FLOATS: u32 = 2080u; // the K / V tile: 32 keys of head_dim 64 (+1 padding), 16 of 128, 8 of 256
+const LANE_KEYS: u32 = KV_TILE_MAX / Q_LANES; // keys a lane scores a tile, at most
+const LANE_COLS: u32 = MAX_HEAD_DIM / Q_LANES; // output columns a lane owns, at most
+const G_MAX: u32 = 8u; // query heads a decode workgroup serves
+const SPLIT_KEYS: u32 = 256u; // keys a decode split covers
+const LANES_PER_KEY: u32 = 8u;
+const PASS_KEYS: u32 = GPU_WG / LANES_PER_KEY; // keys scored a pass (PASS_KEYS * G_MAX = GPU_WG)
+const SPLIT_COLS: u32 = MAX_HEAD_DIM / GPU_WG; // decode output columns an invocation owns, at most
+
+var<workgroup> kv_tile: array<f32, TILE_FLOATS>; // prefill: K rows of the tile, then V rows
+var<workgroup> tile_scores: array<f32, Q_TILE * KV_TILE_MAX>; // prefill: (query, key) scores
+var<workgroup> split_p: array<f32, G_MAX * SPLIT_KEYS>; // decode: (head, key) scores, then exp(score - max)
+var<workgroup> split_red: array<f32, G_MAX * GPU_WG>; // decode: (head, invocation) partial dots, maxima, accumulators
+
+fn finish_score(qk: f32, j: u32, slope: f32) -> f32 {
+    var s = (qk + slope * f32(j)) * params.scale;
+    if (params.softcap > 0.0) {
+        s = params.softcap * tanh_accurate(s / params.softcap);
+    }
+    return s;
+}
+
+@compute @workgroup_size(GPU_WG)
+fn prefill_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let h = wid.x;
+    let i0 = wid.y * Q_TILE;
+    let kvh = h / (params.n_head / params.n_head_kv);
+    let d = params.head_dim;
+    let dv = params.head_dim_v;
+    let kv_row = params.n_head_kv * d;
+    let v_row = params.n_head_kv * dv;
+    let stride = max(d, dv) + 1u;
+    let tile_keys = min(KV_TILE_MAX, TILE_FLOATS / stride);
+    // keys [lo, hi): every key some query of the tile sees (queries past n repeat the last one)
+    var lo = params.n_kv;
+    var hi = 0u;
+    for (var r = 0u; r < Q_TILE; r++) {
+        let pos = q_pos[min(i0 + r, params.n - 1u)];
+        lo = min(lo, first_key(pos));
+        hi = max(hi, min(pos + 1u, params.n_kv));
+    }
+    let qi = lid / Q_LANES;
+    let lane = lid % Q_LANES;
+    let i = min(i0 + qi, params.n - 1u);
+    let pos = q_pos[i];
+    let start = first_key(pos);
+    let end = min(pos + 1u, params.n_kv);
+    let q_base = (i * params.n_head + h) * d;
+    let slope = alibi_slope(h);
+    var acc: array<f32, LANE_COLS>; // columns lane + Q_LANES * k of query i, unnormalised
+    for (var k = 0u; k < LANE_COLS; k++) {
+        acc[k] = 0.0;
+    }
+    var run_max = LOWEST;
+    var run_sum = 0.0;
+    for (var t0 = lo; t0 < hi; t0 += tile_keys) {
+        let nk = min(tile_keys, hi - t0);
+        for (var e = lid; e < nk * d; e += GPU_WG) {
+            let t = e / d;
+            let c = e - t * d;
+            kv_tile[t * stride + c] = f32(k_cache[(t0 + t) * kv_row + kvh * d + c]);
+        }
+        workgroupBarrier();
+        // this lane's keys of the tile: lane + Q_LANES * j (past nk: the last key again, not stored)
+        var s: array<f32, LANE_KEYS>;
+        var row: array<u32, LANE_KEYS>;
+        for (var j = 0u; j < LANE_KEYS; j++) {
+            s[j] = 0.0;
+            row[j] = min(lane + Q_LANES * j, nk - 1u) * stride;
+        }
+        for (var c = 0u; c < d; c++) {
+            let qc = q[q_base + c];
+            for (var j = 0u; j < LANE_KEYS; j++) {
+                s[j] = fma(qc, kv_tile[row[j] + c], s[j]);
+            }
+        }
+        for (var j = 0u; j < LANE_KEYS; j++) {
+            let t = lane + Q_LANES * j;
+            if (t < nk) {
+                let key = t0 + t;
+                tile_scores[qi * KV_TILE_MAX + t] = select(LOWEST, finish_score(s[j], key, slope), key >= start && key < end);
+            }
+        }
+        workgroupBarrier();
+        for (var e = lid; e < nk * dv; e += GPU_WG) {
+            let t = e / dv;
+            let c = e - t * dv;
+            kv_tile[t * stride + c] = f32(v_cache[(t0 + t) * v_row + kvh * dv + c]);
+        }
+        var new_max = run_max;
+        for (var t = 0u; t < nk; t++) {
+            new_max = max(new_max, tile_scores[qi * KV_TILE_MAX + t]);
+        }
+        workgroupBarrier();
+        let alpha = exp(run_max - new_max);
+        run_sum *= alpha;
+        for (var k = 0u; k < LANE_COLS; k++) {
+            acc[k] *= alpha;
+        }
+        for (var t = 0u; t < nk; t++) {
+            let key = t0 + t;
+            let p = select(0.0, exp(tile_scores[qi * KV_TILE_MAX + t] - new_max), key >= start && key < end);
+            run_sum += p;
+            for (var k = 0u; k < LANE_COLS; k++) {
+                let c = lane + Q_LANES * k;
+                if (c < dv) {
+                    acc[k] = fma(p, kv_tile[t * stride + c], acc[k]);
+                }
+            }
+        }
+        run_max = new_max;
+        workgroupBarrier(); // the next tile overwrites kv_tile and tile_scores
+    }
+    if (i0 + qi < params.n) {
+        let o = ((i0 + qi) * params.n_head + h) * dv;
+        for (var k = 0u; k < LANE_COLS; k++) {
+            let c = lane + Q_LANES * k;
+            if (c < dv) {
+                out[o + c] = acc[k] / run_sum;
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(GPU_WG)
+fn decode_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let g = params.n_head / params.n_head_kv;
+    let chunks = (g + G_MAX - 1u) / G_MAX;
+    let kvh = wid.x / chunks;
+    let h0 = kvh * g + (wid.x % chunks) * G_MAX; // this workgroup's heads h0 .. h0 + heads - 1
+    let heads = min(G_MAX, kvh * g + g - h0);
+    let d = params.head_dim;
+    let dv = params.head_dim_v;
+    let kv_row = params.n_head_kv * d;
+    let v_row = params.n_head_kv * dv;
+    let pos = q_pos[0];
+    let end = min(pos + 1u, params.n_kv);
+    let j0 = first_key(pos) + wid.y * SPLIT_KEYS; // this split's keys: j0 .. j0 + len - 1
+    let len = select(0u, min(SPLIT_KEYS, end - j0), j0 < end);
+
+    // scores, PASS_KEYS keys a pass: invocation (key kk, lane) sums q . k over dims lane, lane + LANES_PER_KEY, ...
+    let lane = lid % LANES_PER_KEY;
+    let kk = lid / LANES_PER_KEY;
+    for (var base = 0u; base < len; base += PASS_KEYS) {
+        let k_off = (j0 + min(base + kk, len - 1u)) * kv_row + kvh * d; // past len: the last key again, not stored
+        var part: array<f32, G_MAX>;
+        for (var hh = 0u; hh < G_MAX; hh++) {
+            part[hh] = 0.0;
+        }
+        for (var c = lane; c < d; c += LANES_PER_KEY) {
+            let kc = f32(k_cache[k_off + c]);
+            for (var hh = 0u; hh < G_MAX; hh++) {
+                if (hh < heads) {
+                    part[hh] = fma(q[(h0 + hh) * d + c], kc, part[hh]);
+                }
+            }
+        }
+        for (var hh = 0u; hh < G_MAX; hh++) {
+            split_red[hh * GPU_WG + lid] = part[hh];
+        }
+        workgroupBarrier();
+        let hh = lid / PASS_KEYS; // now invocation (head hh, key base + lid % PASS_KEYS)
+        let t = base + lid % PASS_KEYS;
+        if (hh < heads && t < len) {
+            var qk = 0.0;
+            for (var l = 0u; l < LANES_PER_KEY; l++) {
+                qk += split_red[hh * GPU_WG + (lid % PASS_KEYS) * LANES_PER_KEY + l];
+            }
+            split_p[hh * SPLIT_KEYS + t] = finish_score(qk, j0 + t, alibi_slope(h0 + hh));
+        }
+        workgroupBarrier();
+    }
+
+    // each head's maximum score: every invocation's keys, then a tree over split_red
+    for (var hh = 0u; hh < G_MAX; hh++) {
+        var m = LOWEST;
+        if (hh < heads) {
+            for (var t = lid; t < len; t += GPU_WG) {
+                m = max(m, split_p[hh * SPLIT_KEYS + t]);
+            }
+        }
+        split_red[hh * GPU_WG + lid] = m;
+    }
+    workgroupBarrier();
+    for (var w = GPU_WG / 2u; w > 0u; w /= 2u) {
+        if (lid < w) {
+            for (var hh = 0u; hh < G_MAX; hh++) {
+                split_red[hh * GPU_WG + lid] = max(split_red[hh * GPU_WG + lid], split_red[hh * GPU_WG + lid + w]);
+            }
+        }
+        workgroupBarrier();
+    }
+    var head_max: array<f32, G_MAX>;
+    for (var hh = 0u; hh < G_MAX; hh++) {
+        head_max[hh] = split_red[hh * GPU_WG];
+        if (hh < heads) {
+            for (var t = lid; t < len; t += GPU_WG) {
+                split_p[hh * SPLIT_KEYS + t] = exp(split_p[hh * SPLIT_KEYS + t] - head_max[hh]);
+            }
+        }
+    }
+    workgroupBarrier();
+
+    // p * v: invocation (key subset sub, columns c0 + GPU_WG * k); with head_dim_v <= GPU_WG there are
+    // GPU_WG / head_dim_v subsets of the keys (keys sub, sub + n_sub, ...), each summed apart
+    let n_sub = max(1u, GPU_WG / dv);
+    let sub = select(0u, lid / dv, dv <= GPU_WG);
+    let c0 = select(lid, lid % dv, dv <= GPU_WG);
+    var acc: array<f32, G_MAX * SPLIT_COLS>; // (head, column k)
+    var sum: array<f32, G_MAX>;
+    for (var hh = 0u; hh < G_MAX; hh++) {
+        sum[hh] = 0.0;
+        for (var k = 0u; k < SPLIT_COLS; k++) {
+            acc[hh * SPLIT_COLS + k] = 0.0;
+        }
+    }
+    if (sub < n_sub) {
+        for (var t = sub; t < len; t += n_sub) {
+            let v_off = (j0 + t) * v_row + kvh * dv;
+            for (var k = 0u; k < SPLIT_COLS; k++) {
+                let c = c0 + GPU_WG * k;
+                if (c < dv) {
+                    let vc = f32(v_cache[v_off + c]);
+                    for (var hh = 0u; hh < G_MAX; hh++) {
+                        if (hh < heads) {
+                            acc[hh * SPLIT_COLS + k] = fma(split_p[hh * SPLIT_KEYS + t], vc, acc[hh * SPLIT_COLS + k]);
+                        }
+                    }
+                }
+            }
+            for (var hh = 0u; hh < G_MAX; hh++) {
+                sum[hh] += split_p[hh * SPLIT_KEYS + t];
+            }
+        }
+    }
+    if (n_sub > 1u) { // the subsets' accumulators and sums (all against the same maxima) added up
+        workgroupBarrier();
+        for (var hh = 0u; hh < G_MAX; hh++) {
+            split_red[hh * GPU_WG + lid] = acc[hh * SPLIT_COLS];
+            if (c0 == 0u && sub < n_sub) {
+                split_p[hh * SPLIT_KEYS + sub] = sum[hh];
+            }
+        }
+        workgroupBarrier();
+        if (sub == 0u) {
+            for (var hh = 0u; hh < G_MAX; hh++) {
+                var a = 0.0;
+                var l = 0.0;
+                for (var u = 0u; u < n_sub; u++) {
+                    a += split_red[hh * GPU_WG + u * dv + c0];
+                    l += split_p[hh * SPLIT_KEYS + u];
+                }
+                acc[hh * SPLIT_COLS] = a;
+                sum[hh] = l;
+            }
+        }
+    }
+    if (sub == 0u) {
+        let row = dv + 2u;
+        for (var hh = 0u; hh < heads; hh++) {
+            let o = (wid.y * params.n_head + h0 + hh) * row;
+            if (c0 == 0u) {
+                out[o] = head_max[hh];
+                out[o + 1u] = sum[hh];
+            }
+            for (var k = 0u; k < SPLIT_COLS; k++) {
+                let c = c0 + GPU_WG * k;
+                if (c < dv) {
+                    out[o + 2u + c] = acc[hh * SPLIT_COLS + k];
+                }
+            }
+        }
     }
 }

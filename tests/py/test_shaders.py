@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # silences lavapipe's warning about a missing runtime dir
@@ -17,7 +18,8 @@ import pytest
 from gpu_tolerances import ATOL_FLOOR, ROPE_ATOL_PER_RADIAN, TOLERANCES
 
 from wgllm import reference
-from wgllm.gpu.runtime import KV_ALIAS, KV_ALIAS_F16, GpuError, get_context, kv_f16_variant
+from wgllm.gpu.engine import decode_head_groups, decode_splits
+from wgllm.gpu.runtime import KV_ALIAS, KV_ALIAS_F16, SHADER_DIR, GpuContext, GpuError, get_context, kv_f16_variant, shader_constant
 
 MAX_GROUPS = 65535
 NAN_BITS = 0x7FC00001  # a quiet NaN with a payload: no kernel computes this by accident
@@ -293,21 +295,49 @@ ATTENTION_CASES = [
     (8, 8, 64, 200, 9, 0, 0.0, 8.0),  # ALiBi (Falcon-RW, BLOOM): power-of-two heads
     (6, 6, 64, 70, 1, 0, 0.0, 8.0),  # ALiBi: heads past 2^floor(log2 H) use m1's odd powers
     (2, 1, 7, 1, 1, 0, 0.0, 0.0),  # a single key; head_dim below a tile
+    # the gpu family's decode splits (SPLIT_KEYS = 256 keys each) and head chunks (G_MAX = 8 heads)
+    (24, 2, 64, 600, 1, 0, 0.0, 0.0),  # three splits, the last partial; 12 heads a KV group: two chunks
+    (4, 1, 256, 701, 1, 300, 30.0, 0.0),  # a window over two splits, soft-capped, head_dim 256
+    (8, 8, 64, 513, 1, 0, 0.0, 8.0),  # ALiBi past one split; a split of one key
+    (4, 2, 64, 517, 33, 0, 0.0, 0.0),  # odd prefill after a long prefix: tiles before the causal edge
 ]
+KERNELS = ["cpu", "gpu"]
 
 
-def run_attention(ctx, q, k_cache, v_cache, q_pos, n_kv, scale, window, softcap, max_bias, kv_f16=False):
+def run_attention(ctx, q, k_cache, v_cache, q_pos, n_kv, scale, window, softcap, max_bias, kv_f16=False, kernels="cpu"):
+    """The attention launches of a kernel family, as the engine makes them: cpu `main`; gpu
+    `prefill_tiled` for n > 1, `decode_split` into a poisoned split buffer then attention_combine for n = 1."""
     n, n_head, head_dim = q.shape
     n_head_kv, head_dim_v = k_cache.shape[1], v_cache.shape[2]
     uni = params("IIIIIIfffI", n_head, n_head_kv, head_dim, head_dim_v, n_kv, window, scale, softcap, max_bias, n)
     out = poisoned(ctx, n * n_head * head_dim_v)
-    bindings = [ctx.buffer(uni, uniform=True), ctx.buffer(q), ctx.buffer(k_cache), ctx.buffer(v_cache), ctx.buffer(q_pos), out]
-    ctx.run("attention.wgsl", bindings, (n_head, -(-n // 32), 1), kv_f16=kv_f16)
+    inputs = [ctx.buffer(uni, uniform=True), ctx.buffer(q), ctx.buffer(k_cache), ctx.buffer(v_cache), ctx.buffer(q_pos)]
+    if kernels == "cpu":
+        ctx.run("attention.wgsl", [*inputs, out], (n_head, -(-n // 32), 1), kv_f16=kv_f16)
+    elif n > 1:
+        grid = (n_head, -(-n // shader_constant("attention.wgsl", "Q_TILE")), 1)
+        ctx.run("attention.wgsl", [*inputs, out], grid, entry="prefill_tiled", kv_f16=kv_f16)
+    else:
+        splits = decode_splits(n_kv, window)
+        part = poisoned(ctx, splits * n_head * (head_dim_v + 2))
+        grid = (decode_head_groups(n_head, n_head_kv), splits, 1)
+        ctx.run("attention.wgsl", [*inputs, part], grid, entry="decode_split", kv_f16=kv_f16)
+        combine = ctx.buffer(params("III", n_head, head_dim_v, splits), uniform=True)
+        ctx.run("attention_combine.wgsl", [combine, part, out], (n_head, 1, 1))
     return ctx.read(out, np.float32, (n, n_head, head_dim_v))
 
 
+def test_decode_splits():
+    """The gpu family's decode covers the visible keys (all n_kv, or the window's) in splits of 256."""
+    assert shader_constant("attention.wgsl", "SPLIT_KEYS") == 256
+    assert [decode_splits(m, 0) for m in (1, 255, 256, 257, 600)] == [1, 1, 1, 2, 3]
+    assert [decode_splits(m, 300) for m in (1, 299, 300, 301, 5000)] == [1, 2, 2, 2, 2]
+    assert [decode_head_groups(h, kv) for h, kv in ((8, 2), (24, 2), (8, 8), (71, 1))] == [2, 4, 8, 9]
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("n_head,n_head_kv,head_dim,m,n,window,softcap,max_bias", ATTENTION_CASES)
-def test_attention(ctx, n_head, n_head_kv, head_dim, m, n, window, softcap, max_bias):
+def test_attention(ctx, n_head, n_head_kv, head_dim, m, n, window, softcap, max_bias, kernels):
     rng = np.random.default_rng(n_head * 1000 + m + n)
     max_tokens = m + 17
     q = data(rng, (n, n_head, head_dim), 1.0, 0.1)
@@ -318,7 +348,7 @@ def test_attention(ctx, n_head, n_head_kv, head_dim, m, n, window, softcap, max_
     k_cache, v_cache = np.concatenate([k, nan]), np.concatenate([v, nan])
     q_pos = np.arange(m - n, m, dtype=np.uint32)
     scale = 1.0 / math.sqrt(head_dim) * (4.0 if softcap else 1.0)  # larger scores so that the cap bites
-    got = run_attention(ctx, q, k_cache, v_cache, q_pos, m, scale, window, softcap, max_bias)
+    got = run_attention(ctx, q, k_cache, v_cache, q_pos, m, scale, window, softcap, max_bias, kernels=kernels)
     slopes = reference.alibi_slopes(n_head, max_bias) if max_bias else None
     want = exact(
         reference.attention, q, k, v, q_pos.astype(np.int64), np.arange(m), scale, softcap_value=softcap, window=window, slopes=slopes
@@ -326,8 +356,9 @@ def test_attention(ctx, n_head, n_head_kv, head_dim, m, n, window, softcap, max_
     check("attention", got, want)
 
 
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("n_head,n_head_kv,head_dim,m,n,window,softcap,max_bias", ATTENTION_CASES)
-def test_attention_f16_kv_cache(ctx_f16, n_head, n_head_kv, head_dim, m, n, window, softcap, max_bias):
+def test_attention_f16_kv_cache(ctx_f16, n_head, n_head_kv, head_dim, m, n, window, softcap, max_bias, kernels):
     """The f16 KV variant: K and V read from f16 caches, everything else f32, against the exact
     attention of the f16-rounded K and V at attention's own tolerance."""
     ctx = ctx_f16
@@ -340,7 +371,7 @@ def test_attention_f16_kv_cache(ctx_f16, n_head, n_head_kv, head_dim, m, n, wind
     k_cache, v_cache = np.concatenate([k, nan]), np.concatenate([v, nan])
     q_pos = np.arange(m - n, m, dtype=np.uint32)
     scale = 1.0 / math.sqrt(head_dim) * (4.0 if softcap else 1.0)
-    got = run_attention(ctx, q, k_cache, v_cache, q_pos, m, scale, window, softcap, max_bias, kv_f16=True)
+    got = run_attention(ctx, q, k_cache, v_cache, q_pos, m, scale, window, softcap, max_bias, kv_f16=True, kernels=kernels)
     slopes = reference.alibi_slopes(n_head, max_bias) if max_bias else None
     k32, v32 = k.astype(np.float32), v.astype(np.float32)
     want = exact(
@@ -349,7 +380,8 @@ def test_attention_f16_kv_cache(ctx_f16, n_head, n_head_kv, head_dim, m, n, wind
     check("attention", got, want)
 
 
-def test_attention_sharp_scores(ctx):
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_attention_sharp_scores(ctx, kernels):
     """Scores far apart (x30, shifted): the online softmax must rescale its running sum exactly once per new max."""
     rng = np.random.default_rng(5)
     n_head, n_head_kv, d, m, n = 4, 2, 64, 200, 5
@@ -357,12 +389,13 @@ def test_attention_sharp_scores(ctx):
     k = data(rng, (m, n_head_kv, d), 1.0, 0.5)
     v = data(rng, (m, n_head_kv, d), 30.0, -100.0)
     q_pos = np.array([3, 70, 64, 150, 199], dtype=np.uint32)  # out of order, mid-cache: causality per query
-    got = run_attention(ctx, q, k, v, q_pos, m, 0.01, 0, 0.0, 0.0)
+    got = run_attention(ctx, q, k, v, q_pos, m, 0.01, 0, 0.0, 0.0, kernels=kernels)
     check("attention", got, exact(reference.attention, q, k, v, q_pos.astype(np.int64), np.arange(m), 0.01))
 
 
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("head_dim,head_dim_v,n", [(64, 96, 1), (64, 96, 37), (128, 48, 1), (128, 48, 9)])
-def test_attention_value_dim(ctx, head_dim, head_dim_v, n):
+def test_attention_value_dim(ctx, head_dim, head_dim_v, n, kernels):
     """head_dim_v != head_dim: V rows, the accumulator and out have their own width."""
     rng = np.random.default_rng(head_dim_v + n)
     n_head, n_head_kv, m = 6, 2, 90
@@ -371,8 +404,53 @@ def test_attention_value_dim(ctx, head_dim, head_dim_v, n):
     v = data(rng, (m, n_head_kv, head_dim_v), 3.0, 1.0)
     q_pos = np.arange(m - n, m, dtype=np.uint32)
     scale = 1.0 / math.sqrt(head_dim)
-    got = run_attention(ctx, q, k, v, q_pos, m, scale, 0, 0.0, 0.0)
+    got = run_attention(ctx, q, k, v, q_pos, m, scale, 0, 0.0, 0.0, kernels=kernels)
     check("attention", got, exact(reference.attention, q, k, v, q_pos.astype(np.int64), np.arange(m), scale))
+
+
+def workgroup_bytes(shader: str, entry: str) -> int:
+    """Bytes of the var<workgroup> arrays that `entry` of shaders/<shader> names in its body, their
+    lengths evaluated from the file's constants (wgpu does not check this limit; Dawn does)."""
+    import re
+
+    text = (SHADER_DIR / shader).read_text()
+    body = re.search(rf"\nfn {entry}\(.*?\n}}\n", text, re.S)
+    assert body, f"{shader} has no entry {entry}"
+    total = 0
+    for name, length in re.findall(r"var<workgroup>\s+(\w+)\s*:\s*array<f32\s*,\s*([^;]+)>\s*;", text):
+        if re.search(rf"\b{name}\b", body.group(0)):
+            expr = re.sub(r"[A-Z_][A-Z0-9_]*", lambda m: str(shader_constant(shader, m.group(0))), length)
+            assert re.fullmatch(r"[0-9u +*()]+", expr), f"{shader}: cannot evaluate the length {length!r} of {name}"
+            total += 4 * eval(expr.replace("u", ""))
+    return total
+
+
+def test_attention_gpu_family_on_a_small_device(ctx):
+    """prefill_tiled and decode_split fit a device with 128 invocations a workgroup and 16 KiB of
+    workgroup memory, and there give what they give on the adapter's own limits, bit for bit."""
+    small = GpuContext()  # its device replaced before anything is compiled on it
+    limits = {
+        "max-compute-invocations-per-workgroup": 128,
+        "max-compute-workgroup-size-x": 128,
+        "max-compute-workgroup-size-y": 128,
+        "max-compute-workgroup-size-z": 64,
+        "max-compute-workgroup-storage-size": 16384,
+    }
+    small.device = small.adapter.request_device_sync(required_features=sorted(small.features), required_limits={**small.limits, **limits})
+    assert small.device.limits["max-compute-invocations-per-workgroup"] == 128
+    assert shader_constant("attention.wgsl", "GPU_WG") <= 128
+    for entry in ("prefill_tiled", "decode_split"):
+        assert 8192 < workgroup_bytes("attention.wgsl", entry) <= 16384
+    rng = np.random.default_rng(21)
+    for n, m, head_dim in ((1, 600, 256), (1, 300, 64), (19, 300, 256), (40, 90, 64)):
+        q = data(rng, (n, 8, head_dim), 1.0, 0.1)
+        k = data(rng, (m, 2, head_dim), 1.0, -0.1)
+        v = data(rng, (m, 2, head_dim), 3.0, 1.0)
+        q_pos = np.arange(m - n, m, dtype=np.uint32)
+        args = (q, k, v, q_pos, m, 1.0 / math.sqrt(head_dim), 0, 0.0, 0.0)
+        got = run_attention(small, *args, kernels="gpu")
+        check("attention", got, exact(reference.attention, q, k, v, q_pos.astype(np.int64), np.arange(m), 1.0 / math.sqrt(head_dim)))
+        np.testing.assert_array_equal(got, run_attention(ctx, *args, kernels="gpu"))
 
 
 @pytest.mark.parametrize("n,row_len", [(1, 7), (7, 4099), (127, 128)])

@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from wgllm.gpu.lora import GpuLora, LoraSites
-from wgllm.gpu.runtime import GpuContext, GpuError, get_context
+from wgllm.gpu.runtime import GpuContext, GpuError, get_context, shader_constant
 from wgllm.model import Model
 
 _MAX_GROUPS = 65535
@@ -45,6 +45,19 @@ def _grid_rows(groups: int) -> tuple[int, int, int]:
 
 def _pack(fmt: str, *values) -> bytes:
     return struct.pack("<" + fmt, *values)
+
+
+def decode_splits(n_kv: int, window: int) -> int:
+    """The gpu family's decode attention: how many splits of SPLIT_KEYS keys (attention.wgsl's
+    decode_split workgroups per head group, and attention_combine.wgsl's n_splits) cover the keys the
+    query at position n_kv - 1 sees (all n_kv, or the last `window` of them)."""
+    visible = min(n_kv, window) if window else n_kv
+    return -(-visible // shader_constant("attention.wgsl", "SPLIT_KEYS"))
+
+
+def decode_head_groups(n_head: int, n_head_kv: int) -> int:
+    """decode_split workgroups per split: one per KV head and chunk of up to G_MAX of its query heads."""
+    return n_head_kv * -(-(n_head // n_head_kv) // shader_constant("attention.wgsl", "G_MAX"))
 
 
 @dataclass
@@ -89,11 +102,14 @@ class _Program:
         it holds this step's value when the command buffer is submitted."""
         s = self.steps[i]
         if isinstance(s, _Dispatch):
+            grid = s.grid(n, pos0)
+            if 0 in grid:  # a launch that does not run at this n (the gpu attention's prefill or decode launches)
+                return
             params = s.params(n, pos0)
             if params != s.written:  # most launches' params do not move between decode steps
                 self.ctx.write(s.uniform, params)
                 s.written = params
-            self.ctx.dispatch(cpass, s.pipeline, s.bind_group, s.grid(n, pos0))
+            self.ctx.dispatch(cpass, s.pipeline, s.bind_group, grid)
         else:
             s(cpass, n, pos0)
 
@@ -188,6 +204,8 @@ class GpuEngine:
         self.q, self.k, self.v = (f32(rows * q_dim, "q"), f32(rows * kv_dim, "k"), f32(rows * v_dim, "v")) if unstacked else (None, None, None)
         self.q_rot = f32(rows * q_dim, "q rotated")
         self.attn = f32(rows * c.n_head * c.head_dim_v, "attention out")
+        # the gpu family's decode attention: each split's (max, sum, output) per head (decode_splits)
+        self.attn_splits = f32(decode_splits(rows, 0) * c.n_head * (c.head_dim_v + 2), "attention splits") if self.kernels == "gpu" else None
         self.o = f32(rows * c.n_embd, "attention projection")
         self.up, self.gate, self.act = f32(rows * c.n_ff, "ffn up"), f32(rows * c.n_ff, "ffn gate"), f32(rows * c.n_ff, "ffn activation")
         self.ffn = f32(rows * c.n_embd, "ffn out")
@@ -386,15 +404,18 @@ class GpuEngine:
             self._rope(prog, src_k, (self.k_cache[i], kv_dim, True), c.n_head_kv, base, pos_scale, neox)
             self._kv_store(prog, src_v, self.v_cache[i], v_dim, kv_f16=self.kv_f16)
             window = c.sliding_window if c.swa_layers[i] else 0
-            prog.add(
-                "attention.wgsl",
-                [q_out, self.k_cache[i], self.v_cache[i], self.positions, self.attn],
-                lambda n, p, window=window: _pack(
-                    "IIIIIIfffI", c.n_head, c.n_head_kv, c.head_dim, c.head_dim_v, p + n, window, c.attn_scale, c.attn_softcap, c.alibi_max_bias, n
-                ),
-                lambda n, p: (c.n_head, -(-n // 32), 1),  # 32 queries a workgroup (4 per invocation)
-                kv_f16=self.kv_f16,
-            )
+            if self.kernels == "gpu":
+                self._attention_gpu(prog, q_out, i, window)
+            else:
+                prog.add(
+                    "attention.wgsl",
+                    [q_out, self.k_cache[i], self.v_cache[i], self.positions, self.attn],
+                    lambda n, p, window=window: _pack(
+                        "IIIIIIfffI", c.n_head, c.n_head_kv, c.head_dim, c.head_dim_v, p + n, window, c.attn_scale, c.attn_softcap, c.alibi_max_bias, n
+                    ),
+                    lambda n, p: (c.n_head, -(-n // 32), 1),  # 32 queries a workgroup (4 per invocation)
+                    kv_f16=self.kv_f16,
+                )
             # x_next = x + attention out, then x = x_next + ffn out (parallel: ffn of the same h); without
             # a post-norm between, each add is the epilogue of the matmul before it (fuse_residual)
             fuse = self.fuse_residual and not c.recipe.post_norms
@@ -450,6 +471,28 @@ class GpuEngine:
         sampler.add("sample.wgsl", [logits, self.sampled], lambda n, p: _pack("IIIfII", 0, 0, 0, 0.0, 0, 0), lambda n, p: (1, 1, 1))
         self.sampler = sampler.steps[0]
         return prog
+
+    def _attention_gpu(self, prog: _Program, q, i: int, window: int) -> None:
+        """Layer i's attention in the gpu family: prefill (n > 1) is one launch of prefill_tiled; decode
+        is decode_split over the keys in splits into attn_splits, then attention_combine into attn.
+        Each launch's grid is empty, so it is not recorded, at the other n."""
+        c = self.c
+        params = lambda n, p: _pack(  # noqa: E731  (the cpu family's Params)
+            "IIIIIIfffI", c.n_head, c.n_head_kv, c.head_dim, c.head_dim_v, p + n, window, c.attn_scale, c.attn_softcap, c.alibi_max_bias, n
+        )
+        inputs = [q, self.k_cache[i], self.v_cache[i], self.positions]
+        q_tile, groups = shader_constant("attention.wgsl", "Q_TILE"), decode_head_groups(c.n_head, c.n_head_kv)
+        prefill_grid = lambda n, p: (c.n_head, -(-n // q_tile), 1) if n > 1 else (0, 0, 0)  # noqa: E731
+        split_grid = lambda n, p: (groups, decode_splits(p + n, window), 1) if n == 1 else (0, 0, 0)  # noqa: E731
+        kv_f16 = self.kv_f16
+        prog.add("attention.wgsl", [*inputs, self.attn], params, prefill_grid, "prefill_tiled", label="attention prefill_tiled", kv_f16=kv_f16)
+        prog.add("attention.wgsl", [*inputs, self.attn_splits], params, split_grid, "decode_split", label="attention decode_split", kv_f16=kv_f16)
+        prog.add(
+            "attention_combine.wgsl",
+            [self.attn_splits, self.attn],
+            lambda n, p: _pack("III", c.n_head, c.head_dim_v, decode_splits(p + n, window)),
+            lambda n, p: (c.n_head, 1, 1) if n == 1 else (0, 0, 0),
+        )
 
     def _rope(self, prog: _Program, src, dst, heads: int, base: float, pos_scale: float, neox: int) -> None:
         """Rotate (or, without RoPE, copy) n rows of heads from src into dst; dst in the KV cache is at
