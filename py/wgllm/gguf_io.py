@@ -169,9 +169,17 @@ class GGUFFile:
         data_start = -(-cur.pos // alignment) * alignment
         self.tensors: dict[str, TensorInfo] = {}
         for name, dims, raw_type, rel_offset in infos:
-            self.tensors[name] = self._tensor_info(name, dims, raw_type, data_start + rel_offset)
+            self.tensors[name] = self._tensor_info(name, dims, raw_type, rel_offset, data_start, alignment)
+        # Tensors must not overlap (llama.cpp packs them back to back; the browser reads them in one pass).
+        by_offset = sorted(self.tensors.values(), key=lambda t: t.offset)
+        for prev, t in zip(by_offset, by_offset[1:]):
+            if t.offset < prev.offset + prev.n_bytes:
+                raise ModelFormatError(
+                    f"{self.path}: tensor {t.name} starts at byte {t.offset}, inside tensor {prev.name} "
+                    f"(bytes {prev.offset}..{prev.offset + prev.n_bytes})"
+                )
 
-    def _tensor_info(self, name: str, dims: list[int], raw_type: int, offset: int) -> TensorInfo:
+    def _tensor_info(self, name: str, dims: list[int], raw_type: int, rel_offset: int, data_start: int, alignment: int) -> TensorInfo:
         where = f"{self.path}: tensor {name}"
         if name in self.tensors:
             raise ModelFormatError(f"{where} appears twice")
@@ -186,6 +194,9 @@ class GGUFFile:
             raise ModelFormatError(f"{where} has shape {dims}, expected positive dimensions")
         if dims[0] % block:
             raise ModelFormatError(f"{where} has a row of {dims[0]} elements, not a multiple of the {ggml_type.name} block of {block}")
+        if rel_offset % alignment:
+            raise ModelFormatError(f"{where} has data offset {rel_offset}, not a multiple of general.alignment {alignment}")
+        offset = data_start + rel_offset
         n_elements = int(np.prod(dims, dtype=object))
         n_bytes = n_elements // block * type_size
         if offset + n_bytes > len(self._buf):
@@ -241,7 +252,13 @@ class GGUFFile:
 
 @contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
+
+    Whatever fails (an exception, a full disk, a killed process), `path` keeps its old content or
+    stays absent. The temporary name is `.<name>.<random>.partial`: hidden, never `path` itself,
+    and removed on any exception (a killed process leaves it behind; delete it by hand). Its data
+    reach the disk (fsync) before the rename, so a crash cannot leave `path` naming an empty file.
+    An OSError of the block is raised again naming `path` (same errno and type)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
@@ -250,10 +267,35 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; the result gets a normal file's mode
     try:
         yield tmp_path
+        fsync_path(tmp_path)
         os.replace(tmp_path, path)
+    except OSError as e:
+        again = not_written(path, e)
+        if again is e:
+            raise
+        raise again from e
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+    if os.name == "posix":
+        fsync_path(path.parent)  # the rename itself
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's data (or, on POSIX, a folder's entries) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def not_written(path: Path, e: OSError) -> OSError:
+    """`e` restated to say `path` was not written, of the same type; `e` itself when it cannot be."""
+    detail = str(e).removeprefix(f"[Errno {e.errno}] ")
+    text = f"{path} was not written: {detail}"
+    again = OSError(e.errno, text) if e.errno is not None else OSError(text)
+    return e if type(again) is not type(e) or str(path) in detail else again
 
 
 def _umask() -> int:

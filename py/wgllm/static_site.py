@@ -8,8 +8,11 @@
     OUT_DIR/_headers                  the cross-origin isolation headers, in the format of hosts
                                       that read such a file (Netlify, Cloudflare Pages)
 
-The site is built in a temporary folder beside OUT_DIR and renamed into place once complete, so a
-failed export leaves nothing behind. docs/static-hosting.md describes the layout for hosts.
+The site is built in a temporary folder beside OUT_DIR (`.<OUT_DIR name>.<random>.export`), flushed
+to the disk and renamed into place once complete, so a failed export (a full disk, an unreadable
+file) leaves nothing behind and OUT_DIR as it was; a killed one leaves only that hidden folder.
+OUT_DIR must be new or empty: an export never overwrites or merges into an existing site.
+docs/static-hosting.md describes the layout for hosts.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from wgllm.gguf_io import fsync_path, not_written
 from wgllm.server import ISOLATION_HEADERS, Catalog, inside, is_listable
 
 HEADERS_FILE = "/*\n" + "".join(f"  {k.decode()}: {v.decode()}\n" for k, v in ISOLATION_HEADERS) + "  Cache-Control: no-cache\n"
@@ -78,13 +82,28 @@ def export_static(out_dir: str | os.PathLike[str], *, web_dir: Path, models: Cat
             (tmp / "api" / name).write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
         (tmp / "_headers").write_text(HEADERS_FILE, encoding="utf-8")
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the site gets a normal folder's mode
-        if out.exists():
-            out.rmdir()
-        os.rename(tmp, out)
+        _fsync_tree(tmp)
+        os.replace(tmp, out)  # POSIX: replaces an empty OUT_DIR in one step, refuses one filled meanwhile
+    except OSError as e:
+        again = not_written(out, e)
+        if again is e:
+            raise
+        raise again from e
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+    if os.name == "posix":
+        fsync_path(out.parent)  # the rename itself
     return {name: len(entries) for name, entries in listings.items()}
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file and folder below `root` to the disk, so the renamed site is whole after a crash."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            fsync_path(Path(folder) / name)
+        if os.name == "posix":
+            fsync_path(Path(folder))
 
 
 def _umask() -> int:
