@@ -325,3 +325,30 @@ def test_stacked_qkv_keeps_each_projections_lora(tiny_gguf):
     np.testing.assert_array_equal(s_dec, a_dec)
     np.testing.assert_array_equal(s_base, a_base)
     assert rel(s_pre, s_base) > 1e-3  # the adapter does change the logits
+
+
+@pytest.fixture(scope="module")
+def small_device():
+    """A device with what a small adapter offers: 128 invocations a workgroup (Chromium's compat tier),
+    16 KiB of workgroup memory (WebGPU's default), and neither shader-f16 nor subgroups."""
+    from wgllm.gpu.runtime import GpuContext
+
+    ctx = GpuContext(limits={"max-compute-invocations-per-workgroup": 128, "max-compute-workgroup-storage-size": 16384}, features=())
+    assert ctx.max_invocations == 128 and ctx.max_workgroup_storage == 16384 and not ctx.features
+    return ctx
+
+
+@pytest.mark.parametrize("arch, bits", [("llama", 4), ("gemma3", 8), ("falcon", 16), ("gpt2", 32)])
+def test_gpu_family_runs_on_a_small_device(arch, bits, small_device, tiny_gguf):
+    """The gpu family's workgroup sizes and workgroup memory fit such a device (its pipelines would fail
+    validation otherwise): logits, prefill and decode, and 32 greedy tokens as the reference."""
+    model = load_model(tiny_gguf(arch, bits))
+    ids = [int(i) for i in np.random.default_rng(bits).integers(3, model.config.n_vocab, 24)]
+    want = reference.forward(model, ids)
+    engine = GpuEngine(model, max_tokens=40, all_logits=True, kernels="gpu", context=small_device)
+    assert engine.kernels == "gpu" and not engine.kv_f16 and engine.ctx is small_device
+    got = np.concatenate([engine.forward_logits(ids[:17], 0), *(engine.forward_logits([ids[j]], j) for j in range(17, 24))])
+    assert rel(got, want) < MODEL_LOGITS_REL
+    prompt = greedy_prompt(model)
+    gpu = GpuEngine(model, max_tokens=40, kernels="gpu", context=small_device).session(top_k=1, temperature=0.0, seed=0)
+    assert greedy_32(gpu, prompt) == greedy_32(ReferenceSession(model, top_k=1, temperature=0.0, seed=0), prompt)

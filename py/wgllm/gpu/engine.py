@@ -157,6 +157,8 @@ class GpuEngine:
 
     kernels: the kernel family, "gpu" or "cpu"; None chooses from the adapter (runtime.resolve_kernels:
     "cpu" on CPU-emulated WebGPU such as lavapipe, "gpu" on real GPUs). self.kernels says which runs.
+
+    context: the GpuContext to run on (default: the process's one, on the adapter's own limits).
     """
 
     def __init__(
@@ -171,13 +173,14 @@ class GpuEngine:
         fuse_residual: bool = True,
         fuse_glu: bool = True,
         kernels: str | None = None,
+        context: GpuContext | None = None,
     ):
         from wgllm.gpu import weights as gw  # noqa: PLC0415
 
         self.model, self.max_tokens, self.force_f32, self.all_logits = model, max_tokens, force_f32, all_logits
         self.fuse_residual = fuse_residual
         self.lora_ranks = sorted(set(lora_ranks or []))
-        self.ctx = ctx = get_context()
+        self.ctx = ctx = context or get_context()
         self.kernels = ctx.kernels(kernels)
         self._lora = LoraSites(ctx)  # the layer matmuls' LoRA sites, the resident adapters (wgllm.gpu.lora)
         self.kv_f16 = ctx.has_f16 and not force_f32
