@@ -6,7 +6,7 @@
 //   node build.mjs --watch    rebuild on change (new shader files need a restart)
 
 import { execFileSync } from "node:child_process";
-import { readdirSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
@@ -14,6 +14,8 @@ import * as esbuild from "esbuild";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const shadersDir = path.resolve(here, "..", "shaders");
 const dist = path.join(here, "dist");
+// the one version of wgllm (setup.py gives the wheel the same), exported by the bundle as VERSION
+const { version } = JSON.parse(readFileSync(path.join(here, "package.json"), "utf8"));
 
 /** "wgllm:shaders" -> `export default {op: source}` over shaders/*.wgsl, each loaded as text. */
 const shaderTable = {
@@ -44,6 +46,7 @@ const common = {
   target: "es2022",
   loader: { ".wgsl": "text" },
   plugins: [shaderTable],
+  define: { __WGLLM_VERSION__: JSON.stringify(version) },
   sourcemap: true,
   logLevel: "warning",
   metafile: true,
@@ -51,7 +54,7 @@ const common = {
 const targets = [
   { ...common, format: "esm", outfile: path.join(dist, "genai_bundle.mjs") },
   // CommonJS has no import.meta: worker mode there needs the workerUrl option
-  { ...common, format: "cjs", outfile: path.join(dist, "genai_bundle.cjs"), define: { "import.meta.url": "undefined" } },
+  { ...common, format: "cjs", outfile: path.join(dist, "genai_bundle.cjs"), define: { ...common.define, "import.meta.url": "undefined" } },
   // worker mode (LlmInference option useWorker): the engine's side, found next to the ES bundle
   { ...common, entryPoints: [path.join(here, "src", "worker.ts")], format: "esm", outfile: path.join(dist, "genai_worker.mjs") },
 ];
@@ -72,5 +75,5 @@ if (process.argv.includes("--watch")) {
   const results = await Promise.all(targets.map((options) => esbuild.build(options)));
   declarations();
   const shaders = Object.keys(results[0].metafile.inputs).filter((f) => f.endsWith(".wgsl"));
-  console.log(`built web/dist/genai_bundle.{mjs,cjs} and .d.ts with ${shaders.length} shaders`);
+  console.log(`built web/dist/genai_bundle.{mjs,cjs} and .d.ts, version ${version}, with ${shaders.length} shaders`);
 }

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from wgllm import __version__
 from wgllm.errors import ConversionError, ModelFormatError
 
 EXIT_ERROR = 2
@@ -305,6 +306,7 @@ KERNELS_HELP = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wgllm", description="Quantised transformer LLMs in GGUF files: convert, inspect and run them.")
+    parser.add_argument("--version", action="version", version=f"wgllm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("convert", help="convert a Hugging Face checkpoint to a GGUF file")

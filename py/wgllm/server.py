@@ -53,8 +53,9 @@ from starlette.routing import Route
 from wgllm.errors import ModelFormatError
 from wgllm.gguf_io import GGUFFile
 from wgllm.hosts import AllowedHosts, HostCheck
+from wgllm.resources import data_dir
 
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"  # the checkout's web/ (demo/ and dist/)
+WEB_DIR = data_dir("web")  # demo/ and dist/: the wheel's packaged copy, else the checkout's web/
 ISOLATION_HEADERS = [
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-embedder-policy", b"require-corp"),

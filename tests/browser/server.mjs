@@ -1,5 +1,5 @@
-// Static file server for the browser tests: serves the repository root on 127.0.0.1.
-//   node tests/browser/server.mjs --port 8123
+// Static file server for the browser tests: serves the repository root (or --root DIR) on 127.0.0.1.
+//   node tests/browser/server.mjs --port 8123 [--root DIR]
 // Cross-origin isolated (COOP/COEP) like a page that uses SharedArrayBuffer would be. It never
 // honours Range and never compresses: the GGUF reader must stream a plain 200 response front to
 // back, and Content-Length is the file size. "/" answers an empty page to navigate to.
@@ -9,9 +9,12 @@ import { createServer } from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-const portArg = process.argv.indexOf("--port");
-const port = portArg > 0 ? Number(process.argv[portArg + 1]) : 0;
+const arg = (name) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+const root = path.resolve(arg("--root") ?? path.join(path.dirname(fileURLToPath(import.meta.url)), "..", ".."));
+const port = Number(arg("--port") ?? 0);
 
 const TYPES = {
   ".html": "text/html; charset=utf-8",

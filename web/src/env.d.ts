@@ -5,3 +5,6 @@ declare module "wgllm:shaders" {
   const sources: Readonly<Record<string, string>>;
   export default sources;
 }
+
+/** web/package.json's version, put in by build.mjs (esbuild `define`). */
+declare const __WGLLM_VERSION__: string;
