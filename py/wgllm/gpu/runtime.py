@@ -3,7 +3,7 @@
 One GpuContext per process, on the adapter's own limits. Pipelines are cached by
 (shader file, entry point, override constants) and bind groups by the buffers they bind, so
 nothing is rebuilt per token. Shaders are the WGSL files in the repository's shaders/ folder,
-the same files the browser bundle imports.
+the same files the browser bundle imports (an installed wheel carries a copy).
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-SHADER_DIR = Path(os.environ.get("WGLLM_SHADER_DIR", Path(__file__).resolve().parents[3] / "shaders"))
+from wgllm.resources import data_dir
+
+# $WGLLM_SHADER_DIR, else the wheel's packaged copy, else the checkout's shaders/ (wgllm.resources)
+SHADER_DIR = Path(os.environ.get("WGLLM_SHADER_DIR") or data_dir("shaders"))
 _WANTED_FEATURES = ("shader-f16", "subgroup")
 # The one variation of shader text (WGSL has no preprocessor and no type overrides): a shader that
 # touches the KV cache declares its element type with this line, and its "f16 KV" variant, for
