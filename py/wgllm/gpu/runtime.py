@@ -81,7 +81,12 @@ class GpuError(RuntimeError):
 
 
 class GpuContext:
-    def __init__(self, power_preference: str = "high-performance"):
+    """limits: lower some of the adapter's limits (WebGPU names with dashes, e.g.
+    {"max-compute-invocations-per-workgroup": 128}) and features: use only these of the wanted ones —
+    what a smaller device offers, so that tests can run the kernels under it; the engine's process-wide
+    context (get_context) takes the adapter's own."""
+
+    def __init__(self, power_preference: str = "high-performance", limits: dict | None = None, features: tuple | None = None):
         if not os.environ.get("XDG_RUNTIME_DIR"):
             # Mesa's Vulkan loader prints an error line without one; a private folder is enough
             os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="wgllm-xdg-")
@@ -102,8 +107,12 @@ class GpuContext:
                 "software Vulkan driver: apt-get install mesa-vulkan-drivers"
             )
         self.adapter = adapter
-        self.features = {f for f in _WANTED_FEATURES if f in adapter.features}
+        self.features = {f for f in (_WANTED_FEATURES if features is None else features) if f in adapter.features}
         self.limits = dict(adapter.limits)
+        for name, value in (limits or {}).items():
+            if name not in self.limits:
+                raise GpuError(f"limits: {name!r} is not a WebGPU limit of this adapter (known: {', '.join(sorted(self.limits))})")
+            self.limits[name] = min(int(value), int(self.limits[name]))
         self.device = adapter.request_device_sync(required_features=sorted(self.features), required_limits=self.limits)
         self.max_binding = int(self.limits["max-storage-buffer-binding-size"])
         self.max_buffer = int(self.limits["max-buffer-size"])
