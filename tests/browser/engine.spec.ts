@@ -34,6 +34,7 @@ interface RunSpec {
   maxTokens: number;
   allLogits?: boolean;
   maxWeightBinding?: number;
+  kernels?: "gpu" | "cpu";
   prompt: number[];
   greedy?: number; // tokens of a greedy continuation
   sampled?: { n: number; topK: number; temperature: number; seed: number };
@@ -56,8 +57,9 @@ async function runInPage(page: Page, spec: RunSpec): Promise<{ greedy?: number[]
       });
       const device = await g.engineTestDevice;
       const engine = await w.Engine.load(device, await w.fetchGGUF(spec.url), {
-        maxTokens: spec.maxTokens, allLogits: spec.allLogits, maxWeightBinding: spec.maxWeightBinding,
+        maxTokens: spec.maxTokens, allLogits: spec.allLogits, maxWeightBinding: spec.maxWeightBinding, kernels: spec.kernels,
       });
+      if (engine.kernels !== (spec.kernels ?? "cpu")) throw new Error(`ran the ${engine.kernels} kernels, expected ${spec.kernels ?? "cpu (SwiftShader's own)"}`);
       const run = async (n: number, s: { topK: number; temperature: number; seed: number }) => {
         const out = [await engine.sample(spec.prompt, 0, { ...s, step: 0 })];
         while (out.length < n) out.push(await engine.sample([out[out.length - 1]], spec.prompt.length + out.length - 1, { ...s, step: out.length }));
@@ -111,37 +113,62 @@ function checkLogits(file: string, got: number[], want: any): void {
   expect(maxRelError(got, want.logits), `${file} logits vs the Python GPU engine`).toBeLessThan(BROWSER_LOGITS_REL());
 }
 
-test("tiny models of all eight architectures give the Python GPU engine's tokens and logits", async ({ page }) => {
-  test.setTimeout(180_000);
-  const files = Object.keys(expected.tiny);
-  expect(files.length).toBe(8);
-  for (const file of files) {
-    const want = expected.tiny[file];
-    const { prompt } = want;
-    const s = expected.sampling;
-    const tokens = await runInPage(page, {
-      url: `${URL}/${file}`,
-      maxTokens: want.greedy.length + prompt.length,
-      prompt,
-      greedy: want.greedy.length,
-      sampled: { n: want.sampled.length, topK: s.top_k, temperature: s.temperature, seed: s.seed },
-    });
-    expect(tokens.greedy, `${file} greedy`).toEqual(want.greedy);
-    expect(tokens.sampled, `${file} sampled (top_k ${s.top_k}, temperature ${s.temperature}, seed ${s.seed})`).toEqual(want.sampled);
-    const rows = await runInPage(page, {
-      url: `${URL}/${file}`, maxTokens: prompt.length, allLogits: true, prompt, logitSteps: [prompt.slice(0, 4), [prompt[4]], [prompt[5]]],
-    });
-    checkLogits(file, rows.logits!, want);
-  }
+for (const kernels of ["cpu", "gpu"] as const) {
+  test(`tiny models of all eight architectures give the Python GPU engine's tokens and logits (${kernels} kernels)`, async ({ page }) => {
+    test.setTimeout(180_000);
+    const table = kernels === "cpu" ? expected.tiny : expected.tiny_gpu;
+    const files = Object.keys(table);
+    expect(files.length).toBe(8);
+    for (const file of files) {
+      const want = table[file];
+      const { prompt } = want;
+      const s = expected.sampling;
+      const tokens = await runInPage(page, {
+        url: `${URL}/${file}`,
+        maxTokens: want.greedy.length + prompt.length,
+        kernels,
+        prompt,
+        greedy: want.greedy.length,
+        sampled: { n: want.sampled.length, topK: s.top_k, temperature: s.temperature, seed: s.seed },
+      });
+      expect(tokens.greedy, `${file} greedy`).toEqual(want.greedy);
+      expect(tokens.sampled, `${file} sampled (top_k ${s.top_k}, temperature ${s.temperature}, seed ${s.seed})`).toEqual(want.sampled);
+      const rows = await runInPage(page, {
+        url: `${URL}/${file}`, maxTokens: prompt.length, allLogits: true, kernels, prompt, logitSteps: [prompt.slice(0, 4), [prompt[4]], [prompt[5]]],
+      });
+      checkLogits(file, rows.logits!, want);
+    }
+  });
+}
+
+test("the kernel family: cpu on SwiftShader by default, an unknown kernels value refused by name", async ({ page }) => {
+  const got = await page.evaluate(async ({ bundle }) => {
+    const w = await import(bundle);
+    const adapter = (await navigator.gpu.requestAdapter())!;
+    const device = await adapter.requestDevice();
+    let refused = "";
+    try {
+      w.resolveKernels("fast", device);
+    } catch (e) {
+      refused = `${(e as Error).name}: ${(e as Error).message}`;
+    }
+    const info = adapter.info;
+    return { chosen: w.resolveKernels(undefined, device), forced: w.resolveKernels("gpu", device), refused, cpu: w.isCpuAdapter(info), arch: info.architecture };
+  }, { bundle: BUNDLE_URL });
+  expect(got.arch).toBe("swiftshader");
+  expect(got.cpu).toBe(true);
+  expect(got.chosen).toBe("cpu");
+  expect(got.forced).toBe("gpu");
+  expect(got.refused).toContain('kernels = "fast"');
 });
 
 test("weights split into many binding chunks give the same tokens and logits", async ({ page }) => {
   // 2 KiB bindings: token_embd (320 x 64 F32 rows of 256 bytes) becomes 40 chunks, each matrix several
-  for (const file of ["gemma2-32.gguf", "stablelm-16.gguf"]) {
-    const want = expected.tiny[file];
+  for (const [file, kernels] of [["gemma2-32.gguf", "cpu"], ["stablelm-16.gguf", "cpu"], ["llama-4.gguf", "gpu"]] as const) {
+    const want = (kernels === "cpu" ? expected.tiny : expected.tiny_gpu)[file];
     const { prompt } = want;
     const got = await runInPage(page, {
-      url: `${URL}/${file}`, maxTokens: prompt.length, allLogits: true, maxWeightBinding: 2048, prompt,
+      url: `${URL}/${file}`, maxTokens: prompt.length, allLogits: true, maxWeightBinding: 2048, kernels, prompt,
       greedy: 1, logitSteps: [prompt.slice(0, 4), [prompt[4]], [prompt[5]]],
     });
     expect(got.greedy, file).toEqual(want.greedy.slice(0, 1));
@@ -156,29 +183,34 @@ test("weights split into many binding chunks give the same tokens and logits", a
   expect(Math.min(...sizes), "every matrix spans several 2 KiB chunks").toBeGreaterThan(2 * 2048);
 });
 
-test("SmolLM2-135M Q4_1: 16 greedy tokens as the Python GPU engine", async ({ page }) => {
-  test.setTimeout(150_000);
-  const want = expected.smollm2;
-  const got = await runInPage(page, {
-    url: `${URL}/smollm2.gguf`, maxTokens: want.prompt.length + want.greedy.length, prompt: want.prompt, greedy: want.greedy.length,
+for (const kernels of ["cpu", "gpu"] as const) {
+  // the gpu family on SwiftShader (barriers and workgroup memory emulated on the CPU) is several times
+  // slower than the cpu family: 8 tokens of it
+  test(`SmolLM2-135M Q4_1: greedy tokens as the Python GPU engine (${kernels} kernels)`, async ({ page }) => {
+    test.setTimeout(kernels === "cpu" ? 150_000 : 300_000);
+    const want = expected.smollm2;
+    const greedy = kernels === "cpu" ? want.greedy : want.greedy_gpu.slice(0, 8);
+    const got = await runInPage(page, {
+      url: `${URL}/smollm2.gguf`, maxTokens: want.prompt.length + greedy.length, kernels, prompt: want.prompt, greedy: greedy.length,
+    });
+    expect(got.greedy).toEqual(greedy);
   });
-  expect(got.greedy).toEqual(want.greedy);
-});
 
-test("Gemma-3 270M Q4_K_M (Q4_K, Q6_K): top-1 at every prompt position as the Python GPU engine", async ({ page }) => {
-  test.setTimeout(150_000);
-  const want = expected.gemma3;
-  const n = want.prompt.length;
-  const got = await runInPage(page, {
-    url: `${URL}/gemma3.gguf`, maxTokens: n, allLogits: true, prompt: want.prompt, logitSteps: [want.prompt], top1Only: true,
+  test(`Gemma-3 270M Q4_K_M (Q4_K, Q6_K): top-1 at every prompt position as the Python GPU engine (${kernels} kernels)`, async ({ page }) => {
+    test.setTimeout(150_000);
+    const want = kernels === "cpu" ? expected.gemma3 : expected.gemma3_gpu;
+    const n = want.prompt.length;
+    const got = await runInPage(page, {
+      url: `${URL}/gemma3.gguf`, maxTokens: n, allLogits: true, kernels, prompt: want.prompt, logitSteps: [want.prompt], top1Only: true,
+    });
+    expect(got.top1!.length).toBe(n);
+    got.top1!.forEach(([best, value, vocab], r) => {
+      expect(vocab).toBe(262144);
+      expect(best, `position ${r}`).toBe(want.top1[r]);
+      expect(Math.abs(value - want.top1_logit[r]) / want.row_max_abs[r], `position ${r}`).toBeLessThan(BROWSER_LOGITS_REL());
+    });
   });
-  expect(got.top1!.length).toBe(n);
-  got.top1!.forEach(([best, value, vocab], r) => {
-    expect(vocab).toBe(262144);
-    expect(best, `position ${r}`).toBe(want.top1[r]);
-    expect(Math.abs(value - want.top1_logit[r]) / want.row_max_abs[r], `position ${r}`).toBeLessThan(BROWSER_LOGITS_REL());
-  });
-});
+}
 
 test("refusals: architecture, tensor type, rows, limits, token ids, top_k, a lost device", async ({ page }) => {
   const result = await page.evaluate(async ({ bundle, url }) => {

@@ -6,7 +6,8 @@ Converts tiny random models of all eight architectures (every converter type F32
 appears twice), links the real SmolLM2-135M (Q4_1) and Gemma-3 270M (Q4_K_M, so Q4_K and Q6_K),
 and writes expected.json from wgllm.gpu.engine.GpuEngine on this machine's WebGPU adapter
 (lavapipe): greedy and seeded sampled continuations, the all-row logits of the prompt, and
-SmolLM2's greedy / Gemma-3's per-position top-1. Also files the engine must refuse. Work already
+SmolLM2's greedy / Gemma-3's per-position top-1, each with both kernel families (lavapipe's own
+"cpu", and "gpu" forced; the browser forces each too). Also files the engine must refuse. Work already
 done (same inputs: this script, the shaders, the Python engine) is skipped.
 """
 
@@ -58,19 +59,19 @@ def run_session(engine, prompt: list[int], n: int, top_k: int, temperature: floa
     return out
 
 
-def tiny_expected(path: Path) -> dict:
+def tiny_expected(path: Path, kernels: str) -> dict:
     from wgllm import reference
     from wgllm.gpu.engine import GpuEngine
     from wgllm.model import load_model
 
     model = load_model(path)
     prompt = [int(i) for i in np.random.default_rng(1).integers(3, model.config.n_vocab, 6)]
-    engine = GpuEngine(model, max_tokens=GREEDY_TOKENS + len(prompt), force_f32=F32_KV)
+    engine = GpuEngine(model, max_tokens=GREEDY_TOKENS + len(prompt), force_f32=F32_KV, kernels=kernels)
     greedy = run_session(engine, prompt, GREEDY_TOKENS, 1, 0.0, 0)
     sampled = run_session(engine, prompt, GREEDY_TOKENS, **SAMPLING)
     engine.close()
     # every row of a 4-token prefill, then two decode steps against the KV cache
-    all_rows = GpuEngine(model, max_tokens=len(prompt), all_logits=True, force_f32=F32_KV)
+    all_rows = GpuEngine(model, max_tokens=len(prompt), all_logits=True, force_f32=F32_KV, kernels=kernels)
     logits = np.concatenate([all_rows.forward_logits(prompt[:4], 0), *(all_rows.forward_logits([prompt[j]], j) for j in (4, 5))])
     all_rows.close()
     ref = reference.forward(model, prompt)  # what gpu_tolerances' MODEL_LOGITS_REL is defined against
@@ -116,7 +117,7 @@ def main(out: Path) -> None:
     from wgllm.gpu.engine import GpuEngine
     from wgllm.model import load_model
 
-    expected: dict = {"digest": digest, "sampling": SAMPLING, "tiny": {}}
+    expected: dict = {"digest": digest, "sampling": SAMPLING, "tiny": {}, "tiny_gpu": {}}
     from gpu_tolerances import MODEL_LOGITS_REL
 
     expected["logits_rel"] = MODEL_LOGITS_REL
@@ -124,7 +125,8 @@ def main(out: Path) -> None:
         path = out / f"{arch}-{bits}.gguf"
         if not path.is_file():
             convert_tiny(arch, bits, path.with_suffix(".tmp"), **OVERRIDES.get(arch, {})).rename(path)
-        expected["tiny"][path.name] = tiny_expected(path)
+        expected["tiny"][path.name] = tiny_expected(path, "cpu")
+        expected["tiny_gpu"][path.name] = tiny_expected(path, "gpu")
     refused = out / "stablelm-80.gguf"  # ffn_down rows of 80: not in 32-element units
     if not refused.is_file():
         convert_tiny("stablelm", 8, refused.with_suffix(".tmp")).rename(refused)
@@ -135,21 +137,24 @@ def main(out: Path) -> None:
         os.symlink(target, out / name)
     smol = load_model(out / "smollm2.gguf")
     prompt = smol.tokenizer.encode(SMOLLM2_PROMPT)
-    engine = GpuEngine(smol, max_tokens=len(prompt) + SMOLLM2_TOKENS, force_f32=F32_KV)
-    expected["smollm2"] = {"prompt": prompt, "greedy": run_session(engine, prompt, SMOLLM2_TOKENS, 1, 0.0, 0)}
-    engine.close()
+    expected["smollm2"] = {"prompt": prompt}
+    for kernels, key in (("cpu", "greedy"), ("gpu", "greedy_gpu")):
+        engine = GpuEngine(smol, max_tokens=len(prompt) + SMOLLM2_TOKENS, force_f32=F32_KV, kernels=kernels)
+        expected["smollm2"][key] = run_session(engine, prompt, SMOLLM2_TOKENS, 1, 0.0, 0)
+        engine.close()
     gemma = load_model(out / "gemma3.gguf")
     prompt = gemma.tokenizer.encode(GEMMA3_PROMPT, add_special=True)
-    engine = GpuEngine(gemma, max_tokens=len(prompt), all_logits=True, force_f32=F32_KV)
-    logits = engine.forward_logits(prompt, 0)
-    engine.close()
-    top = logits.argmax(-1)
-    expected["gemma3"] = {
-        "prompt": prompt,
-        "top1": top.tolist(),
-        "top1_logit": logits[np.arange(len(prompt)), top].tolist(),
-        "row_max_abs": np.abs(logits).max(-1).tolist(),
-    }
+    for kernels, key in (("cpu", "gemma3"), ("gpu", "gemma3_gpu")):
+        engine = GpuEngine(gemma, max_tokens=len(prompt), all_logits=True, force_f32=F32_KV, kernels=kernels)
+        logits = engine.forward_logits(prompt, 0)
+        engine.close()
+        top = logits.argmax(-1)
+        expected[key] = {
+            "prompt": prompt,
+            "top1": top.tolist(),
+            "top1_logit": logits[np.arange(len(prompt)), top].tolist(),
+            "row_max_abs": np.abs(logits).max(-1).tolist(),
+        }
     tmp = expected_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(expected))
     tmp.rename(expected_path)

@@ -352,3 +352,24 @@ def test_gpu_family_runs_on_a_small_device(arch, bits, small_device, tiny_gguf):
     prompt = greedy_prompt(model)
     gpu = GpuEngine(model, max_tokens=40, kernels="gpu", context=small_device).session(top_k=1, temperature=0.0, seed=0)
     assert greedy_32(gpu, prompt) == greedy_32(ReferenceSession(model, top_k=1, temperature=0.0, seed=0), prompt)
+
+
+@pytest.mark.parametrize("kv_f16", [False, True], ids=["f32_kv", "f16_kv"])
+@pytest.mark.parametrize("arch, bits", [("llama", 4), ("phi2", 8), ("stablelm", 16), ("gpt2", 32), ("gemma3", 8)])
+def test_rope_kv_fusion_is_taken_and_equals_three_launches(arch, bits, kv_f16, tiny_gguf):
+    """Where Q, K and V come out of one matmul (stacked, or Phi-2's attn_qkv), one rope.wgsl:qkv
+    launch rotates Q, rotates K into the cache and stores V: the same logits bit for bit, prefill and
+    decode, as rope twice and kv_store apart (both KV cache types; partial rotary (Phi-2, StableLM),
+    no RoPE (GPT-2)); Gemma-3, whose q/k norms keep Q and K apart, keeps the three."""
+    model = load_model(tiny_gguf(arch, bits))
+    c = model.config
+    ids = [int(i) for i in np.random.default_rng(8).integers(3, c.n_vocab, 12)]
+    options = {"max_tokens": 16, "all_logits": True, "force_f32": not kv_f16}
+    fused, apart = GpuEngine(model, **options), GpuEngine(model, fuse_rope_kv=False, **options)
+    assert fused.kv_f16 == kv_f16
+    fusable = sum(fused.fused or s for s in fused.qkv_stacked)
+    assert fused.program.labels.count("rope_qkv") == fusable == (0 if arch == "gemma3" else c.n_layer)
+    assert len(apart.program.steps) - len(fused.program.steps) == 2 * fusable
+    np.testing.assert_array_equal(fused.forward_logits(ids[:9], 0), apart.forward_logits(ids[:9], 0))
+    for j in range(9, 12):
+        np.testing.assert_array_equal(fused.forward_logits([ids[j]], j), apart.forward_logits([ids[j]], j))

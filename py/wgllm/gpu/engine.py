@@ -153,6 +153,10 @@ class GpuEngine:
     pair_glu allows and no LoRA ranks are declared (an adapter's update must land before the
     activation); False keeps three launches (the A/B).
 
+    fuse_rope_kv: where a layer's Q, K and V come out of one matmul (stacked or the file's attn_qkv),
+    rotate Q, rotate K into the cache and store V in one launch (rope.wgsl's qkv entry) instead of
+    three; False keeps three (the A/B).
+
     force_f32: keep the KV cache in f32 even when the adapter has shader-f16 (kv_f16 says which it is).
 
     kernels: the kernel family, "gpu" or "cpu"; None chooses from the adapter (runtime.resolve_kernels:
@@ -172,6 +176,7 @@ class GpuEngine:
         stack_qkv: bool = True,
         fuse_residual: bool = True,
         fuse_glu: bool = True,
+        fuse_rope_kv: bool = True,
         kernels: str | None = None,
         context: GpuContext | None = None,
     ):
@@ -179,6 +184,7 @@ class GpuEngine:
 
         self.model, self.max_tokens, self.force_f32, self.all_logits = model, max_tokens, force_f32, all_logits
         self.fuse_residual = fuse_residual
+        self.fuse_rope_kv = fuse_rope_kv
         self.lora_ranks = sorted(set(lora_ranks or []))
         self.ctx = ctx = context or get_context()
         self.kernels = ctx.kernels(kernels)
@@ -403,9 +409,12 @@ class GpuEngine:
             base, pos_scale = c.layer_rope(i)
             neox = int(c.recipe.rope == "neox")
             q_out = self.q if (c.recipe.qk_norm and not one_matmul) else self.q_rot
-            self._rope(prog, src_q, (q_out, q_dim, False), c.n_head, base, pos_scale, neox)
-            self._rope(prog, src_k, (self.k_cache[i], kv_dim, True), c.n_head_kv, base, pos_scale, neox)
-            self._kv_store(prog, src_v, self.v_cache[i], v_dim, kv_f16=self.kv_f16)
+            if one_matmul and self.fuse_rope_kv:  # Q, K and V in one buffer: one launch for all three
+                self._rope_qkv(prog, q_out, i, base, pos_scale, neox)
+            else:
+                self._rope(prog, src_q, (q_out, q_dim, False), c.n_head, base, pos_scale, neox)
+                self._rope(prog, src_k, (self.k_cache[i], kv_dim, True), c.n_head_kv, base, pos_scale, neox)
+                self._kv_store(prog, src_v, self.v_cache[i], v_dim, kv_f16=self.kv_f16)
             window = c.sliding_window if c.swa_layers[i] else 0
             if self.kernels == "gpu":
                 self._attention_gpu(prog, q_out, i, window)
@@ -512,6 +521,25 @@ class GpuEngine:
             ),
             lambda n, p: (-(-heads * c.head_dim // 2 // 64), n, 1),
             kv_f16=into_cache and self.kv_f16,
+        )
+
+    def _rope_qkv(self, prog: _Program, q_out, i: int, base: float, pos_scale: float, neox: int) -> None:
+        """After a layer's one Q/K/V matmul (the qkv buffer): Q rotated into q_out, K rotated into the
+        K cache and V copied into the V cache at row pos0, in one launch (rope.wgsl's qkv entry)."""
+        c = self.c
+        q_dim, kv_dim, v_dim = c.n_head * c.head_dim, c.kv_dim, c.n_head_kv * c.head_dim_v
+        items = (q_dim + kv_dim) // 2 + v_dim
+        wg = shader_constant("rope.wgsl", "WG_SIZE")
+        prog.add(
+            "rope.wgsl",
+            [self.positions, self.qkv, self.k_cache[i], q_out, self.v_cache[i]],
+            lambda n, p: _pack(
+                "IIIIIIIIffI", c.n_head, c.n_head_kv, c.head_dim, v_dim, c.n_rot, q_dim + kv_dim + v_dim, p * kv_dim, p * v_dim, base, pos_scale, neox
+            ),
+            lambda n, p: (-(-items // wg), n, 1),
+            entry="qkv",
+            label="rope_qkv",
+            kv_f16=self.kv_f16,
         )
 
     def _kv_store(self, prog: _Program, src, cache, row_len: int, rows=None, first=None, label: str = "", kv_f16: bool = False) -> None:
