@@ -338,3 +338,59 @@ test("device lost: the running call rejects with DeviceLostError and a new insta
   expect(got.after).toMatch(/^DeviceLostError/);
   expect(got.answer).toBe(expected.greedy[0]);
 });
+
+test("out of memory at load: GpuOutOfMemoryError says what the model needs and what the device gave; the device and page stay usable", async ({ page }) => {
+  const got = await inPage(
+    page,
+    async (w, { model, errorOf }) => {
+      const catching = new Function(`return (${errorOf});`)();
+      const fileset = await w.FilesetResolver.forGenAiTasks();
+      const device: GPUDevice = await w.LlmInference.createWebGpuDevice();
+      const STORAGE_OR_READBACK = GPUBufferUsage.STORAGE | GPUBufferUsage.MAP_READ;
+      // The failure is the device's own: on SwiftShader a buffer of maxBufferSize (1 GiB) is refused
+      // with VK_ERROR_OUT_OF_DEVICE_MEMORY, a real GPUOutOfMemoryError in the caller's error scope
+      // (checked here, so the test says so if a device stops behaving this way). Filling a device's
+      // memory for real would take the machine's RAM with it, so the device gets a budget instead:
+      // the first buffer past it is answered by that real failing allocation (its error lands in
+      // the engine's out-of-memory scope exactly as a full GPU's would), then handed a buffer of the
+      // asked size so that sizes and destroy() stay what the engine expects.
+      device.pushErrorScope("out-of-memory");
+      device.createBuffer({ size: device.limits.maxBufferSize, usage: GPUBufferUsage.STORAGE }).destroy();
+      const probe = await device.popErrorScope();
+      const real = device.createBuffer.bind(device);
+      let budget = Infinity;
+      let given = 0; // storage and readback bytes handed out (uniforms are the program's, not the plan's)
+      (device as any).createBuffer = (d: GPUBufferDescriptor) => {
+        if (!(d.usage & STORAGE_OR_READBACK)) return real(d);
+        if (given + d.size > budget) real({ size: device.limits.maxBufferSize, usage: GPUBufferUsage.STORAGE }).destroy();
+        else given += d.size;
+        return real(d);
+      };
+      const options = { baseOptions: { modelAssetPath: model, gpuOptions: { device } }, maxTokens: 48, topK: 1 };
+      const first = await w.LlmInference.createFromOptions(fileset, options);
+      first.close();
+      const planned = given; // what a load that fits allocates, storage and readback
+      given = 0;
+      budget = Math.floor(planned * 0.8); // past the activations (the first allocation), inside the weights
+      const oom = await catching(() => w.LlmInference.createFromOptions(fileset, options));
+      const leftAfterFailure = w.GpuContext.of(device).allocated;
+      budget = Infinity;
+      const again = await w.LlmInference.createFromOptions(fileset, options);
+      const answer = await again.generateResponse("The quick brown fox");
+      again.close();
+      return { probe: probe ? `${probe.constructor.name}: ${probe.message}` : "none", planned, oom, leftAfterFailure, answer };
+    },
+    { model: MODEL, errorOf },
+  );
+  expect(got.probe, "SwiftShader refuses a maxBufferSize buffer with a real out-of-memory error").toMatch(/^GPUOutOfMemoryError: .*OUT_OF_DEVICE_MEMORY/);
+  const m = /^GpuOutOfMemoryError: (\S+) \(weights \d+ bytes, activations and KV cache for maxTokens = 48 \d+ bytes\) needs (\d+) bytes of GPU buffers; the device allocated (\d+) bytes of them, then refused (\d+) bytes for \S+: tensor \S+ \(.*OUT_OF_DEVICE_MEMORY/s.exec(got.oom);
+  expect(m, got.oom).not.toBeNull();
+  const [, source, needed, allocated, refused] = m!;
+  expect(source).toBe(new URL(MODEL, page.url()).href);
+  expect(Number(needed), "the plan's total is what a load that fits allocates").toBe(got.planned);
+  expect(Number(allocated)).toBeLessThanOrEqual(Math.floor(got.planned * 0.8));
+  expect(Number(allocated) + Number(refused)).toBeGreaterThan(Math.floor(got.planned * 0.8));
+  expect(got.oom).toContain("WebGPU does not report a GPU's memory size");
+  expect(got.leftAfterFailure, "the failed load freed every buffer it made").toBe(0);
+  expect(got.answer, "the same device loads and generates afterwards").toBe(expected.greedy[0]);
+});

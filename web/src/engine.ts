@@ -26,7 +26,7 @@
 import { type Layout, type Needs, activationSizes, planBuffers, uploadTensors } from "./buffer_plan";
 import { DeviceLimitError } from "./errors";
 import type { GGUFHeader, GGUFStream } from "./gguf";
-import { GpuContext, type KernelFamily, ShaderError, resolveKernels, shaderConstant } from "./gpu";
+import { GpuContext, GpuOutOfMemoryError, type KernelFamily, ShaderError, resolveKernels, shaderConstant } from "./gpu";
 import { type EngineLora, LoraSites } from "./lora_gpu";
 import { type ModelConfig, layerRope, modelConfigFromHeader } from "./model";
 import { type Launch, type Params, Program, gridRows, pack } from "./program";
@@ -128,7 +128,7 @@ export class Engine {
       engine.ctx.checkAlive();
       const needs = engine.plan(options.maxWeightBinding);
       engine.checkLimits();
-      await engine.allocate(needs);
+      await engine.allocateOrExplain(needs);
       await engine.build();
       await uploadTensors(engine.ctx, stream, needs, engine.weights, engine.vecs);
       await engine.ctx.guard(device.queue.onSubmittedWorkDone());
@@ -161,6 +161,23 @@ export class Engine {
       const what = `${this.header.source}: the ${name} buffer for maxTokens = ${this.maxTokens}${name === "logits" && this.allLogits ? " (allLogits)" : ""}`;
       if (bytes > this.ctx.maxBuffer) throw new DeviceLimitError("maxBufferSize", bytes, this.ctx.maxBuffer, what);
       if (bytes > binding) throw new DeviceLimitError("maxStorageBufferBindingSize", bytes, this.ctx.maxBinding, what);
+    }
+  }
+
+  /** allocate(), an out-of-memory failure told against the bytes the whole load needs. */
+  private async allocateOrExplain(needs: Needs): Promise<void> {
+    try {
+      await this.allocate(needs);
+    } catch (e) {
+      if (!(e instanceof GpuOutOfMemoryError)) throw e;
+      const pad = (n: number) => Math.max(4, Math.ceil(n / 4) * 4); // as GpuContext.buffer
+      const activations = this.activationSizes().reduce((s, [, n]) => s + pad(n), 0);
+      const weights = [...needs.mats.values()].reduce((s, p) => s + p.chunkSizes().reduce((t, c) => t + c.sizes.reduce((u, n) => u + pad(n), 0), 0), 0);
+      const vectors = [...needs.vecs.values()].reduce((s, n) => s + pad(4 * n), 0);
+      const readback = pad((this.allLogits ? this.maxTokens : 1) * this.config.nVocab * 4) + 4;
+      const of = `${this.header.source} (weights ${weights + vectors} bytes, activations and KV cache for maxTokens = ${this.maxTokens} ${activations + readback} bytes)`;
+      const planned = { bytes: weights + vectors + activations + readback, of, maxBuffer: this.ctx.maxBuffer };
+      throw new GpuOutOfMemoryError(e.what, e.asked, e.allocatedBefore, e.detail, planned);
     }
   }
 

@@ -11,13 +11,26 @@ import { kvF16Variant, shaderSource } from "./shaders";
 export class ShaderError extends WgllmError {}
 
 /** A buffer the adapter could not allocate: WebGPU tells no memory size, so this is the "model
- * larger than the GPU's memory" check, with the bytes asked and the total allocated before. */
+ * larger than the GPU's memory" check, with the bytes asked and the total allocated before; with
+ * `planned` (Engine.load's plan of every buffer of the load), the bytes the whole model needs. */
 export class GpuOutOfMemoryError extends DeviceLimitError {
-  constructor(what: string, asked: number, allocatedBefore: number, detail: string) {
-    super("GPU memory", allocatedBefore + asked, allocatedBefore, what);
-    this.message =
-      `${what}: allocating ${asked} bytes failed with ${allocatedBefore} bytes already allocated (${detail}); ` +
-      "the model does not fit in this GPU's memory. Use a smaller or more strongly quantised model, or lower maxTokens.";
+  constructor(
+    readonly what: string,
+    readonly asked: number,
+    readonly allocatedBefore: number,
+    readonly detail: string,
+    planned?: { bytes: number; of: string; maxBuffer: number },
+  ) {
+    super("GPU memory", planned?.bytes ?? allocatedBefore + asked, allocatedBefore, what);
+    const advice = "Use a smaller or more strongly quantised model, or lower maxTokens.";
+    this.message = planned
+      ? `${planned.of} needs ${planned.bytes} bytes of GPU buffers; the device allocated ${allocatedBefore} bytes of them, ` +
+        `then refused ${asked} bytes for ${what} (${detail}). WebGPU does not report a GPU's memory size: what this device ` +
+        `offers is known only from that refusal (buffers of up to maxBufferSize = ${planned.maxBuffer} bytes each, ` +
+        `${allocatedBefore} bytes in all before it). The model does not fit in this GPU's memory; this was found ` +
+        `before any weight was read. ${advice}`
+      : `${what}: allocating ${asked} bytes failed with ${allocatedBefore} bytes already allocated (${detail}); ` +
+        `the model does not fit in this GPU's memory. ${advice}`;
   }
 }
 
