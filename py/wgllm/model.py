@@ -108,18 +108,23 @@ class ModelConfig:
                 raise ModelFormatError(f"{g.path}: metadata key {full} is {value!r}, expected a number")
             return value
 
-        n_embd = int(key("embedding_length"))
-        n_layer = int(key("block_count"))
-        n_head = int(_per_layer_constant(g, f"{arch}.attention.head_count", required=True))
-        n_head_kv = int(_per_layer_constant(g, f"{arch}.attention.head_count_kv", default=n_head))
+        def whole(name: str, default=None) -> int:
+            return _whole(g, f"{arch}.{name}", key(name, default))
+
+        n_embd = whole("embedding_length")
+        n_layer = whole("block_count")
+        if not 1 <= n_layer <= len(g.tensors):  # every layer has tensors of its own
+            raise ModelFormatError(f"{g.path}: {arch}.block_count = {n_layer}, expected 1..{len(g.tensors)} (the file's tensor count)")
+        n_head = _whole(g, f"{arch}.attention.head_count", _per_layer_constant(g, f"{arch}.attention.head_count", required=True))
+        n_head_kv = _whole(g, f"{arch}.attention.head_count_kv", _per_layer_constant(g, f"{arch}.attention.head_count_kv", default=n_head))
         if n_head <= 0 or n_head_kv <= 0 or n_head % n_head_kv:
             raise ModelFormatError(f"{g.path}: {n_head} attention heads cannot be shared by {n_head_kv} KV heads")
-        head_dim = int(key("attention.key_length", n_embd // n_head))
-        head_dim_v = int(key("attention.value_length", head_dim))
-        n_ff = int(_per_layer_constant(g, f"{arch}.feed_forward_length", required=True))
+        head_dim = whole("attention.key_length", n_embd // n_head)
+        head_dim_v = whole("attention.value_length", head_dim)
+        n_ff = _whole(g, f"{arch}.feed_forward_length", _per_layer_constant(g, f"{arch}.feed_forward_length", required=True))
         eps_key = "attention.layer_norm_rms_epsilon" if recipe.norm == "rms" else "attention.layer_norm_epsilon"
         norm_eps = float(key(eps_key))
-        n_rot = 0 if recipe.rope == "none" else int(key("rope.dimension_count", head_dim))
+        n_rot = 0 if recipe.rope == "none" else whole("rope.dimension_count", head_dim)
         if n_rot % 2 or n_rot > head_dim:
             raise ModelFormatError(f"{g.path}: {arch}.rope.dimension_count = {n_rot}, expected an even number <= {head_dim}")
         rope_scale = 1.0
@@ -131,7 +136,7 @@ class ModelConfig:
         head_for_scale = head_dim
         if _GEMMA_27B_LAYERS.get(arch) == n_layer:
             head_for_scale = n_embd // n_head
-        window = int(key("attention.sliding_window", 0)) if recipe.swa_pattern else 0
+        window = whole("attention.sliding_window", 0) if recipe.swa_pattern else 0
         swa = tuple(
             bool(window) and (layer % recipe.swa_pattern) < recipe.swa_pattern - 1 for layer in range(n_layer)
         )
@@ -146,7 +151,7 @@ class ModelConfig:
             arch=arch,
             recipe=recipe,
             n_vocab=n_vocab,
-            n_ctx_train=int(key("context_length", 0)),
+            n_ctx_train=whole("context_length", 0),
             n_embd=n_embd,
             n_layer=n_layer,
             n_head=n_head,
@@ -168,6 +173,13 @@ class ModelConfig:
             tied_output="output.weight" not in g.tensors,
             has_output_bias="output.bias" in g.tensors,
         )
+
+
+def _whole(g: GGUFFile, full_key: str, value: int | float) -> int:
+    """`value` as an int, refusing a fractional, infinite or NaN number (a corrupt file's)."""
+    if isinstance(value, float) and not value.is_integer():
+        raise ModelFormatError(f"{g.path}: metadata key {full_key} is {value!r}, expected a whole number")
+    return int(value)
 
 
 def _per_layer_constant(g: GGUFFile, full_key: str, *, required: bool = False, default=None):

@@ -274,8 +274,18 @@ def test_unknown_and_unsupported_tensor_types(good, tmp_path):
 def test_tensor_data_past_the_end(good, tmp_path):
     offset_at = _field_offsets(good)["b.weight"][-1][0]
     size = good.stat().st_size
-    for forged in (size, 2**40, 2**64 - 1):
+    for forged in (-(-size // 32) * 32, 2**40, 2**64 - 32):
         assert_format_error(_patched(good, tmp_path / "o.gguf", offset_at, struct.pack("<Q", forged)), "tensor b.weight", "truncated")
+
+
+def test_tensor_offsets_aligned_and_disjoint(good, tmp_path):
+    """As the browser's one-pass reader requires: offsets on general.alignment, no tensor inside another."""
+    offset_at = _field_offsets(good)["b.weight"][-1][0]
+    for forged in (1, 2**64 - 1):
+        patched = _patched(good, tmp_path / "m.gguf", offset_at, struct.pack("<Q", forged))
+        assert_format_error(patched, "tensor b.weight", f"data offset {forged}, not a multiple of general.alignment 32")
+    patched = _patched(good, tmp_path / "v.gguf", offset_at, struct.pack("<Q", 0))  # a.weight is at 0 too
+    assert_format_error(patched, "starts at byte", "inside tensor")
 
 
 def test_bad_shapes(good, tmp_path):

@@ -296,6 +296,7 @@ async function readHeader(cur: StreamCursor): Promise<GGUFHeader> {
   const valueTypes = new Map<string, number>();
   for (let i = 0n; i < nKv; i++) {
     const key = await cur.string("metadata key");
+    if (metadata.has(key)) throw cur.fail(`metadata key ${key} appears twice`);
     const vtype = await cur.u32(`value type of ${key}`);
     metadata.set(key, await readValue(cur, vtype, key));
     valueTypes.set(key, vtype);

@@ -116,19 +116,29 @@ export function modelConfigFromHeader(h: GGUFHeader): ModelConfig {
     if (!isNumber(value)) throw new ModelFormatError(`${src}: metadata key ${full} is ${show(value)}, expected a number`);
     return Number(value);
   };
+  // a fractional, infinite or NaN value (a corrupt file's) is refused where a count is expected
+  const wholeOf = (full: string, value: number): number => {
+    if (!Number.isInteger(value)) throw new ModelFormatError(`${src}: metadata key ${full} is ${value}, expected a whole number`);
+    return value;
+  };
+  const whole = (name: string, fallback?: number): number => wholeOf(`${arch}.${name}`, key(name, fallback));
 
-  const nEmbd = key("embedding_length");
-  const nLayer = key("block_count");
-  const nHead = perLayerConstant(h, `${arch}.attention.head_count`);
-  const nHeadKv = perLayerConstant(h, `${arch}.attention.head_count_kv`, nHead);
+  const nEmbd = whole("embedding_length");
+  const nLayer = whole("block_count");
+  if (!(nLayer >= 1 && nLayer <= h.tensors.length)) {
+    // every layer has tensors of its own
+    throw new ModelFormatError(`${src}: ${arch}.block_count = ${nLayer}, expected 1..${h.tensors.length} (the file's tensor count)`);
+  }
+  const nHead = wholeOf(`${arch}.attention.head_count`, perLayerConstant(h, `${arch}.attention.head_count`));
+  const nHeadKv = wholeOf(`${arch}.attention.head_count_kv`, perLayerConstant(h, `${arch}.attention.head_count_kv`, nHead));
   if (nHead <= 0 || nHeadKv <= 0 || nHead % nHeadKv) {
     throw new ModelFormatError(`${src}: ${nHead} attention heads cannot be shared by ${nHeadKv} KV heads`);
   }
-  const headDim = key("attention.key_length", Math.floor(nEmbd / nHead));
-  const headDimV = key("attention.value_length", headDim);
-  const nFf = perLayerConstant(h, `${arch}.feed_forward_length`);
+  const headDim = whole("attention.key_length", Math.floor(nEmbd / nHead));
+  const headDimV = whole("attention.value_length", headDim);
+  const nFf = wholeOf(`${arch}.feed_forward_length`, perLayerConstant(h, `${arch}.feed_forward_length`));
   const normEps = key(r.norm === "rms" ? "attention.layer_norm_rms_epsilon" : "attention.layer_norm_epsilon");
-  const nRot = r.rope === "none" ? 0 : key("rope.dimension_count", headDim);
+  const nRot = r.rope === "none" ? 0 : whole("rope.dimension_count", headDim);
   if (nRot % 2 || nRot > headDim) {
     throw new ModelFormatError(`${src}: ${arch}.rope.dimension_count = ${nRot}, expected an even number <= ${headDim}`);
   }
@@ -141,7 +151,7 @@ export function modelConfigFromHeader(h: GGUFHeader): ModelConfig {
     ropeScale = key("rope.scaling.factor", 1.0);
   }
   const headForScale = GEMMA_27B_LAYERS[arch] === nLayer ? Math.floor(nEmbd / nHead) : headDim;
-  const window = r.swaPattern ? key("attention.sliding_window", 0) : 0;
+  const window = r.swaPattern ? whole("attention.sliding_window", 0) : 0;
   const swaLayers = Array.from({ length: nLayer }, (_, layer) => window !== 0 && layer % r.swaPattern < r.swaPattern - 1);
   const embd = h.tensor("token_embd.weight");
   const nVocab = embd.shape[0];
@@ -154,7 +164,7 @@ export function modelConfigFromHeader(h: GGUFHeader): ModelConfig {
     arch,
     recipe: r,
     nVocab,
-    nCtxTrain: key("context_length", 0),
+    nCtxTrain: whole("context_length", 0),
     nEmbd,
     nLayer,
     nHead,
