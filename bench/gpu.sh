@@ -41,7 +41,8 @@ have_lib() { ldconfig -p 2>/dev/null | grep -q "/$1\$"; }
 export WGLLM_GPU_LOADER=system
 for deb in "$CARRY"/debs/*.deb; do
     [ -e "$deb" ] || continue
-    libs=$(dpkg-deb -c "$deb" 2>/dev/null | grep -o '[^/]*\.so\.[0-9]*$' | sort -u || true)
+    # the package's sonames: its symlinks libX.so.N -> libX.so.N.M.K
+    libs=$(dpkg-deb -c "$deb" 2>/dev/null | sed -n 's|.*/\([^/ ]*\.so\.[0-9]*\) -> .*|\1|p' | sort -u || true)
     missing=""
     for lib in $libs; do have_lib "$lib" || missing="$missing $lib"; done
     if [ -n "$missing" ]; then
