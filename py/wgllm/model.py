@@ -122,6 +122,10 @@ class ModelConfig:
         head_dim = whole("attention.key_length", n_embd // n_head)
         head_dim_v = whole("attention.value_length", head_dim)
         n_ff = _whole(g, f"{arch}.feed_forward_length", _per_layer_constant(g, f"{arch}.feed_forward_length", required=True))
+        if min(n_embd, head_dim, head_dim_v, n_ff) <= 0:
+            raise ModelFormatError(
+                f"{g.path}: {arch} sizes embedding {n_embd}, head {head_dim} (values {head_dim_v}), feed-forward {n_ff}: expected positive ones"
+            )
         eps_key = "attention.layer_norm_rms_epsilon" if recipe.norm == "rms" else "attention.layer_norm_epsilon"
         norm_eps = float(key(eps_key))
         n_rot = 0 if recipe.rope == "none" else whole("rope.dimension_count", head_dim)

@@ -137,6 +137,9 @@ export function modelConfigFromHeader(h: GGUFHeader): ModelConfig {
   const headDim = whole("attention.key_length", Math.floor(nEmbd / nHead));
   const headDimV = whole("attention.value_length", headDim);
   const nFf = wholeOf(`${arch}.feed_forward_length`, perLayerConstant(h, `${arch}.feed_forward_length`));
+  if (Math.min(nEmbd, headDim, headDimV, nFf) <= 0) {
+    throw new ModelFormatError(`${src}: ${arch} sizes embedding ${nEmbd}, head ${headDim} (values ${headDimV}), feed-forward ${nFf}: expected positive ones`);
+  }
   const normEps = key(r.norm === "rms" ? "attention.layer_norm_rms_epsilon" : "attention.layer_norm_epsilon");
   const nRot = r.rope === "none" ? 0 : whole("rope.dimension_count", headDim);
   if (nRot % 2 || nRot > headDim) {
