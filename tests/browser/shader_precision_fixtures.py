@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 from gpu_tolerances import ATOL_FLOOR, ROPE_ATOL_PER_RADIAN, TOLERANCES  # noqa: E402
 
 from wgllm import reference  # noqa: E402
+from wgllm.gpu.runtime import shader_constant  # noqa: E402
 
 NAN_BITS = 0x7FC00001  # test_shaders.py's poison: a quiet NaN with a payload
 
@@ -205,11 +206,15 @@ def attention_cases(rng) -> list[Case]:
         slopes = reference.alibi_slopes(n_head, max_bias) if max_bias else None
         want = exact(reference.attention, q, k, v, q_pos.astype(np.int64), np.arange(m), scale, softcap_value=cap, window=window, slopes=slopes)
         tag = f"heads={n_head}/{n_head_kv} d={d} keys={m} queries={n} window={window} softcap={cap:g} alibi={max_bias:g}"
-        cases.append(
-            Case(f"attention {tag}", "attention", (n_head, -(-n // 32), 1)).uniform("IIIIIIfffI", n_head, n_head_kv, d, d, m, window, scale, cap, max_bias, n)
-            .input(q).input(np.concatenate([k, pad])).input(np.concatenate([v, pad])).input(q_pos)
-            .output(poison(n * n_head * d), want)
-        )
+        # the cpu family's main, and for prefill the gpu family's prefill_tiled (its decode is two launches: the engine tests)
+        launches = [("main", (n_head, -(-n // 32), 1))] + ([("prefill_tiled", (n_head, -(-n // shader_constant("attention.wgsl", "Q_TILE")), 1))] if n > 1 else [])
+        for entry, grid in launches:
+            cases.append(
+                Case(f"attention {entry} {tag}", "attention", grid, entry)
+                .uniform("IIIIIIfffI", n_head, n_head_kv, d, d, m, window, scale, cap, max_bias, n)
+                .input(q).input(np.concatenate([k, pad])).input(np.concatenate([v, pad])).input(q_pos)
+                .output(poison(n * n_head * d), want)
+            )
     return cases
 
 

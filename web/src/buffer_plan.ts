@@ -6,7 +6,7 @@
 
 import { DeviceLimitError, ModelFormatError } from "./errors";
 import type { GGUFHeader, GGUFStream, GGUFTensorInfo } from "./gguf";
-import { type GpuContext, shaderConstant } from "./gpu";
+import { type GpuContext, type KernelFamily, shaderConstant } from "./gpu";
 import type { ModelConfig } from "./model";
 import { type GpuWeight, WeightPlan, dequantize } from "./weights";
 
@@ -138,10 +138,23 @@ export function planBuffers(c: ModelConfig, h: GGUFHeader, binding: number, lora
   return { needs, layout };
 }
 
+/** The gpu family's decode attention (Python's engine.decode_splits): how many splits of SPLIT_KEYS
+ * keys (attention.wgsl's decode_split workgroups per head group, attention_combine.wgsl's n_splits)
+ * cover the keys the query at position nKv - 1 sees (all nKv, or the last `window` of them). */
+export function decodeSplits(nKv: number, window: number): number {
+  const visible = window ? Math.min(nKv, window) : nKv;
+  return Math.ceil(visible / shaderConstant("attention", "SPLIT_KEYS"));
+}
+
+/** decode_split workgroups per split: one per KV head and chunk of up to G_MAX of its query heads. */
+export function decodeHeadGroups(nHead: number, nHeadKv: number): number {
+  return nHeadKv * Math.ceil(Math.floor(nHead / nHeadKv) / shaderConstant("attention", "G_MAX"));
+}
+
 /** Activation sizes in bytes, by name, for `rows` = maxTokens (KV caches per layer: 2 bytes an
- * element when kvF16, padded to 4). */
+ * element when kvF16, padded to 4; the gpu family's attn_splits for decodeSplits(rows) splits). */
 export function activationSizes(
-  c: ModelConfig, layout: Layout, o: { rows: number; allLogits: boolean; loraRanks: number[]; kvF16: boolean },
+  c: ModelConfig, layout: Layout, o: { rows: number; allLogits: boolean; loraRanks: number[]; kvF16: boolean; kernels: KernelFamily },
 ): [string, number][] {
   const rows = o.rows;
   const qDim = c.nHead * c.headDim;
@@ -160,6 +173,8 @@ export function activationSizes(
   if (layout.fused || stacked) sizes.push(["qkv", rows * (qDim + kvDim + vDim)]);
   if (!layout.fused && !layout.qkvStacked.every((s) => s)) sizes.push(["q", rows * qDim], ["k", rows * kvDim], ["v", rows * vDim]);
   if (c.finalSoftcap) sizes.push(["logits_capped", logitRows * c.nVocab]);
+  // the gpu family's decode attention: each split's (max, sum, output) per head
+  if (o.kernels === "gpu") sizes.push(["attn_splits", decodeSplits(rows, 0) * c.nHead * (c.headDimV + 2)]);
   // (n, r) scratch; a stacked QKV's adapter has up to three ranks' worth of columns
   if (o.loraRanks.length) sizes.push(["lora_t", rows * o.loraRanks[o.loraRanks.length - 1] * (stacked ? 3 : 1)]);
   const bytes: [string, number][] = sizes.map(([name, floats]) => [name, 4 * floats]);

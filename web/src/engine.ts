@@ -23,13 +23,13 @@
 // a gated MLP's ffn_gate and ffn_up run as one matmul of (gate, up) row pairs that writes
 // act(gate) * up (Python's fuse_glu), where pair_glu allows and no LoRA ranks are declared.
 
-import { type Layout, type Needs, activationSizes, planBuffers, uploadTensors } from "./buffer_plan";
+import { type Layout, type Needs, activationSizes, decodeHeadGroups, decodeSplits, planBuffers, uploadTensors } from "./buffer_plan";
 import { DeviceLimitError } from "./errors";
 import type { GGUFHeader, GGUFStream } from "./gguf";
 import { GpuContext, GpuOutOfMemoryError, type KernelFamily, ShaderError, resolveKernels, shaderConstant } from "./gpu";
 import { type EngineLora, LoraSites } from "./lora_gpu";
 import { type ModelConfig, layerRope, modelConfigFromHeader } from "./model";
-import { type Launch, type Params, Program, gridRows, pack } from "./program";
+import { type Grid, type Launch, type Params, Program, gridRows, pack } from "./program";
 import { GpuWeight, embeddingGroupSize, matmulGeometry } from "./weights";
 
 export interface EngineOptions {
@@ -152,7 +152,7 @@ export class Engine {
 
   private activationSizes(): [string, number][] {
     const layout: Layout = { fused: this.fused, qkvStacked: this.qkvStacked, gluPaired: this.gluPaired };
-    return activationSizes(this.config, layout, { rows: this.maxTokens, allLogits: this.allLogits, loraRanks: this.loraRanks, kvF16: this.kvF16 });
+    return activationSizes(this.config, layout, { rows: this.maxTokens, allLogits: this.allLogits, loraRanks: this.loraRanks, kvF16: this.kvF16, kernels: this.kernels });
   }
 
   private checkLimits(): void {
@@ -311,6 +311,29 @@ export class Engine {
     this.matmul(blk + "ffn_down.weight", b.act, out, blk + "ffn_down.bias", undefined, residual);
   }
 
+  /** Layer i's attention in the gpu family (Python's _attention_gpu): prefill (n > 1) is one launch of
+   * prefill_tiled; decode is decode_split over the keys in splits into attn_splits, then
+   * attention_combine into attn. Each launch's grid is empty, so it is not recorded, at the other n. */
+  private attentionGpu(q: GPUBuffer, i: number, window: number): void {
+    const c = this.config;
+    const b = this.b;
+    const params: Params = (n, p) => pack("IIIIIIfffI", c.nHead, c.nHeadKv, c.headDim, c.headDimV, p + n, window, c.attnScale, c.attnSoftcap, c.alibiMaxBias, n);
+    const inputs = [q, this.kCache[i], this.vCache[i], b.positions];
+    const qTile = shaderConstant("attention", "Q_TILE");
+    const groups = decodeHeadGroups(c.nHead, c.nHeadKv);
+    const none: Grid = [0, 0, 0];
+    const prefillGrid = (n: number): Grid => (n > 1 ? [c.nHead, Math.ceil(n / qTile), 1] : none);
+    const splitGrid = (n: number, p: number): Grid => (n === 1 ? [groups, decodeSplits(p + n, window), 1] : none);
+    this.program.add("attention", [...inputs, b.attn], params, prefillGrid, ["prefill_tiled"], () => "prefill_tiled", undefined, this.kvF16);
+    this.program.add("attention", [...inputs, b.attn_splits], params, splitGrid, ["decode_split"], () => "decode_split", undefined, this.kvF16);
+    this.program.add(
+      "attention_combine",
+      [b.attn_splits, b.attn],
+      (n, p) => pack("III", c.nHead, c.headDimV, decodeSplits(p + n, window)),
+      (n) => (n === 1 ? [c.nHead, 1, 1] : none),
+    );
+  }
+
   private async build(): Promise<void> {
     const c = this.config;
     const b = this.b;
@@ -375,14 +398,18 @@ export class Engine {
       this.rope(srcK, this.kCache[i], kvDim, true, c.nHeadKv, base, posScale, neox);
       this.kvStore(srcV, this.vCache[i], vDim);
       const window = c.swaLayers[i] ? c.slidingWindow : 0;
-      this.program.add(
-        "attention",
-        [qOut, this.kCache[i], this.vCache[i], b.positions, b.attn],
-        (n, p) => pack("IIIIIIfffI", c.nHead, c.nHeadKv, c.headDim, c.headDimV, p + n, window, c.attnScale, c.attnSoftcap, c.alibiMaxBias, n),
-        (n) => [c.nHead, Math.ceil(n / 32), 1], // 32 queries a workgroup (4 per invocation)
-        ["main"], undefined, undefined,
-        this.kvF16,
-      );
+      if (this.kernels === "gpu") {
+        this.attentionGpu(qOut, i, window);
+      } else {
+        this.program.add(
+          "attention",
+          [qOut, this.kCache[i], this.vCache[i], b.positions, b.attn],
+          (n, p) => pack("IIIIIIfffI", c.nHead, c.nHeadKv, c.headDim, c.headDimV, p + n, window, c.attnScale, c.attnSoftcap, c.alibiMaxBias, n),
+          (n) => [c.nHead, Math.ceil(n / 32), 1], // 32 queries a workgroup (4 per invocation)
+          ["main"], undefined, undefined,
+          this.kvF16,
+        );
+      }
       if (!c.recipe.postNorms) {
         // xn = xc + attention out, then xc = xn + ffn out (parallel: the ffn of the same h), each add
         // in the epilogue of the matmul before it (Python's fuse_residual)

@@ -101,13 +101,16 @@ export class Program {
     return Promise.allSettled(pending);
   }
 
+  /** Record launch `s` for a step of n tokens at pos0; one whose grid is empty at this n (the gpu
+   * family's attention: prefill or decode launches) is not recorded. */
   dispatch(pass: GPUComputePassEncoder, s: Launch, n: number, pos0: number): void {
+    const grid = s.grid(n, pos0);
+    if (grid.includes(0)) return;
     const params = s.params(n, pos0);
     if (!sameBytes(s.written, params)) {
       this.ctx.write(s.uniform, 0, params); // most launches' params do not move between decode steps
       s.written = params;
     }
-    const grid = s.grid(n, pos0);
     this.ctx.checkGrid(s.op, grid);
     const entry = s.entry(n);
     pass.setPipeline(s.pipelines.get(entry)!);
