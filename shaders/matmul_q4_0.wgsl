@@ -1,8 +1,11 @@
-// matmul_q4_0: y = x @ W^T (+ bias) (+ residual), or with glu act(gate) * up of row pairs, W Q4_0 (w = d * (q - 8))   ref: reference.matmul (+ reference.add; reference.swiglu / geglu)   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 64), n = 1
-// Two entry points on one dequantiser, neither with workgroup memory or barriers (on llvmpipe both
-// cost more than the math): `main` (prefill) gives each thread 4 x rows by 8 W rows, each W unit
-// dequantised once (unit) for 4 x rows and each x load serving 8 W rows; `matvec` (decode) gives
-// each thread four whole W rows, walked along k alone.
+// matmul_q4_0: y = x @ W^T (+ bias) (+ residual), or with glu act(gate) * up of row pairs, W Q4_0 (w = d * (q - 8))   ref: reference.matmul (+ reference.add; reference.swiglu / geglu)   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 64), n = 1; matvec_split the same with ceil(rows / 4); main_tiled (ceil(rows / 64), ceil(n / 32), 1)
+// Four entry points on one dequantiser (unit / dot_unit), two per kernel family. The cpu family
+// (CPU-emulated WebGPU), without workgroup memory or barriers (on llvmpipe both cost more than the
+// math): `main` (prefill) gives each thread 4 x rows by 8 W rows, each W unit dequantised once
+// (unit) for 4 x rows and each x load serving 8 W rows; `matvec` (decode) gives each thread four
+// whole W rows, walked along k alone. The gpu family (real GPUs): `matvec_split` (decode) splits k
+// over a workgroup's threads so their loads coalesce; `main_tiled` (prefill) dequantises each W unit
+// once per workgroup into workgroup memory, 64 W rows by 32 x rows, 4 x 8 outputs a thread.
 // W is one row chunk of the weight (py/wgllm/gpu/weights.py documents the repacked arrays); its
 // rows land at y[:, row_offset + r].
 // Needs k % 32 == 0.
@@ -205,6 +208,74 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             store_pair(xrow0 + i, row0 + 2u, acc[2u * i].zw);
             store_pair(xrow0 + i, row0 + 4u, acc[2u * i + 1u].xy);
             store_pair(xrow0 + i, row0 + 6u, acc[2u * i + 1u].zw);
+        }
+    }
+}
+
+// ---- prefill on a GPU (the `gpu` kernel family): workgroup-memory tiles -----------------------------
+// A workgroup of TILED_WG threads computes y for TILED_N x rows by TILED_ROWS W rows, one 32-element
+// unit of k at a time: each W row's unit is dequantised once (unit(), one row a thread) into
+// workgroup memory and the x tile's unit staged beside it (neighbouring threads read neighbouring
+// vec4s), then after a barrier each thread, one of 8 x 8, multiplies its 4 x rows by 8 W rows (4 row
+// pairs) out of workgroup memory into f32 registers. W rows are stored even rows first, then odd
+// rows, and each tile row padded to TILED_STRIDE vec4s, so that the 8 threads reading one row each
+// hit different banks; a thread's rows are whole pairs (2p, 2p + 1), as store_pair (and glu) need.
+// Workgroup memory: (TILED_ROWS + TILED_N) * TILED_STRIDE * 16 = 13824 bytes (<= 16 KiB); 64
+// threads (<= 128). Grid: (ceil(rows / TILED_ROWS), ceil(n / TILED_N), 1).
+const TILED_ROWS: u32 = 64u;   // W rows (output columns) per main_tiled workgroup
+const TILED_N: u32 = 32u;      // x rows per main_tiled workgroup
+const TILED_WG: u32 = 64u;     // its threads: 8 x 8, each 4 x rows by 8 W rows
+const TILED_STRIDE: u32 = 9u;  // vec4s per tile row in workgroup memory: a unit's 8 and one of padding
+
+var<workgroup> tiled_w: array<vec4<f32>, TILED_ROWS * TILED_STRIDE>; // slot s = (row % 2) * TILED_ROWS / 2 + row / 2
+var<workgroup> tiled_x: array<vec4<f32>, TILED_N * TILED_STRIDE>;
+
+@compute @workgroup_size(TILED_WG)
+fn main_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let row0 = wid.x * TILED_ROWS; // W rows (output columns) of the tile
+    let xrow0 = wid.y * TILED_N;   // x rows
+    if (row0 >= params.rows || xrow0 >= params.n) {
+        return; // the whole workgroup: the barriers below stay in uniform control flow
+    }
+    let last = params.rows - 1u; // rows past the end repeat the last and are not written
+    let k4 = params.k / 4u;
+    let tx = li % 8u; // pairs tx + 8q (q < 4): W rows row0 + 2 (tx + 8q) and the next
+    let ty = li / 8u; // x rows xrow0 + ty + 8i (i < 4)
+    var acc: array<vec4<f32>, 8>; // acc[2i + h]: x row ty + 8i by the pairs q = 2h (.xy) and 2h + 1 (.zw), (even, odd) row
+    for (var u = 0u; u < params.k / 32u; u++) {
+        for (var t = li; t < TILED_ROWS; t += TILED_WG) {
+            let w = unit(chunk_rows(vec4<u32>(min(row0 + t, last))).x, u);
+            let s = ((t % 2u) * (TILED_ROWS / 2u) + t / 2u) * TILED_STRIDE;
+            for (var j = 0u; j < 8u; j++) {
+                tiled_w[s + j] = w[j];
+            }
+        }
+        for (var e = li; e < TILED_N * 8u; e += TILED_WG) {
+            let xrow = min(xrow0 + e / 8u, params.n - 1u);
+            tiled_x[(e / 8u) * TILED_STRIDE + e % 8u] = x[xrow * k4 + 8u * u + e % 8u];
+        }
+        workgroupBarrier();
+        for (var j = 0u; j < 8u; j++) {
+            var ws: array<vec4<f32>, 8>; // ws[2q]: pair q's even row, ws[2q + 1] its odd row
+            for (var q = 0u; q < 4u; q++) {
+                ws[2u * q] = tiled_w[(tx + 8u * q) * TILED_STRIDE + j];
+                ws[2u * q + 1u] = tiled_w[(TILED_ROWS / 2u + tx + 8u * q) * TILED_STRIDE + j];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                let xv = tiled_x[(ty + 8u * i) * TILED_STRIDE + j];
+                acc[2u * i] += vec4<f32>(dot(ws[0], xv), dot(ws[1], xv), dot(ws[2], xv), dot(ws[3], xv));
+                acc[2u * i + 1u] += vec4<f32>(dot(ws[4], xv), dot(ws[5], xv), dot(ws[6], xv), dot(ws[7], xv));
+            }
+        }
+        workgroupBarrier(); // the tiles are read before the next unit overwrites them
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let xrow = xrow0 + ty + 8u * i;
+        if (xrow < params.n) {
+            store_pair(xrow, row0 + 2u * tx, acc[2u * i].xy);
+            store_pair(xrow, row0 + 2u * (tx + 8u), acc[2u * i].zw);
+            store_pair(xrow, row0 + 2u * (tx + 16u), acc[2u * i + 1u].xy);
+            store_pair(xrow, row0 + 2u * (tx + 24u), acc[2u * i + 1u].zw);
         }
     }
 }

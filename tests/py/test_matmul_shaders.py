@@ -25,7 +25,7 @@ from gpu_tolerances import ATOL_FLOOR, TOLERANCES
 from wgllm import reference
 from wgllm.gguf_io import GGUFFile
 from wgllm.gpu import weights
-from wgllm.gpu.runtime import get_context
+from wgllm.gpu.runtime import GpuContext, get_context, shader_constant
 
 T = GGMLQuantizationType
 NAN_BITS = 0x7FC00001
@@ -33,6 +33,8 @@ TYPES = [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q4_K, T.Q6_K]
 # Byte offsets of each block's f16 scale fields: random bytes there could be inf/NaN.
 F16_FIELDS = {T.Q8_0: (0,), T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q5_0: (0,), T.Q4_K: (0, 2), T.Q6_K: (208,)}
 INPUT_RANGES = [(1.0, 0.5), (30.0, -100.0), (0.01, 3.0)]
+# Both kernel families run every test below: cpu (matvec, main) and gpu (matvec_split, main_tiled).
+KERNELS = ["cpu", "gpu"]
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +76,12 @@ def check(op: str, got: np.ndarray, want: np.ndarray) -> None:
     np.testing.assert_allclose(got, want.astype(np.float32), rtol=rtol, atol=atol, err_msg=op)
 
 
-def gpu_matmul(ctx, gw, x: np.ndarray, bias: np.ndarray | None, residual: np.ndarray | None = None) -> np.ndarray:
+def gpu_matmul(ctx, gw, x: np.ndarray, bias: np.ndarray | None, residual: np.ndarray | None = None, kernels: str = "cpu") -> np.ndarray:
     n = x.shape[0]
     y = poisoned(ctx, n * gw.n_out)
     bias_buf = None if bias is None else ctx.buffer(bias)
     residual_buf = None if residual is None else ctx.buffer(residual)
-    weights.matmul(ctx, None, gw, ctx.buffer(x), y, n, bias_buf, residual_buf)
+    weights.matmul(ctx, None, gw, ctx.buffer(x), y, n, bias_buf, residual_buf, kernels=kernels)
     return ctx.read(y, shape=(n, gw.n_out))
 
 
@@ -88,12 +90,15 @@ def expected_matmul(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, resid
     return y if residual is None else reference.add(y, residual.astype(np.float64))
 
 
-# (n rows of x, n_out, blocks per row): n = 1 runs the decode kernel, the rest the tiled one.
+# (n rows of x, n_out, blocks per row): n = 1 runs the decode kernel, the rest the tiled one (cpu
+# family: 32 x 32 tiles; gpu: 64 W rows by 32 x rows, so 579 rows end in a tile of 3 and 33 x rows
+# in one of 1).
 CASES = [(1, 1, 3), (1, 7, 2), (1, 579, 3), (1, 127, 1), (7, 127, 2), (33, 579, 3), (128, 7, 2), (7, 1, 1)]
 
 
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("t", TYPES, ids=lambda t: t.name)
-def test_matmul_random_weights(ctx, t):
+def test_matmul_random_weights(ctx, t, kernels):
     block = GGML_QUANT_SIZES[t][0]
     unit = 256 if block == 256 else 32  # K-quants need whole 256-blocks; the rest 32-element rows
     for i, (n, n_out, blocks) in enumerate(CASES):
@@ -106,14 +111,16 @@ def test_matmul_random_weights(ctx, t):
         x = (rng.standard_normal((n, k)) * scale + shift).astype(np.float32)
         bias = (rng.standard_normal(n_out) * 3).astype(np.float32) if i % 2 else None
         gw = weights.upload(ctx, weights.repack(raw.reshape(-1), t, (n_out, k)))
-        got = gpu_matmul(ctx, gw, x, bias)
+        got = gpu_matmul(ctx, gw, x, bias, kernels=kernels)
         check("matmul", got, expected_matmul(x, w, bias))
 
 
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("t", TYPES, ids=lambda t: t.name)
-def test_matmul_residual_epilogue(ctx, t):
-    """y = x W^T (+ bias) + residual in one launch (the engine's fused residual add), both kernels,
-    odd shapes; the residual is large and shifted so that a missed or doubled add shows."""
+def test_matmul_residual_epilogue(ctx, t, kernels):
+    """y = x W^T (+ bias) + residual in one launch (the engine's fused residual add), decode and
+    prefill kernels of the family, odd shapes; the residual is large and shifted so that a missed or
+    doubled add shows."""
     block = GGML_QUANT_SIZES[t][0]
     unit = 256 if block == 256 else 32
     for i, (n, n_out, blocks) in enumerate(CASES):
@@ -125,10 +132,10 @@ def test_matmul_residual_epilogue(ctx, t):
         bias = (rng.standard_normal(n_out) * 3).astype(np.float32) if i % 2 else None
         residual = (rng.standard_normal((n, n_out)) * 20 - 7).astype(np.float32)
         gw = weights.upload(ctx, weights.repack(raw.reshape(-1), t, (n_out, k)))
-        got = gpu_matmul(ctx, gw, x, bias, residual)
+        got = gpu_matmul(ctx, gw, x, bias, residual, kernels)
         check("matmul", got, expected_matmul(x, w, bias, residual))
         # the same sum as matmul then add.wgsl's a + b (f32 addition commutes): bit for bit
-        np.testing.assert_array_equal(got, gpu_matmul(ctx, gw, x, bias) + residual)
+        np.testing.assert_array_equal(got, gpu_matmul(ctx, gw, x, bias, kernels=kernels) + residual)
 
 
 def test_matmul_residual_checks(ctx):
@@ -141,10 +148,10 @@ def test_matmul_residual_checks(ctx):
         weights.matmul(ctx, None, gw, x, y, 2, None, y)
 
 
-def gpu_glu(ctx, gw, x: np.ndarray, bias: np.ndarray | None, kind: str) -> np.ndarray:
+def gpu_glu(ctx, gw, x: np.ndarray, bias: np.ndarray | None, kind: str, kernels: str = "cpu") -> np.ndarray:
     n = x.shape[0]
     y = poisoned(ctx, n * gw.n_out // 2)
-    weights.matmul(ctx, None, gw, ctx.buffer(x), y, n, None if bias is None else ctx.buffer(bias), glu=kind)
+    weights.matmul(ctx, None, gw, ctx.buffer(x), y, n, None if bias is None else ctx.buffer(bias), glu=kind, kernels=kernels)
     return ctx.read(y, shape=(n, gw.n_out // 2))
 
 
@@ -166,10 +173,11 @@ def glu_pair(rng, t, n_ff: int, k: int, with_bias: bool):
 GLU_CASES = [(1, 1, 3), (1, 7, 2), (1, 290, 3), (7, 63, 2), (33, 290, 3), (128, 7, 2), (7, 1, 1)]
 
 
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("t", TYPES, ids=lambda t: t.name)
-def test_matmul_glu_epilogue(ctx, t):
-    """ffn_gate and ffn_up as one matmul of (gate, up) row pairs writing act(gate) * up, both kernels,
-    odd shapes, swiglu and geglu, with and without biases."""
+def test_matmul_glu_epilogue(ctx, t, kernels):
+    """ffn_gate and ffn_up as one matmul of (gate, up) row pairs writing act(gate) * up, decode and
+    prefill kernels of the family, odd shapes, swiglu and geglu, with and without biases."""
     block = GGML_QUANT_SIZES[t][0]
     unit = 256 if block == 256 else 32
     for i, (n, n_ff, blocks) in enumerate(GLU_CASES):
@@ -181,11 +189,12 @@ def test_matmul_glu_epilogue(ctx, t):
         gw = weights.upload_pairs(ctx, *(weights.repack(r.reshape(-1), t, (n_ff, k)) for r in (g_raw, u_raw)))
         assert gw.pairs and gw.shape == (2 * n_ff, k)
         for kind in ("swiglu", "geglu"):
-            check(kind, gpu_glu(ctx, gw, x, bias, kind), expected_glu(x, wg, wu, bg, bu, kind))
+            check(kind, gpu_glu(ctx, gw, x, bias, kind, kernels), expected_glu(x, wg, wu, bg, bu, kind))
 
 
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("t", [T.Q8_0, T.Q4_K])
-def test_split_pairs_match_unsplit(ctx, t):
+def test_split_pairs_match_unsplit(ctx, t, kernels):
     """A pairs weight forced into several chunks (each its pairs' gate rows, then their up rows) gives
     the same result as one chunk; an odd number of pairs leaves the last chunk odd."""
     rng = np.random.default_rng(6)
@@ -199,8 +208,8 @@ def test_split_pairs_match_unsplit(ctx, t):
     for n, kind in ((1, "swiglu"), (33, "geglu")):
         x = rng.standard_normal((n, k))
         x = (x * 4 / np.abs(x @ wg.T.astype(np.float64)).max()).astype(np.float32)
-        got = gpu_glu(ctx, split, x, bias, kind)
-        np.testing.assert_array_equal(got, gpu_glu(ctx, whole, x, bias, kind))
+        got = gpu_glu(ctx, split, x, bias, kind, kernels)
+        np.testing.assert_array_equal(got, gpu_glu(ctx, whole, x, bias, kind, kernels))
         check(kind, got, expected_glu(x, wg, wu, bg, bu, kind))
 
 
@@ -238,8 +247,9 @@ def test_embedding_random_tables(ctx, t):
     check("embedding_q", ctx.read(y, shape=(len(ids), dim)), reference.embedding(table, ids).astype(np.float64) * scale)
 
 
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("t", [T.Q8_0, T.Q4_K])
-def test_split_weight_matches_unsplit(ctx, t):
+def test_split_weight_matches_unsplit(ctx, t, kernels):
     """A weight forced into several chunks (small max binding) gives the same result as one chunk."""
     rng = np.random.default_rng(5)
     n_out, k = 4099, 512
@@ -253,12 +263,12 @@ def test_split_weight_matches_unsplit(ctx, t):
     for n in (1, 33):
         x = (rng.standard_normal((n, k)) * 2 - 1).astype(np.float32)
         bias = rng.standard_normal(n_out).astype(np.float32)
-        got_split = gpu_matmul(ctx, split, x, bias)
-        np.testing.assert_array_equal(got_split, gpu_matmul(ctx, whole, x, bias))
+        got_split = gpu_matmul(ctx, split, x, bias, kernels=kernels)
+        np.testing.assert_array_equal(got_split, gpu_matmul(ctx, whole, x, bias, kernels=kernels))
         check("matmul", got_split, expected_matmul(x, w, bias))
         residual = (rng.standard_normal((n, n_out)) * 10 + 4).astype(np.float32)  # each chunk adds its own columns
-        got_split = gpu_matmul(ctx, split, x, bias, residual)
-        np.testing.assert_array_equal(got_split, gpu_matmul(ctx, whole, x, bias, residual))
+        got_split = gpu_matmul(ctx, split, x, bias, residual, kernels)
+        np.testing.assert_array_equal(got_split, gpu_matmul(ctx, whole, x, bias, residual, kernels))
         check("matmul", got_split, expected_matmul(x, w, bias, residual))
 
 
@@ -337,9 +347,81 @@ def test_chained_in_one_encoder_reuses_bind_groups(ctx):
         check("matmul", results[0], expected_matmul(got_mid, w2, None))
 
 
+# The limits of a small device: WebGPU's defaults for workgroup memory (16 KiB) and, below its default
+# of 256, the 128 invocations a workgroup that issue 10 asks the gpu family to run within.
+SMALL_DEVICE_LIMITS = {
+    "max-compute-invocations-per-workgroup": 128,
+    "max-compute-workgroup-size-x": 128,
+    "max-compute-workgroup-size-y": 128,
+    "max-compute-workgroup-size-z": 64,
+    "max-compute-workgroup-storage-size": 16384,
+}
+
+
+@pytest.fixture(scope="module")
+def small_ctx():
+    """A second context on the same adapter, its device requested with SMALL_DEVICE_LIMITS."""
+    small = GpuContext(limits=SMALL_DEVICE_LIMITS)
+    assert dict(small.device.limits)["max-compute-invocations-per-workgroup"] == 128
+    assert (small.max_invocations, small.max_workgroup_storage) == (128, 16384)
+    return small
+
+
+def workgroup_bytes(shader: str, entry: str) -> int:
+    """Bytes of the var<workgroup> arrays that `entry` of shaders/<shader> uses, their lengths
+    evaluated from the file's own constants (wgpu does not check this limit; Dawn does)."""
+    from wgllm.gpu.runtime import SHADER_DIR
+
+    text = (SHADER_DIR / shader).read_text()
+    body = re.search(rf"\bfn {entry}\(.*?\n}}\n", text, re.S)
+    assert body, f"{shader} has no entry {entry}"
+    total = 0
+    for name, elem, length in re.findall(r"var<workgroup>\s+(\w+)\s*:\s*array<(\w+(?:<f32>)?)\s*,\s*([^;]+)>\s*;", text):
+        if re.search(rf"\b{name}\b", body.group(0)):
+            expr = re.sub(r"[A-Z_][A-Z0-9_]*", lambda m: str(shader_constant(shader, m.group(0))), length)
+            assert re.fullmatch(r"[0-9u +*()]+", expr), f"{shader}: cannot evaluate the length {length!r} of {name}"
+            total += {"f32": 4, "u32": 4, "vec4<f32>": 16}[elem] * eval(expr.replace("u", ""))
+    return total
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_kernels_run_on_a_small_device(ctx, small_ctx, kernels):
+    """Every matmul entry point fits a device with 128 invocations a workgroup and 16 KiB of workgroup
+    memory, and on such a device gives what it gives on the adapter's own limits, bit for bit: plain,
+    bias + residual, glu, decode and prefill, odd shapes."""
+    refused = small_ctx.device.create_shader_module(code="@compute @workgroup_size(256) fn main() {}")
+    with pytest.raises(Exception, match="256"):  # the device holds the limit: a 256-thread kernel is refused
+        small_ctx.device.create_compute_pipeline(layout="auto", compute={"module": refused, "entry_point": "main"})
+    for t in TYPES:
+        for entry in ("matvec", "main", "matvec_split", "main_tiled"):
+            assert workgroup_bytes(f"matmul_{t.name.lower()}.wgsl", entry) <= SMALL_DEVICE_LIMITS["max-compute-workgroup-storage-size"]
+    assert workgroup_bytes("matmul_q8_0.wgsl", "main_tiled") > 0
+    rng = np.random.default_rng(12)
+    for t, n, n_out, blocks in ((T.Q4_K, 33, 579, 2), (T.Q8_0, 1, 127, 5), (T.F16, 7, 66, 3)):
+        k = blocks * (256 if GGML_QUANT_SIZES[t][0] == 256 else 32)
+        raw = random_weight(rng, t, n_out, k)
+        w = dequantized(raw, t, n_out, k)
+        x = (rng.standard_normal((n, k)) + 0.3).astype(np.float32)
+        bias = rng.standard_normal(n_out).astype(np.float32)
+        residual = (rng.standard_normal((n, n_out)) * 5).astype(np.float32)
+        repacked = weights.repack(raw.reshape(-1), t, (n_out, k))
+        got = gpu_matmul(small_ctx, weights.upload(small_ctx, repacked), x, bias, residual, kernels)
+        check("matmul", got, expected_matmul(x, w, bias, residual))
+        np.testing.assert_array_equal(got, gpu_matmul(ctx, weights.upload(ctx, repacked), x, bias, residual, kernels))
+    (g_raw, u_raw), (wg, wu), (bg, bu), bias = glu_pair(rng, T.Q4_0, 45, 64, with_bias=True)
+    pair = [weights.repack(r.reshape(-1), T.Q4_0, (45, 64)) for r in (g_raw, u_raw)]
+    for n in (1, 40):
+        x = rng.standard_normal((n, 64))
+        x = (x * 2 / np.abs(x @ wg.T.astype(np.float64)).max()).astype(np.float32)
+        got = gpu_glu(small_ctx, weights.upload_pairs(small_ctx, *pair), x, bias, "swiglu", kernels)
+        check("swiglu", got, expected_glu(x, wg, wu, bg, bu, "swiglu"))
+        np.testing.assert_array_equal(got, gpu_glu(ctx, weights.upload_pairs(ctx, *pair), x, bias, "swiglu", kernels))
+
+
 def test_shared_kernel_text_is_identical_across_types():
-    """Each matmul_<type>.wgsl repeats the same `matvec` and `main` (WGSL has no includes): only the
-    dequantiser above them may differ, so a fix to one kernel must reach all nine files."""
+    """Each matmul_<type>.wgsl repeats the same `matvec`, `main`, `matvec_split` and `main_tiled` (WGSL
+    has no includes): only the dequantiser above them may differ, so a fix to one kernel must reach
+    all nine files."""
     from wgllm.gpu.runtime import SHADER_DIR
 
     tails = {t.name: (SHADER_DIR / f"matmul_{t.name.lower()}.wgsl").read_text().split("// ---- decode", 1)[1] for t in TYPES}

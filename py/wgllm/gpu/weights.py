@@ -32,11 +32,18 @@ word i (low half first), u8/i8 arrays hold four in a word (lowest byte first). T
 (8 for F16/BF16) bytes. Signed and unsigned bytes are unpacked with shifts rather than
 unpack4x8snorm/unorm, which would map -128 to -127 and round q / 127 (the kernels are exact).
 
-Kernels: matmul_<type>.wgsl has `matvec` (n = 1, decode: a workgroup of MATVEC_WG threads per
+Kernels: matmul_<type>.wgsl has two entry points per kernel family (runtime.KERNEL_FAMILIES). The
+cpu family, for CPU-emulated WebGPU: `matvec` (n = 1, decode: a workgroup of MATVEC_WG threads per
 MATVEC_ROWS output rows, each thread owning four whole rows and walking k alone, x loaded once for
 its four rows, no workgroup memory or barrier) and `main` (n > 1, prefill: 32 x 32 output tiles,
 32 threads of 4 x rows by 8 W rows each, a W unit dequantised once for 4 x rows, no workgroup
-memory); embedding_<type>.wgsl gathers rows. Both dequantise in registers; no float copy of W exists.
+memory). The gpu family, for real GPUs: `matvec_split` (n = 1: MV_ROWS rows a workgroup, their k
+units split over its MV_WG threads so that neighbouring threads read neighbouring blocks, partial
+sums added in workgroup memory) and `main_tiled` (n > 1: a workgroup of 64 threads per tile of
+TILED_ROWS = 64 W rows by TILED_N = 32 x rows; per 32-element unit of k each W row's unit is
+dequantised once into workgroup memory and the x tile staged beside it, then each thread multiplies
+4 x rows by 8 W rows from there in f32; 13.5 KiB of workgroup memory). embedding_<type>.wgsl gathers
+rows. Every kernel dequantises on the fly; no float copy of W exists in GPU memory.
 The matmul epilogue adds the bias, then optionally a residual (n, n_out); or, for a weight of
 (gate, up) row pairs (upload_pairs: ffn_gate and ffn_up as one matmul), writes act(gate) * up.
 
@@ -241,13 +248,16 @@ def matvec_split_size(ctx) -> int:
     return min(shader_constant("matmul_f32.wgsl", "MV_WG"), ctx.max_invocations)
 
 
-def _matmul_entry(ctx, shader: str, n: int, kernels: str) -> tuple[str, dict | None, int]:
-    """(entry point, override constants, output rows per workgroup for n = 1) of a matmul launch."""
+def _matmul_entry(ctx, shader: str, n: int, kernels: str) -> tuple[str, dict | None, int, int]:
+    """(entry point, override constants, output rows per workgroup, x rows per workgroup) of a matmul
+    launch: for n = 1 one x row, its workgroups laid out by _grid_2d; for n > 1 a 2-D grid of tiles."""
     if n > 1:
-        return "main", None, MATMUL_TILE
+        if kernels == "gpu":
+            return "main_tiled", None, shader_constant(shader, "TILED_ROWS"), shader_constant(shader, "TILED_N")
+        return "main", None, MATMUL_TILE, MATMUL_TILE
     if kernels == "gpu":
-        return "matvec_split", {"MV_WG": matvec_split_size(ctx)}, shader_constant(shader, "MV_ROWS")
-    return "matvec", None, MATVEC_ROWS
+        return "matvec_split", {"MV_WG": matvec_split_size(ctx)}, shader_constant(shader, "MV_ROWS"), 1
+    return "matvec", None, MATVEC_ROWS, 1
 
 
 def matmul(
@@ -263,7 +273,8 @@ def matmul(
     launches then get one pass of their own on it), or None to submit at once.
 
     kernels: the kernel family ("cpu" or "gpu", runtime.resolve_kernels); the gpu family's decode
-    kernel is `matvec_split` (k split over a workgroup's threads, MV_ROWS rows a workgroup).
+    kernel is `matvec_split` (k split over a workgroup's threads, MV_ROWS rows a workgroup), its
+    prefill kernel `main_tiled` (workgroup-memory tiles of TILED_ROWS W rows by TILED_N x rows).
     """
     n = int(n_rows_x)
     if kernels not in KERNEL_FAMILIES:
@@ -287,7 +298,7 @@ def matmul(
     if residual_buf is y_buf:
         raise ValueError("matmul: the residual buffer is y itself (a buffer cannot be read and written by one launch)")
     shader = f"matmul_{weight.shader_suffix}.wgsl"
-    entry, constants, rows_per_group = _matmul_entry(ctx, shader, n, kernels)
+    entry, constants, rows_per_group, n_per_group = _matmul_entry(ctx, shader, n, kernels)
     pipeline = ctx.pipeline(shader, constants, entry=entry)
     bias = bias_buf if bias_buf is not None else _dummy(ctx)
     residual = residual_buf if residual_buf is not None else _dummy(ctx)
@@ -307,7 +318,7 @@ def matmul(
         if n == 1:
             grid = (*_grid_2d(-(-chunk.rows // rows_per_group)), 1)
         else:
-            grid = (-(-chunk.rows // MATMUL_TILE), -(-n // MATMUL_TILE), 1)
+            grid = (-(-chunk.rows // rows_per_group), -(-n // n_per_group), 1)
         launches.append((cached[0], grid))
     with OpenPass(ctx, target) as cpass:
         for bind_group, grid in launches:
