@@ -5,6 +5,7 @@
 // streaming, cancellation, sizeInTokens, the load-progress callback, Cache Storage, worker mode,
 // the chat helper with KV reuse, and every error the API promises.
 
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { expect, test } from "@playwright/test";
@@ -393,4 +394,109 @@ test("out of memory at load: GpuOutOfMemoryError says what the model needs and w
   expect(got.oom).toContain("WebGPU does not report a GPU's memory size");
   expect(got.leftAfterFailure, "the failed load freed every buffer it made").toBe(0);
   expect(got.answer, "the same device loads and generates afterwards").toBe(expected.greedy[0]);
+});
+
+test("cacheModel with the cross-origin storage: the download's SHA-256 recorded, the file stored under it and found by it, from this URL or another", async ({ page }) => {
+  const sha256 = createHash("sha256").update(readFileSync(path.join(OUT, expected.model))).digest("hex");
+  // This Chromium has no navigator.crossOriginStorage: there cacheModel is Cache Storage alone (the
+  // cacheModel test above). Here a stand-in of the explainer's API (github.com/WICG/cross-origin-storage:
+  // requestFileHandles([{algorithm, value}], {create}), NotFoundError when missing) keeps files in
+  // the origin private file system, named by algorithm and hash, and logs its calls.
+  const first = await inPage(
+    page,
+    async (w, { model, errorOf }) => {
+      const catching = new Function(`return (${errorOf});`)();
+      const native = "crossOriginStorage" in navigator;
+      const root = await navigator.storage.getDirectory();
+      for await (const name of (root as any).keys()) await root.removeEntry(name);
+      const calls: { hashes: { algorithm: string; value: string }[]; create: boolean }[] = [];
+      (globalThis as any).__cosCalls = calls;
+      const stub = {
+        async requestFileHandles(hashes: { algorithm: string; value: string }[], options: { create?: boolean } = {}) {
+          calls.push({ hashes, create: !!options.create });
+          return Promise.all(hashes.map((h) => root.getFileHandle(`${h.algorithm}-${h.value}`, { create: !!options.create })));
+        },
+      };
+      Object.defineProperty(Navigator.prototype, "crossOriginStorage", { value: stub, configurable: true });
+      await w.deleteCachedModel();
+      const fileset = await w.FilesetResolver.forGenAiTasks();
+      const options = { baseOptions: { modelAssetPath: model }, topK: 1, maxTokens: 48, cacheModel: true };
+      const llm = await w.LlmInference.createFromOptions(fileset, options);
+      const answer = await llm.generateResponse("The quick brown fox");
+      llm.close();
+      const url = new URL(model, location.href).href;
+      const cacheCopy = await (await caches.open(w.MODEL_CACHE_NAME)).match(url);
+      const stored = [];
+      for await (const [name, handle] of (root as any).entries()) stored.push([name, (await handle.getFile()).size]);
+      return {
+        native,
+        answer,
+        record: await w.recordedModelHash(model),
+        cacheCopy: !!cacheCopy,
+        stored,
+        calls: calls.map((c) => `${c.create ? "create" : "find"} ${c.hashes.map((h) => `${h.algorithm}:${h.value}`).join(",")}`),
+        badHash: await catching(() => w.LlmInference.createFromOptions(fileset, { ...options, modelSha256: "abc" })),
+      };
+    },
+    { model: MODEL, errorOf },
+  );
+  expect(first.native, "this Chromium has no cross-origin storage (else the stand-in would hide it)").toBe(false);
+  expect(first.answer).toBe(expected.greedy[0]);
+  expect(first.record).toEqual({ algorithm: "SHA-256", value: sha256, size: expected.model_size });
+  expect(first.calls, "no hash known before the first download: stored under the computed one, then read back").toEqual([`create SHA-256:${sha256}`, `find SHA-256:${sha256}`]);
+  expect(first.stored).toEqual([[`SHA-256-${sha256}`, expected.model_size]]);
+  expect(first.cacheCopy, "the file lives in the cross-origin storage only").toBe(false);
+  expect(first.badHash).toBe('RangeError: modelSha256 = "abc": expected the model file\'s SHA-256 as 64 hex digits');
+
+  // No network for the model: the recorded hash finds it; another URL (another site's) finds it by modelSha256.
+  let requests = 0;
+  await page.route("**/*.gguf", (route) => {
+    requests += 1;
+    return route.abort();
+  });
+  const second = await inPage(
+    page,
+    async (w, { model, sha256 }) => {
+      const calls = (globalThis as any).__cosCalls;
+      calls.length = 0;
+      const fileset = await w.FilesetResolver.forGenAiTasks();
+      const run = async (opts: any) => {
+        const llm = await w.LlmInference.createFromOptions(fileset, { topK: 1, maxTokens: 48, cacheModel: true, ...opts });
+        const answer = await llm.generateResponse("The quick brown fox");
+        llm.close();
+        return answer;
+      };
+      const reload = await run({ baseOptions: { modelAssetPath: model } });
+      const elsewhere = await run({ baseOptions: { modelAssetPath: "/another/site/model.gguf" }, modelSha256: sha256.toUpperCase() });
+      return { reload, elsewhere, calls: calls.map((c: any) => `${c.create ? "create" : "find"} ${c.hashes.map((h: any) => h.value).join(",")}`) };
+    },
+    { model: MODEL, sha256 },
+  );
+  expect(second.reload).toBe(expected.greedy[0]);
+  expect(second.elsewhere).toBe(expected.greedy[0]);
+  expect(second.calls).toEqual([`find ${sha256}`, `find ${sha256}`]);
+  expect(requests, "neither load touched the network").toBe(0);
+  await page.unroute("**/*.gguf");
+
+  // A download that does not match modelSha256 is refused and nothing is kept.
+  const third = await inPage(
+    page,
+    async (w, { model, errorOf }) => {
+      const catching = new Function(`return (${errorOf});`)();
+      await w.deleteCachedModel();
+      const root = await navigator.storage.getDirectory();
+      for await (const name of (root as any).keys()) await root.removeEntry(name);
+      const wrong = "0".repeat(64);
+      const error = await catching(() =>
+        w.LlmInference.createFromOptions(w.FilesetResolver, { baseOptions: { modelAssetPath: model }, cacheModel: true, modelSha256: wrong }),
+      );
+      const url = new URL(model, location.href).href;
+      const stored = [];
+      for await (const name of (root as any).keys()) stored.push(name);
+      return { error, copy: !!(await (await caches.open(w.MODEL_CACHE_NAME)).match(url)), record: (await w.recordedModelHash(model)) ?? null, stored };
+    },
+    { model: MODEL, errorOf },
+  );
+  expect(third.error).toBe(`ModelFormatError: ${new URL(MODEL, page.url()).href}: the download's SHA-256 is ${sha256}, but modelSha256 is ${"0".repeat(64)}; nothing was kept`);
+  expect(third).toMatchObject({ copy: false, record: null, stored: [] });
 });

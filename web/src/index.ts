@@ -48,5 +48,5 @@ export type {
 } from "./llm_inference";
 export { LlmChat, chatTemplateOf, formatChat } from "./chat";
 export type { ChatMessage, FormatOptions } from "./chat";
-export { MODEL_CACHE_NAME, deleteCachedModel } from "./model_source";
+export { MODEL_CACHE_NAME, MODEL_HASH_CACHE_NAME, deleteCachedModel, recordedModelHash } from "./model_source";
 export type { LoadProgressCallback, ModelAsset } from "./model_source";

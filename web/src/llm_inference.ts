@@ -66,8 +66,15 @@ export interface LlmInferenceOptions {
   kernels?: KernelFamily;
   /** wgllm extra: bytes loaded so far and the file size (undefined when unknown). */
   onLoadProgress?: LoadProgressCallback;
-  /** wgllm extra: keep the model in the Cache Storage API so a reload does not download it again. */
+  /**
+   * wgllm extra: keep the model so a reload does not download it again: in the browser's cross-origin
+   * storage (navigator.crossOriginStorage, shared between sites by SHA-256) where it exists, else in
+   * this site's Cache Storage (README "Caching the model").
+   */
   cacheModel?: boolean;
+  /** wgllm extra: the model file's SHA-256 (64 hex digits): with cacheModel, found in the cross-origin
+   * storage before any download, and checked against the download. Reset by a new model asset. */
+  modelSha256?: string;
   /** wgllm extra: run the engine in a Web Worker (the page never blocks on it). */
   useWorker?: boolean;
   /** wgllm extra: where dist/genai_worker.mjs is (default: next to this bundle). */
@@ -130,6 +137,7 @@ export class LlmInference {
   private forceF32 = false;
   private kernels?: KernelFamily;
   private cacheModel = false;
+  private modelSha256?: string;
   private onLoadProgress?: LoadProgressCallback;
   private device?: GPUDevice;
   private useWorker = false;
@@ -202,6 +210,8 @@ export class LlmInference {
     }
     if ("onLoadProgress" in options) this.onLoadProgress = options.onLoadProgress;
     if ("cacheModel" in options) this.cacheModel = !!options.cacheModel;
+    if ("modelSha256" in options) this.modelSha256 = options.modelSha256;
+    else if (base?.modelAssetPath || base?.modelAssetBuffer) this.modelSha256 = undefined;
     const workerChange = ("useWorker" in options && !!options.useWorker !== this.useWorker) || "workerUrl" in options;
     if ("useWorker" in options) this.useWorker = !!options.useWorker;
     if ("workerUrl" in options) this.workerUrl = options.workerUrl;
@@ -240,7 +250,7 @@ export class LlmInference {
       this.tokenizer = undefined;
       this.info = undefined;
       const info = await this.runner.load(
-        { asset, maxTokens: this.maxTokens, forceF32: this.forceF32, kernels: this.kernels, cacheModel: this.cacheModel, loraRanks: this.loraRanks },
+        { asset, maxTokens: this.maxTokens, forceF32: this.forceF32, kernels: this.kernels, cacheModel: this.cacheModel, modelSha256: this.modelSha256, loraRanks: this.loraRanks },
         this.onLoadProgress,
       );
       this.tokenizer = Tokenizer.fromHeader(headerOf(info));

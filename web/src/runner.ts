@@ -21,6 +21,8 @@ export interface LoadRequest {
   /** The kernel family ("gpu" or "cpu"); undefined: chosen from the adapter. */
   kernels?: KernelFamily;
   cacheModel: boolean;
+  /** The model file's SHA-256 (model_source.ts: the cross-origin storage's key, checked on download). */
+  modelSha256?: string;
   /** LoRA ranks adapters may have (declared at load, as in MediaPipe). */
   loraRanks?: number[];
 }
@@ -77,7 +79,7 @@ export class LocalRunner implements Runner {
       this.ownsDevice = true;
     }
     const device = this.device;
-    const stream = await openModel(req.asset, { cache: req.cacheModel, progress });
+    const stream = await openModel(req.asset, { cache: req.cacheModel, progress, sha256: req.modelSha256 });
     let tokenizer: Tokenizer;
     try {
       modelConfigFromHeader(stream.header); // an unsupported architecture is named first,
