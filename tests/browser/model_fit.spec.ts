@@ -79,8 +79,9 @@ test("a model larger than the device's memory is refused from its header, the do
           return real(d);
         };
         let loaded = 0;
+        const fileset = await w.FilesetResolver.forGenAiTasks();
         const error = await catching(() =>
-          w.LlmInference.createFromOptions(await w.FilesetResolver.forGenAiTasks(), {
+          w.LlmInference.createFromOptions(fileset, {
             baseOptions: { modelAssetPath: model, gpuOptions: { device } },
             maxTokens: 64,
             onLoadProgress: (n: number) => (loaded = n),
