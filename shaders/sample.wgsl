@@ -1,8 +1,18 @@
-// sample: out[0] = sample_top_k(logits[offset : offset + vocab], top_k, temperature, random_uniform(seed, step))   ref: reference.sample_top_k, reference.random_uniform   grid: (1, 1, 1)
-// One workgroup. Each invocation keeps a sorted list of the best k logits of its strided share of
-// the row; k rounds of a workgroup reduction then merge the lists' heads into the row's top k, in
-// reference order (logit descending, then id ascending). top_k <= 1 or temperature <= 0 is greedy
-// (argmax, ties to the lowest id). top_k is at most MAX_K: the host rejects larger values.
+// sample: out[0] = reference.sample(logits[offset : offset + vocab], ..., u = random_uniform(seed, step))   ref: reference.sample, reference.random_uniform   grid: (1, 1, 1)
+// One workgroup; the chain in llama.cpp's order:
+//   1. adjust: for each of the n_adjust entries (one per id, host-made): logit += bias (logit_bias);
+//      for a penalized id (count > 0 in the penalty window) the repetition penalty divides a positive
+//      logit and multiplies one <= 0, then `sub` (count * frequency + presence, host-computed in f32)
+//      is subtracted. The row is adjusted in place.
+//   2. top-k: each invocation keeps a sorted list of the best k logits of its strided share of the
+//      row; k rounds of a workgroup reduction merge the lists' heads into the row's top k, in
+//      reference order (logit descending, then id ascending). k covers top_logprobs too.
+//   3. (logprobs) sum of exp(logit - max) over the row, reduced across the workgroup.
+//   4. top-p (softmax of the top_k candidates at temperature 1, shortest prefix whose cumulative
+//      weight reaches top_p * total), min-p (exp(logit - max) >= min_p), temperature, the draw: the
+//      first candidate whose cumulative weight exceeds u * total.
+// top_k <= 1 or temperature <= 0 is greedy (argmax of the adjusted row, ties to the lowest id).
+// top_k and n_top are at most MAX_K: the host rejects larger values.
 override WG_SIZE: u32 = 256u; // a power of two
 const MAX_K: u32 = 64u;
 const NONE: u32 = 0xffffffffu; // an empty slot: ranks below every logit, -inf included
@@ -14,11 +24,26 @@ struct Params {
     temperature: f32,
     seed: u32,
     step: u32,
+    top_p: f32, // >= 1: off
+    min_p: f32, // <= 0: off
+    repetition_penalty: f32,
+    n_adjust: u32, // entries in adjust
+    n_top: u32, // top logprobs to write (<= MAX_K)
+    want_logprobs: u32, // 1: write logprobs
+}
+
+struct Adjust {
+    id: u32,
+    penalized: u32, // 1: count > 0 in the penalty window
+    bias: f32,
+    sub: f32, // count * frequency_penalty + presence_penalty
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> logits: array<f32>;  // (rows, vocab), this row at offset
-@group(0) @binding(2) var<storage, read_write> out: array<u32>; // (1,) the chosen token id
+@group(0) @binding(1) var<storage, read> adjust: array<Adjust>; // (>= n_adjust,) distinct ids
+@group(0) @binding(2) var<storage, read_write> logits: array<f32>; // (rows, vocab), this row at offset; adjusted in place
+@group(0) @binding(3) var<storage, read_write> out: array<u32>; // (1,) the chosen token id
+@group(0) @binding(4) var<storage, read_write> logprobs: array<u32>; // (2 + 2 * n_top,) the chosen's logprob, n_top, then n_top (id, logprob) pairs; f32 as bits
 
 var<private> top_val: array<f32, MAX_K>; // this invocation's best logits, best first
 var<private> top_id: array<u32, MAX_K>;
@@ -51,12 +76,32 @@ fn ranks_before(av: f32, ai: u32, bv: f32, bi: u32) -> bool {
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
     let lane = lid.x;
-    var k = min(min(params.top_k, MAX_K), params.vocab);
-    if (params.top_k <= 1u || params.temperature <= 0.0) {
-        k = 1u;
-    }
 
-    // Ids grow along the scan, so an equal logit never displaces one already held.
+    // 1. logit_bias and penalties (reference.apply_logit_bias, reference.apply_penalties)
+    for (var e = lane; e < params.n_adjust; e += WG_SIZE) {
+        let a = adjust[e];
+        let at = params.offset + a.id;
+        var v = logits[at] + a.bias;
+        if (a.penalized != 0u) {
+            if (v <= 0.0) {
+                v = v * params.repetition_penalty;
+            } else {
+                v = v / params.repetition_penalty;
+            }
+            v = v - a.sub;
+        }
+        logits[at] = v;
+    }
+    storageBarrier(); // the scan below reads what other invocations wrote
+
+    let greedy = params.top_k <= 1u || params.temperature <= 0.0;
+    var k_sample = min(min(params.top_k, MAX_K), params.vocab);
+    if (greedy) {
+        k_sample = 1u;
+    }
+    let k = min(max(k_sample, params.n_top), min(MAX_K, params.vocab));
+
+    // 2. top-k. Ids grow along the scan, so an equal logit never displaces one already held.
     var count = 0u;
     for (var i = lane; i < params.vocab; i += WG_SIZE) {
         let v = logits[params.offset + i];
@@ -103,28 +148,76 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
         workgroupBarrier(); // the red_* arrays are rewritten next round
     }
 
+    // 3. log of the softmax's denominator over the whole row, relative to its max (cand_val[0])
+    var log_total = 0.0;
+    if (params.want_logprobs != 0u) {
+        let top = cand_val[0];
+        var part = 0.0;
+        for (var i = lane; i < params.vocab; i += WG_SIZE) {
+            part += exp(logits[params.offset + i] - top);
+        }
+        red_val[lane] = part;
+        workgroupBarrier();
+        for (var s = WG_SIZE / 2u; s > 0u; s >>= 1u) {
+            if (lane < s) {
+                red_val[lane] += red_val[lane + s];
+            }
+            workgroupBarrier();
+        }
+        log_total = top + log(red_val[0]);
+    }
+
     if (lane != 0u) {
         return;
     }
-    if (k == 1u) {
-        out[0] = cand_id[0];
-        return;
-    }
-    // Softmax of the k logits over temperature, then the first candidate whose cumulative
-    // weight exceeds u * total, summed in the reference's order so both see the same sums.
-    var total = 0.0;
-    for (var r = 0u; r < k; r++) {
-        total += exp((cand_val[r] - cand_val[0]) / params.temperature);
-    }
-    let draw = random_uniform(params.seed, params.step) * total;
-    var cdf = 0.0;
-    var pick = k - 1u;
-    for (var r = 0u; r < k; r++) {
-        cdf += exp((cand_val[r] - cand_val[0]) / params.temperature);
-        if (cdf > draw) {
-            pick = r;
-            break;
+    // 4. truncation and the draw, summed in the reference's order so both see the same sums
+    var pick = 0u;
+    if (!greedy) {
+        var m = k_sample;
+        if (params.top_p < 1.0) {
+            var total = 0.0;
+            for (var r = 0u; r < k_sample; r++) {
+                total += exp(cand_val[r] - cand_val[0]);
+            }
+            let reach = params.top_p * total;
+            var cum = 0.0;
+            for (var r = 0u; r < k_sample; r++) {
+                cum += exp(cand_val[r] - cand_val[0]);
+                if (cum >= reach) {
+                    m = r + 1u;
+                    break;
+                }
+            }
+        }
+        if (params.min_p > 0.0) {
+            var kept = 0u;
+            for (var r = 0u; r < k_sample; r++) {
+                kept += select(0u, 1u, exp(cand_val[r] - cand_val[0]) >= params.min_p);
+            }
+            m = min(m, max(kept, 1u));
+        }
+        var total = 0.0;
+        for (var r = 0u; r < m; r++) {
+            total += exp((cand_val[r] - cand_val[0]) / params.temperature);
+        }
+        let draw = random_uniform(params.seed, params.step) * total;
+        var cdf = 0.0;
+        pick = m - 1u;
+        for (var r = 0u; r < m; r++) {
+            cdf += exp((cand_val[r] - cand_val[0]) / params.temperature);
+            if (cdf > draw) {
+                pick = r;
+                break;
+            }
         }
     }
     out[0] = cand_id[pick];
+    if (params.want_logprobs != 0u) {
+        logprobs[0] = bitcast<u32>(cand_val[pick] - log_total);
+        logprobs[1] = params.n_top;
+        for (var j = 0u; j < min(params.n_top, k); j++) {
+            logprobs[2u + 2u * j] = cand_id[j];
+            logprobs[3u + 2u * j] = bitcast<u32>(cand_val[j] - log_total);
+        }
+    }
 }

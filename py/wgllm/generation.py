@@ -4,20 +4,25 @@
   when the model's tokenizer asks for one; format chat turns with the model's template yourself,
   as with MediaPipe's LlmInference.
 - max_tokens counts prompt + answer: a prompt that leaves no room for an answer is an error.
-- Sampling: top-k, then temperature; top_k == 1 or temperature == 0 is greedy; the draw for the
-  i-th generated token uses random_uniform(seed, i), so the same seed gives the same text.
-- Generation stops at the model's end-of-generation tokens or at max_tokens.
+- Sampling: wgllm.sampling.SamplingParams (top-k and temperature as MediaPipe; top-p, min-p,
+  penalties, logit_bias, logprobs as llama.cpp / OpenAI: see wgllm.sampling for the chain). The draw
+  for the i-th generated token uses random_uniform(seed, i), so the same seed gives the same text.
+- Generation stops at the model's end-of-generation tokens, at max_tokens, or at the first stop
+  string in the decoded text (matched across token boundaries; it and what follows are not
+  returned, and a listener never receives text that may still turn out to start one).
 """
 
 from __future__ import annotations
 
 import codecs
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
 
 from wgllm import reference
 from wgllm.model import Model
+from wgllm.sampling import SamplingParams, StopFilter, check_stop
 
 Listener = Callable[[str, bool], None]
 
@@ -27,7 +32,10 @@ class PromptTooLongError(ValueError):
 
 
 class Session(Protocol):
-    """One generation's state on a backend: the KV cache and the sampler settings."""
+    """One generation's state on a backend: the KV cache and the sampler settings. `sampled` lists
+    what each step drew (reference.Sampled: with logprobs when the params ask for them)."""
+
+    sampled: list
 
     def prefill(self, ids: list[int]) -> int: ...
 
@@ -35,24 +43,29 @@ class Session(Protocol):
 
 
 class ReferenceSession:
-    """The numpy reference as a backend: logits on the CPU, sampled by reference.sample_top_k."""
+    """The numpy reference as a backend: logits on the CPU, sampled by reference.sample.
+    Sampling options: top_k, temperature, seed and any other SamplingParams field."""
 
-    def __init__(self, model: Model, *, top_k: int, temperature: float, seed: int, dtype=np.float32, lora=None, kv_dtype=None):
-        self.model, self.top_k, self.temperature, self.seed, self.dtype = model, top_k, temperature, seed, dtype
+    def __init__(self, model: Model, *, top_k: int, temperature: float, seed: int, dtype=np.float32, lora=None, kv_dtype=None, **options):
+        self.model, self.dtype = model, dtype
+        self.params = SamplingParams(top_k=top_k, temperature=temperature, seed=seed, **options).checked(model.config.n_vocab)
         self.lora = lora  # a wgllm.lora.LoraAdapter applied on every step, or None
         self.cache = reference.KVCache(kv_dtype)  # kv_dtype np.float16: the GPU engine's f16 KV cache
-        self.generated = 0
+        self.history: list[int] = []  # every id fed, for the penalties
+        self.sampled: list[reference.Sampled] = []
 
-    def _sample(self, logits: np.ndarray) -> int:
-        u = reference.random_uniform(self.seed, self.generated)
-        self.generated += 1
-        return reference.sample_top_k(logits, self.top_k, self.temperature, u)
+    def _run(self, ids: list[int]) -> int:
+        logits = reference.forward(self.model, ids, self.dtype, self.cache, self.lora)[-1]
+        self.history.extend(ids)
+        s = self.params.sample_reference(logits, len(self.sampled), self.history)
+        self.sampled.append(s)
+        return s.token
 
     def prefill(self, ids: list[int]) -> int:
-        return self._sample(reference.forward(self.model, ids, self.dtype, self.cache, self.lora)[-1])
+        return self._run(ids)
 
     def decode(self, token: int) -> int:
-        return self._sample(reference.forward(self.model, [token], self.dtype, self.cache, self.lora)[-1])
+        return self._run([token])
 
 
 def check_sampling_options(max_tokens: int, top_k: int, temperature: float, seed: int) -> None:
@@ -78,6 +91,70 @@ def encode_prompt(model: Model, prompt: str, max_tokens: int) -> list[int]:
     return ids
 
 
+@dataclass
+class Generation:
+    """One answer: its text, the ids generated (an end-of-generation token excluded), what the
+    sampler drew for each (reference.Sampled: logprobs when asked), and why it ended: "stop" (an
+    end-of-generation token or a stop string), "length" (max_tokens) or "cancelled"."""
+
+    text: str = ""
+    tokens: list[int] = field(default_factory=list)
+    sampled: list = field(default_factory=list)
+    finish_reason: str = "length"
+    stop: str | None = None  # the stop string that ended it
+
+
+def run_generation(
+    model: Model,
+    session: Session,
+    prompt_ids: list[int],
+    max_tokens: int,
+    listener: Listener | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    stop: list[str] | None = None,
+) -> Generation:
+    """Prefill, then decode until an end-of-generation token, max_tokens, a stop string or cancellation."""
+    tok = model.tokenizer
+    eog = set(tok.eog_ids)
+    utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    stops = StopFilter(check_stop(stop))
+    out = Generation()
+    pieces: list[str] = []
+
+    def emit(text: str) -> None:
+        if text:
+            pieces.append(text)
+            if listener:
+                listener(text, False)
+
+    token = session.prefill(prompt_ids)
+    total = len(prompt_ids)
+    while True:
+        if token in eog:
+            out.finish_reason = "stop"
+            break
+        if cancelled and cancelled():
+            out.finish_reason = "cancelled"
+            break
+        out.tokens.append(token)
+        out.sampled.append(session.sampled[len(out.tokens) - 1])
+        emit(stops.push(utf8.decode(tok.token_bytes(token))))
+        total += 1
+        if stops.stopped is not None:
+            out.finish_reason, out.stop = "stop", stops.stopped
+            break
+        if total >= max_tokens:
+            break
+        token = session.decode(token)
+    if stops.stopped is None:
+        emit(stops.push(utf8.decode(b"", final=True)))
+        emit(stops.flush())
+    if listener:
+        listener("", True)
+    out.text = "".join(pieces)
+    return out
+
+
 def run_session(
     model: Model,
     session: Session,
@@ -85,30 +162,10 @@ def run_session(
     max_tokens: int,
     listener: Listener | None = None,
     cancelled: Callable[[], bool] | None = None,
+    stop: list[str] | None = None,
 ) -> str:
-    """Prefill, then decode until an end-of-generation token, max_tokens, or cancellation."""
-    tok = model.tokenizer
-    eog = set(tok.eog_ids)
-    utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    pieces: list[str] = []
-    token = session.prefill(prompt_ids)
-    total = len(prompt_ids)
-    while token not in eog and not (cancelled and cancelled()):
-        piece = utf8.decode(tok.token_bytes(token))
-        total += 1
-        if piece:
-            pieces.append(piece)
-            if listener:
-                listener(piece, False)
-        if total >= max_tokens:
-            break
-        token = session.decode(token)
-    tail = utf8.decode(b"", final=True)
-    if tail:
-        pieces.append(tail)
-    if listener:
-        listener(tail, True)
-    return "".join(pieces)
+    """run_generation's text."""
+    return run_generation(model, session, prompt_ids, max_tokens, listener, cancelled, stop).text
 
 
 def generate(
@@ -122,10 +179,13 @@ def generate(
     listener: Listener | None = None,
     dtype=np.float32,
     lora=None,
+    stop: list[str] | None = None,
+    **options,
 ) -> str:
     """Generate an answer to `prompt` with the numpy reference (and the LoraAdapter `lora`, if
-    given); `listener(partial, done)` streams it."""
+    given); `listener(partial, done)` streams it. `options`: other SamplingParams fields."""
     check_sampling_options(max_tokens, top_k, temperature, seed)
+    stop = check_stop(stop)
+    session = ReferenceSession(model, top_k=top_k, temperature=temperature, seed=seed, dtype=dtype, lora=lora, **options)
     ids = encode_prompt(model, prompt, max_tokens)
-    session = ReferenceSession(model, top_k=top_k, temperature=temperature, seed=seed, dtype=dtype, lora=lora)
-    return run_session(model, session, ids, max_tokens, listener)
+    return run_session(model, session, ids, max_tokens, listener, stop=stop)

@@ -11,6 +11,13 @@ LoRA, as in MediaPipe: declare the ranks at creation (lora_ranks=[4]), load adap
     llm = LlmInference.create_from_options("model.gguf", lora_ranks=[4])
     lora = llm.load_lora_model("adapter.gguf")
     llm.generate_response("Hello", lora)   # with the adapter; without it on the next call
+
+Sampling extras beyond MediaPipe's top_k / temperature / random_seed (wgllm.sampling has the chain
+and its order): top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty,
+penalty_last_n, logit_bias ({token id: bias}), logprobs / top_logprobs (then each answer's
+per-token logprobs are in last_generations), and stop (strings that end the answer, not returned).
+OpenAI's `seed` is random_seed and its `n` is num_responses: generate_responses draws num_responses
+answers, the i-th with seed random_seed + i, one after another (each with the whole max_tokens).
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ import threading
 from typing import Callable
 
 from wgllm import generation
-from wgllm.generation import Listener
+from wgllm.generation import Generation, Listener
 from wgllm.model import Model, load_model
+from wgllm.sampling import SamplingParams, check_stop
 
 BUSY_MESSAGE = "Previous invocation or loading is still ongoing."
 LORA_BUSY_MESSAGE = "Cannot load LoRA model while loading or processing."
@@ -57,9 +65,15 @@ class LlmInference:
         force_f32: bool,
         backend: str,
         kernels: str | None = None,
+        sampling: SamplingParams | None = None,
+        stop: list[str] | None = None,
     ):
         self.model = model
         self.max_tokens, self.top_k, self.temperature, self.random_seed = max_tokens, top_k, temperature, random_seed
+        # the extra sampling options (top_k, temperature and seed above are MediaPipe's and win)
+        self.sampling = sampling or SamplingParams()
+        self.stop = list(stop or [])
+        self.last_generations: list[Generation] = []  # the last call's answers: tokens, logprobs, finish reasons
         self.lora_ranks = list(lora_ranks or [])
         self.num_responses, self.force_f32, self.backend = num_responses, force_f32, backend
         self._busy = threading.Lock()
@@ -84,8 +98,19 @@ class LlmInference:
         force_f32: bool = False,
         backend: str = "gpu",
         kernels: str | None = None,
+        stop: list[str] | str | None = None,
+        **sampling,
     ) -> "LlmInference":
+        """MediaPipe's options, then wgllm's: backend, kernels, stop and the SamplingParams fields
+        top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, penalty_last_n,
+        logit_bias, logprobs, top_logprobs (all checked, by name, before the model loads; logit_bias's
+        ids against its vocabulary once it has)."""
         generation.check_sampling_options(max_tokens, top_k, temperature, random_seed)
+        unknown = sorted(set(sampling) - set(SamplingParams.names()) | set(sampling) & {"top_k", "temperature", "seed"})
+        if unknown:
+            raise TypeError(f"unknown LlmInference option(s) {', '.join(unknown)} (random_seed is the seed)")
+        params = SamplingParams(top_k=top_k, temperature=temperature, seed=random_seed, **sampling).checked(None, "random_seed")
+        stop = check_stop(stop)
         if backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
         if kernels is not None:
@@ -100,8 +125,10 @@ class LlmInference:
             raise ValueError("num_responses > 1 needs top_k > 1: greedy decoding would give identical responses")
         if lora_ranks and any(not isinstance(r, int) or r < 1 for r in lora_ranks):
             raise ValueError(f"lora_ranks must be positive integers, got {lora_ranks!r}")
+        model = load_model(model_path)
+        params = params.checked(model.config.n_vocab, "random_seed")
         return cls(
-            load_model(model_path),
+            model,
             max_tokens=max_tokens,
             top_k=top_k,
             temperature=temperature,
@@ -111,6 +138,8 @@ class LlmInference:
             force_f32=force_f32,
             backend=backend,
             kernels=kernels,
+            sampling=params,
+            stop=stop,
         )
 
     @classmethod
@@ -146,7 +175,8 @@ class LlmInference:
 
     # -- generation ----------------------------------------------------------------------------
     def _session(self, seed: int, lora: LoraModel | None = None):
-        opts = dict(top_k=self.top_k, temperature=self.temperature, seed=seed)
+        extra = {f: getattr(self.sampling, f) for f in SamplingParams.names() if f not in ("top_k", "temperature", "seed")}
+        opts = dict(top_k=self.top_k, temperature=self.temperature, seed=seed, **extra)
         if self._engine is not None:
             return self._engine.session(**opts, lora=lora._gpu if lora is not None else None)
         return generation.ReferenceSession(self.model, **opts, lora=lora.adapter if lora is not None else None)
@@ -172,7 +202,10 @@ class LlmInference:
         def go():
             ids = generation.encode_prompt(self.model, prompt, self.max_tokens)
             session = self._session(self.random_seed, lora)
-            return generation.run_session(self.model, session, ids, self.max_tokens, listener, self._cancel.is_set)
+            self.last_generations = [
+                generation.run_generation(self.model, session, ids, self.max_tokens, listener, self._cancel.is_set, self.stop)
+            ]
+            return self.last_generations[0].text
 
         return self._run(go)
 
@@ -182,12 +215,13 @@ class LlmInference:
 
         def go():
             ids = generation.encode_prompt(self.model, prompt, self.max_tokens)
-            return [
-                generation.run_session(
-                    self.model, self._session(self.random_seed + i, lora), ids, self.max_tokens, None, self._cancel.is_set
+            self.last_generations = [
+                generation.run_generation(
+                    self.model, self._session(self.random_seed + i, lora), ids, self.max_tokens, None, self._cancel.is_set, self.stop
                 )
                 for i in range(self.num_responses)
             ]
+            return [g.text for g in self.last_generations]
 
         return self._run(go)
 

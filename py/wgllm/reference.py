@@ -348,14 +348,138 @@ def sample_top_k(logits: np.ndarray, top_k: int, temperature: float, u: float) -
     top_k <= 1 or temperature <= 0 is greedy (ties go to the lowest id). Candidates are ordered by
     logit, then id; the draw is the first candidate whose cumulative probability exceeds u.
     """
-    logits = np.asarray(logits, dtype=np.float32)
-    if top_k <= 1 or temperature <= 0:
-        return int(np.argmax(logits))
-    k = min(int(top_k), logits.shape[0])
+    return sample(logits, top_k=top_k, temperature=temperature, u=u).token
+
+
+# The sampler chain, in llama.cpp's order (common/sampling.cpp): logit_bias, penalties, top-k,
+# top-p, min-p, temperature, draw. Each step is a plain function; `sample` chains them as
+# sample.wgsl does. All arithmetic is float32 and in the shader's order, so the GPU picks the same
+# token for the same u (exp may differ by an ulp between numpy and a GPU: a draw that lands within
+# that of a boundary may differ, as it may for top-k and temperature alone).
+
+
+def apply_logit_bias(logits: np.ndarray, bias: dict[int, float]) -> np.ndarray:
+    """logits[id] += bias[id] (OpenAI's logit_bias; the first step of the chain)."""
+    out = np.array(logits, dtype=np.float32)
+    for i, b in bias.items():
+        out[i] = out[i] + np.float32(b)
+    return out
+
+
+def penalty_counts(history, last_n: int) -> dict[int, int]:
+    """How often each id occurs in the last `last_n` ids of `history` (-1: all of it; 0: none)."""
+    window = list(history) if last_n < 0 else list(history)[len(history) - last_n :] if last_n else []
+    counts: dict[int, int] = {}
+    for t in window:
+        counts[int(t)] = counts.get(int(t), 0) + 1
+    return counts
+
+
+def penalty_offset(count: int, frequency_penalty: float, presence_penalty: float) -> np.float32:
+    """count * frequency_penalty + presence_penalty in float32 (the host computes it for the GPU)."""
+    return np.float32(np.float32(count) * np.float32(frequency_penalty) + np.float32(presence_penalty))
+
+
+def apply_penalties(
+    logits: np.ndarray, counts: dict[int, int], repetition_penalty: float, frequency_penalty: float, presence_penalty: float
+) -> np.ndarray:
+    """llama.cpp's penalties sampler, for every id with count > 0: the repetition penalty divides a
+    positive logit and multiplies one <= 0, then OpenAI's frequency and presence penalties subtract
+    count * frequency_penalty + presence_penalty."""
+    out = np.array(logits, dtype=np.float32)
+    rp = np.float32(repetition_penalty)
+    for i, n in counts.items():
+        if n <= 0:
+            continue
+        v = out[i]
+        v = v * rp if v <= 0 else v / rp
+        out[i] = v - penalty_offset(n, frequency_penalty, presence_penalty)
+    return out
+
+
+def top_k_ids(logits: np.ndarray, k: int) -> np.ndarray:
+    """The ids of the k largest logits, by logit descending then id ascending."""
     ids = np.arange(logits.shape[0])
-    order = np.lexsort((ids, -logits))[:k]
-    scaled = (logits[order] - logits[order[0]]) / np.float32(temperature)
-    p = np.exp(scaled.astype(np.float32))
+    return np.lexsort((ids, -logits))[: min(int(k), logits.shape[0])]
+
+
+def top_p_keep(values: np.ndarray, top_p: float) -> int:
+    """How many of the sorted candidate logits nucleus sampling keeps: the shortest prefix whose
+    probability (softmax over the candidates, temperature 1) reaches top_p; all for top_p >= 1."""
+    if top_p >= 1.0:
+        return len(values)
+    cdf = np.cumsum(np.exp((values - values[0]).astype(np.float32)), dtype=np.float32)
+    reached = np.nonzero(cdf >= np.float32(top_p) * cdf[-1])[0]
+    return int(reached[0]) + 1 if len(reached) else len(values)
+
+
+def min_p_keep(values: np.ndarray, min_p: float) -> int:
+    """How many of the sorted candidate logits min-p keeps: those whose probability is at least
+    min_p times the largest one's (exp(v - max) >= min_p, temperature 1); at least one."""
+    if min_p <= 0.0:
+        return len(values)
+    rel = np.exp((values - values[0]).astype(np.float32))
+    return max(1, int(np.count_nonzero(rel >= np.float32(min_p))))
+
+
+def draw(values: np.ndarray, temperature: float, u: float) -> int:
+    """The index drawn by u from softmax(values / temperature) over sorted candidate logits: the
+    first whose cumulative weight exceeds u * total."""
+    p = np.exp(((values - values[0]) / np.float32(temperature)).astype(np.float32))
     cdf = np.cumsum(p, dtype=np.float32)
-    pick = int(np.searchsorted(cdf, np.float32(u) * cdf[-1], side="right"))
-    return int(order[min(pick, k - 1)])
+    return min(int(np.searchsorted(cdf, np.float32(u) * cdf[-1], side="right")), len(values) - 1)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    x = np.asarray(logits, dtype=np.float64)
+    m = x.max()
+    return (x - (m + np.log(np.exp(x - m).sum()))).astype(np.float32)
+
+
+@dataclass
+class Sampled:
+    """A sampled token; with logprobs, its log-probability and the top_logprobs best (id, logprob)."""
+
+    token: int
+    logprob: float | None = None
+    top: list[tuple[int, float]] | None = None
+
+
+def sample(
+    logits: np.ndarray,
+    *,
+    top_k: int,
+    temperature: float,
+    u: float,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    logit_bias: dict[int, float] | None = None,
+    counts: dict[int, int] | None = None,
+    repetition_penalty: float = 1.0,
+    frequency_penalty: float = 0.0,
+    presence_penalty: float = 0.0,
+    logprobs: bool = False,
+    top_logprobs: int = 0,
+) -> Sampled:
+    """The whole chain (see above). top_k <= 1 or temperature <= 0 is greedy: the largest adjusted
+    logit, ties to the lowest id. Log-probabilities are the log-softmax over the whole vocabulary of
+    the logits after logit_bias and the penalties, before truncation and temperature."""
+    x = np.asarray(logits, dtype=np.float32)
+    if logit_bias:
+        x = apply_logit_bias(x, logit_bias)
+    if counts:
+        x = apply_penalties(x, counts, repetition_penalty, frequency_penalty, presence_penalty)
+    greedy = top_k <= 1 or temperature <= 0
+    ids = top_k_ids(x, 1 if greedy else top_k)
+    if greedy:
+        pick = 0
+    else:
+        values = x[ids]
+        m = min(top_p_keep(values, top_p), min_p_keep(values, min_p))
+        pick = draw(values[:m], temperature, u)
+    out = Sampled(int(ids[pick]))
+    if logprobs:
+        lp = log_softmax(x)
+        out.logprob = float(lp[out.token])
+        out.top = [(int(i), float(lp[i])) for i in top_k_ids(x, top_logprobs)] if top_logprobs else []
+    return out

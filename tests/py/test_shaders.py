@@ -512,9 +512,12 @@ def test_kv_f16_variant_needs_exactly_one_alias_line(ctx):
 
 
 def run_sample(ctx, logits_buf, vocab, offset, top_k, temperature, seed, step) -> int:
+    """sample.wgsl with top-k and temperature alone (no adjust entries, no logprobs); the rest of
+    its chain is tested in test_sampling.py."""
     out = ctx.buffer(np.array([NAN_BITS], np.uint32))
-    uni = params("IIIfII", vocab, offset, top_k, temperature, seed, step)
-    ctx.run("sample.wgsl", [ctx.buffer(uni, uniform=True), logits_buf, out], (1, 1, 1))
+    uni = params("IIIfIIfffIII", vocab, offset, top_k, temperature, seed, step, 1.0, 0.0, 1.0, 0, 0, 0)
+    no_entries, no_logprobs = ctx.buffer(np.zeros(4, np.uint32)), ctx.buffer(np.zeros(4, np.uint32))
+    ctx.run("sample.wgsl", [ctx.buffer(uni, uniform=True), no_entries, logits_buf, out, no_logprobs], (1, 1, 1))
     return int(ctx.read(out, np.uint32)[0])
 
 

@@ -3,7 +3,8 @@
 The program mirrors reference.forward op for op (the same ModelConfig flags drive both). Buffers
 are allocated once for max_tokens rows; each step writes the token ids, positions and the small
 Params uniforms that depend on (n tokens, first position), records every dispatch, the sampler's
-included, into one compute pass of one command buffer, and reads back only the sampled token id.
+included, into one compute pass of one command buffer, and reads back only the sampled token id
+(and its logprobs when asked).
 A step has no command other than dispatches (the last row is copied by a kernel, kv_store), so
 nothing breaks the pass: on lavapipe a launch in an open pass costs about a third of one in a pass
 of its own, and decode is hundreds of small launches (bench/NOTES.md). For the same reason a layer's
@@ -33,9 +34,11 @@ import numpy as np
 from wgllm.gpu.lora import GpuLora, LoraSites
 from wgllm.gpu.runtime import GpuContext, GpuError, get_context, shader_constant
 from wgllm.model import Model
+from wgllm.reference import Sampled
+from wgllm.sampling import MAX_LOGIT_BIAS, MAX_TOP_K, MAX_TOP_LOGPROBS, SamplingParams
 
 _MAX_GROUPS = 65535
-MAX_TOP_K = 64  # sample.wgsl's MAX_K
+_SAMPLE_PARAMS = "IIIfIIfffIII"  # sample.wgsl's Params
 
 
 def _grid_rows(groups: int) -> tuple[int, int, int]:
@@ -479,8 +482,12 @@ class GpuEngine:
             )
             logits = self.logits_capped
         self.final_logits = logits
+        # the sampler's inputs: one Adjust entry per id with a logit_bias or a count in the penalty
+        # window (at most the whole context's ids and MAX_LOGIT_BIAS biases); its logprobs output
+        self.sample_adjust = ctx.buffer(size=16 * (self.max_tokens + MAX_LOGIT_BIAS), label="sampler adjust entries")
+        self.sample_logprobs = ctx.buffer(size=4 * (2 + 2 * MAX_TOP_LOGPROBS), label="sampler logprobs")
         sampler = _Program(ctx)
-        sampler.add("sample.wgsl", [logits, self.sampled], lambda n, p: _pack("IIIfII", 0, 0, 0, 0.0, 0, 0), lambda n, p: (1, 1, 1))
+        sampler.add("sample.wgsl", [self.sample_adjust, logits, self.sampled, self.sample_logprobs], lambda n, p: _pack(_SAMPLE_PARAMS, *[0] * 12), lambda n, p: (1, 1, 1))
         self.sampler = sampler.steps[0]
         return prog
 
@@ -602,19 +609,47 @@ class GpuEngine:
         return enc, cpass  # the pass still open, for the sampler
 
     def sample_step(self, ids: list[int], pos0: int, top_k: int, temperature: float, seed: int, step: int, lora: GpuLora | None = None) -> int:
+        """Run `ids` at pos0 and sample the next token with top-k and temperature alone."""
+        return self.sample_with(ids, pos0, SamplingParams(top_k=top_k, temperature=temperature, seed=seed), step, (), lora).token
+
+    def sample_with(self, ids: list[int], pos0: int, params: SamplingParams, step: int, history, lora: GpuLora | None = None) -> Sampled:
+        """Run `ids` at pos0 and sample the next token with `params` (checked SamplingParams),
+        `history` (every id fed so far, `ids` included) for the penalties. Reads back the id, and
+        the logprobs only when params asks for them."""
+        if not params.greedy and params.top_k > MAX_TOP_K:
+            raise ValueError(f"top_k = {params.top_k} is above the GPU sampler's maximum of {MAX_TOP_K}")
+        entries = params.adjust_entries(history)
+        if len(entries) * 16 > self.sample_adjust.size:
+            raise ValueError(f"{len(entries)} logit_bias and penalty entries do not fit the sampler's {self.sample_adjust.size // 16}")
         enc, cpass = self._step(ids, pos0, lora)
+        if len(entries):
+            self.ctx.write(self.sample_adjust, entries)
         d = self.sampler
         offset = (len(ids) - 1) * self.c.n_vocab if self.all_logits else 0
-        self.ctx.write(d.uniform, _pack("IIIfII", self.c.n_vocab, offset, top_k, temperature, seed & 0xFFFFFFFF, step))
+        n_top = params.top_logprobs if params.logprobs else 0
+        packed = _pack(
+            _SAMPLE_PARAMS, self.c.n_vocab, offset, params.top_k, params.temperature, params.seed & 0xFFFFFFFF, step,
+            params.top_p, params.min_p, params.repetition_penalty, len(entries), n_top, int(params.logprobs),
+        )
+        self.ctx.write(d.uniform, packed)
         self.ctx.dispatch(cpass, d.pipeline, d.bind_group, (1, 1, 1))
         cpass.end()
         self.ctx.device.queue.submit([enc.finish()])
-        return int(self.ctx.read(self.sampled, np.uint32, (1,))[0])
+        out = Sampled(int(self.ctx.read(self.sampled, np.uint32, (1,))[0]))
+        if params.logprobs:
+            n = min(n_top, self.c.n_vocab)
+            raw = self.ctx.read(self.sample_logprobs, np.uint32, (2 + 2 * n,), nbytes=4 * (2 + 2 * n))
+            out.logprob = float(raw[:1].view(np.float32)[0])
+            pairs = raw[2:].reshape(n, 2)
+            out.top = [(int(i), float(v)) for i, v in zip(pairs[:, 0], pairs[:, 1].copy().view(np.float32))]
+        return out
 
-    def session(self, *, top_k: int, temperature: float, seed: int, lora: GpuLora | None = None) -> "GpuSession":
-        if top_k > MAX_TOP_K and temperature > 0:
+    def session(self, *, top_k: int, temperature: float, seed: int, lora: GpuLora | None = None, **options) -> "GpuSession":
+        """A generation with top_k, temperature, seed and any other SamplingParams field."""
+        params = SamplingParams(top_k=top_k, temperature=temperature, seed=seed, **options).checked(self.c.n_vocab)
+        if not params.greedy and top_k > MAX_TOP_K:
             raise ValueError(f"top_k = {top_k} is above the GPU sampler's maximum of {MAX_TOP_K}")
-        return GpuSession(self, top_k, temperature, seed, lora)
+        return GpuSession(self, params, lora)
 
     def close(self) -> None:
         self._lora.release_all()
@@ -628,16 +663,18 @@ class GpuEngine:
 class GpuSession:
     """One generation on the engine: positions advance, the KV cache fills, the GPU samples."""
 
-    def __init__(self, engine: GpuEngine, top_k: int, temperature: float, seed: int, lora: GpuLora | None = None):
-        self.engine, self.top_k, self.temperature, self.seed, self.lora = engine, top_k, temperature, seed, lora
+    def __init__(self, engine: GpuEngine, params: SamplingParams, lora: GpuLora | None = None):
+        self.engine, self.params, self.lora = engine, params, lora
         self.pos = 0
-        self.generated = 0
+        self.history: list[int] = []  # every id fed, for the penalties
+        self.sampled: list[Sampled] = []
 
     def _run(self, ids: list[int]) -> int:
-        token = self.engine.sample_step(ids, self.pos, self.top_k, self.temperature, self.seed, self.generated, self.lora)
+        self.history.extend(ids)
+        s = self.engine.sample_with(ids, self.pos, self.params, len(self.sampled), self.history, self.lora)
         self.pos += len(ids)
-        self.generated += 1
-        return token
+        self.sampled.append(s)
+        return s.token
 
     def prefill(self, ids: list[int]) -> int:
         return self._run(ids)
