@@ -281,6 +281,25 @@ export class Engine {
     );
   }
 
+  /** After a layer's one Q/K/V matmul (the qkv buffer): Q rotated into qOut, K rotated into the K cache
+   * and V copied into the V cache at row pos0, in one launch (rope.wgsl's qkv entry; Python's _rope_qkv). */
+  private ropeQkv(qOut: GPUBuffer, i: number, base: number, posScale: number, neox: number): void {
+    const c = this.config;
+    const qDim = c.nHead * c.headDim;
+    const kvDim = c.nHeadKv * c.headDim;
+    const vDim = c.nHeadKv * c.headDimV;
+    const items = (qDim + kvDim) / 2 + vDim;
+    const wg = shaderConstant("rope", "WG_SIZE");
+    this.program.add(
+      "rope",
+      [this.b.positions, this.b.qkv, this.kCache[i], qOut, this.vCache[i]],
+      (_n, p) => pack("IIIIIIIIffI", c.nHead, c.nHeadKv, c.headDim, vDim, c.nRot, qDim + kvDim + vDim, p * kvDim, p * vDim, base, posScale, neox),
+      (n) => [Math.ceil(items / wg), n, 1],
+      ["qkv"], () => "qkv", undefined,
+      this.kvF16,
+    );
+  }
+
   /** This step's rows of V into the cache (in its element type) at row pos0. */
   private kvStore(src: Src, cache: GPUBuffer, rowLen: number): void {
     this.program.add(
@@ -394,9 +413,13 @@ export class Engine {
       const [base, posScale] = layerRope(c, i);
       const neox = c.recipe.rope === "neox" ? 1 : 0;
       const qOut = c.recipe.qkNorm && !oneMatmul ? b.q : b.q_rot;
-      this.rope(srcQ, qOut, qDim, false, c.nHead, base, posScale, neox);
-      this.rope(srcK, this.kCache[i], kvDim, true, c.nHeadKv, base, posScale, neox);
-      this.kvStore(srcV, this.vCache[i], vDim);
+      if (oneMatmul) {
+        this.ropeQkv(qOut, i, base, posScale, neox); // Q, K and V in one buffer: one launch for all three (Python's fuse_rope_kv)
+      } else {
+        this.rope(srcQ, qOut, qDim, false, c.nHead, base, posScale, neox);
+        this.rope(srcK, this.kCache[i], kvDim, true, c.nHeadKv, base, posScale, neox);
+        this.kvStore(srcV, this.vCache[i], vDim);
+      }
       const window = c.swaLayers[i] ? c.slidingWindow : 0;
       if (this.kernels === "gpu") {
         this.attentionGpu(qOut, i, window);
