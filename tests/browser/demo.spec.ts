@@ -67,7 +67,21 @@ test("the demo loads SmolLM2, chats one turn and shows tokens/s", async ({ page 
 
   await expect(page.locator("#messages li.user")).toHaveText(QUESTION);
   expect(await page.locator("#messages li.assistant").textContent()).toBe(expected.answer);
-  await expect(page.locator("#stats")).toContainText(/tokens\/s/);
+  // the stats line: the time to first token (prefill), then the decode rate, as lastStats measured them
+  const stats = (await page.locator("#stats").textContent()) ?? "";
+  const s = await page.evaluate(() => (window as any).wgllmDemo.llm.lastStats);
+  const shown = /^First token after (\d+\.\d\d) s \(prefill of (\d+) prompt tokens at (\d+\.\d) tokens\/s, 0 reused from the previous turn\), then (\d+) tokens at (\d+\.\d) tokens\/s \(decode\)/.exec(stats);
+  expect(shown, stats).not.toBeNull();
+  const [ttft, prefillTokens, prefillRate, decodeTokens, decodeRate] = shown!.slice(1).map(Number);
+  expect(prefillTokens).toBe(s.promptTokens); // a first turn reuses nothing
+  expect(decodeTokens).toBe(s.generatedTokens - 1); // the first token comes from the prefill
+  expect(ttft).toBeCloseTo(s.firstTokenSeconds, 2);
+  expect(prefillRate).toBeCloseTo(s.prefillTokens / s.prefillSeconds, 1);
+  expect(decodeRate).toBeCloseTo(s.decodeTokens / s.decodeSeconds, 1);
+  expect(ttft).toBeGreaterThan(0);
+  expect(decodeRate).toBeGreaterThan(0);
+  expect(s.prefillSeconds + s.decodeSeconds).toBeLessThanOrEqual(s.seconds); // parts of the call's time
+  expect(s.firstTokenSeconds).toBe(s.prefillSeconds); // one response: its prefill is the first token's wait
   expect(errors).toEqual([]);
   await page.screenshot({ path: testInfo.outputPath("demo-chat.png"), fullPage: true });
   await testInfo.attach("demo-chat", { path: testInfo.outputPath("demo-chat.png"), contentType: "image/png" });

@@ -80,14 +80,38 @@ test("numResponses and generateResponses give Python's answers", async ({ page }
       const seen: string[][] = [];
       const answers = await llm.generateResponses(prompt, (parts: string[], done: boolean) => { if (!done) seen.push(parts); });
       const streamed = Array.from({ length: o.num_responses }, (_, i) => seen.map((p) => p[i]).join(""));
+      const { lastStats: stats, modelInfo: info } = llm;
       llm.close();
-      return { answers, streamed };
+      return { answers, streamed, stats, info };
     },
     { model: MODEL, o, prompt: expected.prompts[0] },
   );
   expect(got.answers).toEqual(expected.multi.answers);
   expect(got.streamed).toEqual(expected.multi.answers);
   expect(new Set(got.answers).size, "different seeds give different answers").toBe(3);
+
+  // lastStats splits each response into its prefill (first token) and decode steps: the later
+  // responses reuse the prompt's KV but for its last token, which they run again
+  const s = got.stats;
+  expect(o.num_responses).toBe(3);
+  expect(s.prefillTokens).toBe(s.promptTokens + 2);
+  expect(s.decodeTokens).toBe(s.generatedTokens - 3);
+  expect(s.firstTokenSeconds).toBeGreaterThan(0);
+  expect(s.firstTokenSeconds).toBeLessThan(s.prefillSeconds);
+  expect(s.decodeSeconds).toBeGreaterThan(0);
+  expect(s.prefillSeconds + s.decodeSeconds).toBeLessThanOrEqual(s.seconds);
+
+  // modelInfo.loadTimings: the engine's parts add up to its total, within the whole load; SwiftShader
+  // runs the cpu family, and only its pipelines were compiled
+  const t = got.info.loadTimings;
+  expect(got.info.kernels).toBe("cpu");
+  expect(t.allocate + t.upload + t.pipelineWait + t.queue).toBeCloseTo(t.total, 6);
+  expect(t.device + t.header + t.tokenizer + t.total).toBeLessThanOrEqual(got.info.loadSeconds);
+  expect(t.uploadRead).toBeLessThanOrEqual(t.upload);
+  const labels = t.pipelineList.map(([label]: [string, number]) => label);
+  expect(labels).toContain("attention:main");
+  expect(labels.filter((l: string) => /matvec_split|main_tiled|prefill_tiled|decode_split|attention_combine/.test(l))).toEqual([]);
+  expect(t.pipelines).toBeCloseTo(Math.max(...t.pipelineList.map(([, ready]: [string, number]) => ready)), 6);
 });
 
 test("sizeInTokens equals Python's size_in_tokens; createFromModelBuffer takes bytes and readers", async ({ page }) => {

@@ -195,10 +195,7 @@ async function send(text) {
     } else {
       await llm.generateResponse(text, listener);
     }
-    const s = llm.lastStats;
-    ui.stats.textContent =
-      `${s.generatedTokens} tokens in ${s.seconds.toFixed(1)} s — ${(s.generatedTokens / s.seconds).toFixed(1)} tokens/s` +
-      ` (prompt ${s.promptTokens} tokens, ${s.reusedPromptTokens} reused from the previous turn)`;
+    ui.stats.textContent = statsLine(llm.lastStats);
     state.turns += 1;
     status("Ready");
   } catch (e) {
@@ -207,6 +204,19 @@ async function send(text) {
   } finally {
     setBusy(false);
   }
+}
+
+/** What the user waited for: the first token (the prompt's prefill), then the decode rate. */
+function statsLine(s) {
+  const rate = (tokens, seconds) => (seconds > 0 ? (tokens / seconds).toFixed(1) : "–");
+  const decode = s.decodeTokens
+    ? `then ${s.decodeTokens} tokens at ${rate(s.decodeTokens, s.decodeSeconds)} tokens/s (decode)`
+    : "no decode steps";
+  return (
+    `First token after ${s.firstTokenSeconds.toFixed(2)} s (prefill of ${s.prefillTokens} prompt tokens at ` +
+    `${rate(s.prefillTokens, s.prefillSeconds)} tokens/s, ${s.reusedPromptTokens} reused from the previous turn), ${decode}` +
+    ` — ${s.generatedTokens} tokens in ${s.seconds.toFixed(1)} s`
+  );
 }
 
 ui.composer.addEventListener("submit", (e) => {

@@ -184,10 +184,10 @@ export function activationSizes(
 }
 
 /** Stream the tensors' bytes to their buffers (`weights` and `vecs`, allocated from `needs`),
- * repacking matrices a few MiB of rows at a time. */
+ * repacking matrices a few MiB of rows at a time; readSeconds: the time spent waiting for the stream. */
 export async function uploadTensors(
   ctx: GpuContext, stream: GGUFStream, needs: Needs, weights: Map<string, GpuWeight>, vecs: Map<string, GPUBuffer>,
-): Promise<void> {
+): Promise<{ readSeconds: number }> {
   const source = stream.header.source;
   let current: string | undefined;
   let feed: ((bytes: Uint8Array | null) => void) | undefined;
@@ -201,21 +201,30 @@ export async function uploadTensors(
     done.add(current);
     current = feed = vecBytes = undefined;
   };
+  let read = 0;
+  let mark = performance.now();
   for await (const chunk of stream) {
+    read += performance.now() - mark;
     ctx.checkAlive();
     const name = chunk.tensor.name;
     if (name !== current) {
       finish();
       const part = needs.tensors.get(name);
-      if (part === undefined) continue; // a tensor the forward pass does not use
+      if (part === undefined) {
+        mark = performance.now();
+        continue; // a tensor the forward pass does not use
+      }
       current = name;
       if ("mat" in part) feed = weights.get(part.mat)!.uploader(ctx, part.row, chunk.tensor.shape[0], part.half);
       else vecBytes = new Uint8Array(chunk.tensor.nBytes); // a vector or a position table: small
     }
     if (feed) feed(chunk.bytes);
     else vecBytes!.set(chunk.bytes, chunk.offset);
+    mark = performance.now();
   }
+  read += performance.now() - mark;
   finish();
   const missing = [...needs.tensors.keys()].filter((n) => !done.has(n));
   if (missing.length) throw new ModelFormatError(`${source}: the stream ended without tensor ${missing[0]}`);
+  return { readSeconds: read / 1000 };
 }

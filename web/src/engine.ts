@@ -46,6 +46,29 @@ export interface EngineOptions {
   kernels?: KernelFamily;
 }
 
+/** Where Engine.load's seconds went, in seconds (bench/NOTES.md, "Load time"). The pipelines compile
+ * in the GPU process while the weights upload, so pipelines and upload overlap; the load waits for
+ * whichever ends last. */
+export interface LoadTimings {
+  /** Planning, then the activation, KV cache and weight buffers allocated. */
+  allocate: number;
+  /** The weights streamed in: the stream's bytes read, repacked and written to the GPU's queue. */
+  upload: number;
+  /** Of upload: waiting for the stream's next bytes (download or file read). */
+  uploadRead: number;
+  /** From the first pipeline asked for to the last one ready. */
+  pipelines: number;
+  /** What the load still waited for the pipelines after the upload: the part the upload did not hide. */
+  pipelineWait: number;
+  /** The GPU's queue finishing the upload's writes. */
+  queue: number;
+  total: number;
+  /** Each distinct pipeline ("op:entry", its constants and variant) with the seconds from the first
+   * pipeline asked for to it being ready, in the order they got ready. All are asked for at once; where
+   * they compile one after another (Chromium on SwiftShader), a gap is that pipeline's own cost. */
+  pipelineList: [string, number][];
+}
+
 /** The KV cache's element type: f16 on a device with shader-f16 unless forceF32, else f32. */
 export type KvCacheType = "f16" | "f32";
 
@@ -85,6 +108,9 @@ export class Engine {
   private sampler!: Launch;
   private finalLogits!: GPUBuffer;
   private busy: Promise<unknown> = Promise.resolve();
+  private buildErrors: Promise<GPUError | null> = Promise.resolve(null);
+  /** Where Engine.load's seconds went (set once it returns). */
+  loadTimings?: LoadTimings;
   private destroyed = false;
   // activations, allocated once for maxTokens rows
   private b!: Record<string, GPUBuffer>;
@@ -128,10 +154,16 @@ export class Engine {
       engine.ctx.checkAlive();
       const needs = engine.plan(options.maxWeightBinding);
       engine.checkLimits();
+      const t0 = performance.now();
       await engine.allocateOrExplain(needs);
-      await engine.build();
-      await uploadTensors(engine.ctx, stream, needs, engine.weights, engine.vecs);
+      const t1 = performance.now();
+      engine.build(); // every pipeline starts compiling (in the GPU process) ...
+      const { readSeconds } = await uploadTensors(engine.ctx, stream, needs, engine.weights, engine.vecs); // ... while the weights stream in
+      const t2 = performance.now();
+      await engine.settleProgram();
+      const t3 = performance.now();
       await engine.ctx.guard(device.queue.onSubmittedWorkDone());
+      engine.loadTimings = engine.timings([t0, t1, t2, t3, performance.now()], readSeconds);
       return engine;
     } catch (e) {
       engine?.destroy();
@@ -227,13 +259,15 @@ export class Engine {
     const matvec = split ? "matvec_split" : "matvec";
     const matvecRows = split ? geo.splitRows : geo.matvecRows;
     const constants = split ? { MV_WG: Math.min(geo.splitThreads, this.ctx.maxInvocations) } : undefined;
+    // a matmul of one row at every n (the head on the last row) never runs, so never compiles, its prefill kernel
+    const entries = rowsOf(this.maxTokens) === 1 ? [matvec] : [matvec, "main"];
     for (const chunk of w.chunks) {
       this.program.add(
         op,
         [...chunk.buffers, x, bias ?? this.b.zeros, residual ?? this.b.zeros, y],
         (n) => pack("IIIIIIII", k, nOut, chunk.rows, chunk.rowStart, rowsOf(n), bias ? 1 : 0, residual ? 1 : 0, glu ? GLU_KINDS[glu] : 0),
         (n) => (rowsOf(n) === 1 ? gridRows(Math.ceil(chunk.rows / matvecRows)) : [Math.ceil(chunk.rows / geo.tile), Math.ceil(rowsOf(n) / geo.tile), 1]),
-        [matvec, "main"],
+        entries,
         (n) => (rowsOf(n) === 1 ? matvec : "main"),
         constants,
       );
@@ -353,7 +387,8 @@ export class Engine {
     );
   }
 
-  private async build(): Promise<void> {
+  /** Add every launch; their pipelines compile in the background until settleProgram(). */
+  private build(): void {
     const c = this.config;
     const b = this.b;
     const device = this.ctx.device;
@@ -477,12 +512,42 @@ export class Engine {
     this.sampler = this.program.add("sample", [this.finalLogits, b.sampled], () => pack("IIIfII", 0, 0, 0, 0, 0, 0), () => [1, 1, 1]);
     this.program.steps.pop(); // the sampler runs only from sample()
     if (this.loraRanks.length) this.program.defer(this.lora.makePipelines());
+    this.buildErrors = this.ctx.guard(device.popErrorScope());
+    this.buildErrors.catch(() => undefined); // awaited by settleProgram(); a failed upload never gets there
+  }
+
+  /** Wait for the pipelines build() started and make the launches' bind groups. */
+  private async settleProgram(): Promise<void> {
+    const device = this.ctx.device;
+    device.pushErrorScope("validation");
     const results = await this.program.settle();
-    const error = await this.ctx.guard(device.popErrorScope());
+    const errors = [await this.buildErrors, await this.ctx.guard(device.popErrorScope())];
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
+    const error = errors.find((e) => e);
     if (error) throw new ShaderError(`${this.header.source}: building the dispatch program failed validation: ${error.message}`);
   }
+
+  /** loadTimings from Engine.load's marks (performance.now(): start, allocated, uploaded, pipelines
+   * ready, queue done) and the upload's time waiting for the stream. */
+  private timings(marks: number[], readSeconds: number): LoadTimings {
+    const [t0, allocated, uploaded, ready, done] = marks;
+    const times = [...this.program.pipelineTimes].map(([label, t]) => [label, t.start, t.end ?? ready] as const);
+    const first = Math.min(...times.map(([, start]) => start));
+    const last = Math.max(...times.map(([, , end]) => end));
+    return {
+      allocate: (allocated - t0) / 1000,
+      upload: (uploaded - allocated) / 1000,
+      uploadRead: readSeconds,
+      pipelines: (last - first) / 1000,
+      pipelineWait: (ready - uploaded) / 1000,
+      queue: (done - ready) / 1000,
+      total: (done - t0) / 1000,
+      pipelineList: times.map(([label, , end]): [string, number] => [label, (end - first) / 1000]).sort((a, b) => a[1] - b[1]),
+    };
+  }
+
+
 
   // -- running ----------------------------------------------------------------------------------
   /** Record a step into one compute pass of a new command encoder; the pass is left open (for the sampler). */

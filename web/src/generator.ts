@@ -45,6 +45,10 @@ export interface RunResult {
   reused: number;
   /** Tokens sampled (including an end-of-generation token). */
   sampled: number;
+  /** The prefill step: from the call to its first token sampled (the time to first token). */
+  prefillSeconds: number;
+  /** The decode steps after it, each feeding one token and sampling the next. */
+  decodeSeconds: number;
 }
 
 export class Generator {
@@ -76,7 +80,9 @@ export class Generator {
     const pieces: string[] = [];
     const decoder = this.decoder();
     let step = 0;
+    const t0 = performance.now();
     let token = await this.engine.sample(ids.slice(start), start, { ...sampling, step: step++ });
+    const t1 = performance.now();
     const fed = [...ids];
     this.cached = fed;
     let total = ids.length;
@@ -97,6 +103,7 @@ export class Generator {
       pieces.push(tail);
       onPiece(tail);
     }
-    return { text: pieces.join(""), fed: fed.length, reused: start, sampled: step };
+    const prefillSeconds = (t1 - t0) / 1000;
+    return { text: pieces.join(""), fed: fed.length, reused: start, sampled: step, prefillSeconds, decodeSeconds: (performance.now() - t1) / 1000 };
   }
 }

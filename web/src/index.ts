@@ -18,9 +18,9 @@ export {
 export type { GGUFNumericArray, GGUFTensorChunk, GGUFTensorInfo, GGUFValue, ReadGGUFOptions } from "./gguf";
 export { KV_ALIAS, SHADERS, kvF16Variant, shaderSource } from "./shaders";
 export { Engine, MAX_TOP_K } from "./engine";
-export type { EngineOptions, KvCacheType, SampleSettings } from "./engine";
+export type { EngineOptions, KvCacheType, LoadTimings, SampleSettings } from "./engine";
 export { EngineLora, LORA_OWNER_MESSAGE } from "./lora_gpu";
-export type { LoraAsset } from "./runner";
+export type { LoraAsset, ModelLoadTimings } from "./runner";
 export { ARCH_RECIPES, SUPPORTED_ARCHITECTURES, layerRope, modelConfigFromHeader } from "./model";
 export type { ArchRecipe, ModelConfig } from "./model";
 export { GpuContext, GpuOutOfMemoryError, KERNEL_FAMILIES, ShaderError, isCpuAdapter, resolveKernels } from "./gpu";

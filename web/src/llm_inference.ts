@@ -17,7 +17,7 @@ import type { GGUFValue } from "./gguf";
 import type { RunResult } from "./generator";
 import { requestWebGpuDevice } from "./device";
 import type { LoadProgressCallback, ModelAsset } from "./model_source";
-import { LocalRunner, headerOf, type LoraAsset, type ModelInfo, type Runner } from "./runner";
+import { LocalRunner, headerOf, type LoraAsset, type ModelInfo, type ModelLoadTimings, type Runner } from "./runner";
 import type { KvCacheType } from "./engine";
 import { KERNEL_FAMILIES, type KernelFamily } from "./gpu";
 import { LORA_OWNER_MESSAGE } from "./lora_gpu";
@@ -95,12 +95,22 @@ export class LoraModel {
   }
 }
 
-/** Statistics of the last generateResponse(s) call (a wgllm extra, used by the demo page). */
+/** Statistics of the last generateResponse(s) call (a wgllm extra, used by the demo page). Each
+ * response is a prefill step (its prompt less the reused prefix, sampling its first token) then
+ * decode steps (one token in, the next out); with several responses the prefill figures add up. */
 export interface GenerationStats {
   promptTokens: number;
   reusedPromptTokens: number;
   generatedTokens: number;
   seconds: number;
+  /** The time to first token: the first response's prefill step, from the call to its first token. */
+  firstTokenSeconds: number;
+  /** Prompt tokens the prefill steps ran and their seconds. */
+  prefillTokens: number;
+  prefillSeconds: number;
+  /** Tokens sampled by the decode steps (generatedTokens less each response's first) and their seconds. */
+  decodeTokens: number;
+  decodeSeconds: number;
 }
 
 const BUSY = "Previous invocation or loading is still ongoing.";
@@ -294,11 +304,13 @@ export class LlmInference {
     return !this.processing;
   }
 
-  /** Architecture, vocabulary size, load time and KV cache type ("f16" or "f32", see forceF32) of
-   * the loaded model (a wgllm extra). */
-  get modelInfo(): { source: string; architecture: string; nVocab: number; loadSeconds: number; kvCacheType: KvCacheType; kernels: KernelFamily } | undefined {
+  /** Architecture, vocabulary size, load time (and where it went: loadTimings), KV cache type ("f16"
+   * or "f32", see forceF32) and kernel family of the loaded model (a wgllm extra). */
+  get modelInfo():
+    | { source: string; architecture: string; nVocab: number; loadSeconds: number; loadTimings: ModelLoadTimings; kvCacheType: KvCacheType; kernels: KernelFamily }
+    | undefined {
     const i = this.info;
-    return i && { source: i.source, architecture: i.architecture, nVocab: i.nVocab, loadSeconds: i.loadSeconds, kvCacheType: i.kvCacheType, kernels: i.kernels };
+    return i && { source: i.source, architecture: i.architecture, nVocab: i.nVocab, loadSeconds: i.loadSeconds, loadTimings: i.loadTimings, kvCacheType: i.kvCacheType, kernels: i.kernels };
   }
 
   /** A general.* or tokenizer.* metadata value of the loaded model (a wgllm extra). */
@@ -374,6 +386,7 @@ export class LlmInference {
       const results: string[] = [];
       let generated = 0;
       let reused = 0;
+      const steps = { firstTokenSeconds: 0, prefillTokens: 0, prefillSeconds: 0, decodeTokens: 0, decodeSeconds: 0 };
       try {
         for (let i = 0; i < n; i++) {
           const parts = (piece: string) => Array.from({ length: n }, (_, j) => (j === i ? piece : ""));
@@ -383,9 +396,16 @@ export class LlmInference {
           );
           results.push(r.text);
           generated += r.sampled;
-          if (i === 0) reused = r.reused;
+          if (i === 0) {
+            reused = r.reused;
+            steps.firstTokenSeconds = r.prefillSeconds;
+          }
+          steps.prefillTokens += ids.length - r.reused;
+          steps.prefillSeconds += r.prefillSeconds;
+          steps.decodeTokens += r.sampled - 1;
+          steps.decodeSeconds += r.decodeSeconds;
         }
-        this.lastStats = { promptTokens: ids.length, reusedPromptTokens: reused, generatedTokens: generated, seconds: (performance.now() - t0) / 1000 };
+        this.lastStats = { promptTokens: ids.length, reusedPromptTokens: reused, generatedTokens: generated, seconds: (performance.now() - t0) / 1000, ...steps };
         this.processing = false;
         listener?.(Array.from({ length: n }, () => ""), true);
         return results;

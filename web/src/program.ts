@@ -52,12 +52,16 @@ export type Step = Launch | LoraStep;
 export class Program {
   readonly steps: Step[] = [];
   private pending: Promise<void>[] = [];
+  private unbound: { launch: Launch; bindings: GPUBuffer[] }[] = [];
+  /** performance.now() when each distinct pipeline (op:entry, constants, variant) was first asked
+   * for and when it was ready; one already in the GpuContext's cache is ready at once. */
+  readonly pipelineTimes = new Map<string, { start: number; end?: number }>();
 
   /** Launches' uniforms go to `owned` (the engine's buffers, freed by its destroy). */
   constructor(private readonly ctx: GpuContext, private readonly owned: GPUBuffer[]) {}
 
-  /** Add a launch of shaders/<op>.wgsl (kvF16: of its f16 KV variant); its pipelines and bind groups
-   * are made in the background, awaited by settle(). */
+  /** Add a launch of shaders/<op>.wgsl (kvF16: of its f16 KV variant); its pipelines start compiling
+   * now (createComputePipelineAsync) and are awaited, and its bind groups made, by settle(). */
   add(
     op: string, bindings: GPUBuffer[], params: Params, grid: Launch["grid"],
     entries: string[] = ["main"], entry?: Launch["entry"], constants?: Constants, kvF16 = false,
@@ -73,13 +77,17 @@ export class Program {
     };
     this.owned.push(launch.uniform);
     for (const e of entries) {
-      this.pending.push(
-        this.ctx.pipeline(op, e, constants, kvF16).then((p) => {
-          launch.pipelines.set(e, p);
-          launch.bindGroups.set(e, this.ctx.bindGroup(p, [launch.uniform, ...bindings], `${op}:${e}`));
-        }),
-      );
+      const label = `${op}:${e}${constants ? JSON.stringify(constants) : ""}${kvF16 ? " (f16 KV)" : ""}`;
+      let time = this.pipelineTimes.get(label);
+      if (!time) this.pipelineTimes.set(label, (time = { start: performance.now() }));
+      const ready = this.ctx.pipeline(op, e, constants, kvF16).then((p) => {
+        launch.pipelines.set(e, p);
+        time.end ??= performance.now();
+      });
+      ready.catch(() => undefined); // reported by settle(); a load that fails first never calls it
+      this.pending.push(ready);
     }
+    this.unbound.push({ launch, bindings });
     this.steps.push(launch);
     return launch;
   }
@@ -91,14 +99,23 @@ export class Program {
 
   /** Other GPU work the program needs before it runs (the LoRA pipelines), awaited by settle(). */
   defer(work: Promise<void>): void {
+    work.catch(() => undefined); // reported by settle()
     this.pending.push(work);
   }
 
-  /** Wait for every pipeline and bind group started so far. */
-  settle(): Promise<PromiseSettledResult<void>[]> {
+  /** Wait for every pipeline started so far, then make the bind groups of the launches added since
+   * (here, not as each pipeline arrives, so that they fall in the caller's validation scope and
+   * not in whatever the page does while the pipelines compile). */
+  async settle(): Promise<PromiseSettledResult<void>[]> {
     const pending = this.pending;
     this.pending = [];
-    return Promise.allSettled(pending);
+    const results = await Promise.allSettled(pending);
+    for (const { launch, bindings } of this.unbound.splice(0)) {
+      for (const [e, p] of launch.pipelines) {
+        launch.bindGroups.set(e, this.ctx.bindGroup(p, [launch.uniform, ...bindings], `${launch.op}:${e}`));
+      }
+    }
+    return results;
   }
 
   /** Record launch `s` for a step of n tokens at pos0; one whose grid is empty at this n (the gpu

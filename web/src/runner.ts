@@ -3,7 +3,7 @@
 // (WorkerRunner in worker_client.ts, which forwards these calls to a LocalRunner in the worker).
 
 import { requestWebGpuDevice } from "./device";
-import { Engine, type KvCacheType } from "./engine";
+import { Engine, type KvCacheType, type LoadTimings } from "./engine";
 import type { KernelFamily } from "./gpu";
 import { type EngineLora, LORA_OWNER_MESSAGE } from "./lora_gpu";
 import { WgllmError } from "./errors";
@@ -40,10 +40,19 @@ export interface ModelInfo {
   architecture: string;
   nVocab: number;
   loadSeconds: number;
+  /** Where loadSeconds went, in seconds: the device, the model file's header (download or cache
+   * read, and parse), the tokenizer, then the engine's load (LoadTimings). */
+  loadTimings: ModelLoadTimings;
   /** The KV cache's element type: "f16" on a device with shader-f16 unless forceF32. */
   kvCacheType: KvCacheType;
   /** The kernel family that runs. */
   kernels: KernelFamily;
+}
+
+export interface ModelLoadTimings extends LoadTimings {
+  device: number;
+  header: number;
+  tokenizer: number;
 }
 
 export interface Runner {
@@ -79,7 +88,9 @@ export class LocalRunner implements Runner {
       this.ownsDevice = true;
     }
     const device = this.device;
+    const t1 = performance.now();
     const stream = await openModel(req.asset, { cache: req.cacheModel, progress, sha256: req.modelSha256 });
+    const t2 = performance.now();
     let tokenizer: Tokenizer;
     try {
       modelConfigFromHeader(stream.header); // an unsupported architecture is named first,
@@ -88,6 +99,7 @@ export class LocalRunner implements Runner {
       await stream.cancel();
       throw e;
     }
+    const t3 = performance.now();
     this.freeEngine(); // a reload: the old model's buffers go before the new ones are made
     const engine = await Engine.load(device, stream, { maxTokens: req.maxTokens, loraRanks: req.loraRanks, forceF32: req.forceF32, kernels: req.kernels });
     this.engine = engine;
@@ -102,6 +114,7 @@ export class LocalRunner implements Runner {
       architecture: h.architecture,
       nVocab: tokenizer.nVocab,
       loadSeconds: (performance.now() - t0) / 1000,
+      loadTimings: { device: (t1 - t0) / 1000, header: (t2 - t1) / 1000, tokenizer: (t3 - t2) / 1000, ...engine.loadTimings! },
       kvCacheType: engine.kvCacheType,
       kernels: engine.kernels,
     };
