@@ -254,21 +254,24 @@ export class Engine {
     const op = `matmul_${w.plan.shader}`;
     const geo = matmulGeometry(w.plan.shader);
     const { k, nOut } = w.plan;
-    // the decode kernel of the family (Python's weights._matmul_entry): gpu splits k over a workgroup
+    // the family's kernels (Python's weights._matmul_entry): gpu splits k over a workgroup in decode
+    // and stages workgroup-memory tiles in prefill
     const split = this.kernels === "gpu";
     const matvec = split ? "matvec_split" : "matvec";
     const matvecRows = split ? geo.splitRows : geo.matvecRows;
+    const prefill = split ? "main_tiled" : "main";
+    const [tileRows, tileN] = split ? [geo.tiledRows, geo.tiledN] : [geo.tile, geo.tile];
     const constants = split ? { MV_WG: Math.min(geo.splitThreads, this.ctx.maxInvocations) } : undefined;
     // a matmul of one row at every n (the head on the last row) never runs, so never compiles, its prefill kernel
-    const entries = rowsOf(this.maxTokens) === 1 ? [matvec] : [matvec, "main"];
+    const entries = rowsOf(this.maxTokens) === 1 ? [matvec] : [matvec, prefill];
     for (const chunk of w.chunks) {
       this.program.add(
         op,
         [...chunk.buffers, x, bias ?? this.b.zeros, residual ?? this.b.zeros, y],
         (n) => pack("IIIIIIII", k, nOut, chunk.rows, chunk.rowStart, rowsOf(n), bias ? 1 : 0, residual ? 1 : 0, glu ? GLU_KINDS[glu] : 0),
-        (n) => (rowsOf(n) === 1 ? gridRows(Math.ceil(chunk.rows / matvecRows)) : [Math.ceil(chunk.rows / geo.tile), Math.ceil(rowsOf(n) / geo.tile), 1]),
+        (n) => (rowsOf(n) === 1 ? gridRows(Math.ceil(chunk.rows / matvecRows)) : [Math.ceil(chunk.rows / tileRows), Math.ceil(rowsOf(n) / tileN), 1]),
         entries,
-        (n) => (rowsOf(n) === 1 ? matvec : "main"),
+        (n) => (rowsOf(n) === 1 ? matvec : prefill),
         constants,
       );
     }

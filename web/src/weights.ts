@@ -312,6 +312,8 @@ export interface MatmulGeometry {
   tile: number; // output rows and x rows per matmul workgroup
   splitRows: number; // output rows per gpu-family matvec (matvec_split) workgroup
   splitThreads: number; // its default thread count (MV_WG), capped by the device's invocation limit
+  tiledRows: number; // output rows per gpu-family prefill (main_tiled) workgroup
+  tiledN: number; // its x rows
 }
 
 export function matmulGeometry(shader: string): MatmulGeometry {
@@ -321,6 +323,8 @@ export function matmulGeometry(shader: string): MatmulGeometry {
     tile: shaderConstant(op, "TILE"),
     splitRows: shaderConstant(op, "MV_ROWS"),
     splitThreads: shaderConstant(op, "MV_WG"),
+    tiledRows: shaderConstant(op, "TILED_ROWS"),
+    tiledN: shaderConstant(op, "TILED_N"),
   };
 }
 
