@@ -31,6 +31,7 @@ struct Params {
     softcap: f32,
     alibi_max_bias: f32,
     n: u32, // queries
+    direct: u32, // decode_split only: 1 when its keys are one split, out then (n_head, head_dim_v), the final output
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -534,7 +535,16 @@ fn decode_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
             }
         }
     }
-    if (sub == 0u) {
+    if (sub == 0u && params.direct != 0u) { // the only split: the softmax's output itself, no combine launch
+        for (var hh = 0u; hh < heads; hh++) {
+            for (var k = 0u; k < SPLIT_COLS; k++) {
+                let c = c0 + GPU_WG * k;
+                if (c < dv) {
+                    out[(h0 + hh) * dv + c] = acc[hh * SPLIT_COLS + k] / sum[hh];
+                }
+            }
+        }
+    } else if (sub == 0u) {
         let row = dv + 2u;
         for (var hh = 0u; hh < heads; hh++) {
             let o = (wid.y * params.n_head + h0 + hh) * row;

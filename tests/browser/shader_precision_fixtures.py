@@ -211,7 +211,7 @@ def attention_cases(rng) -> list[Case]:
         for entry, grid in launches:
             cases.append(
                 Case(f"attention {entry} {tag}", "attention", grid, entry)
-                .uniform("IIIIIIfffI", n_head, n_head_kv, d, d, m, window, scale, cap, max_bias, n)
+                .uniform("IIIIIIfffII", n_head, n_head_kv, d, d, m, window, scale, cap, max_bias, n, 0)
                 .input(q).input(np.concatenate([k, pad])).input(np.concatenate([v, pad])).input(q_pos)
                 .output(poison(n * n_head * d), want)
             )

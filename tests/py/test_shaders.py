@@ -327,6 +327,25 @@ def run_attention(ctx, q, k_cache, v_cache, q_pos, n_kv, scale, window, softcap,
     return ctx.read(out, np.float32, (n, n_head, head_dim_v))
 
 
+@pytest.mark.parametrize("n_head,n_head_kv,head_dim,m,window,softcap,max_bias", [(9, 3, 64, 200, 0, 0.0, 0.0), (4, 1, 256, 256, 100, 30.0, 0.0), (8, 8, 64, 7, 0, 0.0, 8.0), (24, 2, 32, 129, 0, 0.0, 0.0)])
+def test_decode_split_direct_equals_split_and_combine(ctx, n_head, n_head_kv, head_dim, m, window, softcap, max_bias):
+    """While a decode's keys are one split, decode_split with Params.direct writes the output itself
+    (the engine then skips attention_combine): bit for bit what the split buffer and the combine give."""
+    rng = np.random.default_rng(m + n_head)
+    q = data(rng, (1, n_head, head_dim), 1.0, 0.1)
+    k_cache = data(rng, (m, n_head_kv, head_dim), 1.0, -0.1)
+    v_cache = data(rng, (m, n_head_kv, head_dim), 3.0, 1.0)
+    q_pos = np.array([m - 1], np.uint32)
+    scale = 1.0 / math.sqrt(head_dim) * (4.0 if softcap else 1.0)
+    assert decode_splits(m, window) == 1
+    two_launches = run_attention(ctx, q, k_cache, v_cache, q_pos, m, scale, window, softcap, max_bias, kernels="gpu")
+    uni = params("IIIIIIfffII", n_head, n_head_kv, head_dim, head_dim, m, window, scale, softcap, max_bias, 1, 1)
+    out = poisoned(ctx, n_head * head_dim)
+    inputs = [ctx.buffer(uni, uniform=True), ctx.buffer(q), ctx.buffer(k_cache), ctx.buffer(v_cache), ctx.buffer(q_pos)]
+    ctx.run("attention.wgsl", [*inputs, out], (decode_head_groups(n_head, n_head_kv), 1, 1), entry="decode_split")
+    np.testing.assert_array_equal(ctx.read(out, np.float32, (1, n_head, head_dim)), two_launches)
+
+
 def test_decode_splits():
     """The gpu family's decode covers the visible keys (all n_kv, or the window's) in splits of 256."""
     assert shader_constant("attention.wgsl", "SPLIT_KEYS") == 256

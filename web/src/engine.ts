@@ -373,20 +373,24 @@ export class Engine {
   private attentionGpu(q: GPUBuffer, i: number, window: number): void {
     const c = this.config;
     const b = this.b;
-    const params: Params = (n, p) => pack("IIIIIIfffI", c.nHead, c.nHeadKv, c.headDim, c.headDimV, p + n, window, c.attnScale, c.attnSoftcap, c.alibiMaxBias, n);
+    const params = (n: number, p: number, direct = 0) =>
+      pack("IIIIIIfffII", c.nHead, c.nHeadKv, c.headDim, c.headDimV, p + n, window, c.attnScale, c.attnSoftcap, c.alibiMaxBias, n, direct);
     const inputs = [q, this.kCache[i], this.vCache[i], b.positions];
     const qTile = shaderConstant("attention", "Q_TILE");
     const groups = decodeHeadGroups(c.nHead, c.nHeadKv);
     const none: Grid = [0, 0, 0];
     const prefillGrid = (n: number): Grid => (n > 1 ? [c.nHead, Math.ceil(n / qTile), 1] : none);
-    const splitGrid = (n: number, p: number): Grid => (n === 1 ? [groups, decodeSplits(p + n, window), 1] : none);
-    this.program.add("attention", [...inputs, b.attn], params, prefillGrid, ["prefill_tiled"], () => "prefill_tiled", undefined, this.kvF16);
-    this.program.add("attention", [...inputs, b.attn_splits], params, splitGrid, ["decode_split"], () => "decode_split", undefined, this.kvF16);
+    // while the keys are one split, decode_split alone writes the output (Params.direct; Python's _attention_gpu)
+    const oneSplit = (n: number, p: number) => n === 1 && decodeSplits(p + n, window) === 1;
+    const splitGrid = (n: number, p: number): Grid => (n === 1 && !oneSplit(n, p) ? [groups, decodeSplits(p + n, window), 1] : none);
+    this.program.add("attention", [...inputs, b.attn], (n, p) => params(n, p), prefillGrid, ["prefill_tiled"], () => "prefill_tiled", undefined, this.kvF16);
+    this.program.add("attention", [...inputs, b.attn], (n, p) => params(n, p, 1), (n, p) => (oneSplit(n, p) ? [groups, 1, 1] : none), ["decode_split"], () => "decode_split", undefined, this.kvF16);
+    this.program.add("attention", [...inputs, b.attn_splits], (n, p) => params(n, p), splitGrid, ["decode_split"], () => "decode_split", undefined, this.kvF16);
     this.program.add(
       "attention_combine",
       [b.attn_splits, b.attn],
       (n, p) => pack("III", c.nHead, c.headDimV, decodeSplits(p + n, window)),
-      (n) => (n === 1 ? [c.nHead, 1, 1] : none),
+      (n, p) => (n === 1 && !oneSplit(n, p) ? [c.nHead, 1, 1] : none),
     );
   }
 
@@ -465,7 +469,7 @@ export class Engine {
         this.program.add(
           "attention",
           [qOut, this.kCache[i], this.vCache[i], b.positions, b.attn],
-          (n, p) => pack("IIIIIIfffI", c.nHead, c.nHeadKv, c.headDim, c.headDimV, p + n, window, c.attnScale, c.attnSoftcap, c.alibiMaxBias, n),
+          (n, p) => pack("IIIIIIfffII", c.nHead, c.nHeadKv, c.headDim, c.headDimV, p + n, window, c.attnScale, c.attnSoftcap, c.alibiMaxBias, n, 0),
           (n) => [c.nHead, Math.ceil(n / 32), 1], // 32 queries a workgroup (4 per invocation)
           ["main"], undefined, undefined,
           this.kvF16,

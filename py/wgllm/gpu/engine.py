@@ -426,7 +426,7 @@ class GpuEngine:
                     "attention.wgsl",
                     [q_out, self.k_cache[i], self.v_cache[i], self.positions, self.attn],
                     lambda n, p, window=window: _pack(
-                        "IIIIIIfffI", c.n_head, c.n_head_kv, c.head_dim, c.head_dim_v, p + n, window, c.attn_scale, c.attn_softcap, c.alibi_max_bias, n
+                        "IIIIIIfffII", c.n_head, c.n_head_kv, c.head_dim, c.head_dim_v, p + n, window, c.attn_scale, c.attn_softcap, c.alibi_max_bias, n, 0
                     ),
                     lambda n, p: (c.n_head, -(-n // 32), 1),  # 32 queries a workgroup (4 per invocation)
                     kv_f16=self.kv_f16,
@@ -493,24 +493,36 @@ class GpuEngine:
 
     def _attention_gpu(self, prog: _Program, q, i: int, window: int) -> None:
         """Layer i's attention in the gpu family: prefill (n > 1) is one launch of prefill_tiled; decode
-        is decode_split over the keys in splits into attn_splits, then attention_combine into attn.
-        Each launch's grid is empty, so it is not recorded, at the other n."""
+        is decode_split over the keys in splits into attn_splits, then attention_combine into attn; or,
+        while the keys are one split, decode_split alone straight into attn (Params.direct; the same
+        values: the combine of one split is o / l). Each launch's grid is empty, so it is not recorded,
+        where another runs instead."""
         c = self.c
-        params = lambda n, p: _pack(  # noqa: E731  (the cpu family's Params)
-            "IIIIIIfffI", c.n_head, c.n_head_kv, c.head_dim, c.head_dim_v, p + n, window, c.attn_scale, c.attn_softcap, c.alibi_max_bias, n
+        params = lambda n, p, direct=0: _pack(  # noqa: E731  (the cpu family's Params)
+            "IIIIIIfffII", c.n_head, c.n_head_kv, c.head_dim, c.head_dim_v, p + n, window, c.attn_scale, c.attn_softcap, c.alibi_max_bias, n, direct
         )
         inputs = [q, self.k_cache[i], self.v_cache[i], self.positions]
         q_tile, groups = shader_constant("attention.wgsl", "Q_TILE"), decode_head_groups(c.n_head, c.n_head_kv)
         prefill_grid = lambda n, p: (c.n_head, -(-n // q_tile), 1) if n > 1 else (0, 0, 0)  # noqa: E731
-        split_grid = lambda n, p: (groups, decode_splits(p + n, window), 1) if n == 1 else (0, 0, 0)  # noqa: E731
+        one_split = lambda n, p: n == 1 and decode_splits(p + n, window) == 1  # noqa: E731
+        split_grid = lambda n, p: (groups, decode_splits(p + n, window), 1) if n == 1 and not one_split(n, p) else (0, 0, 0)  # noqa: E731
         kv_f16 = self.kv_f16
         prog.add("attention.wgsl", [*inputs, self.attn], params, prefill_grid, "prefill_tiled", label="attention prefill_tiled", kv_f16=kv_f16)
+        prog.add(
+            "attention.wgsl",
+            [*inputs, self.attn],
+            lambda n, p: params(n, p, direct=1),
+            lambda n, p: (groups, 1, 1) if one_split(n, p) else (0, 0, 0),
+            "decode_split",
+            label="attention decode_split (one split)",
+            kv_f16=kv_f16,
+        )
         prog.add("attention.wgsl", [*inputs, self.attn_splits], params, split_grid, "decode_split", label="attention decode_split", kv_f16=kv_f16)
         prog.add(
             "attention_combine.wgsl",
             [self.attn_splits, self.attn],
             lambda n, p: _pack("III", c.n_head, c.head_dim_v, decode_splits(p + n, window)),
-            lambda n, p: (c.n_head, 1, 1) if n == 1 else (0, 0, 0),
+            lambda n, p: (c.n_head, 1, 1) if n == 1 and not one_split(n, p) else (0, 0, 0),
         )
 
     def _rope(self, prog: _Program, src, dst, heads: int, base: float, pos_scale: float, neox: int) -> None:
