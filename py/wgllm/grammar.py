@@ -272,7 +272,7 @@ class _Compiler:
                 raise self.fail(_pointer(path, "enum"), "expected a non-empty array")
             where = [_pointer(_pointer(path, "enum"), i) for i in range(len(values))]
         if "const" in schema:
-            if "enum" in schema and schema["const"] not in values:
+            if "enum" in schema and canonical_json(schema["const"], "#") not in [canonical_json(v, "#") for v in values]:
                 raise self.fail(_pointer(path, "const"), "the const value is not one of the enum values")
             values, where = [schema["const"]], [_pointer(path, "const")]
         out = []

@@ -86,7 +86,7 @@ class GrammarVocabulary:
         return cls([tokenizer.token_bytes(i) for i in range(tokenizer.vocab_size)], tokenizer.eog_ids, excluded, **options)
 
     def stack_mask(self, grammar: JsonGrammar, stack: tuple) -> np.ndarray:
-        key = (id(grammar), stack)
+        key = (grammar, stack)  # the grammar itself: an id could be reused once it is freed
         hit = self.cache.get(key)
         if hit is not None:
             self.cache.move_to_end(key)

@@ -459,6 +459,15 @@ export class Tokenizer {
     return bytes;
   }
 
+  /** Token `id`'s GGUF token type (gguf.TokenType: 1 normal, 2 unknown, 3 control, 4 user-defined,
+   * 5 unused, 6 byte; 0 for a value outside those), after end-of-generation tokens became control. */
+  tokenType(id: number): number {
+    if (!Number.isInteger(id) || id < 0 || id >= this.nVocab) {
+      throw new RangeError(`token id ${id} is outside the vocabulary (0..${this.nVocab - 1}) of ${this.source}`);
+    }
+    return this.types[id];
+  }
+
   /** The text of `ids`; invalid UTF-8 becomes U+FFFD. With addSpacePrefix (SPM), one leading
    * space of the first token is dropped, as encode put it there. */
   decode(ids: readonly number[]): string {
