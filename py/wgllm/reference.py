@@ -368,7 +368,8 @@ def apply_logit_bias(logits: np.ndarray, bias: dict[int, float]) -> np.ndarray:
 
 def penalty_counts(history, last_n: int) -> dict[int, int]:
     """How often each id occurs in the last `last_n` ids of `history` (-1: all of it; 0: none)."""
-    window = list(history) if last_n < 0 else list(history)[len(history) - last_n :] if last_n else []
+    history = list(history)
+    window = history if last_n < 0 else history[max(0, len(history) - last_n) :] if last_n else []
     counts: dict[int, int] = {}
     for t in window:
         counts[int(t)] = counts.get(int(t), 0) + 1

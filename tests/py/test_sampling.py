@@ -82,6 +82,9 @@ def test_penalties_and_bias_as_straight_definition(logits_and_history):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
         if last_n != 0:
             assert not np.allclose(got, reference.apply_logit_bias(logits, bias)), "the penalty changed nothing"
+        short = history[:10]  # a window longer than the history: all of it
+        got = reference.apply_penalties(logits, p.counts(short), rp, fp, pp)
+        np.testing.assert_allclose(got, straight_adjusted(logits, {}, short, last_n, rp, fp, pp), rtol=1e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize(

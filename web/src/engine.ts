@@ -30,6 +30,7 @@ import { GpuContext, GpuOutOfMemoryError, type KernelFamily, ShaderError, resolv
 import { type EngineLora, LoraSites } from "./lora_gpu";
 import { type ModelConfig, layerRope, modelConfigFromHeader } from "./model";
 import { type Grid, type Launch, type Params, Program, gridRows, pack } from "./program";
+import { MAX_LOGIT_BIAS, MAX_TOP_LOGPROBS, SAMPLING_DEFAULTS, type SamplingChecked, adjustEntries } from "./sampling";
 import { GpuWeight, embeddingGroupSize, matmulGeometry } from "./weights";
 
 export interface EngineOptions {
@@ -79,10 +80,22 @@ export interface SampleSettings {
   step: number;
   /** The adapter applied to this call (from loadLora); none when undefined. */
   lora?: EngineLora;
+  /** The rest of the chain (sampling.ts; checkSampling's result): top-p, min-p, penalties, bias, logprobs. */
+  extras?: SamplingChecked;
+  /** Every id fed so far, this call's included: the penalties' window is its tail. */
+  history?: readonly number[];
+}
+
+/** A sampled token, with its log-probability and the best alternatives when extras.logprobs asks. */
+export interface SampledToken {
+  token: number;
+  logprob?: number;
+  top?: [number, number][];
 }
 
 const GLU_KINDS = { swiglu: 1, geglu: 2 }; // Params.glu of the matmul kernels
 export const MAX_TOP_K = shaderConstant("sample", "MAX_K");
+const SAMPLE_PARAMS = "IIIfIIfffIII"; // sample.wgsl's Params
 
 interface Src {
   buf: GPUBuffer;
@@ -106,6 +119,10 @@ export class Engine {
   private readonly vecs = new Map<string, GPUBuffer>();
   private readonly program: Program;
   private sampler!: Launch;
+  /** The sampler's Adjust entries (logit_bias, penalties), its logprobs output and that one's readback. */
+  private sampleAdjust!: GPUBuffer;
+  private sampleLogprobs!: GPUBuffer;
+  private sampleLogprobsRead!: GPUBuffer;
   private finalLogits!: GPUBuffer;
   private busy: Promise<unknown> = Promise.resolve();
   private buildErrors: Promise<GPUError | null> = Promise.resolve(null);
@@ -516,7 +533,12 @@ export class Engine {
       );
       this.finalLogits = b.logits_capped;
     }
-    this.sampler = this.program.add("sample", [this.finalLogits, b.sampled], () => pack("IIIfII", 0, 0, 0, 0, 0, 0), () => [1, 1, 1]);
+    // one Adjust entry per id with a bias or a count in the penalty window: at most the context's ids and MAX_LOGIT_BIAS
+    this.sampleAdjust = this.ctx.buffer(16 * (this.maxTokens + MAX_LOGIT_BIAS), "sampler adjust entries");
+    this.sampleLogprobs = this.ctx.buffer(4 * (2 + 2 * MAX_TOP_LOGPROBS), "sampler logprobs");
+    this.sampleLogprobsRead = this.ctx.buffer(4 * (2 + 2 * MAX_TOP_LOGPROBS), "sampler logprobs readback", { readback: true });
+    this.owned.push(this.sampleAdjust, this.sampleLogprobs, this.sampleLogprobsRead);
+    this.sampler = this.program.add("sample", [this.sampleAdjust, this.finalLogits, b.sampled, this.sampleLogprobs], () => pack(SAMPLE_PARAMS, ...Array(12).fill(0)), () => [1, 1, 1]);
     this.program.steps.pop(); // the sampler runs only from sample()
     if (this.loraRanks.length) this.program.defer(this.lora.makePipelines());
     this.buildErrors = this.ctx.guard(device.popErrorScope());
@@ -553,8 +575,6 @@ export class Engine {
       pipelineList: times.map(([label, , end]): [string, number] => [label, (end - first) / 1000]).sort((a, b) => a[1] - b[1]),
     };
   }
-
-
 
   // -- running ----------------------------------------------------------------------------------
   /** Record a step into one compute pass of a new command encoder; the pass is left open (for the sampler). */
@@ -606,20 +626,47 @@ export class Engine {
 
   /** Run `ids` at positions pos0.. (prefill when ids.length > 1, decode when 1), sample on the GPU, read back only the id. */
   sample(ids: number[], pos0: number, s: SampleSettings): Promise<number> {
+    return this.sampleToken(ids, pos0, s).then((t) => t.token);
+  }
+
+  /** sample() with its logprobs when s.extras.logprobs asks (read back then, and only then). */
+  sampleToken(ids: number[], pos0: number, s: SampleSettings): Promise<SampledToken> {
     if (s.topK > MAX_TOP_K && s.temperature > 0) {
       return Promise.reject(new RangeError(`top_k = ${s.topK} is above the GPU sampler's maximum of ${MAX_TOP_K}`));
+    }
+    const x = s.extras ?? SAMPLING_DEFAULTS;
+    const entries = adjustEntries(x, s.history ?? []);
+    if (entries.byteLength > this.sampleAdjust.size) {
+      return Promise.reject(new RangeError(`${entries.length / 4} logit_bias and penalty entries do not fit the sampler's ${this.sampleAdjust.size / 16}`));
     }
     return this.serial(async () => {
       const { enc, pass } = this.encode(ids, pos0, s.lora);
       const c = this.config;
       const offset = this.allLogits ? (ids.length - 1) * c.nVocab : 0;
-      this.ctx.write(this.sampler.uniform, 0, pack("IIIfII", c.nVocab, offset, Math.max(0, s.topK), s.temperature, s.seed, s.step));
+      if (entries.length) this.ctx.write(this.sampleAdjust, 0, entries);
+      const nTop = x.logprobs ? x.topLogprobs : 0;
+      this.ctx.write(
+        this.sampler.uniform,
+        0,
+        pack(SAMPLE_PARAMS, c.nVocab, offset, Math.max(0, s.topK), s.temperature, s.seed, s.step, x.topP, x.minP, x.repetitionPenalty, entries.length / 4, nTop, x.logprobs ? 1 : 0),
+      );
       const pipeline = this.sampler.pipelines.get("main")!;
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, this.sampler.bindGroups.get("main")!);
       pass.dispatchWorkgroups(1, 1, 1);
       pass.end();
-      return this.readback(this.b.sampled, this.b.sampledRead, 4, enc, (m) => new Uint32Array(m)[0]);
+      if (!x.logprobs) return { token: await this.readback(this.b.sampled, this.b.sampledRead, 4, enc, (m) => new Uint32Array(m)[0]) };
+      const n = Math.min(nTop, c.nVocab);
+      const bytes = 4 * (2 + 2 * n);
+      enc.copyBufferToBuffer(this.b.sampled, 0, this.b.sampledRead, 0, 4);
+      const lp = await this.readback(this.sampleLogprobs, this.sampleLogprobsRead, bytes, enc, (m) => m.slice(0));
+      await this.b.sampledRead.mapAsync(1 /* GPUMapMode.READ */, 0, 4);
+      const token = new Uint32Array(this.b.sampledRead.getMappedRange(0, 4))[0];
+      this.b.sampledRead.unmap();
+      const words = new Uint32Array(lp);
+      const floats = new Float32Array(lp);
+      const top = Array.from({ length: n }, (_, j): [number, number] => [words[2 + 2 * j], floats[3 + 2 * j]]);
+      return { token, logprob: floats[0], top };
     });
   }
 

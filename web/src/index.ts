@@ -18,7 +18,9 @@ export {
 export type { GGUFNumericArray, GGUFTensorChunk, GGUFTensorInfo, GGUFValue, ReadGGUFOptions } from "./gguf";
 export { KV_ALIAS, SHADERS, kvF16Variant, shaderSource } from "./shaders";
 export { Engine, MAX_TOP_K } from "./engine";
-export type { EngineOptions, KvCacheType, LoadTimings, SampleSettings } from "./engine";
+export type { EngineOptions, KvCacheType, LoadTimings, SampleSettings, SampledToken } from "./engine";
+export { MAX_LOGIT_BIAS, MAX_STOP, MAX_TOP_LOGPROBS, SAMPLING_DEFAULTS, StopFilter, adjustEntries, checkSampling, checkStop } from "./sampling";
+export type { SamplingChecked, SamplingExtras, TokenLogprob } from "./sampling";
 export { EngineLora, LORA_OWNER_MESSAGE } from "./lora_gpu";
 export type { LoraAsset, ModelLoadTimings } from "./runner";
 export { ARCH_RECIPES, SUPPORTED_ARCHITECTURES, layerRope, modelConfigFromHeader } from "./model";
@@ -40,6 +42,7 @@ export {
   LoraModel,
 } from "./llm_inference";
 export type {
+  GenerationResult,
   GenerationStats,
   LlmBaseOptions,
   LlmInferenceOptions,

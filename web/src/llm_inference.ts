@@ -21,6 +21,7 @@ import { LocalRunner, headerOf, type LoraAsset, type ModelInfo, type ModelLoadTi
 import type { KvCacheType } from "./engine";
 import { KERNEL_FAMILIES, type KernelFamily } from "./gpu";
 import { LORA_OWNER_MESSAGE } from "./lora_gpu";
+import { SAMPLING_EXTRA_NAMES, type SamplingExtras, type TokenLogprob, checkSampling, checkStop } from "./sampling";
 import { Tokenizer } from "./tokenizer";
 import { WorkerRunner } from "./worker_client";
 
@@ -42,7 +43,13 @@ export interface LlmBaseOptions {
   delegate?: "CPU" | "GPU";
 }
 
-export interface LlmInferenceOptions {
+/** wgllm extras (SamplingExtras): topP, minP, repetitionPenalty, frequencyPenalty, presencePenalty,
+ * penaltyLastN, logitBias, logprobs, topLogprobs (sampling.ts has the chain), and stop. OpenAI's
+ * `seed` is randomSeed and its `n` is numResponses (generateResponses: the i-th answer drawn with
+ * randomSeed + i, one after another, each with the whole maxTokens). */
+export interface LlmInferenceOptions extends SamplingExtras {
+  /** wgllm extra: strings that end the answer (not returned), matched across token boundaries; at most 16. */
+  stop?: string | string[];
   baseOptions?: LlmBaseOptions;
   /** Maximum number of the combined input and output tokens. */
   maxTokens?: number;
@@ -95,6 +102,17 @@ export class LoraModel {
   }
 }
 
+/** One answer of the last generateResponse(s) call (a wgllm extra): its ids, their logprobs when
+ * the logprobs option asks, and why it ended ("stop": end-of-generation token or a stop string, then
+ * `stop` names it; "length": maxTokens; "cancelled"). */
+export interface GenerationResult {
+  text: string;
+  tokens: number[];
+  logprobs?: TokenLogprob[];
+  finishReason: "stop" | "length" | "cancelled";
+  stop?: string;
+}
+
 /** Statistics of the last generateResponse(s) call (a wgllm extra, used by the demo page). Each
  * response is a prefill step (its prompt less the reused prefix, sampling its first token) then
  * decode steps (one token in, the next out); with several responses the prefill figures add up. */
@@ -143,6 +161,8 @@ export class LlmInference {
   private temperature = DEFAULT_TEMPERATURE;
   private randomSeed = DEFAULT_RANDOM_SEED;
   private numResponses = DEFAULT_NUM_RESPONSES;
+  private sampling: SamplingExtras = {};
+  private stop: string[] = [];
   private loraRanks: number[] = [];
   private forceF32 = false;
   private kernels?: KernelFamily;
@@ -155,6 +175,8 @@ export class LlmInference {
   private readonly loraModels = new Map<LoraModel, LoraEntry>();
   /** Statistics of the last generation. */
   lastStats?: GenerationStats;
+  /** The answers of the last generation, with their tokens, logprobs and finish reasons. */
+  lastResults?: GenerationResult[];
 
   private constructor() {}
 
@@ -213,6 +235,10 @@ export class LlmInference {
     check("randomSeed", next.randomSeed, Number.isInteger(next.randomSeed), "an integer");
     if (!(Number.isInteger(next.numResponses) && next.numResponses >= 1)) throw new Error("'numResponses' must be at least 1.");
     check("loraRanks", next.loraRanks, Array.isArray(next.loraRanks) && next.loraRanks.every((r) => Number.isInteger(r) && r >= 1), "a list of integers >= 1");
+    const sampling: SamplingExtras = { ...this.sampling };
+    for (const name of SAMPLING_EXTRA_NAMES) if (name in options) (sampling as Record<string, unknown>)[name] = options[name];
+    checkSampling(sampling, base?.modelAssetPath || base?.modelAssetBuffer ? undefined : this.info?.nVocab);
+    const stop = "stop" in options ? checkStop(options.stop) : this.stop;
     if (next.numResponses > 1 && (next.topK <= 1 || next.temperature <= 0)) {
       console.warn(
         "To generate multiple responses, it is expected topK > 1 and temperature > 0; otherwise, all the generated responses may be the same.",
@@ -247,6 +273,8 @@ export class LlmInference {
     }
     if (asset === undefined && !this.runner) throw new Error("No model asset provided.");
     Object.assign(this, next);
+    this.sampling = sampling;
+    this.stop = stop;
     if (asset !== undefined) await this.load(asset, workerChange, sameModel);
   }
 
@@ -379,11 +407,14 @@ export class LlmInference {
     const ids = this.promptIds(query);
     if (ids.length === 0) throw new Error("the prompt is empty and the model adds no BOS token: nothing to generate from");
     if (ids.length >= this.maxTokens) throw new PromptTooLongError(ids.length, this.maxTokens);
+    const extras = checkSampling(this.sampling, this.info?.nVocab); // logitBias's ids against this model's vocabulary
+    const stop = this.stop;
     this.processing = true;
     const runner = this.runner;
     return (async () => {
       const t0 = performance.now();
       const results: string[] = [];
+      const answers: GenerationResult[] = [];
       let generated = 0;
       let reused = 0;
       const steps = { firstTokenSeconds: 0, prefillTokens: 0, prefillSeconds: 0, decodeTokens: 0, decodeSeconds: 0 };
@@ -391,10 +422,11 @@ export class LlmInference {
         for (let i = 0; i < n; i++) {
           const parts = (piece: string) => Array.from({ length: n }, (_, j) => (j === i ? piece : ""));
           const r: RunResult = await runner.run(
-            { ids, maxTokens: this.maxTokens, topK: this.topK, temperature: this.temperature, seed: this.randomSeed + i, lora: loraId },
+            { ids, maxTokens: this.maxTokens, topK: this.topK, temperature: this.temperature, seed: this.randomSeed + i, lora: loraId, extras, stop },
             (piece) => listener?.(parts(piece), false),
           );
           results.push(r.text);
+          answers.push({ text: r.text, tokens: r.tokens, logprobs: r.logprobs, finishReason: r.finishReason, stop: r.stop });
           generated += r.sampled;
           if (i === 0) {
             reused = r.reused;
@@ -405,6 +437,7 @@ export class LlmInference {
           steps.decodeTokens += r.sampled - 1;
           steps.decodeSeconds += r.decodeSeconds;
         }
+        this.lastResults = answers;
         this.lastStats = { promptTokens: ids.length, reusedPromptTokens: reused, generatedTokens: generated, seconds: (performance.now() - t0) / 1000, ...steps };
         this.processing = false;
         listener?.(Array.from({ length: n }, () => ""), true);
