@@ -223,7 +223,7 @@ export class Engine {
       const activations = this.activationSizes().reduce((s, [, n]) => s + pad(n), 0);
       const weights = [...needs.mats.values()].reduce((s, p) => s + p.chunkSizes().reduce((t, c) => t + c.sizes.reduce((u, n) => u + pad(n), 0), 0), 0);
       const vectors = [...needs.vecs.values()].reduce((s, n) => s + pad(4 * n), 0);
-      const readback = pad((this.allLogits ? this.maxTokens : 1) * this.config.nVocab * 4) + 4;
+      const readback = this.samplerSizes().reduce((s, [, n]) => s + pad(n), 0);
       const of = `${this.header.source} (weights ${weights + vectors} bytes, activations and KV cache for maxTokens = ${this.maxTokens} ${activations + readback} bytes)`;
       const planned = { bytes: weights + vectors + activations + readback, of, maxBuffer: this.ctx.maxBuffer };
       throw new GpuOutOfMemoryError(e.what, e.asked, e.allocatedBefore, e.detail, planned);
@@ -251,20 +251,38 @@ export class Engine {
       this.vecs.set(name, buf);
       this.owned.push(buf);
     }
-    const logitBytes = (this.allLogits ? this.maxTokens : 1) * this.config.nVocab * 4;
-    const [readback, sampledRead] = await ctx.allocating("readback buffers", () => [
-      ctx.buffer(logitBytes, "logits readback", { readback: true }),
-      ctx.buffer(4, "sampled readback", { readback: true }),
-    ]);
-    this.owned.push(readback, sampledRead);
+    const [readback, sampledRead, adjust, logprobs, logprobsRead] = await ctx.allocating("readback and sampler buffers", () =>
+      this.samplerSizes().map(([label, bytes, readback]) => ctx.buffer(bytes, label, { readback })),
+    );
+    this.owned.push(readback, sampledRead, adjust, logprobs, logprobsRead);
     this.b.readback = readback;
     this.b.sampledRead = sampledRead;
+    this.sampleAdjust = adjust;
+    this.sampleLogprobs = logprobs;
+    this.sampleLogprobsRead = logprobsRead;
+  }
+
+  /** The readback buffers and the sampler's own (label, bytes, readback), in allocate()'s order: the
+   * sampler's Adjust entries (one per id with a bias or a count in the penalty window: at most the
+   * context's ids and MAX_LOGIT_BIAS) and its logprobs output with that one's readback. */
+  private samplerSizes(): [string, number, boolean][] {
+    const logprobBytes = 4 * (2 + 2 * MAX_TOP_LOGPROBS);
+    return [
+      ["logits readback", (this.allLogits ? this.maxTokens : 1) * this.config.nVocab * 4, true],
+      ["sampled readback", 4, true],
+      ["sampler adjust entries", 16 * (this.maxTokens + MAX_LOGIT_BIAS), false],
+      ["sampler logprobs", logprobBytes, false],
+      ["sampler logprobs readback", logprobBytes, true],
+    ];
   }
 
   // -- the program ------------------------------------------------------------------------------
   /** y = x W^T (+ bias) (+ residual, added in the kernel's epilogue; never y itself), or with glu (a
    * pairs weight) act(gate) * up. */
-  private matmul(name: string, x: GPUBuffer, y: GPUBuffer, biasName?: string, rows?: (n: number) => number, residual?: GPUBuffer, glu?: "swiglu" | "geglu"): void {
+  private matmul(
+    name: string, x: GPUBuffer, y: GPUBuffer, biasName?: string, rows?: (n: number) => number, residual?: GPUBuffer, glu?: "swiglu" | "geglu",
+    norm?: Normed,
+  ): void {
     const w = this.weights.get(name)!;
     const bias = biasName ? this.vecs.get(biasName) : undefined;
     const rowsOf = rows ?? ((n: number) => n);
@@ -533,11 +551,6 @@ export class Engine {
       );
       this.finalLogits = b.logits_capped;
     }
-    // one Adjust entry per id with a bias or a count in the penalty window: at most the context's ids and MAX_LOGIT_BIAS
-    this.sampleAdjust = this.ctx.buffer(16 * (this.maxTokens + MAX_LOGIT_BIAS), "sampler adjust entries");
-    this.sampleLogprobs = this.ctx.buffer(4 * (2 + 2 * MAX_TOP_LOGPROBS), "sampler logprobs");
-    this.sampleLogprobsRead = this.ctx.buffer(4 * (2 + 2 * MAX_TOP_LOGPROBS), "sampler logprobs readback", { readback: true });
-    this.owned.push(this.sampleAdjust, this.sampleLogprobs, this.sampleLogprobsRead);
     this.sampler = this.program.add("sample", [this.sampleAdjust, this.finalLogits, b.sampled, this.sampleLogprobs], () => pack(SAMPLE_PARAMS, ...Array(12).fill(0)), () => [1, 1, 1]);
     this.program.steps.pop(); // the sampler runs only from sample()
     if (this.loraRanks.length) this.program.defer(this.lora.makePipelines());
