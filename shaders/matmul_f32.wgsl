@@ -22,13 +22,15 @@ struct Params {
     has_bias: u32,
     has_residual: u32, // y = x @ W^T + bias + residual: the residual add fused into the matmul
     glu: u32,          // 1 swiglu, 2 geglu: rows are (gate, up) pairs, y[:, p] = act(gate_p) * up_p (n_out / 2 columns)
+    norm: u32,         // decode entries: x is RMS-normed in the kernel, its norm weight bound at `residual` (norm_unit)
+    norm_eps: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> w: array<vec4<f32>>; // (rows, k / 4)
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;  // (n, k / 4)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // (n_out,) read when has_bias
-@group(0) @binding(4) var<storage, read> residual: array<f32>; // (n, n_out) read when has_residual (not with glu); never y itself
+@group(0) @binding(4) var<storage, read> residual: array<f32>; // (n, n_out) read when has_residual (not with glu); never y itself; (k,) the norm weight when norm
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;  // (n, n_out), or (n, n_out / 2) with glu
 
 // Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
@@ -99,6 +101,26 @@ fn store_pair(xrow: u32, r: u32, v: vec2<f32>) {
 }
 
 // ---- decode: one x row ---------------------------------------------------------------------------
+// With params.norm the decode kernels take the residual stream itself and RMS-norm it on the way in
+// (the norm launch before the matmul saved): each x unit is multiplied by the norm weight (bound at
+// `residual`, which a normed matmul never has) as it is loaded, its sum of squares kept beside the
+// dot products, and the sums scaled by 1 / sqrt(mean(x^2) + eps) at the end (norm_scale; 1.0 exactly
+// without norm). The prefill entries never run with norm.
+fn norm_unit(xs: ptr<function, array<vec4<f32>, 8>>, u: u32) -> f32 {
+    var ss = 0.0;
+    for (var j = 0u; j < 8u; j++) {
+        let v = (*xs)[j];
+        ss += dot(v, v);
+        let e = 32u * u + 4u * j;
+        (*xs)[j] = v * vec4<f32>(residual[e], residual[e + 1u], residual[e + 2u], residual[e + 3u]);
+    }
+    return ss;
+}
+
+fn norm_scale(ss: f32) -> f32 {
+    return select(1.0, 1.0 / sqrt(ss / f32(params.k) + params.norm_eps), params.norm != 0u);
+}
+
 @compute @workgroup_size(MATVEC_WG)
 fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
@@ -108,13 +130,18 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
     let r = chunk_rows(min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.rows - 1u))); // rows past the end repeat the last
     var acc = vec4<f32>(0.0);
+    var ss = 0.0;
     for (var u = 0u; u < params.k / 32u; u++) {
         var xs: array<vec4<f32>, 8>;
         for (var j = 0u; j < 8u; j++) {
             xs[j] = x[8u * u + j];
         }
+        if (params.norm != 0u) {
+            ss += norm_unit(&xs, u);
+        }
         acc += vec4<f32>(dot_unit(r.x, u, xs), dot_unit(r.y, u, xs), dot_unit(r.z, u, xs), dot_unit(r.w, u, xs));
     }
+    acc *= norm_scale(ss);
     store_pair(0u, row0, acc.xy);
     store_pair(0u, row0 + 2u, acc.zw);
 }
@@ -129,6 +156,7 @@ const MV_ROWS: u32 = 4u;    // output rows per gpu-family matvec workgroup
 override MV_WG: u32 = 64u;  // its threads, a power of two (the host may pass up to its invocation limit)
 
 var<workgroup> mv_partial: array<vec4<f32>, MV_WG>;
+var<workgroup> mv_ss: array<f32, MV_WG>; // with norm: the threads' sums of squares of x
 
 @compute @workgroup_size(MV_WG)
 fn matvec_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -139,22 +167,28 @@ fn matvec_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     let r = chunk_rows(min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.rows - 1u))); // rows past the end repeat the last
     var acc = vec4<f32>(0.0);
+    var ss = 0.0;
     for (var u = li; u < params.k / 32u; u += MV_WG) {
         var xs: array<vec4<f32>, 8>;
         for (var j = 0u; j < 8u; j++) {
             xs[j] = x[8u * u + j];
         }
+        if (params.norm != 0u) {
+            ss += norm_unit(&xs, u);
+        }
         acc += vec4<f32>(dot_unit(r.x, u, xs), dot_unit(r.y, u, xs), dot_unit(r.z, u, xs), dot_unit(r.w, u, xs));
     }
     mv_partial[li] = acc;
+    mv_ss[li] = ss;
     for (var s = MV_WG / 2u; s > 0u; s >>= 1u) {
         workgroupBarrier();
         if (li < s) {
             mv_partial[li] += mv_partial[li + s];
+            mv_ss[li] += mv_ss[li + s];
         }
     }
     if (li == 0u) {
-        let total = mv_partial[0];
+        let total = mv_partial[0] * norm_scale(mv_ss[0]);
         store_pair(0u, row0, total.xy);
         store_pair(0u, row0 + 2u, total.zw);
     }

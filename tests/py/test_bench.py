@@ -32,10 +32,10 @@ def test_bench_cli_writes_every_figure(tmp_path):
     assert isinstance(result["adapter"], str) and result["adapter"]
     assert result["kv_cache_type"] == "f16" and "KV cache" in run.stdout  # lavapipe has shader-f16
     assert result["kernels"] == "cpu" and "kernels" in run.stdout  # lavapipe is a CPU adapter
-    # the tiny llama's decode step: embedding, 2 layers of 8 launches (norm, qkv, rope q + rope k into the
-    # cache + v into the cache, attention, o + residual, norm, gate+up with the GLU, down + residual), the
-    # last-row copy, norm, head and sampler
-    assert result["layers"] == 2 and result["dispatches_per_decode_step"] == 1 + 2 * 8 + 4
+    # the tiny llama's decode step: embedding, 2 layers of 6 launches (qkv with the attn_norm, rope q + rope k
+    # into the cache + v into the cache, attention, o + residual, gate+up with the ffn_norm and the GLU,
+    # down + residual), the head with the output_norm, and the sampler
+    assert result["layers"] == 2 and result["dispatches_per_decode_step"] == 1 + 2 * 6 + 2
     names = [t.name for t in GGUFReader(model).tensors]
     assert "output.weight" not in names  # the tiny llama ties its output to the embedding
     # tied output: every tensor is read in full once per token (llama.cpp's own reader counts them)

@@ -94,6 +94,16 @@ export interface SampledToken {
 }
 
 const GLU_KINDS = { swiglu: 1, geglu: 2 }; // Params.glu of the matmul kernels
+
+/** A matmul input that is an RMSNorm's output a decode step does not make (Python's fuse_norm): the
+ * norm weight and the un-normed rows that a decode step reads and norms in the kernel (Params.norm);
+ * `prefill`: the rows the other steps read and norm too (the head's last row), else they read the
+ * norm launch's output. */
+interface Normed {
+  w: GPUBuffer;
+  decode: GPUBuffer;
+  prefill?: GPUBuffer;
+}
 export const MAX_TOP_K = shaderConstant("sample", "MAX_K");
 const SAMPLE_PARAMS = "IIIfIIfffIII"; // sample.wgsl's Params
 
@@ -299,16 +309,27 @@ export class Engine {
     const constants = split ? { MV_WG: Math.min(geo.splitThreads, this.ctx.maxInvocations) } : undefined;
     // a matmul of one row at every n (the head on the last row) never runs, so never compiles, its prefill kernel
     const entries = rowsOf(this.maxTokens) === 1 ? [matvec] : [matvec, prefill];
+    const entry = (n: number) => (rowsOf(n) === 1 ? matvec : prefill);
+    const none: Grid = [0, 0, 0];
     for (const chunk of w.chunks) {
-      this.program.add(
-        op,
-        [...chunk.buffers, x, bias ?? this.b.zeros, residual ?? this.b.zeros, y],
-        (n) => pack("IIIIIIII", k, nOut, chunk.rows, chunk.rowStart, rowsOf(n), bias ? 1 : 0, residual ? 1 : 0, glu ? GLU_KINDS[glu] : 0),
-        (n) => (rowsOf(n) === 1 ? gridRows(Math.ceil(chunk.rows / matvecRows)) : [Math.ceil(chunk.rows / tileRows), Math.ceil(rowsOf(n) / tileN), 1]),
-        entries,
-        (n) => (rowsOf(n) === 1 ? matvec : prefill),
-        constants,
-      );
+      const grid = (n: number): Grid =>
+        rowsOf(n) === 1 ? gridRows(Math.ceil(chunk.rows / matvecRows)) : [Math.ceil(chunk.rows / tileRows), Math.ceil(rowsOf(n) / tileN), 1];
+      const flags = [bias ? 1 : 0, residual ? 1 : 0, glu ? GLU_KINDS[glu] : 0];
+      const params = (n: number, normed: boolean) =>
+        pack("IIIIIIIIIf", k, nOut, chunk.rows, chunk.rowStart, rowsOf(n), ...flags, normed ? 1 : 0, normed ? this.config.normEps : 0);
+      const add = (input: GPUBuffer, normed: boolean, when: (n: number) => boolean, es: string[]) =>
+        this.program.add(op, [...chunk.buffers, input, bias ?? this.b.zeros, normed ? norm!.w : (residual ?? this.b.zeros), y],
+          (n) => params(n, normed), (n) => (when(n) ? grid(n) : none), es, entry, constants);
+      if (!norm) {
+        add(x, false, () => true, entries);
+        continue;
+      }
+      // a decode step reads the un-normed rows and norms them in the kernel, the norm weight bound where
+      // the residual is (Python's _matmul norm=); other steps read x, the norm launch's output, or with
+      // norm.prefill (the head: one row at every n) that row, normed in the kernel too
+      add(norm.decode, true, (n) => n === 1, [matvec]);
+      if (norm.prefill) add(norm.prefill, true, (n) => n > 1, [matvec]);
+      else add(x, false, (n) => n > 1, [prefill]);
     }
     if (this.loraRanks.length && name.startsWith("blk.")) {
       this.lora.sites.set(name, { x, y, k, nOut });
@@ -316,15 +337,25 @@ export class Engine {
     }
   }
 
-  private norm(prefix: string, x: GPUBuffer, y: GPUBuffer, rows: (n: number) => number = (n) => n, dim?: number): void {
+  /** Norm rows(n) rows of x into y; decode false: not in a decode step, whose matmuls norm x themselves
+   * (fuseNorm), which gets what they need (Python's _norm). */
+  private norm(prefix: string, x: GPUBuffer, y: GPUBuffer, rows: (n: number) => number = (n) => n, dim?: number, decode = true): Normed | undefined {
     const c = this.config;
     const d = dim ?? c.nEmbd;
     const w = this.vecs.get(`${prefix}.weight`)!;
     const params: Params = (n) => pack("IIf", rows(n), d, c.normEps);
-    const grid = (n: number) => gridRows(rows(n));
+    const grid = (n: number): Grid => (n === 1 && !decode ? [0, 0, 0] : gridRows(rows(n)));
     const constants = this.rowConstants();
     if (c.recipe.norm === "rms") this.program.add("rms_norm", [x, w, y], params, grid, ["main"], undefined, constants);
     else this.program.add("layer_norm", [x, w, this.vecs.get(`${prefix}.bias`) ?? this.b.zeros, y], params, grid, ["main"], undefined, constants);
+    return decode ? undefined : { w, decode: x };
+  }
+
+  /** A decode step's RMSNorms run inside the matmuls after them (Python's fuse_norm): not with LoRA
+   * ranks (the adapters' shrink reads the normed rows), LayerNorm or a parallel block. */
+  private get fuseNorm(): boolean {
+    const r = this.config.recipe;
+    return this.loraRanks.length === 0 && r.norm === "rms" && !r.parallel;
   }
 
   /** Override constants of the row kernels (norms): the cpu family keeps the shaders' default of 8
@@ -384,19 +415,19 @@ export class Engine {
     );
   }
 
-  private ffn(i: number, h: GPUBuffer, out: GPUBuffer, residual?: GPUBuffer): void {
+  private ffn(i: number, h: GPUBuffer, out: GPUBuffer, residual?: GPUBuffer, norm?: Normed): void {
     const c = this.config;
     const b = this.b;
     const blk = `blk.${i}.`;
     const kind = c.recipe.ffn;
     if (this.gluPaired[i] && (kind === "swiglu" || kind === "geglu")) {
-      this.matmul(blk + "ffn_gate+up.weight", h, b.act, undefined, undefined, undefined, kind); // one launch writes act(gate) * up
+      this.matmul(blk + "ffn_gate+up.weight", h, b.act, undefined, undefined, undefined, kind, norm); // one launch writes act(gate) * up
     } else if (kind === "swiglu" || kind === "geglu") {
-      this.matmul(blk + "ffn_up.weight", h, b.up, blk + "ffn_up.bias");
-      this.matmul(blk + "ffn_gate.weight", h, b.gate, blk + "ffn_gate.bias");
+      this.matmul(blk + "ffn_up.weight", h, b.up, blk + "ffn_up.bias", undefined, undefined, undefined, norm);
+      this.matmul(blk + "ffn_gate.weight", h, b.gate, blk + "ffn_gate.bias", undefined, undefined, undefined, norm);
       this.elementwise(kind, [b.gate, b.up], b.act, c.nFf);
     } else {
-      this.matmul(blk + "ffn_up.weight", h, b.up, blk + "ffn_up.bias");
+      this.matmul(blk + "ffn_up.weight", h, b.up, blk + "ffn_up.bias", undefined, undefined, undefined, norm);
       this.elementwise(kind === "gelu" ? "gelu_tanh" : "gelu_erf", [b.up], b.act, c.nFf);
     }
     this.matmul(blk + "ffn_down.weight", b.act, out, blk + "ffn_down.bias", undefined, residual);
@@ -456,16 +487,16 @@ export class Engine {
     for (let i = 0; i < c.nLayer; i++) {
       const blk = `blk.${i}.`;
       const [xc, xn] = [x[cur], x[1 - cur]];
-      this.norm(blk + "attn_norm", xc, b.h);
+      const attnNormed = this.norm(blk + "attn_norm", xc, b.h, undefined, undefined, !this.fuseNorm); // for the matmuls reading h
       let srcQ: Src;
       let srcK: Src;
       let srcV: Src;
       const oneMatmul = this.fused || this.qkvStacked[i];
       if (oneMatmul) {
-        if (this.fused) this.matmul(blk + "attn_qkv.weight", b.h, b.qkv, blk + "attn_qkv.bias");
+        if (this.fused) this.matmul(blk + "attn_qkv.weight", b.h, b.qkv, blk + "attn_qkv.bias", undefined, undefined, undefined, attnNormed);
         else {
           const site = blk + "attn_q+k+v.weight";
-          this.matmul(site, b.h, b.qkv, blk + "attn_q+k+v.bias");
+          this.matmul(site, b.h, b.qkv, blk + "attn_q+k+v.bias", undefined, undefined, undefined, attnNormed);
           ["q", "k", "v"].forEach((p, j) => this.lora.parts.set(`${blk}attn_${p}.weight`, { site, col: [0, qDim, qDim + kvDim][j] }));
         }
         const row = qDim + kvDim + vDim;
@@ -473,9 +504,9 @@ export class Engine {
         srcK = { buf: b.qkv, stride: row, offset: qDim };
         srcV = { buf: b.qkv, stride: row, offset: qDim + kvDim };
       } else {
-        this.matmul(blk + "attn_q.weight", b.h, b.q, blk + "attn_q.bias");
-        this.matmul(blk + "attn_k.weight", b.h, b.k, blk + "attn_k.bias");
-        this.matmul(blk + "attn_v.weight", b.h, b.v, blk + "attn_v.bias");
+        this.matmul(blk + "attn_q.weight", b.h, b.q, blk + "attn_q.bias", undefined, undefined, undefined, attnNormed);
+        this.matmul(blk + "attn_k.weight", b.h, b.k, blk + "attn_k.bias", undefined, undefined, undefined, attnNormed);
+        this.matmul(blk + "attn_v.weight", b.h, b.v, blk + "attn_v.bias", undefined, undefined, undefined, attnNormed);
         if (c.recipe.qkNorm) {
           this.norm(blk + "attn_q_norm", b.q, b.q_rot, (n) => n * c.nHead, c.headDim);
           this.norm(blk + "attn_k_norm", b.k, b.attn, (n) => n * c.nHeadKv, c.headDim);
@@ -514,16 +545,15 @@ export class Engine {
         // xn = xc + attention out, then xc = xn + ffn out (parallel: the ffn of the same h), each add
         // in the epilogue of the matmul before it (Python's fuse_residual)
         this.matmul(blk + "attn_output.weight", b.attn, xn, blk + "attn_output.bias", undefined, xc);
-        if (!c.recipe.parallel) this.norm(blk + "ffn_norm", xn, b.h);
-        this.ffn(i, b.h, xc, xn);
+        const ffnNormed = c.recipe.parallel ? attnNormed : this.norm(blk + "ffn_norm", xn, b.h, undefined, undefined, !this.fuseNorm);
+        this.ffn(i, b.h, xc, xn, ffnNormed);
         continue; // x[cur] holds the result again
       }
       // Gemma-2/3: a norm between each of the two matmuls and its residual add, so the adds stay launches
       this.matmul(blk + "attn_output.weight", b.attn, b.o, blk + "attn_output.bias");
       this.norm(blk + "post_attention_norm", b.o, b.ffn);
       this.addOp(xc, b.ffn, xn, c.nEmbd);
-      this.norm(blk + "ffn_norm", xn, b.h);
-      this.ffn(i, b.h, b.ffn);
+      this.ffn(i, b.h, b.ffn, undefined, this.norm(blk + "ffn_norm", xn, b.h, undefined, undefined, !this.fuseNorm));
       this.norm(blk + "post_ffw_norm", b.ffn, b.o);
       this.addOp(xn, b.o, xc, c.nEmbd);
     }
@@ -537,9 +567,15 @@ export class Engine {
     } else {
       // the last row to b.last by a kernel (kv_store's strided row copy), not copyBufferToBuffer,
       // which would end the step's compute pass
-      this.program.add("kv_store", [xf, b.last], (n) => pack("IIIII", c.nEmbd, c.nEmbd, (n - 1) * c.nEmbd, c.nEmbd, 0), () => [Math.ceil(c.nEmbd / 256), 1, 1]);
-      this.norm("output_norm", b.last, b.last_norm, () => 1);
-      this.matmul(outName, b.last_norm, b.logits, "output.bias", () => 1);
+      const fuse = this.fuseNorm; // the head norms its one row itself, a decode step's one row read in place (Python's fuse_norm)
+      this.program.add("kv_store", [xf, b.last], (n) => pack("IIIII", c.nEmbd, c.nEmbd, (n - 1) * c.nEmbd, c.nEmbd, 0), (n) => [Math.ceil(c.nEmbd / 256), fuse && n === 1 ? 0 : 1, 1]);
+      if (fuse) {
+        const normed: Normed = { w: this.vecs.get("output_norm.weight")!, decode: xf, prefill: b.last };
+        this.matmul(outName, b.last, b.logits, "output.bias", () => 1, undefined, undefined, normed);
+      } else {
+        this.norm("output_norm", b.last, b.last_norm, () => 1);
+        this.matmul(outName, b.last_norm, b.logits, "output.bias", () => 1);
+      }
     }
     this.finalLogits = b.logits;
     if (c.finalSoftcap) {

@@ -160,6 +160,11 @@ class GpuEngine:
     rotate Q, rotate K into the cache and store V in one launch (rope.wgsl's qkv entry) instead of
     three; False keeps three (the A/B).
 
+    fuse_norm: in a decode step (and for the output head, which always runs on one row) the matmuls
+    after an RMSNorm take the residual stream and norm it on the way in (the matmul kernels'
+    Params.norm): the attn_norm, ffn_norm and output_norm launches are saved; prefill keeps them. Not
+    with LoRA ranks (the adapters' shrink reads the normed rows) nor LayerNorm; False keeps them (the A/B).
+
     force_f32: keep the KV cache in f32 even when the adapter has shader-f16 (kv_f16 says which it is).
 
     kernels: the kernel family, "gpu" or "cpu"; None chooses from the adapter (runtime.resolve_kernels:
@@ -180,6 +185,7 @@ class GpuEngine:
         fuse_residual: bool = True,
         fuse_glu: bool = True,
         fuse_rope_kv: bool = True,
+        fuse_norm: bool = True,
         kernels: str | None = None,
         context: GpuContext | None = None,
     ):
@@ -188,6 +194,7 @@ class GpuEngine:
         self.model, self.max_tokens, self.force_f32, self.all_logits = model, max_tokens, force_f32, all_logits
         self.fuse_residual = fuse_residual
         self.fuse_rope_kv = fuse_rope_kv
+        self.fuse_norm = fuse_norm and not lora_ranks and model.config.recipe.norm == "rms" and not model.config.recipe.parallel
         self.lora_ranks = sorted(set(lora_ranks or []))
         self.ctx = ctx = context or get_context()
         self.kernels = ctx.kernels(kernels)
@@ -317,12 +324,24 @@ class GpuEngine:
         return self._weights[key]
 
     # -- program -------------------------------------------------------------------------------
-    def _matmul(self, prog: _Program, name: str, x, y, bias_name: str | None = None, weight=None, residual=None, glu=None) -> None:
+    def _matmul(self, prog: _Program, name: str, x, y, bias_name: str | None = None, weight=None, residual=None, glu=None, norm=None) -> None:
         """A layer matmul (followed by its LoRA step when ranks are declared); `weight` = (w, bias)
         when given (a stacked QKV), `name` then naming its LoRA site; `residual` added in its epilogue
-        (the LoRA update then lands on y = x W^T + bias + residual, the same sum)."""
+        (the LoRA update then lands on y = x W^T + bias + residual, the same sum). `norm` = (norm
+        weight, the un-normed rows) when x is an RMSNorm's output that a decode step does not make
+        (fuse_norm): then a decode step reads those rows and norms them in the kernel."""
         w, bias = weight if weight else (self.mat(name), self.vec(bias_name) if bias_name else None)
         gw, ctx = self._gw, self.ctx
+        if norm is not None:
+            assert not self.lora_ranks and glu in (None, "swiglu", "geglu")
+            (norm_w, raw), eps = norm, self.c.norm_eps
+            prog.call(
+                lambda cpass, n, pos0: gw.matmul(
+                    ctx, cpass, w, raw if n == 1 else x, y, n, bias, residual, glu, self.kernels, norm=(norm_w, eps) if n == 1 else None
+                ),
+                f"matmul_{w.shader_suffix}",
+            )
+            return
         if not self.lora_ranks:
             prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w, x, y, n, bias, residual, glu, self.kernels), f"matmul_{w.shader_suffix}")
             return
@@ -340,17 +359,22 @@ class GpuEngine:
         """Upload a checked adapter (wgllm.lora.LoraAdapter): factors, uniforms and bind groups, once."""
         return self._lora.load(self, adapter, self.lora_t)
 
-    def _norm(self, prog: _Program, prefix: str, x, y, rows: Callable[[int], int] | None = None, dim: int | None = None) -> None:
+    def _norm(self, prog: _Program, prefix: str, x, y, rows: Callable[[int], int] | None = None, dim: int | None = None, decode: bool = True):
+        """Norm rows(n) rows of x into y; decode=False: not in a decode step (its matmuls norm x
+        themselves, fuse_norm). Returns what such a matmul needs, (norm weight, x), or None when the
+        norm launch runs at every n."""
         c = self.c
         dim = dim or c.n_embd
         rows = rows or (lambda n: n)
         w = self.vec(f"{prefix}.weight")
-        params, grid, constants = lambda n, p: _pack("IIf", rows(n), dim, c.norm_eps), lambda n, p: _grid_rows(rows(n)), self._row_constants()
+        params, constants = lambda n, p: _pack("IIf", rows(n), dim, c.norm_eps), self._row_constants()
+        grid = lambda n, p: (0, 0, 0) if n == 1 and not decode else _grid_rows(rows(n))  # noqa: E731
         if c.recipe.norm == "rms":
             prog.add("rms_norm.wgsl", [x, w, y], params, grid, constants=constants)
         else:
             b = self.vec(f"{prefix}.bias") or self.zeros
             prog.add("layer_norm.wgsl", [x, w, b, y], params, grid, constants=constants)
+        return None if decode else (w, x)
 
     def _row_constants(self) -> dict | None:
         """Override constants of the row kernels (norms): the cpu family keeps the shaders' default of
@@ -386,22 +410,22 @@ class GpuEngine:
         for i in range(c.n_layer):
             blk = f"blk.{i}."
             x, x_next = self.x[cur], self.x[1 - cur]
-            self._norm(prog, blk + "attn_norm", x, self.h)
+            normed = self._norm(prog, blk + "attn_norm", x, self.h, decode=not self.fuse_norm)  # the matmuls reading h
             one_matmul = self.fused or self.qkv_stacked[i]
             if one_matmul:
                 if self.fused:
-                    self._matmul(prog, blk + "attn_qkv.weight", self.h, self.qkv, blk + "attn_qkv.bias")
+                    self._matmul(prog, blk + "attn_qkv.weight", self.h, self.qkv, blk + "attn_qkv.bias", norm=normed)
                 else:
                     site = blk + "attn_q+k+v.weight"
-                    self._matmul(prog, site, self.h, self.qkv, weight=self.stacked_qkv(i))
+                    self._matmul(prog, site, self.h, self.qkv, weight=self.stacked_qkv(i), norm=normed)
                     for p, col in zip("qkv", (0, q_dim, q_dim + kv_dim)):
                         self._lora.parts[f"{blk}attn_{p}.weight"] = (site, col)
                 row = q_dim + kv_dim + v_dim
                 src_q, src_k, src_v = (self.qkv, row, 0), (self.qkv, row, q_dim), (self.qkv, row, q_dim + kv_dim)
             else:
-                self._matmul(prog, blk + "attn_q.weight", self.h, self.q, blk + "attn_q.bias")
-                self._matmul(prog, blk + "attn_k.weight", self.h, self.k, blk + "attn_k.bias")
-                self._matmul(prog, blk + "attn_v.weight", self.h, self.v, blk + "attn_v.bias")
+                self._matmul(prog, blk + "attn_q.weight", self.h, self.q, blk + "attn_q.bias", norm=normed)
+                self._matmul(prog, blk + "attn_k.weight", self.h, self.k, blk + "attn_k.bias", norm=normed)
+                self._matmul(prog, blk + "attn_v.weight", self.h, self.v, blk + "attn_v.bias", norm=normed)
                 if c.recipe.qk_norm:
                     self._norm(prog, blk + "attn_q_norm", self.q, self.q_rot, rows=lambda n: n * c.n_head, dim=c.head_dim)
                     self._norm(prog, blk + "attn_k_norm", self.k, self.attn, rows=lambda n: n * c.n_head_kv, dim=c.head_dim)
@@ -444,12 +468,12 @@ class GpuEngine:
                     attn_out = self.ffn
                 self._add(prog, x, attn_out, x_next, c.n_embd)
             if not c.recipe.parallel:
-                self._norm(prog, blk + "ffn_norm", x_next, self.h)
+                normed = self._norm(prog, blk + "ffn_norm", x_next, self.h, decode=not self.fuse_norm)
             if fuse:
-                self._ffn(prog, i, self.h, x, residual=x_next)
+                self._ffn(prog, i, self.h, x, residual=x_next, norm=normed)
                 continue  # x holds the result again
             ffn_out = self.o if c.recipe.parallel else self.ffn
-            self._ffn(prog, i, self.h, ffn_out)
+            self._ffn(prog, i, self.h, ffn_out, norm=normed)
             if c.recipe.post_norms and not c.recipe.parallel:  # as reference.forward: no post_ffw_norm when parallel
                 self._norm(prog, blk + "post_ffw_norm", self.ffn, self.o)
                 ffn_out = self.o
@@ -465,12 +489,23 @@ class GpuEngine:
         else:
             # the last row to self.last by a kernel (kv_store's strided row copy), not copy_buffer_to_buffer,
             # which would end the step's compute pass
-            self._kv_store(prog, (x, c.n_embd, 0), self.last, c.n_embd, rows=lambda n: 1, first=lambda n: n - 1, label="copy last row")
-            self._norm(prog, "output_norm", self.last, self.last_norm, rows=lambda n: 1)
-            prog.call(
-                lambda cpass, n, pos0: gw.matmul(ctx, cpass, w_out, self.last_norm, self.logits, 1, bias, kernels=self.kernels),
-                f"matmul_{w_out.shader_suffix} (output)",
-            )
+            if self.fuse_norm:  # the head norms its one row itself; a decode step's one row is x itself, not copied
+                decode_copy = lambda n: 0 if n == 1 else 1  # noqa: E731
+                self._kv_store(prog, (x, c.n_embd, 0), self.last, c.n_embd, rows=decode_copy, first=lambda n: n - 1, label="copy last row")
+                norm_w = self.vec("output_norm.weight")
+                prog.call(
+                    lambda cpass, n, pos0: gw.matmul(
+                        ctx, cpass, w_out, x if n == 1 else self.last, self.logits, 1, bias, kernels=self.kernels, norm=(norm_w, c.norm_eps)
+                    ),
+                    f"matmul_{w_out.shader_suffix} (output)",
+                )
+            else:
+                self._kv_store(prog, (x, c.n_embd, 0), self.last, c.n_embd, rows=lambda n: 1, first=lambda n: n - 1, label="copy last row")
+                self._norm(prog, "output_norm", self.last, self.last_norm, rows=lambda n: 1)
+                prog.call(
+                    lambda cpass, n, pos0: gw.matmul(ctx, cpass, w_out, self.last_norm, self.logits, 1, bias, kernels=self.kernels),
+                    f"matmul_{w_out.shader_suffix} (output)",
+                )
         logits = self.logits
         if c.final_softcap:
             rows = (lambda n: n) if self.all_logits else (lambda n: 1)
@@ -573,17 +608,19 @@ class GpuEngine:
             params = lambda n, p: _pack("IIIII", row_len, src_stride, src_off + first(n) * src_stride, row_len, 0)  # noqa: E731
         prog.add("kv_store.wgsl", [src_buf, cache], params, lambda n, p: (-(-row_len // 256), rows(n), 1), label=label, kv_f16=kv_f16)
 
-    def _ffn(self, prog: _Program, i: int, h, out, residual=None) -> None:
+    def _ffn(self, prog: _Program, i: int, h, out, residual=None, norm=None) -> None:
+        """The MLP of layer i on h; norm: h is an RMSNorm's output that a decode step does not make
+        (see _matmul)."""
         c, blk = self.c, f"blk.{i}."
         kind = c.recipe.ffn
         if self.glu_paired[i]:  # one launch writes act(gate) * up
-            self._matmul(prog, blk + "ffn_gate+up.weight", h, self.act, weight=(self.paired_glu(i), None), glu=kind)
+            self._matmul(prog, blk + "ffn_gate+up.weight", h, self.act, weight=(self.paired_glu(i), None), glu=kind, norm=norm)
         elif kind in ("swiglu", "geglu"):
-            self._matmul(prog, blk + "ffn_up.weight", h, self.up, blk + "ffn_up.bias")
-            self._matmul(prog, blk + "ffn_gate.weight", h, self.gate, blk + "ffn_gate.bias")
+            self._matmul(prog, blk + "ffn_up.weight", h, self.up, blk + "ffn_up.bias", norm=norm)
+            self._matmul(prog, blk + "ffn_gate.weight", h, self.gate, blk + "ffn_gate.bias", norm=norm)
             self._elementwise(prog, f"{kind}.wgsl", [self.gate, self.up], self.act, c.n_ff)
         else:
-            self._matmul(prog, blk + "ffn_up.weight", h, self.up, blk + "ffn_up.bias")
+            self._matmul(prog, blk + "ffn_up.weight", h, self.up, blk + "ffn_up.bias", norm=norm)
             self._elementwise(prog, "gelu_tanh.wgsl" if kind == "gelu" else "gelu_erf.wgsl", [self.up], self.act, c.n_ff)
         self._matmul(prog, blk + "ffn_down.weight", self.act, out, blk + "ffn_down.bias", residual=residual)
 

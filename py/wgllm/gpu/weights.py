@@ -261,7 +261,17 @@ def _matmul_entry(ctx, shader: str, n: int, kernels: str) -> tuple[str, dict | N
 
 
 def matmul(
-    ctx, target, weight: GpuWeight, x_buf, y_buf, n_rows_x: int, bias_buf=None, residual_buf=None, glu: str | None = None, kernels: str = "cpu"
+    ctx,
+    target,
+    weight: GpuWeight,
+    x_buf,
+    y_buf,
+    n_rows_x: int,
+    bias_buf=None,
+    residual_buf=None,
+    glu: str | None = None,
+    kernels: str = "cpu",
+    norm: tuple | None = None,
 ) -> None:
     """y (n, n_out) = x (n, k) @ W^T [+ bias] [+ residual], x, y and residual (n, n_out) f32 buffers:
     the decode kernel (matvec) when n == 1, the tiled prefill kernel otherwise, once per row chunk of
@@ -275,6 +285,10 @@ def matmul(
     kernels: the kernel family ("cpu" or "gpu", runtime.resolve_kernels); the gpu family's decode
     kernel is `matvec_split` (k split over a workgroup's threads, MV_ROWS rows a workgroup), its
     prefill kernel `main_tiled` (workgroup-memory tiles of TILED_ROWS W rows by TILED_N x rows).
+
+    norm: (weight buffer (k,) f32, eps) for n == 1: x is RMS-normed in the kernel, y = (x / rms(x) * w)
+    W^T ... (the decode kernels' Params.norm; the norm launch before the matmul saved). Not with a
+    residual, whose binding carries the norm weight.
     """
     n = int(n_rows_x)
     if kernels not in KERNEL_FAMILIES:
@@ -297,18 +311,21 @@ def matmul(
         raise ValueError("matmul: a weight of (gate, up) pairs (upload_pairs) runs with glu only")
     if residual_buf is y_buf:
         raise ValueError("matmul: the residual buffer is y itself (a buffer cannot be read and written by one launch)")
+    if norm is not None and (n != 1 or residual_buf is not None or norm[0].size < weight.k * 4):
+        raise ValueError(f"matmul: norm needs n = 1 (got {n}), no residual and a norm weight of k = {weight.k} floats")
     shader = f"matmul_{weight.shader_suffix}.wgsl"
     entry, constants, rows_per_group, n_per_group = _matmul_entry(ctx, shader, n, kernels)
     pipeline = ctx.pipeline(shader, constants, entry=entry)
     bias = bias_buf if bias_buf is not None else _dummy(ctx)
-    residual = residual_buf if residual_buf is not None else _dummy(ctx)
+    residual = residual_buf if residual_buf is not None else norm[0] if norm is not None else _dummy(ctx)
+    eps = float(norm[1]) if norm is not None else 0.0
     launches = []
     for ci, chunk in enumerate(weight.chunks):
-        pkey = ("matmul", ci, n, bias_buf is not None, residual_buf is not None, glu)
+        pkey = ("matmul", ci, n, bias_buf is not None, residual_buf is not None, glu, eps if norm is not None else None)
         params = weight._params.get(pkey)
         if params is None:
-            flags = (int(bias_buf is not None), int(residual_buf is not None), GLU_KINDS.get(glu, 0))
-            data = struct.pack("<8I", weight.k, weight.n_out, chunk.rows, chunk.row_start, n, *flags)
+            flags = (int(bias_buf is not None), int(residual_buf is not None), GLU_KINDS.get(glu, 0), int(norm is not None))
+            data = struct.pack("<9If", weight.k, weight.n_out, chunk.rows, chunk.row_start, n, *flags, eps)
             params = weight._params[pkey] = ctx.buffer(data, uniform=True, label="matmul params")
         bkey = (entry, ci, n, id(x_buf), id(y_buf), id(bias), id(residual))
         cached = weight._bind_groups.get(bkey)
