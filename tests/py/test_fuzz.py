@@ -42,8 +42,14 @@ def _check(tally: fuzz_gguf.Tally) -> dict:
 
 
 def test_python_reader_survives_fuzzing(seeds):
-    report = _check(fuzz_gguf.run_python(seeds, list(range(N)), 0, 10.0, _quiet))
-    assert report["peak_rss_mib"] < 1024, report
+    start = fuzz_gguf._rss()
+    tally = fuzz_gguf.run_python(seeds, list(range(N)), 0, 10.0, _quiet)
+    report = _check(tally)
+    # memory taken by the run itself: the RSS sampled every 100 inputs against the RSS before it (the
+    # report's peak is the process's lifetime maximum, which in a pytest run includes the earlier
+    # tests' models; scripts/fuzz.sh runs the fuzzer alone and reports it)
+    during = max(b for _, b in tally.rss[:-1])
+    assert (during - start) / fuzz_gguf.MiB < 256, (start, tally.rss)
 
 
 def test_node_streaming_reader_survives_fuzzing_with_flat_memory(seeds, tmp_path):
