@@ -68,11 +68,7 @@ T = GGMLQuantizationType
 SUPPORTED_TYPES = (T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q4_K, T.Q6_K)
 _F16 = np.dtype("<f2")
 
-# Kernel geometry, mirrored from the WGSL files (const ROWS / TILE there).
-MATVEC_ROWS = 64  # output rows per matvec workgroup (four per thread)
-MATMUL_TILE = 32  # output rows and x rows per matmul workgroup
-MATVEC_WG = 16
-EMBED_WG = 64
+# Kernel geometry is read from the WGSL files' own constants (runtime.shader_constant), as web/src does.
 _MAX_GROUPS = 65535
 
 
@@ -254,10 +250,11 @@ def _matmul_entry(ctx, shader: str, n: int, kernels: str) -> tuple[str, dict | N
     if n > 1:
         if kernels == "gpu":
             return "main_tiled", None, shader_constant(shader, "TILED_ROWS"), shader_constant(shader, "TILED_N")
-        return "main", None, MATMUL_TILE, MATMUL_TILE
+        tile = shader_constant(shader, "TILE")
+        return "main", None, tile, tile
     if kernels == "gpu":
         return "matvec_split", {"MV_WG": matvec_split_size(ctx)}, shader_constant(shader, "MV_ROWS"), 1
-    return "matvec", None, MATVEC_ROWS, 1
+    return "matvec", None, shader_constant(shader, "MATVEC_ROWS"), 1
 
 
 def matmul(
@@ -352,7 +349,7 @@ def embedding_lookup(ctx, target, table: GpuWeight, ids_buf, y_buf, n_ids: int, 
     if n < 1 or ids_buf.size < 4 * n or y_buf.size < 4 * n * table.k:
         raise ValueError(f"embedding_lookup: {n} ids of a {table.shape} table need ids >= {4 * n} and y >= {4 * n * table.k} bytes")
     pipeline = ctx.pipeline(f"embedding_{table.shader_suffix}.wgsl")
-    groups_x = -(-(table.k // 4) // EMBED_WG)
+    groups_x = -(-(table.k // 4) // shader_constant(f"embedding_{table.shader_suffix}.wgsl", "WG_SIZE"))
     bind_groups = []
     for ci, chunk in enumerate(table.chunks):
         pkey = ("embedding", ci, float(scale))
