@@ -101,11 +101,13 @@ fn store_pair(xrow: u32, r: u32, v: vec2<f32>) {
 }
 
 // ---- decode: one x row ---------------------------------------------------------------------------
-// With params.norm the decode kernels take the residual stream itself and RMS-norm it on the way in
-// (the norm launch before the matmul saved): each x unit is multiplied by the norm weight (bound at
-// `residual`, which a normed matmul never has) as it is loaded, its sum of squares kept beside the
-// dot products, and the sums scaled by 1 / sqrt(mean(x^2) + eps) at the end (norm_scale; 1.0 exactly
-// without norm). The prefill entries never run with norm.
+// With params.norm the gpu family's decode kernel (matvec_split) takes the residual stream itself and
+// RMS-norms it on the way in (the norm launch before the matmul saved): each x unit is multiplied by
+// the norm weight (bound at `residual`, which a normed matmul never has) as it is loaded, its sum of
+// squares kept beside the dot products, and the sums scaled by 1 / sqrt(mean(x^2) + eps) at the end
+// (norm_scale; 1.0 exactly without norm). The cpu family's `matvec` and the prefill entries never run
+// with norm (a `matvec` invocation owns whole rows: it would redo the norm over all of x for each
+// of its rows' groups, slower on llvmpipe than the launch it saves, bench/NOTES.md).
 fn norm_unit(xs: ptr<function, array<vec4<f32>, 8>>, u: u32) -> f32 {
     var ss = 0.0;
     for (var j = 0u; j < 8u; j++) {
@@ -130,18 +132,13 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
     let r = chunk_rows(min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.rows - 1u))); // rows past the end repeat the last
     var acc = vec4<f32>(0.0);
-    var ss = 0.0;
     for (var u = 0u; u < params.k / 32u; u++) {
         var xs: array<vec4<f32>, 8>;
         for (var j = 0u; j < 8u; j++) {
             xs[j] = x[8u * u + j];
         }
-        if (params.norm != 0u) {
-            ss += norm_unit(&xs, u);
-        }
         acc += vec4<f32>(dot_unit(r.x, u, xs), dot_unit(r.y, u, xs), dot_unit(r.z, u, xs), dot_unit(r.w, u, xs));
     }
-    acc *= norm_scale(ss);
     store_pair(0u, row0, acc.xy);
     store_pair(0u, row0 + 2u, acc.zw);
 }

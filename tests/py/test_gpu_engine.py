@@ -375,22 +375,27 @@ def test_rope_kv_fusion_is_taken_and_equals_three_launches(arch, bits, kv_f16, t
         np.testing.assert_array_equal(fused.forward_logits([ids[j]], j), apart.forward_logits([ids[j]], j))
 
 
-@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("arch, bits", [("llama", 4), ("gemma", 8), ("gemma2", 16), ("gemma3", 8), ("stablelm", 32)])
-def test_norm_fusion_is_taken_and_matches(arch, bits, kernels, tiny_gguf):
+def test_norm_fusion_is_taken_and_matches(arch, bits, tiny_gguf):
     """A decode step's RMSNorms run inside the matmuls after them (attn_norm: the Q/K/V matmuls,
     ffn_norm: the MLP's first, output_norm: the head, which reads a decode step's one row in place);
     prefill keeps the layers' norm launches. Logits within MODEL_LOGITS_REL of the reference and of the
     unfused engine (the norm's sums are taken in another order, so not bit for bit), greedy tokens
-    equal; LayerNorm models (StableLM) and LoRA ranks keep every launch."""
+    equal; LayerNorm models (StableLM) and LoRA ranks keep every launch. The gpu family's (the default
+    there); the cpu family keeps its norm launches and refuses fuse_norm=True by name."""
+    kernels = "gpu"
     model = load_model(tiny_gguf(arch, bits))
     c = model.config
     ids = [int(i) for i in np.random.default_rng(3).integers(3, c.n_vocab, 14)]
-    fused = GpuEngine(model, max_tokens=40, force_f32=True, kernels=kernels)
+    fused = GpuEngine(model, max_tokens=40, force_f32=True, kernels=kernels, fuse_norm=True)
     apart = GpuEngine(model, max_tokens=40, force_f32=True, kernels=kernels, fuse_norm=False)
     rms = c.recipe.norm == "rms"
     assert fused.fuse_norm == rms and not apart.fuse_norm
-    assert not GpuEngine(model, max_tokens=16, force_f32=True, lora_ranks=[2]).fuse_norm
+    assert GpuEngine(model, max_tokens=16, force_f32=True, kernels="gpu").fuse_norm == rms  # the default in the gpu family
+    assert not GpuEngine(model, max_tokens=16, force_f32=True, kernels="cpu").fuse_norm
+    with pytest.raises(ValueError, match="fuse_norm=True needs the gpu kernel family.*kernels='cpu'"):
+        GpuEngine(model, max_tokens=16, force_f32=True, kernels="cpu", fuse_norm=True)
+    assert not GpuEngine(model, max_tokens=16, force_f32=True, lora_ranks=[2], kernels=kernels, fuse_norm=True).fuse_norm
     saved = (2 * c.n_layer + 2) if rms else 0  # two norms a layer, the output norm and the last-row copy
     assert apart.launches_per_step(1, 9) - fused.launches_per_step(1, 9) == saved
     assert apart.launches_per_step(9, 0) - fused.launches_per_step(9, 0) == int(rms)  # prefill: only the head's norm

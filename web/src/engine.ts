@@ -351,11 +351,13 @@ export class Engine {
     return decode ? undefined : { w, decode: x };
   }
 
-  /** A decode step's RMSNorms run inside the matmuls after them (Python's fuse_norm): not with LoRA
-   * ranks (the adapters' shrink reads the normed rows), LayerNorm or a parallel block. */
+  /** A decode step's RMSNorms run inside the matmuls after them (Python's fuse_norm): in the gpu family
+   * only (a cpu-family matvec invocation would redo the norm over all of x for its rows: slower on
+   * llvmpipe, bench/NOTES.md), not with LoRA ranks (the adapters' shrink reads the normed rows),
+   * LayerNorm or a parallel block. */
   private get fuseNorm(): boolean {
     const r = this.config.recipe;
-    return this.loraRanks.length === 0 && r.norm === "rms" && !r.parallel;
+    return this.kernels === "gpu" && this.loraRanks.length === 0 && r.norm === "rms" && !r.parallel;
   }
 
   /** Override constants of the row kernels (norms): the cpu family keeps the shaders' default of 8

@@ -164,6 +164,10 @@ class GpuEngine:
     after an RMSNorm take the residual stream and norm it on the way in (the matmul kernels'
     Params.norm): the attn_norm, ffn_norm and output_norm launches are saved; prefill keeps them. Not
     with LoRA ranks (the adapters' shrink reads the normed rows) nor LayerNorm; False keeps them (the A/B).
+    None (the default): on in the gpu family, off (and True refused) in the cpu family, where every
+    invocation of a matvec owns whole rows and would redo the norm over all of x for its rows, with
+    the norm weight read a scalar at a time: on lavapipe a SmolLM2 decode step took 333 ms fused against 261 ms apart (the 62 launches
+    saved are worth ~1 % there), so the cpu family keeps the norm launches (bench/NOTES.md).
 
     force_f32: keep the KV cache in f32 even when the adapter has shader-f16 (kv_f16 says which it is).
 
@@ -185,7 +189,7 @@ class GpuEngine:
         fuse_residual: bool = True,
         fuse_glu: bool = True,
         fuse_rope_kv: bool = True,
-        fuse_norm: bool = True,
+        fuse_norm: bool | None = None,
         kernels: str | None = None,
         context: GpuContext | None = None,
     ):
@@ -194,10 +198,13 @@ class GpuEngine:
         self.model, self.max_tokens, self.force_f32, self.all_logits = model, max_tokens, force_f32, all_logits
         self.fuse_residual = fuse_residual
         self.fuse_rope_kv = fuse_rope_kv
-        self.fuse_norm = fuse_norm and not lora_ranks and model.config.recipe.norm == "rms" and not model.config.recipe.parallel
         self.lora_ranks = sorted(set(lora_ranks or []))
         self.ctx = ctx = context or get_context()
         self.kernels = ctx.kernels(kernels)
+        if fuse_norm and self.kernels != "gpu":
+            raise ValueError(f"fuse_norm=True needs the gpu kernel family (the cpu family's matvec has no norm), got kernels={self.kernels!r}")
+        fuse_norm = self.kernels == "gpu" if fuse_norm is None else fuse_norm
+        self.fuse_norm = fuse_norm and not lora_ranks and model.config.recipe.norm == "rms" and not model.config.recipe.parallel
         self._lora = LoraSites(ctx)  # the layer matmuls' LoRA sites, the resident adapters (wgllm.gpu.lora)
         self.kv_f16 = ctx.has_f16 and not force_f32
         self._gw = gw
