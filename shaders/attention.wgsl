@@ -15,7 +15,7 @@
 // head_dim, head_dim_v <= MAX_HEAD_DIM (the host checks). kv_t is the cache's element type: f32, or
 // f16 in the loaders' "f16 KV" variant (see kv_store.wgsl); scores and sums are f32 either way.
 alias kv_t = f32;
-override WG_SIZE: u32 = 8u; // invocations; 8 is one llvmpipe SIMD vector (decode's combine holds WG_SIZE * MAX_HEAD_DIM floats)
+override WG_SIZE: u32 = 8u; // invocations; 8 is one llvmpipe SIMD vector (decode's combine holds WG_SIZE * WG_SIZE floats)
 const MAX_HEAD_DIM: u32 = 256u;
 const LOWEST: f32 = -3.4028234663852886e38;
 const KEYS: u32 = 8u; // keys scored per step (two vec4s)
@@ -41,7 +41,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> q_pos: array<u32>;       // (n,)
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;   // (n, n_head, head_dim_v); decode_split: its partials (n_splits, n_head, 2 + head_dim_v)
 
-var<workgroup> part_acc: array<f32, WG_SIZE * MAX_HEAD_DIM>; // decode: each invocation's rescaled accumulator
+var<workgroup> part_acc: array<f32, WG_SIZE * WG_SIZE>; // decode: the invocations' rescaled accumulators, WG_SIZE dims at a time
 var<workgroup> part_max: array<f32, WG_SIZE>;
 var<workgroup> part_sum: array<f32, WG_SIZE>;
 
@@ -220,29 +220,37 @@ fn decode(h: u32, lane: u32) {
             acc[c] = acc[c] * alpha + dot(pa, vca) + dot(pb, vcb);
         }
     }
-    // combine: every invocation rescales to the workgroup's max; invocation lane then sums dims lane, lane + WG_SIZE, ...
+    // combine: every invocation rescales to the workgroup's max (w = 0 for an invocation that had no
+    // keys); then, WG_SIZE output dims at a time, the invocations leave their accumulators in
+    // workgroup memory and invocation lane sums dim c0 + lane. The staging is WG_SIZE^2 floats, not
+    // WG_SIZE * head_dim_v: SwiftShader's compile time grows with a workgroup array's size (Chromium
+    // took ~1 s to compile this entry with a 2048-float one, ~0.02 s for a trivial kernel with 16).
     part_max[lane] = run_max;
+    part_sum[lane] = run_sum;
     workgroupBarrier();
     var total_max = LOWEST;
     for (var l = 0u; l < WG_SIZE; l++) {
         total_max = max(total_max, part_max[l]);
     }
-    let w = exp(run_max - total_max); // 0 for an invocation that had no keys
-    part_sum[lane] = run_sum * w;
-    for (var c = 0u; c < dv; c++) {
-        part_acc[lane * MAX_HEAD_DIM + c] = acc[c] * w;
-    }
-    workgroupBarrier();
     var total_sum = 0.0;
     for (var l = 0u; l < WG_SIZE; l++) {
-        total_sum += part_sum[l];
+        total_sum += part_sum[l] * exp(part_max[l] - total_max);
     }
-    for (var c = lane; c < dv; c += WG_SIZE) {
-        var o = 0.0;
-        for (var l = 0u; l < WG_SIZE; l++) {
-            o += part_acc[l * MAX_HEAD_DIM + c];
+    let w = exp(run_max - total_max);
+    for (var c0 = 0u; c0 < dv; c0 += WG_SIZE) {
+        for (var j = 0u; j < WG_SIZE; j++) {
+            part_acc[lane * WG_SIZE + j] = select(0.0, acc[min(c0 + j, MAX_HEAD_DIM - 1u)] * w, c0 + j < dv);
         }
-        out[h * dv + c] = o / total_sum;
+        workgroupBarrier();
+        let c = c0 + lane;
+        if (c < dv) {
+            var o = 0.0;
+            for (var l = 0u; l < WG_SIZE; l++) {
+                o += part_acc[l * WG_SIZE + lane];
+            }
+            out[h * dv + c] = o / total_sum;
+        }
+        workgroupBarrier();
     }
 }
 

@@ -125,8 +125,9 @@ def test_logprobs_are_log_softmax_of_adjusted_logits(logits_and_history):
 # -- the shader against the reference -----------------------------------------------------------
 
 
-def gpu_sample(ctx, logits: np.ndarray, p: SamplingParams, step: int, history) -> reference.Sampled:
-    """One sample.wgsl launch, as GpuEngine.sample_with makes it (the row at an offset: row 1 of 2)."""
+def gpu_sample(ctx, logits: np.ndarray, p: SamplingParams, step: int, history, wg_size: int | None = None) -> reference.Sampled:
+    """One sample.wgsl launch, as GpuEngine.sample_with makes it (the row at an offset: row 1 of 2);
+    wg_size: its workgroup (None: the shader's default, the cpu family's)."""
     vocab = logits.shape[0]
     rows = ctx.buffer(np.stack([logits[::-1], logits]).astype(np.float32))
     entries = p.adjust_entries(history)
@@ -137,7 +138,7 @@ def gpu_sample(ctx, logits: np.ndarray, p: SamplingParams, step: int, history) -
     uni = np.zeros(12, np.uint32)
     uni[:] = [vocab, vocab, p.top_k, 0, p.seed & 0xFFFFFFFF, step, 0, 0, 0, len(entries), n_top, int(p.logprobs)]
     uni.view(np.float32)[[3, 6, 7, 8]] = [p.temperature, p.top_p, p.min_p, p.repetition_penalty]
-    ctx.run("sample.wgsl", [ctx.buffer(uni, uniform=True), adjust, rows, out, lp], (1, 1, 1))
+    ctx.run("sample.wgsl", [ctx.buffer(uni, uniform=True), adjust, rows, out, lp], (1, 1, 1), constants={"WG_SIZE": wg_size} if wg_size else None)
     s = reference.Sampled(int(ctx.read(out, np.uint32)[0]))
     if p.logprobs:
         raw = ctx.read(lp, np.uint32)
@@ -170,8 +171,9 @@ OPTIONS = {
 }
 
 
+@pytest.mark.parametrize("wg_size", [None, 256])  # the cpu family's default workgroup, the gpu family's
 @pytest.mark.parametrize("name", list(OPTIONS))
-def test_shader_gives_reference_tokens_and_logprobs(ctx, logits_and_history, name):
+def test_shader_gives_reference_tokens_and_logprobs(ctx, logits_and_history, name, wg_size):
     logits, history = logits_and_history
     base = dict(top_k=40, temperature=1.0)
     opts = {**base, **OPTIONS[name]}
@@ -179,7 +181,7 @@ def test_shader_gives_reference_tokens_and_logprobs(ctx, logits_and_history, nam
     for seed in (0, 7, 2**32 - 1):
         for step in range(6):
             p = SamplingParams(**opts, seed=seed, logprobs=step % 2 == 1, top_logprobs=20 if step % 2 else 0).checked(len(logits))
-            g = gpu_sample(ctx, logits, p, step, history)
+            g = gpu_sample(ctx, logits, p, step, history, wg_size)
             w = p.sample_reference(logits, step, history)
             if g.token != w.token:  # allowed only where u lies within exp's rounding of a boundary
                 u = reference.random_uniform(seed, step)

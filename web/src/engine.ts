@@ -360,8 +360,9 @@ export class Engine {
     return this.kernels === "gpu" && this.loraRanks.length === 0 && r.norm === "rms" && !r.parallel;
   }
 
-  /** Override constants of the row kernels (norms): the cpu family keeps the shaders' default of 8
-   * threads a row (one llvmpipe SIMD vector); the gpu family a workgroup of up to 256 (Python's _row_constants). */
+  /** Override constants of the row kernels (norms) and the sampler: the cpu family keeps the shaders'
+   * defaults (8 threads a norm row, one llvmpipe SIMD vector; 64 for the sampler); the gpu family a
+   * workgroup of up to 256 (Python's _row_constants). */
   private rowConstants(): Record<string, number> | undefined {
     return this.kernels === "gpu" ? { WG_SIZE: Math.min(256, this.ctx.maxInvocations) } : undefined;
   }
@@ -589,7 +590,8 @@ export class Engine {
       );
       this.finalLogits = b.logits_capped;
     }
-    this.sampler = this.program.add("sample", [this.sampleAdjust, this.finalLogits, b.sampled, this.sampleLogprobs], () => pack(SAMPLE_PARAMS, ...Array(12).fill(0)), () => [1, 1, 1]);
+    this.sampler = this.program.add("sample", [this.sampleAdjust, this.finalLogits, b.sampled, this.sampleLogprobs], () => pack(SAMPLE_PARAMS, ...Array(12).fill(0)), () => [1, 1, 1],
+      ["main"], undefined, this.rowConstants());
     this.program.steps.pop(); // the sampler runs only from sample()
     if (this.loraRanks.length) this.program.defer(this.lora.makePipelines());
     this.buildErrors = this.ctx.guard(device.popErrorScope());

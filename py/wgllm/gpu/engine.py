@@ -384,8 +384,9 @@ class GpuEngine:
         return None if decode else (w, x)
 
     def _row_constants(self) -> dict | None:
-        """Override constants of the row kernels (norms): the cpu family keeps the shaders' default of
-        8 threads a row (one llvmpipe SIMD vector); the gpu family runs a workgroup of up to 256."""
+        """Override constants of the row kernels (norms) and the sampler: the cpu family keeps the
+        shaders' defaults (8 threads a norm row, one llvmpipe SIMD vector; 64 for the sampler); the gpu
+        family runs a workgroup of up to 256."""
         return {"WG_SIZE": min(256, self.ctx.max_invocations)} if self.kernels == "gpu" else None
 
     def _add(self, prog: _Program, a, b, y, width: int) -> None:
@@ -529,7 +530,8 @@ class GpuEngine:
         self.sample_adjust = ctx.buffer(size=16 * (self.max_tokens + MAX_LOGIT_BIAS), label="sampler adjust entries")
         self.sample_logprobs = ctx.buffer(size=4 * (2 + 2 * MAX_TOP_LOGPROBS), label="sampler logprobs")
         sampler = _Program(ctx)
-        sampler.add("sample.wgsl", [self.sample_adjust, logits, self.sampled, self.sample_logprobs], lambda n, p: _pack(_SAMPLE_PARAMS, *[0] * 12), lambda n, p: (1, 1, 1))
+        sampler.add("sample.wgsl", [self.sample_adjust, logits, self.sampled, self.sample_logprobs], lambda n, p: _pack(_SAMPLE_PARAMS, *[0] * 12), lambda n, p: (1, 1, 1),
+                    constants=self._row_constants())
         self.sampler = sampler.steps[0]
         return prog
 
