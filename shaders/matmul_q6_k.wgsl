@@ -176,7 +176,10 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 // Neighbouring threads take neighbouring 32-element units of the same rows, so a subgroup's loads
 // are one contiguous run of each row (coalesced); each thread keeps the partial sums of the
 // workgroup's MV_ROWS rows, x loaded once per unit for all of them, and the workgroup adds the
-// threads' partials in workgroup memory at the end. Grid: (groups_x, groups_y, 1) with
+// threads' partials at the end: a tree in workgroup memory, or, in the shader's subgroup variant
+// (where the device has subgroups: lines ending `// !sg` dropped, lines starting `//sg ` uncommented,
+// py/wgllm/gpu/runtime.py subgroup_variant), subgroupAdd within each subgroup and the subgroups' sums
+// added in order, for any subgroup size. Grid: (groups_x, groups_y, 1) with
 // groups_x * groups_y >= ceil(rows / MV_ROWS).
 const MV_ROWS: u32 = 4u;    // output rows per gpu-family matvec workgroup
 override MV_WG: u32 = 64u;  // its threads, a power of two (the host may pass up to its invocation limit)
@@ -186,7 +189,9 @@ var<workgroup> mv_ss: array<f32, MV_WG>; // with norm: the threads' sums of squa
 
 @compute @workgroup_size(MV_WG)
 fn matvec_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                @builtin(local_invocation_index) li: u32) {
+                @builtin(local_invocation_index) li: u32) { // !sg
+//sg            @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sg_lane: u32,
+//sg            @builtin(subgroup_id) sg_id: u32, @builtin(num_subgroups) n_sg: u32) {
     let row0 = (wid.y * nwg.x + wid.x) * MV_ROWS;
     if (row0 >= params.rows) {
         return; // the whole workgroup: the barriers below stay in uniform control flow
@@ -204,15 +209,26 @@ fn matvec_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         }
         acc += vec4<f32>(dot_unit(r.x, u, xs), dot_unit(r.y, u, xs), dot_unit(r.z, u, xs), dot_unit(r.w, u, xs));
     }
-    mv_partial[li] = acc;
-    mv_ss[li] = ss;
-    for (var s = MV_WG / 2u; s > 0u; s >>= 1u) {
-        workgroupBarrier();
-        if (li < s) {
-            mv_partial[li] += mv_partial[li + s];
-            mv_ss[li] += mv_ss[li + s];
-        }
-    }
+    mv_partial[li] = acc; // !sg
+    mv_ss[li] = ss; // !sg
+    for (var s = MV_WG / 2u; s > 0u; s >>= 1u) { // !sg
+        workgroupBarrier(); // !sg
+        if (li < s) { // !sg
+            mv_partial[li] += mv_partial[li + s]; // !sg
+            mv_ss[li] += mv_ss[li + s]; // !sg
+        } // !sg
+    } // !sg
+//sg    let sg_acc = subgroupAdd(acc); // each subgroup's sum, then the subgroups' sums in order by thread 0
+//sg    let sg_ss = subgroupAdd(ss);
+//sg    if (sg_lane == 0u) {
+//sg        mv_partial[sg_id] = sg_acc;
+//sg        mv_ss[sg_id] = sg_ss;
+//sg    }
+//sg    workgroupBarrier();
+//sg    for (var i = 1u; i < n_sg && li == 0u; i++) {
+//sg        mv_partial[0] += mv_partial[i];
+//sg        mv_ss[0] += mv_ss[i];
+//sg    }
     if (li == 0u) {
         let total = mv_partial[0] * norm_scale(mv_ss[0]);
         store_pair(0u, row0, total.xy);

@@ -40,6 +40,7 @@ interface RunSpec {
   sampled?: { n: number; topK: number; temperature: number; seed: number };
   logitSteps?: number[][]; // run these id groups in turn (prefill, then decodes) and return their logits
   top1Only?: boolean; // return [argmax, max] of each logits row instead of the row
+  subgroups?: boolean; // on a device with the subgroups feature (else one without: the workgroup-memory paths)
 }
 
 /** Load `url` with fetchGGUF + Engine.load and run `spec` in the page, on one adapter-limits device
@@ -48,14 +49,18 @@ async function runInPage(page: Page, spec: RunSpec): Promise<{ greedy?: number[]
   return page.evaluate(
     async ({ bundle, spec }) => {
       const w = await import(bundle);
-      const g = globalThis as unknown as { engineTestDevice?: Promise<GPUDevice> };
-      g.engineTestDevice ??= navigator.gpu.requestAdapter().then((adapter) => {
+      const g = globalThis as unknown as { engineTestDevices?: Record<string, Promise<GPUDevice>> };
+      const key = spec.subgroups ? "subgroups" : "plain";
+      (g.engineTestDevices ??= {})[key] ??= navigator.gpu.requestAdapter().then((adapter) => {
         const limits = adapter!.limits as unknown as Record<string, number>;
+        if (spec.subgroups && !adapter!.features.has("subgroups")) throw new Error("this adapter has no subgroups");
         return adapter!.requestDevice({
           requiredLimits: { maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize, maxBufferSize: limits.maxBufferSize },
+          requiredFeatures: spec.subgroups ? ["subgroups"] : [],
         });
       });
-      const device = await g.engineTestDevice;
+      const device = await g.engineTestDevices[key];
+      if (w.GpuContext.of(device).hasSubgroups !== !!spec.subgroups) throw new Error(`the device's subgroups: ${w.GpuContext.of(device).hasSubgroups}`);
       const engine = await w.Engine.load(device, await w.fetchGGUF(spec.url), {
         maxTokens: spec.maxTokens, allLogits: spec.allLogits, maxWeightBinding: spec.maxWeightBinding, kernels: spec.kernels,
       });
@@ -140,6 +145,29 @@ for (const kernels of ["cpu", "gpu"] as const) {
     }
   });
 }
+
+test("on a device with subgroups the gpu family's matvec runs its subgroupAdd variant (SwiftShader: 4 lanes) and gives the Python GPU engine's tokens and logits", async ({ page }) => {
+  test.setTimeout(180_000);
+  const variants = await page.evaluate(async (bundle) => {
+    const w = await import(bundle);
+    return Object.keys(w.SHADERS).filter((op: string) => op.startsWith("matmul_")).map((op: string) => {
+      const text: string = w.subgroupVariant(op);
+      return { op, enable: text.startsWith("enable subgroups;\n"), add: text.includes("subgroupAdd(acc)"), left: text.split("\n").filter((l: string) => l.trimEnd().endsWith("// !sg") || l.startsWith("//sg ")).length };
+    });
+  }, BUNDLE_URL);
+  expect(variants.length).toBe(9);
+  for (const v of variants) expect(v, v.op).toEqual({ op: v.op, enable: true, add: true, left: 0 });
+  for (const file of Object.keys(expected.tiny_gpu).slice(0, 3)) {
+    const want = expected.tiny_gpu[file];
+    const { prompt } = want;
+    const tokens = await runInPage(page, { url: `${URL}/${file}`, maxTokens: want.greedy.length + prompt.length, kernels: "gpu", subgroups: true, prompt, greedy: want.greedy.length });
+    expect(tokens.greedy, `${file} greedy`).toEqual(want.greedy);
+    const rows = await runInPage(page, {
+      url: `${URL}/${file}`, maxTokens: prompt.length, allLogits: true, kernels: "gpu", subgroups: true, prompt, logitSteps: [prompt.slice(0, 4), [prompt[4]], [prompt[5]]],
+    });
+    checkLogits(file, rows.logits!, want);
+  }
+});
 
 test("the kernel family: cpu on SwiftShader by default, an unknown kernels value refused by name", async ({ page }) => {
   const got = await page.evaluate(async ({ bundle }) => {

@@ -418,6 +418,37 @@ def test_kernels_run_on_a_small_device(ctx, small_ctx, kernels):
         np.testing.assert_array_equal(got, gpu_glu(ctx, weights.upload_pairs(ctx, *pair), x, bias, "swiglu", kernels))
 
 
+@pytest.mark.parametrize("t", TYPES, ids=lambda t: t.name)
+def test_matvec_split_subgroup_and_workgroup_reductions(ctx, t):
+    """The gpu family's decode matvec ends with subgroupAdd where the device has subgroups (lavapipe:
+    subgroups of 8) and with a workgroup-memory tree where it does not (a context requested without
+    the feature): both against the reference on odd shapes, with and without the fused norm; the
+    subgroup variant is what runs on the first (its pipeline compiled from the variant's module)."""
+    from wgllm.gpu.runtime import SUBGROUP_ENTRIES, subgroup_variant
+
+    plain = GpuContext(features=("shader-f16",))
+    assert ctx.has_subgroups and not plain.has_subgroups, "lavapipe offers subgroups: the subgroup path must be tested"
+    assert SUBGROUP_ENTRIES == ("matvec_split",)
+    name = f"matmul_{t.name.lower()}.wgsl"
+    variant = subgroup_variant(name, ctx.shader_source(name))
+    lines = variant.split("\n")
+    assert "subgroupAdd(acc)" in variant and not any(x.rstrip().endswith("// !sg") or x.startswith("//sg ") for x in lines)
+    unit = 256 if GGML_QUANT_SIZES[t][0] == 256 else 32
+    for i, (n_out, blocks) in enumerate(((1, 3), (7, 2), (579, 3), (130, 9))):
+        rng = np.random.default_rng(3000 * int(t) + i)
+        k = unit * blocks
+        raw = random_weight(rng, t, n_out, k)
+        w = dequantized(raw, t, n_out, k)
+        x = (rng.standard_normal((1, k)) * 2 + 0.5).astype(np.float32)
+        bias = (rng.standard_normal(n_out) * 3).astype(np.float32) if i % 2 else None
+        repacked = weights.repack(raw.reshape(-1), t, (n_out, k))
+        want = expected_matmul(x, w, bias)
+        for c in (ctx, plain):
+            got = gpu_matmul(c, weights.upload(c, repacked), x, bias, kernels="gpu")
+            check("matmul", got, want)
+    assert (name, False, True) in ctx._modules and (name, False, True) not in plain._modules and (name, False, False) in plain._modules
+
+
 def test_shared_kernel_text_is_identical_across_types():
     """Each matmul_<type>.wgsl repeats the same `matvec`, `main`, `matvec_split` and `main_tiled` (WGSL
     has no includes): only the dequantiser above them may differ, so a fix to one kernel must reach

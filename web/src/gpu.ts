@@ -5,7 +5,7 @@
 // device's loss turned into DeviceLostError for every pending and later call.
 
 import { DeviceLimitError, DeviceLostError, WgllmError } from "./errors";
-import { kvF16Variant, shaderSource } from "./shaders";
+import { kvF16Variant, shaderSource, SUBGROUP_ENTRIES, subgroupVariant } from "./shaders";
 
 /** A shaders/<op>.wgsl file failed to compile or its pipeline failed validation. */
 export class ShaderError extends WgllmError {}
@@ -131,23 +131,33 @@ export class GpuContext {
     return this.device.features.has("shader-f16");
   }
 
-  /** shaders/<op>.wgsl compiled, or its f16 KV variant (kvF16Variant; needs shader-f16). */
-  private module(op: string, kvF16: boolean): Promise<GPUShaderModule> {
-    const key = `${op}:${kvF16 ? "kv_f16" : "f32"}`;
+  /** Whether the device has subgroups: the entries in SUBGROUP_ENTRIES then run their subgroup variant. */
+  get hasSubgroups(): boolean {
+    return this.device.features.has("subgroups");
+  }
+
+  /** shaders/<op>.wgsl compiled, or its f16 KV variant (kvF16Variant; needs shader-f16), or its
+   * subgroup variant (subgroupVariant; needs subgroups). */
+  private module(op: string, kvF16: boolean, subgroups = false): Promise<GPUShaderModule> {
+    const key = `${op}:${kvF16 ? "kv_f16" : "f32"}${subgroups ? ":subgroups" : ""}`;
     let m = this.modules.get(key);
     if (!m) {
       m = (async () => {
-        const what = kvF16 ? `shaders/${op}.wgsl (f16 KV variant)` : `shaders/${op}.wgsl`;
+        const what = `shaders/${op}.wgsl` + (kvF16 ? " (f16 KV variant)" : "") + (subgroups ? " (subgroup variant)" : "");
         if (kvF16 && !this.hasF16) throw new ShaderError(`${what} needs the shader-f16 feature, which this device lacks`);
-        const code = kvF16 ? kvF16Variant(op) : shaderSource(op);
+        if (subgroups && !this.hasSubgroups) throw new ShaderError(`${what} needs the subgroups feature, which this device lacks`);
+        let code = kvF16 ? kvF16Variant(op) : shaderSource(op);
+        code = subgroups ? subgroupVariant(op, code) : code;
         const device = this.device;
         device.pushErrorScope("validation");
-        const module = device.createShaderModule({ label: kvF16 ? `${op}.wgsl (f16 KV)` : `${op}.wgsl`, code });
+        const module = device.createShaderModule({ label: `${op}.wgsl` + (kvF16 ? " (f16 KV)" : "") + (subgroups ? " (subgroups)" : ""), code });
         const [info, error] = await Promise.all([module.getCompilationInfo(), device.popErrorScope()]);
         const errors = info.messages.filter((msg) => msg.type === "error");
         if (errors.length || error) {
-          // the variant's line numbers are one more than the file's (its `enable f16;` comes first)
-          const where = errors.map((msg) => `shaders/${op}.wgsl:${msg.lineNum - (kvF16 ? 1 : 0)}:${msg.linePos}: ${msg.message}`);
+          // the f16 variant's line numbers are one more than the file's (its `enable f16;` comes first);
+          // the subgroup variant's are its own (lines dropped)
+          const file = subgroups ? `shaders/${op}.wgsl (subgroup variant)` : `shaders/${op}.wgsl`;
+          const where = errors.map((msg) => `${file}:${msg.lineNum - (kvF16 && !subgroups ? 1 : 0)}:${msg.linePos}: ${msg.message}`);
           throw new ShaderError(`${what} failed to compile: ${where.join("; ") || error?.message}`);
         }
         return module;
@@ -165,7 +175,7 @@ export class GpuContext {
     let p = this.pipelines.get(key);
     if (!p) {
       p = (async () => {
-        const module = await this.module(op, kvF16);
+        const module = await this.module(op, kvF16, this.hasSubgroups && SUBGROUP_ENTRIES.includes(entry));
         const compute: GPUProgrammableStage = { module, entryPoint: entry };
         if (constants && Object.keys(constants).length) compute.constants = constants;
         try {

@@ -29,3 +29,21 @@ export function kvF16Variant(op: string, source: string = shaderSource(op)): str
   }
   return "enable f16;\n" + source.replace(KV_ALIAS, KV_ALIAS_F16);
 }
+
+// The second variation, as runtime.py's subgroup_variant: for devices with subgroups, lines ending in
+// SG_DROP (the workgroup-memory path) are dropped and lines starting with SG_LINE (the subgroup path,
+// commented out in the file) are kept without that prefix, with `enable subgroups;` first (Chrome
+// needs it; naga, in the Python engine, refuses it). Only the entries in SUBGROUP_ENTRIES use it.
+export const SG_DROP = "// !sg";
+export const SG_LINE = "//sg ";
+export const SUBGROUP_ENTRIES: readonly string[] = ["matvec_split"];
+
+/** shaders/<op>.wgsl's subgroup variant of `source`; an op without SG_LINE lines has none. */
+export function subgroupVariant(op: string, source: string = shaderSource(op)): string {
+  const lines = source.split("\n");
+  if (!lines.some((line) => line.startsWith(SG_LINE))) {
+    throw new Error(`shaders/${op}.wgsl has no subgroup variant: it has no lines starting \`${SG_LINE}\``);
+  }
+  const kept = lines.filter((line) => !line.trimEnd().endsWith(SG_DROP)).map((line) => (line.startsWith(SG_LINE) ? line.slice(SG_LINE.length) : line));
+  return "enable subgroups;\n" + kept.join("\n");
+}

@@ -38,6 +38,25 @@ def kv_f16_variant(name: str, source: str) -> str:
     return "enable f16;\n" + source.replace(KV_ALIAS, KV_ALIAS_F16)
 
 
+# The second variation: a shader's subgroup variant, for devices with subgroups. Lines ending in
+# SG_DROP are the workgroup-memory path and are dropped; lines starting with SG_LINE are the subgroup
+# path, commented out in the file, and are kept without that prefix. Only the entry points in
+# SUBGROUP_ENTRIES are compiled from it (the gpu family's matvec). Chrome needs `enable subgroups;`
+# first, which naga (wgpu-py) refuses while accepting the builtins: web/src/shaders.ts adds the line,
+# this does not.
+SG_DROP = "// !sg"
+SG_LINE = "//sg "
+SUBGROUP_ENTRIES = ("matvec_split",)
+
+
+def subgroup_variant(name: str, source: str) -> str:
+    """shaders/<name>'s subgroup variant (see SG_DROP / SG_LINE); a shader without such lines has none."""
+    lines = source.split("\n")
+    if not any(line.startswith(SG_LINE) for line in lines):
+        raise GpuError(f"shaders/{name} has no subgroup variant: it has no lines starting `{SG_LINE}`")
+    return "\n".join(line[len(SG_LINE):] if line.startswith(SG_LINE) else line for line in lines if not line.rstrip().endswith(SG_DROP))
+
+
 # The two kernel families (bench/NOTES.md, "Kernel families"): `cpu` is shaped for CPU-emulated WebGPU
 # (lavapipe/llvmpipe, SwiftShader: a thread owns whole weight rows, no workgroup memory, few barriers),
 # `gpu` for real GPUs (the reduction dimension split over neighbouring threads so loads coalesce,
@@ -117,6 +136,7 @@ class GpuContext:
         self.max_binding = int(self.limits["max-storage-buffer-binding-size"])
         self.max_buffer = int(self.limits["max-buffer-size"])
         self.has_f16 = "shader-f16" in self.features
+        self.has_subgroups = "subgroup" in self.features  # the entries in SUBGROUP_ENTRIES then run their subgroup variant
         self.cpu_adapter = is_cpu_adapter(dict(adapter.info))
         # the gpu family's workgroups are sized within this (a device may allow as few as 128 or 256)
         self.max_invocations = int(self.limits["max-compute-invocations-per-workgroup"])
@@ -141,15 +161,19 @@ class GpuContext:
             raise GpuError(f"shader file {path} not found")
         return path.read_text()
 
-    def module(self, name: str, kv_f16: bool = False):
-        """The compiled shaders/<name>, or its f16 KV variant (kv_f16_variant; needs shader-f16)."""
-        key = (name, kv_f16)
+    def module(self, name: str, kv_f16: bool = False, subgroups: bool = False):
+        """The compiled shaders/<name>, or its f16 KV variant (kv_f16_variant; needs shader-f16), or its
+        subgroup variant (subgroup_variant; needs subgroups)."""
+        key = (name, kv_f16, subgroups)
         if key not in self._modules:
             if kv_f16 and not self.has_f16:
                 raise GpuError(f"shaders/{name}: the f16 KV variant needs the shader-f16 feature, which this adapter lacks")
-            source = self.shader_source(name)
-            code = kv_f16_variant(name, source) if kv_f16 else source
-            what = f"shaders/{name} (f16 KV variant)" if kv_f16 else f"shaders/{name}"
+            if subgroups and not self.has_subgroups:
+                raise GpuError(f"shaders/{name}: the subgroup variant needs the subgroup feature, which this device lacks")
+            code = self.shader_source(name)
+            code = kv_f16_variant(name, code) if kv_f16 else code
+            code = subgroup_variant(name, code) if subgroups else code
+            what = f"shaders/{name}" + (" (f16 KV variant)" if kv_f16 else "") + (" (subgroup variant)" if subgroups else "")
             try:
                 self._modules[key] = self.device.create_shader_module(label=name, code=code)
             except Exception as e:
@@ -157,9 +181,11 @@ class GpuContext:
         return self._modules[key]
 
     def pipeline(self, name: str, constants: dict[str, float | int] | None = None, entry: str = "main", kv_f16: bool = False):
+        """shaders/<name>'s `entry` with these override constants (cached); kv_f16: of its f16 KV
+        variant. An entry in SUBGROUP_ENTRIES runs the subgroup variant where the device has subgroups."""
         key = (name, entry, tuple(sorted((constants or {}).items())), kv_f16)
         if key not in self._pipelines:
-            compute = {"module": self.module(name, kv_f16), "entry_point": entry}
+            compute = {"module": self.module(name, kv_f16, self.has_subgroups and entry in SUBGROUP_ENTRIES), "entry_point": entry}
             if constants:
                 compute["constants"] = dict(constants)
             try:
