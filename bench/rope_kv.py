@@ -7,7 +7,7 @@ cache, kv_store of V: the program before rope.wgsl's qkv entry) and "fused" (the
 where a layer's Q, K and V come out of one matmul). Each is prefilled with the same prompt; blocks of
 --steps decode steps alternate between them (each block's ratio taken under the same load), and both
 must sample the same token. Prints the launches a decode step records and ms per step per block.
-Models whose Q and K are normed apart (Gemma-3) have nothing to fuse. Prints only.
+Gemma-3 (Q and K normed per head) gets its norms in one qk_norm launch on the stacked rows first. Prints only.
 """
 
 from __future__ import annotations

@@ -221,18 +221,24 @@ def test_kernel_family_is_chosen_from_the_adapter_and_checked():
         resolve_kernels("fast", cpu_adapter=False)
 
 
-@pytest.mark.parametrize("arch, bits", [("llama", 4), ("stablelm", 8)])
-def test_stacked_qkv_is_taken_and_equals_three_matmuls(arch, bits, tiny_gguf):
+@pytest.mark.parametrize("kernels", KERNELS)
+@pytest.mark.parametrize("arch, bits", [("llama", 4), ("stablelm", 8), ("gemma3", 8), ("gemma3", 4)])
+def test_stacked_qkv_is_taken_and_equals_three_matmuls(arch, bits, kernels, tiny_gguf):
     """Separate attn_q/k/v of one type run as one matmul of their stacked rows (StableLM's q/k/v
-    biases stacked too): the same logits, prefill and decode, as the three matmuls apart."""
+    biases stacked too; Gemma-3's q/k norms in one qk_norm launch in place on the stacked rows, then
+    one rope_qkv): the same logits bit for bit, prefill and decode, as the three matmuls apart."""
     model = load_model(tiny_gguf(arch, bits))
-    ids = [int(i) for i in np.random.default_rng(7).integers(3, model.config.n_vocab, 12)]
-    stacked = GpuEngine(model, max_tokens=16, all_logits=True)
-    apart = GpuEngine(model, max_tokens=16, all_logits=True, stack_qkv=False)
+    c = model.config
+    ids = [int(i) for i in np.random.default_rng(7).integers(3, c.n_vocab, 12)]
+    stacked = GpuEngine(model, max_tokens=16, all_logits=True, kernels=kernels)
+    apart = GpuEngine(model, max_tokens=16, all_logits=True, stack_qkv=False, kernels=kernels)
     assert all(stacked.qkv_stacked) and not any(apart.qkv_stacked)
     assert stacked.q is None and apart.qkv is None  # no buffer of the other layout is made
     launches = lambda e: sum(label.startswith("matmul_") for label in e.program.labels)  # noqa: E731
-    assert launches(apart) - launches(stacked) == 2 * model.config.n_layer
+    assert launches(apart) - launches(stacked) == 2 * c.n_layer
+    if c.recipe.qk_norm:  # apart: 3 matmuls, 2 norms, rope q, rope k, kv_store; stacked: matmul, qk_norm, rope_qkv
+        assert stacked.program.labels.count("qk_norm") == c.n_layer and apart.program.labels.count("qk_norm") == 0
+        assert len(apart.program.steps) - len(stacked.program.steps) == 5 * c.n_layer
     np.testing.assert_array_equal(stacked.forward_logits(ids[:9], 0), apart.forward_logits(ids[:9], 0))
     for j in range(9, 12):
         np.testing.assert_array_equal(stacked.forward_logits([ids[j]], j), apart.forward_logits([ids[j]], j))
@@ -360,7 +366,7 @@ def test_rope_kv_fusion_is_taken_and_equals_three_launches(arch, bits, kv_f16, t
     """Where Q, K and V come out of one matmul (stacked, or Phi-2's attn_qkv), one rope.wgsl:qkv
     launch rotates Q, rotates K into the cache and stores V: the same logits bit for bit, prefill and
     decode, as rope twice and kv_store apart (both KV cache types; partial rotary (Phi-2, StableLM),
-    no RoPE (GPT-2)); Gemma-3, whose q/k norms keep Q and K apart, keeps the three."""
+    no RoPE (GPT-2)); Gemma-3's Q and K normed in place on the stacked rows first."""
     model = load_model(tiny_gguf(arch, bits))
     c = model.config
     ids = [int(i) for i in np.random.default_rng(8).integers(3, c.n_vocab, 12)]
@@ -368,7 +374,7 @@ def test_rope_kv_fusion_is_taken_and_equals_three_launches(arch, bits, kv_f16, t
     fused, apart = GpuEngine(model, **options), GpuEngine(model, fuse_rope_kv=False, **options)
     assert fused.kv_f16 == kv_f16
     fusable = sum(fused.fused or s for s in fused.qkv_stacked)
-    assert fused.program.labels.count("rope_qkv") == fusable == (0 if arch == "gemma3" else c.n_layer)
+    assert fused.program.labels.count("rope_qkv") == fusable == c.n_layer
     assert len(apart.program.steps) - len(fused.program.steps) == 2 * fusable
     np.testing.assert_array_equal(fused.forward_logits(ids[:9], 0), apart.forward_logits(ids[:9], 0))
     for j in range(9, 12):

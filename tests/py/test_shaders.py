@@ -120,6 +120,32 @@ def test_rms_norm(ctx, rows, dim, scale, shift):
     check("rms_norm", ctx.read(y, np.float32, (rows, dim)), exact(reference.rms_norm, x, w, eps))
 
 
+@pytest.mark.parametrize("wg", [None, 256])  # the cpu family's 8 threads a row, the gpu family's 256
+@pytest.mark.parametrize("n,n_head,n_head_kv,head_dim,v_dim", [(1, 4, 1, 256, 256), (7, 3, 3, 6, 18), (33, 8, 2, 64, 128)])
+def test_qk_norm_on_stacked_rows(ctx, n, n_head, n_head_kv, head_dim, v_dim, wg):
+    """Q's and K's per-head RMSNorm in place on stacked Q/K/V rows: every Q head with the q weight,
+    every K head with the k weight, V untouched (compared bit for bit), several rows of workgroups."""
+    rng = np.random.default_rng(n * 13 + head_dim)
+    q_dim, kv_dim = n_head * head_dim, n_head_kv * head_dim
+    stride = q_dim + kv_dim + v_dim
+    qkv = data(rng, (n, stride), 3.0, 0.5)
+    q_w, k_w, eps = data(rng, (head_dim,), 0.3, 1.0), data(rng, (head_dim,), 0.3, -1.0), 1e-6
+    buf = ctx.buffer(qkv)
+    heads = n_head + n_head_kv
+    ctx.run(
+        "qk_norm.wgsl",
+        [ctx.buffer(params("IIfIII", n * heads, head_dim, eps, n_head, heads, stride), uniform=True), buf, ctx.buffer(q_w), ctx.buffer(k_w)],
+        grid_2d(n * heads, max_x=5),
+        constants={"WG_SIZE": wg} if wg else None,
+    )
+    got = ctx.read(buf, np.float32, (n, stride))
+    q = qkv[:, :q_dim].reshape(n * n_head, head_dim)
+    k = qkv[:, q_dim : q_dim + kv_dim].reshape(n * n_head_kv, head_dim)
+    check("rms_norm", got[:, :q_dim].reshape(-1, head_dim), exact(reference.rms_norm, q, q_w, eps))
+    check("rms_norm", got[:, q_dim : q_dim + kv_dim].reshape(-1, head_dim), exact(reference.rms_norm, k, k_w, eps))
+    np.testing.assert_array_equal(got[:, q_dim + kv_dim :], qkv[:, q_dim + kv_dim :])
+
+
 @pytest.mark.parametrize("rows,dim", [(1, 7), (7, 4099), (127, 2048)])
 @pytest.mark.parametrize("scale,shift", INPUT_RANGES)
 def test_layer_norm(ctx, rows, dim, scale, shift):

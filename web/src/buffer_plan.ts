@@ -51,11 +51,12 @@ export function planBuffers(c: ModelConfig, h: GGUFHeader, binding: number, lora
     needs.vecs.set(name, t.nElements);
     needs.tensors.set(name, { vec: name, info: t, at: 0 });
   };
-  // separate attn_q/k/v of one type and width, without q/k norms, stacked into one weight (and
-  // their biases into one vector, zeros for an absent one); rows in even counts keep writes aligned
+  // separate attn_q/k/v of one type and width stacked into one weight (and their biases into one
+  // vector, zeros for an absent one; q/k norms then run in place on the stacked rows, qk_norm.wgsl);
+  // rows in even counts keep writes aligned
   const stack = (blk: string, dims: number[]): boolean => {
     const parts = ["q", "k", "v"].map((p) => `${blk}attn_${p}.weight`);
-    if (c.recipe.qkNorm || !parts.every(has) || dims.some((d) => d % 2)) return false;
+    if (!parts.every(has) || dims.some((d) => d % 2)) return false;
     const infos = parts.map((name, j) => h.tensor(name, [dims[j], c.nEmbd]));
     if (infos.some((t) => t.type !== infos[0].type)) return false;
     const name = `${blk}attn_q+k+v.weight`;
@@ -114,10 +115,10 @@ export function planBuffers(c: ModelConfig, h: GGUFHeader, binding: number, lora
       linear(blk + "attn_q", qDim, c.nEmbd);
       linear(blk + "attn_k", kvDim, c.nEmbd);
       linear(blk + "attn_v", vDim, c.nEmbd);
-      if (c.recipe.qkNorm) {
-        norm(blk + "attn_q_norm", c.headDim);
-        norm(blk + "attn_k_norm", c.headDim);
-      }
+    }
+    if (c.recipe.qkNorm) {
+      norm(blk + "attn_q_norm", c.headDim);
+      norm(blk + "attn_k_norm", c.headDim);
     }
     linear(blk + "attn_output", c.nEmbd, c.nHead * c.headDimV);
     if (c.recipe.postNorms) {

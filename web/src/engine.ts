@@ -506,6 +506,17 @@ export class Engine {
         srcQ = { buf: b.qkv, stride: row, offset: 0 };
         srcK = { buf: b.qkv, stride: row, offset: qDim };
         srcV = { buf: b.qkv, stride: row, offset: qDim + kvDim };
+        if (c.recipe.qkNorm) {
+          // both norms in place on the stacked rows, one launch (Python's qk_norm step)
+          const heads = c.nHead + c.nHeadKv;
+          this.program.add(
+            "qk_norm",
+            [b.qkv, this.vecs.get(`${blk}attn_q_norm.weight`)!, this.vecs.get(`${blk}attn_k_norm.weight`)!],
+            (n) => pack("IIfIII", n * heads, c.headDim, c.normEps, c.nHead, heads, row),
+            (n) => gridRows(n * heads),
+            ["main"], undefined, this.rowConstants(),
+          );
+        }
       } else {
         this.matmul(blk + "attn_q.weight", b.h, b.q, blk + "attn_q.bias", undefined, undefined, undefined, attnNormed);
         this.matmul(blk + "attn_k.weight", b.h, b.k, blk + "attn_k.bias", undefined, undefined, undefined, attnNormed);

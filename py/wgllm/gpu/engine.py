@@ -286,8 +286,8 @@ class GpuEngine:
 
     def fuse_qkv(self, i: int) -> bool:
         """Whether layer i's attn_q, attn_k and attn_v run as one matmul: all three present, of one
-        GGML type and one input width, and no q/k norm (which reads q and k as contiguous rows)."""
-        return not self.c.recipe.qk_norm and self._one_kind([f"blk.{i}.attn_{p}.weight" for p in "qkv"], same_shape=False)
+        GGML type and one input width (q/k norms then run in place on the stacked rows: qk_norm.wgsl)."""
+        return self._one_kind([f"blk.{i}.attn_{p}.weight" for p in "qkv"], same_shape=False)
 
     def stacked_qkv(self, i: int):
         """Layer i's attn_q, attn_k and attn_v as one weight of their rows stacked (rows are independent
@@ -430,6 +430,15 @@ class GpuEngine:
                         self._lora.parts[f"{blk}attn_{p}.weight"] = (site, col)
                 row = q_dim + kv_dim + v_dim
                 src_q, src_k, src_v = (self.qkv, row, 0), (self.qkv, row, q_dim), (self.qkv, row, q_dim + kv_dim)
+                if c.recipe.qk_norm:  # both norms in place on the stacked rows, one launch
+                    heads = c.n_head + c.n_head_kv
+                    prog.add(
+                        "qk_norm.wgsl",
+                        [self.qkv, self.vec(blk + "attn_q_norm.weight"), self.vec(blk + "attn_k_norm.weight")],
+                        lambda n, p, heads=heads, row=row: _pack("IIfIII", n * heads, c.head_dim, c.norm_eps, c.n_head, heads, row),
+                        lambda n, p, heads=heads: _grid_rows(n * heads),
+                        constants=self._row_constants(),
+                    )
             else:
                 self._matmul(prog, blk + "attn_q.weight", self.h, self.q, blk + "attn_q.bias", norm=normed)
                 self._matmul(prog, blk + "attn_k.weight", self.h, self.k, blk + "attn_k.bias", norm=normed)
