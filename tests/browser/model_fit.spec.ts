@@ -60,14 +60,16 @@ async function modelServer() {
   return { url, served, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
 
-test("a model larger than the device's memory is refused from its header, the download cancelled", async ({ page }) => {
+for (const cacheModel of [false, true]) {
+test(`a model larger than the device's memory is refused from its header, the download cancelled${cacheModel ? " (cacheModel: before the download into the cache starts)" : ""}`, async ({ page }) => {
   await page.goto("/");
   const server = await modelServer();
   try {
     const got = await inPage(
       page,
-      async (w, { model, errorOf }) => {
+      async (w, { model, errorOf, cacheModel }) => {
         const catching = new Function(`return (${errorOf});`)();
+        if (cacheModel) await w.deleteCachedModel();
         const device: GPUDevice = await w.LlmInference.createWebGpuDevice();
         const real = device.createBuffer.bind(device);
         const budget = 64 << 20; // a device with 64 MiB to give (see the header comment)
@@ -84,13 +86,16 @@ test("a model larger than the device's memory is refused from its header, the do
           w.LlmInference.createFromOptions(fileset, {
             baseOptions: { modelAssetPath: model, gpuOptions: { device } },
             maxTokens: 64,
+            cacheModel,
             onLoadProgress: (n: number) => (loaded = n),
           }),
         );
-        return { error, loaded, left: w.GpuContext.of(device).allocated };
+        const cached = await (await caches.open(w.MODEL_CACHE_NAME)).match(model);
+        return { error, loaded, left: w.GpuContext.of(device).allocated, cached: !!cached };
       },
-      { model: server.url, errorOf },
+      { model: server.url, errorOf, cacheModel },
     );
+    expect(got.cached, "nothing was put in the cache").toBe(false);
     // the server sees the connection closed: wait a moment for its close event
     for (let i = 0; i < 50 && !server.served.closedEarly; i++) await new Promise((r) => setTimeout(r, 100));
     const m = /^GpuOutOfMemoryError: (\S+) \(weights (\d+) bytes, activations and KV cache for maxTokens = 64 (\d+) bytes\) needs (\d+) bytes of GPU buffers; the device allocated (\d+) bytes of them, then refused (\d+) bytes for \S+: tensor (\S+) \(.*OUT_OF_DEVICE_MEMORY/s.exec(got.error);
@@ -114,3 +119,4 @@ test("a model larger than the device's memory is refused from its header, the do
     await server.close();
   }
 });
+}

@@ -168,6 +168,22 @@ export class Engine {
   }
 
   /** Upload the model arriving on `stream` to `device`. */
+  /** Whether a model of this header fits the device with these options: everything Engine.load
+   * checks and allocates before it reads a weight (the same errors: GpuOutOfMemoryError with the
+   * bytes needed, limits, unsupported tensors), the buffers freed again. For a load whose bytes would
+   * be downloaded whole before being read (cacheModel), so that a model too large is refused first. */
+  static async checkFits(device: GPUDevice, header: GGUFStream["header"], options: EngineOptions): Promise<void> {
+    const engine = new Engine(header, device, options);
+    try {
+      engine.ctx.checkAlive();
+      const needs = engine.plan(options.maxWeightBinding);
+      engine.checkLimits();
+      await engine.allocateOrExplain(needs);
+    } finally {
+      engine.destroy();
+    }
+  }
+
   static async load(device: GPUDevice, stream: GGUFStream, options: EngineOptions): Promise<Engine> {
     let engine: Engine | undefined;
     try {

@@ -185,10 +185,11 @@ function hashing(stream: ReadableStream<Uint8Array>): { stream: ReadableStream<U
  * COS exists or `sha256` is given (a mismatch with `sha256` is an error and nothing is kept), the
  * hash recorded, the file moved into COS where it exists (the Cache Storage copy is then dropped),
  * and read back from wherever it now is (stage "load"): memory stays bounded whatever the speed of
- * the GPU upload. Where the cache copy is made first, a model too large for the device is found only
- * after its download (without `cache` it is found from the header, and the download cancelled).
+ * the GPU upload. Because the cache copy is made first, `beforeDownload` gets the header (from a
+ * request cancelled after it) before the download starts, so a model too large for the device is
+ * refused before it is downloaded, as without `cache` (there from the load's own header).
  */
-async function urlStream(url: string, cache: boolean, progress?: LoadProgressCallback, sha256?: string) {
+async function urlStream(url: string, cache: boolean, progress?: LoadProgressCallback, sha256?: string, beforeDownload?: BeforeDownload) {
   if (cache && typeof caches !== "undefined") {
     const cos = crossOriginStorage();
     const known = sha256 ?? (await recordedModelHash(url))?.value;
@@ -199,6 +200,15 @@ async function urlStream(url: string, cache: boolean, progress?: LoadProgressCal
     const bucket = await caches.open(MODEL_CACHE_NAME);
     let hit = await bucket.match(url);
     if (!hit) {
+      if (beforeDownload) {
+        // the whole file goes into the cache before it is read: check its header first, from a
+        // request cancelled once the header is parsed, so that a model the device cannot hold is
+        // refused before it is downloaded (the header's bytes are fetched twice)
+        const probe = await fetchModel(url);
+        const head = await readGGUF(probe.body!, { source: url, size: sizeOf(probe) });
+        await head.cancel();
+        await beforeDownload(head.header);
+      }
       const response = await fetchModel(url);
       const size = sizeOf(response);
       const hashed = cos || sha256 ? hashing(response.body!) : undefined;
@@ -234,11 +244,17 @@ async function urlStream(url: string, cache: boolean, progress?: LoadProgressCal
   return { stream: counted(response.body!, size, "load", progress), size };
 }
 
+/** Called with a URL model's header before a `cache` download starts (where the file would be
+ * downloaded whole before being read); a rejection stops the load there. */
+export type BeforeDownload = (header: GGUFStream["header"]) => Promise<void> | void;
+
 export interface OpenOptions {
   cache?: boolean;
   progress?: LoadProgressCallback;
   /** The file's SHA-256 (64 hex digits), for the cross-origin storage and to check a download. */
   sha256?: string;
+  /** With `cache`, on a cache miss: the header is checked by this before the download (BeforeDownload). */
+  beforeDownload?: BeforeDownload;
 }
 
 /** Open `asset` and parse its GGUF header; iterate the result for the tensors' bytes. */
@@ -249,7 +265,7 @@ export async function openModel(asset: ModelAsset, options: OpenOptions = {}): P
     if (options.sha256 !== undefined && !/^[0-9a-f]{64}$/.test(sha256 ?? "")) {
       throw new RangeError(`modelSha256 = ${JSON.stringify(options.sha256)}: expected the model file's SHA-256 as 64 hex digits`);
     }
-    const { stream, size } = await urlStream(url, !!options.cache, options.progress, sha256);
+    const { stream, size } = await urlStream(url, !!options.cache, options.progress, sha256, options.beforeDownload);
     return readGGUF(stream, { source: url, size });
   }
   if (asset instanceof Uint8Array) {

@@ -89,7 +89,14 @@ export class LocalRunner implements Runner {
     }
     const device = this.device;
     const t1 = performance.now();
-    const stream = await openModel(req.asset, { cache: req.cacheModel, progress, sha256: req.modelSha256 });
+    const engineOptions = { maxTokens: req.maxTokens, loraRanks: req.loraRanks, forceF32: req.forceF32, kernels: req.kernels };
+    const beforeDownload = async (header: GGUFStream["header"]) => {
+      modelConfigFromHeader(header);
+      Tokenizer.fromHeader(header);
+      this.freeEngine(); // as before a load: the old model's buffers go before the check allocates
+      await Engine.checkFits(device, header, engineOptions);
+    };
+    const stream = await openModel(req.asset, { cache: req.cacheModel, progress, sha256: req.modelSha256, beforeDownload });
     const t2 = performance.now();
     let tokenizer: Tokenizer;
     try {
@@ -101,7 +108,7 @@ export class LocalRunner implements Runner {
     }
     const t3 = performance.now();
     this.freeEngine(); // a reload: the old model's buffers go before the new ones are made
-    const engine = await Engine.load(device, stream, { maxTokens: req.maxTokens, loraRanks: req.loraRanks, forceF32: req.forceF32, kernels: req.kernels });
+    const engine = await Engine.load(device, stream, engineOptions);
     this.engine = engine;
     this.generator = new Generator(engine, tokenizer, () => new StreamingDecoder(tokenizer));
     const h = stream.header;
