@@ -116,6 +116,28 @@ def test_matmul_random_weights(ctx, t, kernels):
 
 
 @pytest.mark.parametrize("kernels", KERNELS)
+def test_matmul_caches_stay_bounded_over_prompt_lengths(ctx, kernels):
+    """A weight keeps uniforms and bind groups for its decode launch and the last PREFILL_NS_KEPT
+    prefill lengths only: 40 prompt lengths in turn (each checked against the reference) leave the
+    caches no larger than after the first few, and a length seen again is rebuilt correctly."""
+    t, n_out, k = T.Q8_0, 70, 64
+    rng = np.random.default_rng(77)
+    raw = random_weight(rng, t, n_out, k)
+    w = dequantized(raw, t, n_out, k)
+    gw = weights.upload(ctx, weights.repack(raw.reshape(-1), t, (n_out, k)))
+    x_all = rng.standard_normal((64, k)).astype(np.float32)
+    x_buf, y_buf = ctx.buffer(x_all), poisoned(ctx, 64 * n_out)
+    sizes = []
+    for n in [1, *range(2, 42), 3, 1]:
+        weights.matmul(ctx, None, gw, x_buf, y_buf, n, kernels=kernels)
+        check("matmul", ctx.read(y_buf, shape=(64, n_out))[:n], expected_matmul(x_all[:n], w, None))
+        sizes.append((len(gw._params), len(gw._bind_groups)))
+    kept = 1 + weights.PREFILL_NS_KEPT  # the decode length and the last prefill lengths, one chunk
+    assert max(p for p, _ in sizes) == kept and max(b for _, b in sizes) == kept, sizes
+    assert gw._prefill_ns == [39, 40, 41, 3]
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("t", TYPES, ids=lambda t: t.name)
 def test_matmul_residual_epilogue(ctx, t, kernels):
     """y = x W^T (+ bias) + residual in one launch (the engine's fused residual add), decode and

@@ -105,9 +105,13 @@ class GpuWeight:
     # rows are (gate, up) pairs, each chunk holding its pairs' gate rows then their up rows (upload_pairs)
     pairs: bool = False
     # Caches so that a call encodes without creating anything: uniforms by (op, chunk, n or scale),
-    # bind groups by (op, chunk, buffers).
+    # bind groups by (op, chunk, buffers). Those of a prefill n (n > 1) are kept for the last
+    # PREFILL_NS_KEPT such n only (_prefill_ns, oldest first): each new prompt length would otherwise
+    # add a uniform and a bind group per chunk for good. Dropping them is safe at any time: a command
+    # encoder that recorded one holds its own reference.
     _params: dict = field(default_factory=dict, repr=False)
     _bind_groups: dict = field(default_factory=dict, repr=False)
+    _prefill_ns: list = field(default_factory=list, repr=False)
 
     @property
     def n_out(self) -> int:
@@ -316,6 +320,8 @@ def matmul(
     bias = bias_buf if bias_buf is not None else _dummy(ctx)
     residual = residual_buf if residual_buf is not None else norm[0] if norm is not None else _dummy(ctx)
     eps = float(norm[1]) if norm is not None else 0.0
+    if n > 1:
+        _keep_prefill_n(weight, n)
     launches = []
     for ci, chunk in enumerate(weight.chunks):
         pkey = ("matmul", ci, n, bias_buf is not None, residual_buf is not None, glu, eps if norm is not None else None)
@@ -337,6 +343,22 @@ def matmul(
     with OpenPass(ctx, target) as cpass:
         for bind_group, grid in launches:
             ctx.dispatch(cpass, pipeline, bind_group, grid)
+
+
+PREFILL_NS_KEPT = 4  # prefill lengths whose matmul uniforms and bind groups a weight keeps
+
+
+def _keep_prefill_n(weight: GpuWeight, n: int) -> None:
+    """Mark prefill length n as the most recent one; past PREFILL_NS_KEPT, the oldest length's
+    uniforms and bind groups are dropped (the matmul keys hold n third)."""
+    if n in weight._prefill_ns:
+        weight._prefill_ns.remove(n)
+    weight._prefill_ns.append(n)
+    while len(weight._prefill_ns) > PREFILL_NS_KEPT:
+        old = weight._prefill_ns.pop(0)
+        for cache in (weight._params, weight._bind_groups):
+            for key in [k for k in cache if k[2] == old and k[0] != "embedding"]:
+                del cache[key]
 
 
 def embedding_lookup(ctx, target, table: GpuWeight, ids_buf, y_buf, n_ids: int, scale: float = 1.0) -> None:
