@@ -167,39 +167,45 @@ export class Engine {
     return this.kvCacheType === "f16";
   }
 
-  /** Upload the model arriving on `stream` to `device`. */
-  /** Whether a model of this header fits the device with these options: everything Engine.load
-   * checks and allocates before it reads a weight (the same errors: GpuOutOfMemoryError with the
-   * bytes needed, limits, unsupported tensors), the buffers freed again. For a load whose bytes would
-   * be downloaded whole before being read (cacheModel), so that a model too large is refused first. */
-  static async checkFits(device: GPUDevice, header: GGUFStream["header"], options: EngineOptions): Promise<void> {
+  /** Everything a load does before it reads a weight: the options checked, the plan made from the
+   * header and the limits, every buffer allocated (GpuOutOfMemoryError with the bytes needed where the
+   * device refuses); on failure what was allocated is freed. t0/t1 time the allocation. */
+  private static async allocated(device: GPUDevice, header: GGUFStream["header"], options: EngineOptions): Promise<{ engine: Engine; needs: Needs; t0: number; t1: number }> {
+    const maxTokens = options.maxTokens;
+    if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RangeError(`maxTokens = ${maxTokens}, expected a positive integer`);
+    const ranks = options.loraRanks ?? [];
+    if (!Array.isArray(ranks) || !ranks.every((r) => Number.isInteger(r) && r >= 1)) {
+      throw new RangeError(`loraRanks = ${JSON.stringify(ranks)}, expected a list of positive integers`);
+    }
     const engine = new Engine(header, device, options);
     try {
       engine.ctx.checkAlive();
       const needs = engine.plan(options.maxWeightBinding);
       engine.checkLimits();
+      const t0 = performance.now();
       await engine.allocateOrExplain(needs);
-    } finally {
+      return { engine, needs, t0, t1: performance.now() };
+    } catch (e) {
       engine.destroy();
+      throw e;
     }
   }
 
+  /** Whether a model of this header fits the device with these options: what Engine.load checks and
+   * allocates before it reads a weight (the same errors), the buffers freed again. For a load whose
+   * bytes would be downloaded whole before being read (cacheModel), so that a model too large is
+   * refused first. */
+  static async checkFits(device: GPUDevice, header: GGUFStream["header"], options: EngineOptions): Promise<void> {
+    (await Engine.allocated(device, header, options)).engine.destroy();
+  }
+
+  /** Upload the model arriving on `stream` to `device`. */
   static async load(device: GPUDevice, stream: GGUFStream, options: EngineOptions): Promise<Engine> {
     let engine: Engine | undefined;
     try {
-      const maxTokens = options.maxTokens;
-      if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RangeError(`maxTokens = ${maxTokens}, expected a positive integer`);
-      const ranks = options.loraRanks ?? [];
-      if (!Array.isArray(ranks) || !ranks.every((r) => Number.isInteger(r) && r >= 1)) {
-        throw new RangeError(`loraRanks = ${JSON.stringify(ranks)}, expected a list of positive integers`);
-      }
-      engine = new Engine(stream.header, device, options);
-      engine.ctx.checkAlive();
-      const needs = engine.plan(options.maxWeightBinding);
-      engine.checkLimits();
-      const t0 = performance.now();
-      await engine.allocateOrExplain(needs);
-      const t1 = performance.now();
+      const made = await Engine.allocated(device, stream.header, options);
+      engine = made.engine;
+      const { needs, t0, t1 } = made;
       engine.build(); // every pipeline starts compiling (in the GPU process) ...
       const { readSeconds } = await uploadTensors(engine.ctx, stream, needs, engine.weights, engine.vecs); // ... while the weights stream in
       const t2 = performance.now();

@@ -166,8 +166,9 @@ class GpuEngine:
     with LoRA ranks (the adapters' shrink reads the normed rows) nor LayerNorm; False keeps them (the A/B).
     None (the default): on in the gpu family, off (and True refused) in the cpu family, where every
     invocation of a matvec owns whole rows and would redo the norm over all of x for its rows, with
-    the norm weight read a scalar at a time: on lavapipe a SmolLM2 decode step took 333 ms fused against 261 ms apart (the 62 launches
-    saved are worth ~1 % there), so the cpu family keeps the norm launches (bench/NOTES.md).
+    the norm weight read a scalar at a time: on lavapipe a SmolLM2 decode step took 333 ms fused
+    against 261 ms apart (the 62 launches saved are worth ~1 % there), so the cpu family keeps the
+    norm launches (bench/NOTES.md).
 
     force_f32: keep the KV cache in f32 even when the adapter has shader-f16 (kv_f16 says which it is).
 
