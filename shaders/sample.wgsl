@@ -1,5 +1,8 @@
 // sample: out[0] = reference.sample(logits[offset : offset + vocab], ..., u = random_uniform(seed, step))   ref: reference.sample, reference.random_uniform   grid: (1, 1, 1)
 // One workgroup; the chain in llama.cpp's order:
+//   0. (use_mask) a grammar's mask, one bit per id (bit i % 32 of word i / 32; 1 = allowed): a
+//      masked-out id reads as MASKED, below every logit (never drawn; its weight exp(MASKED - max)
+//      is 0). Applied as each logit is read, after the adjust step, so the row keeps its logits.
 //   1. adjust: for each of the n_adjust entries (one per id, host-made): logit += bias (logit_bias);
 //      for a penalized id (count > 0 in the penalty window) the repetition penalty divides a positive
 //      logit and multiplies one <= 0, then `sub` (count * frequency + presence, host-computed in f32)
@@ -15,7 +18,8 @@
 // top_k and n_top are at most MAX_K: the host rejects larger values.
 override WG_SIZE: u32 = 64u; // a power of two; the cpu family's (SwiftShader's compile time grows with the workgroup arrays: 0.60 s at 256, 0.39 s at 64); the gpu family's engines set up to 256
 const MAX_K: u32 = 64u;
-const NONE: u32 = 0xffffffffu; // an empty slot: ranks below every logit, -inf included
+const NONE: u32 = 0xffffffffu; // an empty slot: ranks below every logit, MASKED included
+const MASKED: f32 = -0x1.fffffep+127f; // a masked-out logit: the lowest finite f32 (reference.MASKED); WGSL has no infinities
 
 struct Params {
     vocab: u32,
@@ -30,6 +34,7 @@ struct Params {
     n_adjust: u32, // entries in adjust
     n_top: u32, // top logprobs to write (<= MAX_K)
     want_logprobs: u32, // 1: write logprobs
+    use_mask: u32, // 1: apply mask
 }
 
 struct Adjust {
@@ -44,6 +49,7 @@ struct Adjust {
 @group(0) @binding(2) var<storage, read_write> logits: array<f32>; // (rows, vocab), this row at offset; adjusted in place
 @group(0) @binding(3) var<storage, read_write> out: array<u32>; // (1,) the chosen token id
 @group(0) @binding(4) var<storage, read_write> logprobs: array<u32>; // (2 + 2 * n_top,) the chosen's logprob, n_top, then n_top (id, logprob) pairs; f32 as bits
+@group(0) @binding(5) var<storage, read> mask: array<u32>; // (ceil(vocab / 32),) when use_mask: bit i % 32 of word i / 32 allows id i
 
 var<private> top_val: array<f32, MAX_K>; // this invocation's best logits, best first
 var<private> top_id: array<u32, MAX_K>;
@@ -71,6 +77,20 @@ fn ranks_before(av: f32, ai: u32, bv: f32, bi: u32) -> bool {
         return ai != NONE;
     }
     return ai != NONE && (av > bv || (av == bv && ai < bi));
+}
+
+// Logit i of the row, MASKED when the grammar's mask leaves it out.
+fn logit(i: u32) -> f32 {
+    if (params.use_mask != 0u && (mask[i >> 5u] & (1u << (i & 31u))) == 0u) {
+        return MASKED;
+    }
+    return logits[params.offset + i];
+}
+
+// A candidate's weight at the temperature: 0 for a masked one ((MASKED - best) / temperature
+// could overflow f32).
+fn tempered(v: f32, best: f32) -> f32 {
+    return select(exp((v - best) / params.temperature), 0.0, v == MASKED);
 }
 
 @compute @workgroup_size(WG_SIZE)
@@ -104,7 +124,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
     // 2. top-k. Ids grow along the scan, so an equal logit never displaces one already held.
     var count = 0u;
     for (var i = lane; i < params.vocab; i += WG_SIZE) {
-        let v = logits[params.offset + i];
+        let v = logit(i);
         if (count < k || ranks_before(v, i, top_val[k - 1u], top_id[k - 1u])) {
             var p = min(count, k - 1u);
             while (p > 0u && ranks_before(v, i, top_val[p - 1u], top_id[p - 1u])) {
@@ -154,7 +174,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
         let top = cand_val[0];
         var part = 0.0;
         for (var i = lane; i < params.vocab; i += WG_SIZE) {
-            part += exp(logits[params.offset + i] - top);
+            part += exp(logit(i) - top);
         }
         red_val[lane] = part;
         workgroupBarrier();
@@ -198,13 +218,13 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
         }
         var total = 0.0;
         for (var r = 0u; r < m; r++) {
-            total += exp((cand_val[r] - cand_val[0]) / params.temperature);
+            total += tempered(cand_val[r], cand_val[0]);
         }
         let draw = random_uniform(params.seed, params.step) * total;
         var cdf = 0.0;
         pick = m - 1u;
         for (var r = 0u; r < m; r++) {
-            cdf += exp((cand_val[r] - cand_val[0]) / params.temperature);
+            cdf += tempered(cand_val[r], cand_val[0]);
             if (cdf > draw) {
                 pick = r;
                 break;

@@ -10,6 +10,12 @@
 - Generation stops at the model's end-of-generation tokens, at max_tokens, or at the first stop
   string in the decoded text (matched across token boundaries; it and what follows are not
   returned, and a listener never receives text that may still turn out to start one).
+- A grammar (wgllm.grammar.JsonGrammar, from a response_format) constrains every step: its mask
+  (wgllm.grammar_mask) leaves out the tokens that cannot continue a valid document, in the sampler
+  itself (sample.wgsl's step 0, reference.apply_token_mask), and end-of-generation only once the
+  document is whole; when nothing but the end may follow, generation stops without another step.
+  The text then always parses and validates, unless max_tokens or a stop string cut it short
+  (finish_reason "length" / a stop).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from typing import Callable, Protocol
 import numpy as np
 
 from wgllm import reference
+from wgllm.grammar import JsonGrammar
+from wgllm.grammar_mask import GrammarVocabulary, token_mask
 from wgllm.model import Model
 from wgllm.sampling import SamplingParams, StopFilter, check_stop
 
@@ -37,9 +45,9 @@ class Session(Protocol):
 
     sampled: list
 
-    def prefill(self, ids: list[int]) -> int: ...
+    def prefill(self, ids: list[int], mask: np.ndarray | None = None) -> int: ...
 
-    def decode(self, token: int) -> int: ...
+    def decode(self, token: int, mask: np.ndarray | None = None) -> int: ...
 
 
 class ReferenceSession:
@@ -54,18 +62,28 @@ class ReferenceSession:
         self.history: list[int] = []  # every id fed, for the penalties
         self.sampled: list[reference.Sampled] = []
 
-    def _run(self, ids: list[int]) -> int:
+    def _run(self, ids: list[int], mask) -> int:
         logits = reference.forward(self.model, ids, self.dtype, self.cache, self.lora)[-1]
         self.history.extend(ids)
-        s = self.params.sample_reference(logits, len(self.sampled), self.history)
+        s = self.params.sample_reference(logits, len(self.sampled), self.history, mask)
         self.sampled.append(s)
         return s.token
 
-    def prefill(self, ids: list[int]) -> int:
-        return self._run(ids)
+    def prefill(self, ids: list[int], mask: np.ndarray | None = None) -> int:
+        return self._run(ids, mask)
 
-    def decode(self, token: int) -> int:
-        return self._run([token])
+    def decode(self, token: int, mask: np.ndarray | None = None) -> int:
+        return self._run([token], mask)
+
+
+def grammar_vocabulary(tokenizer) -> GrammarVocabulary:
+    """The tokenizer's GrammarVocabulary, made once per tokenizer (its tables take a moment for a
+    large vocabulary) and kept on it."""
+    vocab = getattr(tokenizer, "_grammar_vocabulary", None)
+    if vocab is None:
+        vocab = GrammarVocabulary.from_tokenizer(tokenizer)
+        tokenizer._grammar_vocabulary = vocab
+    return vocab
 
 
 def check_sampling_options(max_tokens: int, top_k: int, temperature: float, seed: int) -> None:
@@ -102,6 +120,7 @@ class Generation:
     sampled: list = field(default_factory=list)
     finish_reason: str = "length"
     stop: str | None = None  # the stop string that ended it
+    prompt_tokens: int = 0
 
 
 def run_generation(
@@ -112,14 +131,19 @@ def run_generation(
     listener: Listener | None = None,
     cancelled: Callable[[], bool] | None = None,
     stop: list[str] | None = None,
+    grammar: JsonGrammar | None = None,
+    max_new_tokens: int | None = None,
 ) -> Generation:
-    """Prefill, then decode until an end-of-generation token, max_tokens, a stop string or cancellation."""
+    """Prefill, then decode until an end-of-generation token, max_tokens (prompt and answer) or
+    max_new_tokens (answer), a stop string, the end of the grammar's document or cancellation."""
     tok = model.tokenizer
     eog = set(tok.eog_ids)
     utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
     stops = StopFilter(check_stop(stop))
-    out = Generation()
+    out = Generation(prompt_tokens=len(prompt_ids))
     pieces: list[str] = []
+    state = grammar.start() if grammar is not None else None
+    vocab = grammar_vocabulary(tok) if grammar is not None else None
 
     def emit(text: str) -> None:
         if text:
@@ -127,7 +151,10 @@ def run_generation(
             if listener:
                 listener(text, False)
 
-    token = session.prefill(prompt_ids)
+    def mask():
+        return token_mask(state, vocab) if state is not None else None
+
+    token = session.prefill(prompt_ids, mask())
     total = len(prompt_ids)
     while True:
         if token in eog:
@@ -143,9 +170,16 @@ def run_generation(
         if stops.stopped is not None:
             out.finish_reason, out.stop = "stop", stops.stopped
             break
-        if total >= max_tokens:
+        if total >= max_tokens or (max_new_tokens is not None and len(out.tokens) >= max_new_tokens):
             break
-        token = session.decode(token)
+        if state is not None:
+            state = state.advance(tok.token_bytes(token))
+            if state is None:  # the sampler drew a token its mask left out: a bug, never a silent wrong answer
+                raise RuntimeError(f"token {token} does not continue the grammar's document: the mask was not applied")
+            if state.is_accepting() and not state.can_continue():
+                out.finish_reason = "stop"  # the document is whole and nothing may follow it
+                break
+        token = session.decode(token, mask())
     if stops.stopped is None:
         emit(stops.push(utf8.decode(b"", final=True)))
         emit(stops.flush())

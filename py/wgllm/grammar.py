@@ -605,6 +605,11 @@ class GrammarState:
         """Whether the bytes so far are a whole document (end of generation may come now)."""
         return any(self.grammar.accepting(s) for s in self.stacks)
 
+    def can_continue(self) -> bool:
+        """Whether any byte may follow (False: only the end of generation may come)."""
+        step = self.grammar.step
+        return any(step(s, b) for s in self.stacks for b in range(256))
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, GrammarState) and self.grammar is other.grammar and self.stacks == other.stacks
 

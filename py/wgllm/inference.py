@@ -18,6 +18,14 @@ penalty_last_n, logit_bias ({token id: bias}), logprobs / top_logprobs (then eac
 per-token logprobs are in last_generations), and stop (strings that end the answer, not returned).
 OpenAI's `seed` is random_seed and its `n` is num_responses: generate_responses draws num_responses
 answers, the i-th with seed random_seed + i, one after another (each with the whole max_tokens).
+
+Structured output: response_format, OpenAI's ({"type": "json_object"} or {"type": "json_schema",
+"json_schema": {"schema": {...}, "strict": true}}), constrains decoding so that the answer parses
+and validates (wgllm.grammar; the mask is applied in the sampler).
+
+`generate` is the per-call form the OpenAI API uses: any of these options for one call (the
+instance's otherwise), the prompt as text or ids, n answers, max_new_tokens, a cancel callable,
+and Generation objects back (text, tokens, logprobs, finish_reason, prompt_tokens).
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ import threading
 from typing import Callable
 
 from wgllm import generation
-from wgllm.generation import Generation, Listener
+from wgllm.generation import Generation, Listener, PromptTooLongError
+from wgllm.grammar import JsonGrammar, grammar_for_response_format
 from wgllm.model import Model, load_model
 from wgllm.sampling import SamplingParams, check_stop
 
@@ -34,6 +43,8 @@ BUSY_MESSAGE = "Previous invocation or loading is still ongoing."
 LORA_BUSY_MESSAGE = "Cannot load LoRA model while loading or processing."
 LORA_OWNER_MESSAGE = "The LoRA model was not loaded by this LLM Inference task."
 _BACKENDS = ("gpu", "reference")
+MAX_N = 16  # answers per call
+_UNSET = object()
 
 
 class LoraModel:
@@ -67,12 +78,15 @@ class LlmInference:
         kernels: str | None = None,
         sampling: SamplingParams | None = None,
         stop: list[str] | None = None,
+        response_format: dict | None = None,
     ):
         self.model = model
         self.max_tokens, self.top_k, self.temperature, self.random_seed = max_tokens, top_k, temperature, random_seed
         # the extra sampling options (top_k, temperature and seed above are MediaPipe's and win)
         self.sampling = sampling or SamplingParams()
         self.stop = list(stop or [])
+        self.response_format = response_format
+        self.grammar: JsonGrammar | None = grammar_for_response_format(response_format)
         self.last_generations: list[Generation] = []  # the last call's answers: tokens, logprobs, finish reasons
         self.lora_ranks = list(lora_ranks or [])
         self.num_responses, self.force_f32, self.backend = num_responses, force_f32, backend
@@ -99,9 +113,10 @@ class LlmInference:
         backend: str = "gpu",
         kernels: str | None = None,
         stop: list[str] | str | None = None,
+        response_format: dict | None = None,
         **sampling,
     ) -> "LlmInference":
-        """MediaPipe's options, then wgllm's: backend, kernels, stop and the SamplingParams fields
+        """MediaPipe's options, then wgllm's: backend, kernels, stop, response_format and the SamplingParams fields
         top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty, penalty_last_n,
         logit_bias, logprobs, top_logprobs (all checked, by name, before the model loads; logit_bias's
         ids against its vocabulary once it has)."""
@@ -111,6 +126,7 @@ class LlmInference:
             raise TypeError(f"unknown LlmInference option(s) {', '.join(unknown)} (random_seed is the seed)")
         params = SamplingParams(top_k=top_k, temperature=temperature, seed=random_seed, **sampling).checked(None, "random_seed")
         stop = check_stop(stop)
+        grammar_for_response_format(response_format)  # a bad schema fails here, before the model loads
         if backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
         if kernels is not None:
@@ -140,6 +156,7 @@ class LlmInference:
             kernels=kernels,
             sampling=params,
             stop=stop,
+            response_format=response_format,
         )
 
     @classmethod
@@ -174,9 +191,10 @@ class LlmInference:
         return lora
 
     # -- generation ----------------------------------------------------------------------------
-    def _session(self, seed: int, lora: LoraModel | None = None):
-        extra = {f: getattr(self.sampling, f) for f in SamplingParams.names() if f not in ("top_k", "temperature", "seed")}
-        opts = dict(top_k=self.top_k, temperature=self.temperature, seed=seed, **extra)
+    def _session(self, seed: int, lora: LoraModel | None = None, params: SamplingParams | None = None):
+        params = params or SamplingParams(**{**{f: getattr(self.sampling, f) for f in SamplingParams.names()}, "top_k": self.top_k, "temperature": self.temperature})
+        opts = {f: getattr(params, f) for f in SamplingParams.names()}
+        opts["seed"] = seed
         if self._engine is not None:
             return self._engine.session(**opts, lora=lora._gpu if lora is not None else None)
         return generation.ReferenceSession(self.model, **opts, lora=lora.adapter if lora is not None else None)
@@ -203,7 +221,7 @@ class LlmInference:
             ids = generation.encode_prompt(self.model, prompt, self.max_tokens)
             session = self._session(self.random_seed, lora)
             self.last_generations = [
-                generation.run_generation(self.model, session, ids, self.max_tokens, listener, self._cancel.is_set, self.stop)
+                generation.run_generation(self.model, session, ids, self.max_tokens, listener, self._cancel.is_set, self.stop, self.grammar)
             ]
             return self.last_generations[0].text
 
@@ -217,11 +235,83 @@ class LlmInference:
             ids = generation.encode_prompt(self.model, prompt, self.max_tokens)
             self.last_generations = [
                 generation.run_generation(
-                    self.model, self._session(self.random_seed + i, lora), ids, self.max_tokens, None, self._cancel.is_set, self.stop
+                    self.model, self._session(self.random_seed + i, lora), ids, self.max_tokens, None, self._cancel.is_set, self.stop, self.grammar
                 )
                 for i in range(self.num_responses)
             ]
             return [g.text for g in self.last_generations]
+
+        return self._run(go)
+
+    def generate(
+        self,
+        prompt: str | list[int],
+        *,
+        lora=None,
+        n: int = 1,
+        max_new_tokens: int | None = None,
+        stop=_UNSET,
+        response_format=_UNSET,
+        random_seed: int | None = None,
+        stream: Callable[[int, str], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        **sampling,
+    ) -> list[Generation]:
+        """n answers to `prompt` (text, tokenized as generate_response does, or token ids), the i-th
+        drawn with random_seed + i, one after another. Options given here apply to this call only:
+        the SamplingParams fields (top_k, temperature, top_p, ...), random_seed, stop,
+        response_format; the rest are the instance's. max_new_tokens bounds each answer (None: up
+        to max_tokens, which counts prompt and answer). `stream(i, text)` receives answer i's text
+        piece by piece; `cancelled()` returning True ends the current answer ("cancelled").
+        Everything is checked before any generation, each error naming its option: the prompt plus
+        n * max_new_tokens must fit max_tokens (the n answers' budget is the one context, as
+        llama.cpp's server splits its context between parallel slots)."""
+        lora = self._check_lora(lora)
+        unknown = sorted(set(sampling) - set(SamplingParams.names()) | set(sampling) & {"seed"})
+        if unknown:
+            raise TypeError(f"unknown generate option(s) {', '.join(unknown)} (random_seed is the seed)")
+        base = {f: getattr(self.sampling, f) for f in SamplingParams.names()}
+        base.update(top_k=self.top_k, temperature=self.temperature, seed=self.random_seed if random_seed is None else random_seed)
+        params = SamplingParams(**{**base, **sampling}).checked(self.model.config.n_vocab, "random_seed")
+        stops = self.stop if stop is _UNSET else check_stop(stop)
+        grammar = self.grammar if response_format is _UNSET else grammar_for_response_format(response_format)
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_N:
+            raise ValueError(f"n must be an integer in [1, {MAX_N}], got {n!r}")
+        if n > 1 and params.greedy:
+            raise ValueError(f"n = {n} needs sampling (top_k > 1 and temperature > 0): greedy decoding would give {n} identical answers")
+        if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1):
+            raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        if isinstance(prompt, str):
+            ids = generation.encode_prompt(self.model, prompt, self.max_tokens)
+        else:
+            ids = list(prompt)
+            if not ids or not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < self.model.config.n_vocab for t in ids):
+                raise ValueError(f"prompt token ids must be a non-empty list of integers in [0, {self.model.config.n_vocab})")
+            if len(ids) >= self.max_tokens:
+                raise PromptTooLongError(f"Input is too long: the prompt has {len(ids)} tokens and max_tokens is {self.max_tokens}")
+        if max_new_tokens is not None and len(ids) + n * max_new_tokens > self.max_tokens:
+            raise PromptTooLongError(
+                f"the prompt ({len(ids)} tokens) plus n ({n}) x max_tokens ({max_new_tokens}) = {len(ids) + n * max_new_tokens} "
+                f"tokens is past the context of {self.max_tokens} tokens"
+            )
+
+        def go():
+            out = []
+            for i in range(n):
+                if cancelled is not None and cancelled():
+                    break
+
+                def listener(text: str, done: bool, i=i) -> None:
+                    if text and stream is not None:
+                        stream(i, text)
+
+                def stop_now() -> bool:
+                    return self._cancel.is_set() or (cancelled is not None and cancelled())
+
+                session = self._session(params.seed + i, lora, params)
+                out.append(generation.run_generation(self.model, session, ids, self.max_tokens, listener, stop_now, stops, grammar, max_new_tokens))
+            self.last_generations = out
+            return out
 
         return self._run(go)
 

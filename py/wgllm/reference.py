@@ -425,8 +425,10 @@ def min_p_keep(values: np.ndarray, min_p: float) -> int:
 
 def draw(values: np.ndarray, temperature: float, u: float) -> int:
     """The index drawn by u from softmax(values / temperature) over sorted candidate logits: the
-    first whose cumulative weight exceeds u * total."""
-    p = np.exp(((values - values[0]) / np.float32(temperature)).astype(np.float32))
+    first whose cumulative weight exceeds u * total (a MASKED candidate weighs 0)."""
+    with np.errstate(over="ignore"):
+        p = np.exp(((values - values[0]) / np.float32(temperature)).astype(np.float32))
+    p[values == MASKED] = 0
     cdf = np.cumsum(p, dtype=np.float32)
     return min(int(np.searchsorted(cdf, np.float32(u) * cdf[-1], side="right")), len(values) - 1)
 
@@ -435,6 +437,14 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     x = np.asarray(logits, dtype=np.float64)
     m = x.max()
     return (x - (m + np.log(np.exp(x - m).sum()))).astype(np.float32)
+
+
+MASKED = np.finfo(np.float32).min  # a logit a grammar's mask leaves out (sample.wgsl's MASKED)
+
+
+def apply_token_mask(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The logits with every id the boolean `mask` leaves out set to MASKED (sample.wgsl's step 0)."""
+    return np.where(mask, logits, MASKED).astype(np.float32)
 
 
 @dataclass
@@ -461,15 +471,19 @@ def sample(
     presence_penalty: float = 0.0,
     logprobs: bool = False,
     top_logprobs: int = 0,
+    mask: np.ndarray | None = None,
 ) -> Sampled:
     """The whole chain (see above). top_k <= 1 or temperature <= 0 is greedy: the largest adjusted
     logit, ties to the lowest id. Log-probabilities are the log-softmax over the whole vocabulary of
-    the logits after logit_bias and the penalties, before truncation and temperature."""
+    the logits after logit_bias and the penalties, before truncation and temperature. `mask`
+    (bool, one per id): a grammar's, the ids it leaves out read as MASKED after the penalties."""
     x = np.asarray(logits, dtype=np.float32)
     if logit_bias:
         x = apply_logit_bias(x, logit_bias)
     if counts:
         x = apply_penalties(x, counts, repetition_penalty, frequency_penalty, presence_penalty)
+    if mask is not None:
+        x = apply_token_mask(x, mask)
     greedy = top_k <= 1 or temperature <= 0
     ids = top_k_ids(x, 1 if greedy else top_k)
     if greedy:

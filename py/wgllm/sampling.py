@@ -126,8 +126,8 @@ class SamplingParams:
             row[2:] = np.array([self.logit_bias.get(i, 0.0), reference.penalty_offset(n, self.frequency_penalty, self.presence_penalty)], np.float32).view(np.uint32)
         return out
 
-    def sample_reference(self, logits: np.ndarray, step: int, history) -> reference.Sampled:
-        """reference.sample with these options, the draw random_uniform(seed, step)."""
+    def sample_reference(self, logits: np.ndarray, step: int, history, mask: np.ndarray | None = None) -> reference.Sampled:
+        """reference.sample with these options (and a grammar's `mask`), the draw random_uniform(seed, step)."""
         return reference.sample(
             logits,
             top_k=self.top_k,
@@ -142,7 +142,16 @@ class SamplingParams:
             presence_penalty=self.presence_penalty,
             logprobs=self.logprobs,
             top_logprobs=self.top_logprobs,
+            mask=mask,
         )
+
+
+def mask_words(mask: np.ndarray) -> np.ndarray:
+    """A boolean token mask as sample.wgsl's bits: bit i % 32 of word i // 32 is id i (uint32)."""
+    words = -(-mask.shape[0] // 32)
+    bits = np.zeros(words * 32, dtype=bool)
+    bits[: mask.shape[0]] = mask
+    return np.packbits(bits.reshape(words, 4, 8), axis=2, bitorder="little").reshape(words * 4).view("<u4")
 
 
 def check_logit_bias(bias, n_vocab: int | None) -> dict[int, float]:

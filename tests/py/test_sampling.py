@@ -18,7 +18,7 @@ from wgllm.gpu.engine import GpuEngine
 from wgllm.gpu.runtime import get_context
 from wgllm.inference import LlmInference
 from wgllm.model import load_model
-from wgllm.sampling import MAX_STOP, SamplingParams, StopFilter
+from wgllm.sampling import MAX_STOP, SamplingParams, StopFilter, mask_words
 
 # -- straight definitions (float64, written from the documented semantics, not from reference.py) --
 
@@ -125,9 +125,9 @@ def test_logprobs_are_log_softmax_of_adjusted_logits(logits_and_history):
 # -- the shader against the reference -----------------------------------------------------------
 
 
-def gpu_sample(ctx, logits: np.ndarray, p: SamplingParams, step: int, history, wg_size: int | None = None) -> reference.Sampled:
+def gpu_sample(ctx, logits: np.ndarray, p: SamplingParams, step: int, history, wg_size: int | None = None, mask=None) -> reference.Sampled:
     """One sample.wgsl launch, as GpuEngine.sample_with makes it (the row at an offset: row 1 of 2);
-    wg_size: its workgroup (None: the shader's default, the cpu family's)."""
+    wg_size: its workgroup (None: the shader's default, the cpu family's); mask: a grammar's (bool)."""
     vocab = logits.shape[0]
     rows = ctx.buffer(np.stack([logits[::-1], logits]).astype(np.float32))
     entries = p.adjust_entries(history)
@@ -135,10 +135,11 @@ def gpu_sample(ctx, logits: np.ndarray, p: SamplingParams, step: int, history, w
     out = ctx.buffer(np.array([0xFFFFFFFF], np.uint32))
     lp = ctx.buffer(np.full(42, 0x7FC00000, np.uint32))
     n_top = p.top_logprobs if p.logprobs else 0
-    uni = np.zeros(12, np.uint32)
-    uni[:] = [vocab, vocab, p.top_k, 0, p.seed & 0xFFFFFFFF, step, 0, 0, 0, len(entries), n_top, int(p.logprobs)]
+    uni = np.zeros(13, np.uint32)
+    uni[:] = [vocab, vocab, p.top_k, 0, p.seed & 0xFFFFFFFF, step, 0, 0, 0, len(entries), n_top, int(p.logprobs), int(mask is not None)]
     uni.view(np.float32)[[3, 6, 7, 8]] = [p.temperature, p.top_p, p.min_p, p.repetition_penalty]
-    ctx.run("sample.wgsl", [ctx.buffer(uni, uniform=True), adjust, rows, out, lp], (1, 1, 1), constants={"WG_SIZE": wg_size} if wg_size else None)
+    bits = ctx.buffer(mask_words(mask) if mask is not None else np.zeros(4, np.uint32))
+    ctx.run("sample.wgsl", [ctx.buffer(uni, uniform=True), adjust, rows, out, lp, bits], (1, 1, 1), constants={"WG_SIZE": wg_size} if wg_size else None)
     s = reference.Sampled(int(ctx.read(out, np.uint32)[0]))
     if p.logprobs:
         raw = ctx.read(lp, np.uint32)
@@ -197,6 +198,40 @@ def test_shader_gives_reference_tokens_and_logprobs(ctx, logits_and_history, nam
             plain.append(SamplingParams(**base, seed=seed).sample_reference(logits, step, history).token)
     assert ambiguous <= 1
     assert got != plain, f"{name} changed no token: not a test of it"
+
+
+def test_mask_words_bit_order():
+    mask = np.zeros(70, bool)
+    mask[[0, 31, 32, 69]] = True
+    assert mask_words(mask).tolist() == [1 | 1 << 31, 1, 1 << 5]
+
+
+@pytest.mark.parametrize("wg_size", [None, 256])
+@pytest.mark.parametrize("allowed", [1, 3, 40, 700])  # fewer allowed ids than top_k, and more
+def test_shader_applies_the_grammar_mask_as_the_reference(ctx, logits_and_history, allowed, wg_size):
+    """A grammar's mask: the GPU draws only allowed ids and the reference's token for the same u,
+    greedy or sampled, with penalties, top-p and logprobs (a masked id's logprob is MASKED's)."""
+    logits, history = logits_and_history
+    rng = np.random.default_rng(allowed)
+    mask = np.zeros(len(logits), bool)
+    mask[rng.choice(len(logits), allowed, replace=False)] = True
+    mask[np.argsort(-logits)[:2]] = False  # the best ids left out: the unmasked picks differ
+    if allowed < 3:
+        mask[:] = False
+        mask[[999, 3][:allowed]] = True
+    moved = 0
+    for opts in (dict(top_k=1, temperature=0.0), dict(top_k=40, temperature=1.5), dict(top_k=64, top_p=0.9, repetition_penalty=1.3, temperature=0.4)):
+        for step in range(5):
+            p = SamplingParams(**opts, seed=11, logprobs=step % 2 == 0, top_logprobs=5 if step % 2 == 0 else 0).checked(len(logits))
+            g = gpu_sample(ctx, logits, p, step, history, wg_size, mask)
+            w = p.sample_reference(logits, step, history, mask)
+            assert mask[g.token] and g.token == w.token, f"{opts} step {step}: GPU {g.token}, reference {w.token}"
+            if p.logprobs:
+                assert [i for i, _ in g.top] == [i for i, _ in w.top]
+                np.testing.assert_allclose([v for _, v in g.top], [v for _, v in w.top], rtol=1e-6, atol=2e-5)
+                assert g.logprob == pytest.approx(w.logprob, abs=2e-5)
+            moved += w.token != p.sample_reference(logits, step, history).token
+    assert moved >= 10, "the mask changed few picks: not a test of it"
 
 
 # -- the engines on models ----------------------------------------------------------------------

@@ -560,9 +560,9 @@ def run_sample(ctx, logits_buf, vocab, offset, top_k, temperature, seed, step) -
     """sample.wgsl with top-k and temperature alone (no adjust entries, no logprobs); the rest of
     its chain is tested in test_sampling.py."""
     out = ctx.buffer(np.array([NAN_BITS], np.uint32))
-    uni = params("IIIfIIfffIII", vocab, offset, top_k, temperature, seed, step, 1.0, 0.0, 1.0, 0, 0, 0)
-    no_entries, no_logprobs = ctx.buffer(np.zeros(4, np.uint32)), ctx.buffer(np.zeros(4, np.uint32))
-    ctx.run("sample.wgsl", [ctx.buffer(uni, uniform=True), no_entries, logits_buf, out, no_logprobs], (1, 1, 1))
+    uni = params("IIIfIIfffIIII", vocab, offset, top_k, temperature, seed, step, 1.0, 0.0, 1.0, 0, 0, 0, 0)
+    no_entries, no_logprobs, no_mask = (ctx.buffer(np.zeros(4, np.uint32)) for _ in range(3))
+    ctx.run("sample.wgsl", [ctx.buffer(uni, uniform=True), no_entries, logits_buf, out, no_logprobs, no_mask], (1, 1, 1))
     return int(ctx.read(out, np.uint32)[0])
 
 

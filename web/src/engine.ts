@@ -30,7 +30,7 @@ import { GpuContext, GpuOutOfMemoryError, type KernelFamily, ShaderError, resolv
 import { type EngineLora, LoraSites } from "./lora_gpu";
 import { type ModelConfig, layerRope, modelConfigFromHeader } from "./model";
 import { type Grid, type Launch, type Params, Program, gridRows, pack } from "./program";
-import { MAX_LOGIT_BIAS, MAX_TOP_LOGPROBS, SAMPLING_DEFAULTS, type SamplingChecked, adjustEntries } from "./sampling";
+import { MAX_LOGIT_BIAS, MAX_TOP_LOGPROBS, SAMPLING_DEFAULTS, type SamplingChecked, adjustEntries, maskWords } from "./sampling";
 import { GpuWeight, embeddingGroupSize, matmulGeometry } from "./weights";
 
 export interface EngineOptions {
@@ -84,6 +84,8 @@ export interface SampleSettings {
   extras?: SamplingChecked;
   /** Every id fed so far, this call's included: the penalties' window is its tail. */
   history?: readonly number[];
+  /** A grammar's mask (grammar.ts tokenMask: 1 = allowed, one per id): uploaded as bits, applied in the sampler. */
+  mask?: Uint8Array;
 }
 
 /** A sampled token, with its log-probability and the best alternatives when extras.logprobs asks. */
@@ -105,7 +107,7 @@ interface Normed {
   prefill?: GPUBuffer;
 }
 export const MAX_TOP_K = shaderConstant("sample", "MAX_K");
-const SAMPLE_PARAMS = "IIIfIIfffIII"; // sample.wgsl's Params
+const SAMPLE_PARAMS = "IIIfIIfffIIII"; // sample.wgsl's Params
 
 interface Src {
   buf: GPUBuffer;
@@ -133,6 +135,8 @@ export class Engine {
   private sampleAdjust!: GPUBuffer;
   private sampleLogprobs!: GPUBuffer;
   private sampleLogprobsRead!: GPUBuffer;
+  /** A grammar's token mask, a bit per id (sample.wgsl's binding 5). */
+  private sampleMask!: GPUBuffer;
   private finalLogits!: GPUBuffer;
   private busy: Promise<unknown> = Promise.resolve();
   private buildErrors: Promise<GPUError | null> = Promise.resolve(null);
@@ -283,10 +287,11 @@ export class Engine {
       this.vecs.set(name, buf);
       this.owned.push(buf);
     }
-    const [readback, sampledRead, adjust, logprobs, logprobsRead] = await ctx.allocating("readback and sampler buffers", () =>
+    const [readback, sampledRead, adjust, logprobs, logprobsRead, mask] = await ctx.allocating("readback and sampler buffers", () =>
       this.samplerSizes().map(([label, bytes, readback]) => ctx.buffer(bytes, label, { readback })),
     );
-    this.owned.push(readback, sampledRead, adjust, logprobs, logprobsRead);
+    this.owned.push(readback, sampledRead, adjust, logprobs, logprobsRead, mask);
+    this.sampleMask = mask;
     this.b.readback = readback;
     this.b.sampledRead = sampledRead;
     this.sampleAdjust = adjust;
@@ -305,6 +310,7 @@ export class Engine {
       ["sampler adjust entries", 16 * (this.maxTokens + MAX_LOGIT_BIAS), false],
       ["sampler logprobs", logprobBytes, false],
       ["sampler logprobs readback", logprobBytes, true],
+      ["sampler token mask", Math.max(16, 4 * Math.ceil(this.config.nVocab / 32)), false],
     ];
   }
 
@@ -623,7 +629,7 @@ export class Engine {
       );
       this.finalLogits = b.logits_capped;
     }
-    this.sampler = this.program.add("sample", [this.sampleAdjust, this.finalLogits, b.sampled, this.sampleLogprobs], () => pack(SAMPLE_PARAMS, ...Array(12).fill(0)), () => [1, 1, 1],
+    this.sampler = this.program.add("sample", [this.sampleAdjust, this.finalLogits, b.sampled, this.sampleLogprobs, this.sampleMask], () => pack(SAMPLE_PARAMS, ...Array(13).fill(0)), () => [1, 1, 1],
       ["main"], undefined, this.rowConstants());
     this.program.steps.pop(); // the sampler runs only from sample()
     if (this.loraRanks.length) this.program.defer(this.lora.makePipelines());
@@ -725,16 +731,20 @@ export class Engine {
     if (entries.byteLength > this.sampleAdjust.size) {
       return Promise.reject(new RangeError(`${entries.length / 4} logit_bias and penalty entries do not fit the sampler's ${this.sampleAdjust.size / 16}`));
     }
+    if (s.mask && s.mask.length !== this.config.nVocab) {
+      return Promise.reject(new RangeError(`the token mask has ${s.mask.length} entries, expected ${this.config.nVocab}: one per vocabulary id`));
+    }
     return this.serial(async () => {
       const { enc, pass } = this.encode(ids, pos0, s.lora);
       const c = this.config;
       const offset = this.allLogits ? (ids.length - 1) * c.nVocab : 0;
       if (entries.length) this.ctx.write(this.sampleAdjust, 0, entries);
+      if (s.mask) this.ctx.write(this.sampleMask, 0, maskWords(s.mask));
       const nTop = x.logprobs ? x.topLogprobs : 0;
       this.ctx.write(
         this.sampler.uniform,
         0,
-        pack(SAMPLE_PARAMS, c.nVocab, offset, Math.max(0, s.topK), s.temperature, s.seed, s.step, x.topP, x.minP, x.repetitionPenalty, entries.length / 4, nTop, x.logprobs ? 1 : 0),
+        pack(SAMPLE_PARAMS, c.nVocab, offset, Math.max(0, s.topK), s.temperature, s.seed, s.step, x.topP, x.minP, x.repetitionPenalty, entries.length / 4, nTop, x.logprobs ? 1 : 0, s.mask ? 1 : 0),
       );
       const pipeline = this.sampler.pipelines.get("main")!;
       pass.setPipeline(pipeline);

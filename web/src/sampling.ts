@@ -189,3 +189,11 @@ export class StopFilter {
     return held;
   }
 }
+
+/** A token mask (1 = allowed, one per id) as sample.wgsl's bits: bit i % 32 of word i / 32 is id i
+ * (Python's sampling.mask_words). */
+export function maskWords(mask: Uint8Array): Uint32Array {
+  const words = new Uint32Array(Math.max(1, Math.ceil(mask.length / 32)));
+  for (let i = 0; i < mask.length; i++) if (mask[i]) words[i >>> 5] |= 1 << (i & 31);
+  return words;
+}

@@ -35,10 +35,10 @@ from wgllm.gpu.lora import GpuLora, LoraSites
 from wgllm.gpu.runtime import GpuContext, GpuError, get_context, shader_constant
 from wgllm.model import Model
 from wgllm.reference import Sampled
-from wgllm.sampling import MAX_LOGIT_BIAS, MAX_TOP_K, MAX_TOP_LOGPROBS, SamplingParams
+from wgllm.sampling import MAX_LOGIT_BIAS, MAX_TOP_K, MAX_TOP_LOGPROBS, SamplingParams, mask_words
 
 _MAX_GROUPS = 65535
-_SAMPLE_PARAMS = "IIIfIIfffIII"  # sample.wgsl's Params
+_SAMPLE_PARAMS = "IIIfIIfffIIII"  # sample.wgsl's Params
 
 
 def _grid_rows(groups: int) -> tuple[int, int, int]:
@@ -539,8 +539,9 @@ class GpuEngine:
         # window (at most the whole context's ids and MAX_LOGIT_BIAS biases); its logprobs output
         self.sample_adjust = ctx.buffer(size=16 * (self.max_tokens + MAX_LOGIT_BIAS), label="sampler adjust entries")
         self.sample_logprobs = ctx.buffer(size=4 * (2 + 2 * MAX_TOP_LOGPROBS), label="sampler logprobs")
+        self.sample_mask = ctx.buffer(size=max(16, 4 * -(-c.n_vocab // 32)), label="sampler token mask")  # a grammar's, a bit per id
         sampler = _Program(ctx)
-        sampler.add("sample.wgsl", [self.sample_adjust, logits, self.sampled, self.sample_logprobs], lambda n, p: _pack(_SAMPLE_PARAMS, *[0] * 12), lambda n, p: (1, 1, 1),
+        sampler.add("sample.wgsl", [self.sample_adjust, logits, self.sampled, self.sample_logprobs, self.sample_mask], lambda n, p: _pack(_SAMPLE_PARAMS, *[0] * 13), lambda n, p: (1, 1, 1),
                     constants=self._row_constants())
         self.sampler = sampler.steps[0]
         return prog
@@ -680,10 +681,11 @@ class GpuEngine:
         """Run `ids` at pos0 and sample the next token with top-k and temperature alone."""
         return self.sample_with(ids, pos0, SamplingParams(top_k=top_k, temperature=temperature, seed=seed), step, (), lora).token
 
-    def sample_with(self, ids: list[int], pos0: int, params: SamplingParams, step: int, history, lora: GpuLora | None = None) -> Sampled:
+    def sample_with(self, ids: list[int], pos0: int, params: SamplingParams, step: int, history, lora: GpuLora | None = None, mask: np.ndarray | None = None) -> Sampled:
         """Run `ids` at pos0 and sample the next token with `params` (checked SamplingParams),
-        `history` (every id fed so far, `ids` included) for the penalties. Reads back the id, and
-        the logprobs only when params asks for them."""
+        `history` (every id fed so far, `ids` included) for the penalties, and a grammar's `mask`
+        (bool, one per id; uploaded as bits). Reads back the id, and the logprobs only when params
+        asks for them."""
         if not params.greedy and params.top_k > MAX_TOP_K:
             raise ValueError(f"top_k = {params.top_k} is above the GPU sampler's maximum of {MAX_TOP_K}")
         entries = params.adjust_entries(history)
@@ -692,12 +694,16 @@ class GpuEngine:
         enc, cpass = self._step(ids, pos0, lora)
         if len(entries):
             self.ctx.write(self.sample_adjust, entries)
+        if mask is not None:
+            if mask.shape != (self.c.n_vocab,):
+                raise ValueError(f"the token mask has shape {mask.shape}, expected ({self.c.n_vocab},): one entry per vocabulary id")
+            self.ctx.write(self.sample_mask, mask_words(mask))
         d = self.sampler
         offset = (len(ids) - 1) * self.c.n_vocab if self.all_logits else 0
         n_top = params.top_logprobs if params.logprobs else 0
         packed = _pack(
             _SAMPLE_PARAMS, self.c.n_vocab, offset, params.top_k, params.temperature, params.seed & 0xFFFFFFFF, step,
-            params.top_p, params.min_p, params.repetition_penalty, len(entries), n_top, int(params.logprobs),
+            params.top_p, params.min_p, params.repetition_penalty, len(entries), n_top, int(params.logprobs), int(mask is not None),
         )
         self.ctx.write(d.uniform, packed)
         self.ctx.dispatch(cpass, d.pipeline, d.bind_group, (1, 1, 1))
@@ -737,15 +743,15 @@ class GpuSession:
         self.history: list[int] = []  # every id fed, for the penalties
         self.sampled: list[Sampled] = []
 
-    def _run(self, ids: list[int]) -> int:
+    def _run(self, ids: list[int], mask) -> int:
         self.history.extend(ids)
-        s = self.engine.sample_with(ids, self.pos, self.params, len(self.sampled), self.history, self.lora)
+        s = self.engine.sample_with(ids, self.pos, self.params, len(self.sampled), self.history, self.lora, mask)
         self.pos += len(ids)
         self.sampled.append(s)
         return s.token
 
-    def prefill(self, ids: list[int]) -> int:
-        return self._run(ids)
+    def prefill(self, ids: list[int], mask: np.ndarray | None = None) -> int:
+        return self._run(ids, mask)
 
-    def decode(self, token: int) -> int:
-        return self._run([token])
+    def decode(self, token: int, mask: np.ndarray | None = None) -> int:
+        return self._run([token], mask)
