@@ -9,8 +9,14 @@
 // prefix hold exactly the keys and values a full run would compute (attention is causal), so
 // only the new suffix is prefilled; the first sampled token still uses step 0 of the seed's
 // random stream, as a fresh run does.
+//
+// Structured output (RunRequest.responseFormat, OpenAI's response_format): the grammar (grammar.ts)
+// masks every step in the sampler, the state advances by each token's bytes, and the answer ends
+// ("stop") once the document is whole and nothing but the end may follow, as run_generation does.
 
 import type { SampledToken } from "./engine";
+import { WgllmError } from "./errors";
+import { type GrammarState, type GrammarTokenizer, GrammarVocabulary, type JsonGrammar, grammarForResponseFormat, tokenMask } from "./grammar";
 import { type SamplingChecked, StopFilter, type TokenLogprob, penalized } from "./sampling";
 
 export interface SamplingSettings {
@@ -23,20 +29,34 @@ export interface SamplingSettings {
   stop?: string[];
 }
 
+/** The tokenizer's GrammarVocabulary, made once per tokenizer (its tables take a moment for a large vocabulary). */
+const vocabularies = new WeakMap<GrammarTokenizer, GrammarVocabulary>();
+export function grammarVocabulary(tokenizer: GrammarTokenizer): GrammarVocabulary {
+  let vocab = vocabularies.get(tokenizer);
+  if (!vocab) vocabularies.set(tokenizer, (vocab = GrammarVocabulary.fromTokenizer(tokenizer)));
+  return vocab;
+}
+
 /** What the loop needs from the engine (web/src/engine.ts). */
 export interface SamplingEngine {
   readonly maxTokens: number;
   sampleToken(
     ids: number[],
     pos0: number,
-    s: Omit<SamplingSettings, "stop"> & { step: number; lora?: unknown; history?: readonly number[] },
+    s: Omit<SamplingSettings, "stop"> & { step: number; lora?: unknown; history?: readonly number[]; mask?: Uint8Array },
   ): Promise<SampledToken>;
 }
 
-/** What the loop needs from the tokenizer (web/src/tokenizer.ts). */
-export interface DecodingTokenizer {
+/** What the loop needs from the tokenizer (web/src/tokenizer.ts): the grammar's mask reads its token bytes. */
+export interface DecodingTokenizer extends GrammarTokenizer {
   isEndOfGeneration(id: number): boolean;
 }
+
+/** OpenAI's response_format (grammar.ts grammarForResponseFormat): plain JSON, so it crosses to a worker. */
+export type ResponseFormat =
+  | { type: "text" }
+  | { type: "json_object" }
+  | { type: "json_schema"; json_schema: { name?: string; description?: string; schema: unknown; strict?: boolean } };
 
 export interface PieceDecoder {
   push(id: number): string;
@@ -48,6 +68,10 @@ export interface RunRequest extends SamplingSettings {
   maxTokens: number;
   /** An adapter handle the engine understands; the cached prefix is kept per adapter. */
   lora?: unknown;
+  /** At most this many tokens generated (undefined: up to maxTokens, which counts the prompt too). */
+  maxNewTokens?: number;
+  /** Constrain the answer to JSON (a schema's documents): checked by the caller, compiled here. */
+  responseFormat?: ResponseFormat;
 }
 
 export interface RunResult {
@@ -61,7 +85,8 @@ export interface RunResult {
   /** The generated ids (an end-of-generation token excluded) and, with extras.logprobs, their logprobs. */
   tokens: number[];
   logprobs?: TokenLogprob[];
-  /** "stop": an end-of-generation token or a stop string (then `stop` is it); "length": maxTokens. */
+  /** "stop": an end-of-generation token, a stop string (then `stop` is it) or the grammar's document
+   * complete; "length": maxTokens or maxNewTokens. */
   finishReason: "stop" | "length" | "cancelled";
   stop?: string;
   /** The prefill step: from the call to its first token sampled (the time to first token). */
@@ -73,6 +98,7 @@ export interface RunResult {
 export class Generator {
   private cached: number[] = []; // ids whose K/V sit in the cache at positions 0..n-1
   private cachedLora: unknown = undefined;
+  private grammar?: { key: string; grammar: JsonGrammar | null }; // the last response format compiled
 
   constructor(
     private readonly engine: SamplingEngine,
@@ -86,8 +112,19 @@ export class Generator {
     this.cachedLora = undefined;
   }
 
+  /** The grammar of `format` (null: free text); the last one is kept, so n answers compile it once. */
+  private grammarFor(format: ResponseFormat | undefined): JsonGrammar | null {
+    const key = JSON.stringify(format ?? null);
+    if (this.grammar?.key !== key) this.grammar = { key, grammar: grammarForResponseFormat(format) };
+    return this.grammar.grammar;
+  }
+
   async run(req: RunRequest, onPiece: (piece: string) => void, cancelled: () => boolean): Promise<RunResult> {
-    const { ids, maxTokens } = req;
+    const { ids, maxTokens, maxNewTokens } = req;
+    const grammar = this.grammarFor(req.responseFormat);
+    const vocab = grammar ? grammarVocabulary(this.tokenizer) : undefined;
+    let state: GrammarState | null = grammar ? grammar.start() : null;
+    const mask = () => (state ? tokenMask(state, vocab!) : undefined);
     let start = 0;
     if (this.cachedLora === req.lora) {
       const n = Math.min(this.cached.length, ids.length - 1); // at least one token runs, to get logits
@@ -109,7 +146,7 @@ export class Generator {
     let finishReason: RunResult["finishReason"] = "length";
     let step = 0;
     const t0 = performance.now();
-    let sampled = await this.engine.sampleToken(ids.slice(start), start, { ...sampling, step: step++, history: ids });
+    let sampled = await this.engine.sampleToken(ids.slice(start), start, { ...sampling, step: step++, history: ids, mask: mask() });
     const t1 = performance.now();
     const fed = [...ids];
     this.cached = fed;
@@ -132,9 +169,18 @@ export class Generator {
         finishReason = "stop";
         break;
       }
-      if (total >= maxTokens) break;
+      if (total >= maxTokens || (maxNewTokens !== undefined && tokens.length >= maxNewTokens)) break;
+      if (state) {
+        state = state.advance(this.tokenizer.tokenBytes(token));
+        // the sampler drew a token its mask left out: a bug, never a silent wrong answer
+        if (!state) throw new WgllmError(`internal error: token ${token} does not continue the grammar's document (the mask was not applied)`);
+        if (state.isAccepting() && !state.canContinue()) {
+          finishReason = "stop"; // the document is whole and nothing may follow it
+          break;
+        }
+      }
       const history = req.extras && penalized(req.extras) ? [...fed, token] : [];
-      const next = await this.engine.sampleToken([token], fed.length, { ...sampling, step: step++, history });
+      const next = await this.engine.sampleToken([token], fed.length, { ...sampling, step: step++, history, mask: mask() });
       fed.push(token);
       sampled = next;
     }

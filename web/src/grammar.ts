@@ -528,6 +528,12 @@ export class GrammarState {
   isAccepting(): boolean {
     return this.stacks.some((s) => this.grammar.accepting(s));
   }
+
+  /** Whether any byte may follow (false: only the end of generation may come). */
+  canContinue(): boolean {
+    for (const s of this.stacks) for (let b = 0; b < 256; b++) if (this.grammar.step(s, b).length) return true;
+    return false;
+  }
 }
 
 // -- the mask over a vocabulary (grammar_mask.py) ----------------------------------------------------

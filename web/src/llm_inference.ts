@@ -4,7 +4,9 @@
 //
 // Extras beyond MediaPipe's options, all optional: `onLoadProgress(loaded, total, stage)`,
 // `cacheModel` (keep the download in the Cache Storage API), `useWorker` / `workerUrl` (run the
-// engine in a Web Worker with the same API).
+// engine in a Web Worker with the same API), `responseFormat` (OpenAI's: JSON output that parses and
+// validates against a schema, generator.ts), and `generate(prompt, options)`, the per-call form the
+// OpenAI shape (openai.ts) uses: options for one call only, n answers, maxNewTokens, an AbortSignal.
 //
 // LoRA, as in MediaPipe: declare `loraRanks` at creation (changing them reloads the model, as
 // maxTokens does), load adapters with loadLoraModel(url | Uint8Array | Blob) — several may be
@@ -14,14 +16,15 @@
 import { BusyError, DeviceLostError, PromptTooLongError, WgllmError } from "./errors";
 import type { WasmFileset } from "./fileset_resolver";
 import type { GGUFValue } from "./gguf";
-import type { RunResult } from "./generator";
+import type { ResponseFormat, RunRequest, RunResult } from "./generator";
+import { grammarForResponseFormat } from "./grammar";
 import { requestWebGpuDevice } from "./device";
 import type { LoadProgressCallback, ModelAsset } from "./model_source";
 import { LocalRunner, headerOf, type LoraAsset, type ModelInfo, type ModelLoadTimings, type Runner } from "./runner";
 import type { KvCacheType } from "./engine";
 import { KERNEL_FAMILIES, type KernelFamily } from "./gpu";
 import { LORA_OWNER_MESSAGE } from "./lora_gpu";
-import { SAMPLING_EXTRA_NAMES, type SamplingExtras, type TokenLogprob, checkSampling, checkStop } from "./sampling";
+import { SAMPLING_EXTRA_NAMES, type SamplingChecked, type SamplingExtras, type TokenLogprob, checkSampling, checkStop } from "./sampling";
 import { Tokenizer } from "./tokenizer";
 import { WorkerRunner } from "./worker_client";
 
@@ -30,6 +33,8 @@ export const DEFAULT_TOP_K = 40;
 export const DEFAULT_TEMPERATURE = 0.8;
 export const DEFAULT_RANDOM_SEED = 0;
 export const DEFAULT_NUM_RESPONSES = 1;
+/** The most answers one generate() call gives (Python's inference.MAX_N). */
+export const MAX_N = 16;
 
 export interface WebGpuOptions {
   device?: GPUDevice;
@@ -50,6 +55,14 @@ export interface LlmBaseOptions {
 export interface LlmInferenceOptions extends SamplingExtras {
   /** wgllm extra: strings that end the answer (not returned), matched across token boundaries; at most 16. */
   stop?: string | string[];
+  /**
+   * wgllm extra, OpenAI's response_format: `{type: "json_object"}` (any JSON object) or
+   * `{type: "json_schema", json_schema: {name, schema, strict}}` (a document of the schema): every
+   * step is masked to what continues a valid document, and the answer ends when it is whole, so it
+   * parses and validates unless maxTokens or a stop string cuts it short (finishReason "length" / a
+   * stop). `{type: "text"}` or undefined: free text. A bad schema is refused here, naming its field.
+   */
+  responseFormat?: ResponseFormat | null;
   baseOptions?: LlmBaseOptions;
   /** Maximum number of the combined input and output tokens. */
   maxTokens?: number;
@@ -107,6 +120,8 @@ export class LoraModel {
  * `stop` names it; "length": maxTokens; "cancelled"). */
 export interface GenerationResult {
   text: string;
+  /** The prompt's tokens (BOS included when the model adds one). */
+  promptTokens: number;
   tokens: number[];
   logprobs?: TokenLogprob[];
   finishReason: "stop" | "length" | "cancelled";
@@ -144,6 +159,47 @@ interface LoraEntry {
 
 const sortedRanks = (r: number[]) => [...new Set(r)].sort((a, b) => a - b).join(",");
 
+/** Options of one generate() call (a wgllm extra): each one given applies to this call only; the
+ * others are the instance's (setOptions). */
+export interface GenerateOptions extends SamplingExtras {
+  topK?: number;
+  temperature?: number;
+  randomSeed?: number;
+  stop?: string | string[] | null;
+  responseFormat?: ResponseFormat | null;
+  /** Answers, the i-th drawn with randomSeed + i, one after another: 1..16 (default 1). */
+  n?: number;
+  /** At most this many tokens an answer; the prompt plus n x maxNewTokens must fit maxTokens. */
+  maxNewTokens?: number;
+  lora?: LoraModel;
+  /** Answer `index`'s text, piece by piece. */
+  onPiece?: (index: number, piece: string) => void;
+  /** Aborting ends the running answer ("cancelled") and skips the ones not begun. */
+  signal?: AbortSignal;
+}
+
+const GENERATE_OPTION_NAMES = new Set<string>([
+  ...SAMPLING_EXTRA_NAMES, "topK", "temperature", "randomSeed", "stop", "responseFormat", "n", "maxNewTokens", "lora", "onPiece", "signal",
+]);
+
+/** One call's settings, checked: what each answer's RunRequest needs beyond its ids and seed. */
+interface CallSettings {
+  topK: number;
+  temperature: number;
+  randomSeed: number;
+  extras: SamplingChecked;
+  stop: string[];
+  responseFormat?: ResponseFormat;
+  maxNewTokens?: number;
+  lora?: number;
+}
+
+/** `format` checked (a bad schema throws SchemaError naming its field) and copied as plain JSON. */
+function checkResponseFormat(format: unknown): ResponseFormat | undefined {
+  if (grammarForResponseFormat(format) === null) return undefined;
+  return JSON.parse(JSON.stringify(format)) as ResponseFormat;
+}
+
 function check(name: string, value: unknown, ok: boolean, expected: string): void {
   if (!ok) throw new RangeError(`'${name}' must be ${expected}, got ${JSON.stringify(value)}`);
 }
@@ -163,6 +219,7 @@ export class LlmInference {
   private numResponses = DEFAULT_NUM_RESPONSES;
   private sampling: SamplingExtras = {};
   private stop: string[] = [];
+  private responseFormat?: ResponseFormat;
   private loraRanks: number[] = [];
   private forceF32 = false;
   private kernels?: KernelFamily;
@@ -239,6 +296,7 @@ export class LlmInference {
     for (const name of SAMPLING_EXTRA_NAMES) if (name in options) (sampling as Record<string, unknown>)[name] = options[name];
     checkSampling(sampling, base?.modelAssetPath || base?.modelAssetBuffer ? undefined : this.info?.nVocab);
     const stop = "stop" in options ? checkStop(options.stop) : this.stop;
+    const responseFormat = "responseFormat" in options ? checkResponseFormat(options.responseFormat) : this.responseFormat;
     if (next.numResponses > 1 && (next.topK <= 1 || next.temperature <= 0)) {
       console.warn(
         "To generate multiple responses, it is expected topK > 1 and temperature > 0; otherwise, all the generated responses may be the same.",
@@ -275,6 +333,7 @@ export class LlmInference {
     Object.assign(this, next);
     this.sampling = sampling;
     this.stop = stop;
+    this.responseFormat = responseFormat;
     if (asset !== undefined) await this.load(asset, workerChange, sameModel);
   }
 
@@ -365,7 +424,7 @@ export class LlmInference {
     const progress = typeof loraOrListener === "function" ? loraOrListener : listener;
     const lora = typeof loraOrListener === "function" ? undefined : loraOrListener;
     const multi = progress ? (parts: string[], done: boolean) => progress(parts[0], done) : undefined;
-    return this.generate(query, lora, multi, 1).then((r) => r[0]);
+    return this.respond(query, lora, multi, 1).then((r) => r[0]);
   }
 
   generateResponses(query: Prompt): Promise<string[]>;
@@ -379,7 +438,7 @@ export class LlmInference {
   ): Promise<string[]> {
     const progress = typeof loraOrListener === "function" ? loraOrListener : listener;
     const lora = typeof loraOrListener === "function" ? undefined : loraOrListener;
-    return this.generate(query, lora, progress, this.numResponses);
+    return this.respond(query, lora, progress, this.numResponses);
   }
 
   private promptIds(query: Prompt): number[] {
@@ -392,41 +451,116 @@ export class LlmInference {
     return tok.encode(text, { addSpecial: true, parseSpecial: true });
   }
 
+  /** The runner id of `lora` (undefined: none), or an error naming why it cannot be used. */
+  private loraId(lora: LoraModel | undefined): number | undefined {
+    if (lora === undefined) return undefined;
+    if (!(lora instanceof LoraModel) || lora.owner !== this) throw new Error(LORA_OWNER_MESSAGE);
+    const entry = this.loraModels.get(lora);
+    if (entry?.id === undefined) throw new WgllmError(entry?.stale ?? LORA_OWNER_MESSAGE);
+    return entry.id;
+  }
+
+  private checkPrompt(ids: number[]): void {
+    if (ids.length === 0) throw new Error("the prompt is empty and the model adds no BOS token: nothing to generate from");
+    if (ids.length >= this.maxTokens) throw new PromptTooLongError(ids.length, this.maxTokens);
+  }
+
   // Synchronous checks throw (as MediaPipe's do); the generation itself is the returned promise.
-  private generate(query: Prompt, lora: LoraModel | undefined, listener: MultiResponseProgressListener | undefined, n: number): Promise<string[]> {
+  private respond(query: Prompt, lora: LoraModel | undefined, listener: MultiResponseProgressListener | undefined, n: number): Promise<string[]> {
     this.assertUsable();
     if (this.processing) throw new BusyError();
     if (!this.runner || !this.tokenizer) throw new Error("No model is loaded.");
-    let loraId: number | undefined;
-    if (lora !== undefined) {
-      if (!(lora instanceof LoraModel) || lora.owner !== this) throw new Error(LORA_OWNER_MESSAGE);
-      const entry = this.loraModels.get(lora);
-      if (entry?.id === undefined) throw new WgllmError(entry?.stale ?? LORA_OWNER_MESSAGE);
-      loraId = entry.id;
-    }
+    const loraId = this.loraId(lora);
     const ids = this.promptIds(query);
-    if (ids.length === 0) throw new Error("the prompt is empty and the model adds no BOS token: nothing to generate from");
-    if (ids.length >= this.maxTokens) throw new PromptTooLongError(ids.length, this.maxTokens);
+    this.checkPrompt(ids);
     const extras = checkSampling(this.sampling, this.info?.nVocab); // logitBias's ids against this model's vocabulary
-    const stop = this.stop;
+    const settings: CallSettings = {
+      topK: this.topK, temperature: this.temperature, randomSeed: this.randomSeed, extras, stop: this.stop, responseFormat: this.responseFormat, lora: loraId,
+    };
+    const parts = (i: number, piece: string) => Array.from({ length: n }, (_, j) => (j === i ? piece : ""));
+    return this.answers(ids, settings, n, listener && ((i, piece) => listener(parts(i, piece), false))).then((answers) => {
+      listener?.(Array.from({ length: n }, () => ""), true);
+      return answers.map((a) => a.text);
+    });
+  }
+
+  /**
+   * n answers to `prompt` (text, tokenized as generateResponse does, or token ids) with options for
+   * this call only (a wgllm extra; Python's LlmInference.generate): the instance's options are not
+   * changed. Every option is checked, each error naming it, before anything runs. The answers (and
+   * lastResults) carry their tokens, logprobs and finish reasons; aborting `signal` ends the running
+   * answer with finishReason "cancelled" and skips the rest.
+   */
+  generate(prompt: string | number[], options: GenerateOptions = {}): Promise<GenerationResult[]> {
+    this.assertUsable();
+    if (this.processing) throw new BusyError();
+    if (!this.runner || !this.tokenizer) throw new Error("No model is loaded.");
+    const unknown = Object.keys(options).filter((k) => !GENERATE_OPTION_NAMES.has(k));
+    if (unknown.length) throw new TypeError(`unknown generate option(s) ${unknown.join(", ")}`);
+    const o = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as GenerateOptions;
+    const topK = o.topK ?? this.topK, temperature = o.temperature ?? this.temperature, randomSeed = o.randomSeed ?? this.randomSeed;
+    check("topK", topK, Number.isInteger(topK) && topK >= 1, "an integer >= 1");
+    check("temperature", temperature, typeof temperature === "number" && temperature >= 0, "a number >= 0");
+    check("randomSeed", randomSeed, Number.isInteger(randomSeed), "an integer");
+    const sampling: SamplingExtras = { ...this.sampling };
+    for (const name of SAMPLING_EXTRA_NAMES) if (name in o) (sampling as Record<string, unknown>)[name] = o[name];
+    const extras = checkSampling(sampling, this.info?.nVocab);
+    const stop = "stop" in o ? checkStop(o.stop) : this.stop;
+    const responseFormat = "responseFormat" in options ? checkResponseFormat(options.responseFormat) : this.responseFormat;
+    const n = o.n ?? 1;
+    check("n", n, Number.isInteger(n) && n >= 1 && n <= MAX_N, `an integer in [1, ${MAX_N}]`);
+    if (n > 1 && (topK <= 1 || temperature <= 0)) {
+      throw new RangeError(`'n' = ${n} needs sampling (topK > 1 and temperature > 0): greedy decoding would give ${n} identical answers`);
+    }
+    const maxNewTokens = o.maxNewTokens;
+    check("maxNewTokens", maxNewTokens, maxNewTokens === undefined || (Number.isInteger(maxNewTokens) && maxNewTokens >= 1), "an integer >= 1");
+    if (o.onPiece !== undefined && typeof o.onPiece !== "function") throw new TypeError("'onPiece' must be a function");
+    if (o.signal !== undefined && !(typeof AbortSignal !== "undefined" && o.signal instanceof AbortSignal)) throw new TypeError("'signal' must be an AbortSignal");
+    const loraId = this.loraId(o.lora);
+    let ids: number[];
+    if (typeof prompt === "string") ids = this.promptIds(prompt);
+    else {
+      const nVocab = this.info!.nVocab;
+      if (!Array.isArray(prompt) || !prompt.length || !prompt.every((t) => Number.isInteger(t) && t >= 0 && t < nVocab)) {
+        throw new RangeError(`the prompt must be text or a non-empty list of token ids in [0, ${nVocab})`);
+      }
+      ids = [...prompt];
+    }
+    this.checkPrompt(ids);
+    if (maxNewTokens !== undefined && ids.length + n * maxNewTokens > this.maxTokens) {
+      const e = new PromptTooLongError(ids.length, this.maxTokens);
+      e.message = `the prompt (${ids.length} tokens) plus n (${n}) x maxNewTokens (${maxNewTokens}) = ${ids.length + n * maxNewTokens} tokens is past the context of maxTokens = ${this.maxTokens}`;
+      throw e;
+    }
+    return this.answers(ids, { topK, temperature, randomSeed, extras, stop, responseFormat, maxNewTokens, lora: loraId }, n, o.onPiece, o.signal);
+  }
+
+  /** The n answers, one after another; sets lastResults and lastStats. */
+  private answers(
+    ids: number[],
+    s: CallSettings,
+    n: number,
+    onPiece?: (index: number, piece: string) => void,
+    signal?: AbortSignal,
+  ): Promise<GenerationResult[]> {
     this.processing = true;
-    const runner = this.runner;
+    const runner = this.runner!;
+    const abort = () => runner.cancel();
+    signal?.addEventListener("abort", abort);
     return (async () => {
       const t0 = performance.now();
-      const results: string[] = [];
       const answers: GenerationResult[] = [];
       let generated = 0;
       let reused = 0;
       const steps = { firstTokenSeconds: 0, prefillTokens: 0, prefillSeconds: 0, decodeTokens: 0, decodeSeconds: 0 };
       try {
-        for (let i = 0; i < n; i++) {
-          const parts = (piece: string) => Array.from({ length: n }, (_, j) => (j === i ? piece : ""));
-          const r: RunResult = await runner.run(
-            { ids, maxTokens: this.maxTokens, topK: this.topK, temperature: this.temperature, seed: this.randomSeed + i, lora: loraId, extras, stop },
-            (piece) => listener?.(parts(piece), false),
-          );
-          results.push(r.text);
-          answers.push({ text: r.text, tokens: r.tokens, logprobs: r.logprobs, finishReason: r.finishReason, stop: r.stop });
+        for (let i = 0; i < n && !signal?.aborted; i++) {
+          const req: RunRequest = {
+            ids, maxTokens: this.maxTokens, topK: s.topK, temperature: s.temperature, seed: s.randomSeed + i, lora: s.lora, extras: s.extras,
+            stop: s.stop, responseFormat: s.responseFormat, maxNewTokens: s.maxNewTokens,
+          };
+          const r: RunResult = await runner.run(req, (piece) => onPiece?.(i, piece));
+          answers.push({ text: r.text, promptTokens: ids.length, tokens: r.tokens, logprobs: r.logprobs, finishReason: r.finishReason, stop: r.stop });
           generated += r.sampled;
           if (i === 0) {
             reused = r.reused;
@@ -439,13 +573,12 @@ export class LlmInference {
         }
         this.lastResults = answers;
         this.lastStats = { promptTokens: ids.length, reusedPromptTokens: reused, generatedTokens: generated, seconds: (performance.now() - t0) / 1000, ...steps };
-        this.processing = false;
-        listener?.(Array.from({ length: n }, () => ""), true);
-        return results;
+        return answers;
       } catch (e) {
         this.noteLoss(e);
         throw e;
       } finally {
+        signal?.removeEventListener("abort", abort);
         this.processing = false;
       }
     })();
