@@ -1,7 +1,7 @@
 """serve-models: the dev server for the demo page, the browser bundle, models and LoRA adapters.
 
     serve-models [--models-dir DIR] [--loras-dir DIR] [--model FILE] [--host 127.0.0.1] [--port 8000]
-                 [--allowed-hosts HOSTS]
+                 [--allowed-hosts HOSTS] [--api | --no-api] [--context TOKENS] [--queue N]
     serve-models --export-static OUT_DIR ...      (the same layout as plain files: static_site.py)
 
 Every request first passes the Host check of hosts.py (DNS rebinding): localhost, *.localhost, IP
@@ -15,6 +15,10 @@ SharedArrayBuffer):
   /api/models         JSON list of {name, url, size, architecture, modified}
   /api/loras          the same plus {base_model, rank, alpha}
   /api/loras/events   server-sent events: the LoRA list on connect and after every change
+  /v1/...             OpenAI's API (openai_api.py): /v1/models, /v1/chat/completions, /v1/completions,
+                      answered by the Python GPU engine running the --model file. On by default when
+                      --model is given (a model the engine cannot run then only warns), --api also
+                      for the default model, --no-api off; without it /v1/ answers 404.
 
 Only listed files are served. A file is listed when it is a complete GGUF that GGUFFile parses
 (its bounds checks refuse a file cut short, so a half-copied adapter never shows) and, for the
@@ -53,6 +57,7 @@ from starlette.routing import Route
 from wgllm.errors import ModelFormatError
 from wgllm.gguf_io import GGUFFile
 from wgllm.hosts import AllowedHosts, HostCheck
+from wgllm.openai_api import DEFAULT_CONTEXT, DEFAULT_QUEUE
 from wgllm.resources import data_dir
 
 WEB_DIR = data_dir("web")  # demo/ and dist/: the wheel's packaged copy, else the checkout's web/
@@ -403,8 +408,9 @@ class LoraWatch:
             await asyncio.sleep(POLL_SECONDS)
 
 
-def create_app(models: Catalog, loras: Catalog, web_dir: Path = WEB_DIR, allowed_hosts: AllowedHosts | None = None):
-    """The ASGI app: Starlette routes behind the Host check (hosts.py), wrapped in the isolation headers."""
+def create_app(models: Catalog, loras: Catalog, web_dir: Path = WEB_DIR, allowed_hosts: AllowedHosts | None = None, api=None):
+    """The ASGI app: Starlette routes behind the Host check (hosts.py), wrapped in the isolation headers;
+    `api`, a wgllm.openai_api.OpenAIApi, adds OpenAI's routes under /v1/."""
     demo_dir, dist_dir = Path(web_dir) / "demo", Path(web_dir) / "dist"
     watch = LoraWatch(loras)
 
@@ -462,6 +468,11 @@ def create_app(models: Catalog, loras: Catalog, web_dir: Path = WEB_DIR, allowed
             return PlainTextResponse(f"{request.url.path}: no such file in the demo page ({demo_dir})", 404)
         return send_file(request, path)
 
+    async def api_off(request: Request) -> Response:
+        error = {"message": "this server runs without the OpenAI API: start serve-models with --api (and --model FILE)",
+                 "type": "invalid_request_error", "param": None, "code": "api_off"}
+        return JSONResponse({"error": error}, 404)
+
     @asynccontextmanager
     async def lifespan(app):
         task = asyncio.get_running_loop().create_task(watch.run())
@@ -469,9 +480,12 @@ def create_app(models: Catalog, loras: Catalog, web_dir: Path = WEB_DIR, allowed
             yield
         finally:
             task.cancel()
+            if api is not None:
+                api.worker.close()
 
     get = ["GET", "HEAD"]
     routes = [
+        *(api.routes() if api is not None else [Route("/v1/{path:path}", api_off, methods=["GET", "HEAD", "POST"])]),
         Route("/api/models", api_models, methods=get),
         Route("/api/loras", api_loras, methods=get),
         Route("/api/loras/events", lora_events, methods=get),
@@ -517,6 +531,33 @@ def build_catalogs(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
             Catalog("loras", args.loras_dir, [], read_lora_info))
 
 
+def load_api(args: argparse.Namespace, parser: argparse.ArgumentParser, models: Catalog):
+    """The OpenAI API's engine (openai_api.OpenAIApi) for the model args ask for, or None. --api: the
+    --model file, else the default model (an error with --models-dir alone: which one?); by default on
+    with --model, and a model the engine cannot run (no GPU, too large, not a full model) only warns."""
+    if args.api is False or (args.api is None and args.model is None):
+        return None
+    if args.model is None and args.models_dir is not None:
+        parser.error("--api serves one model: name it with --model FILE (--models-dir only lists files for the page)")
+    path = args.model if args.model is not None else models.files[0]
+    from wgllm.openai_api import OpenAIApi
+
+    try:
+        api = OpenAIApi.load(path, context=args.context, queue_size=args.queue)
+    except Exception as e:  # noqa: BLE001  (wgpu, memory, format: each says why in its message)
+        if args.api:
+            parser.error(f"--api: cannot run {path} on the GPU engine: {type(e).__name__}: {e}")
+        warn(f"no OpenAI API: cannot run {path} on the GPU engine ({type(e).__name__}: {e}); serving the files only (--no-api to silence)")
+        return None
+    n_ctx_train = api.llm.model.config.n_ctx_train
+    if api.context > n_ctx_train:
+        warn(f"--context {api.context} is past the {n_ctx_train} tokens {path.name} was trained on: answers past that may degrade")
+    template = "its chat template" if api.chat_template is not None else "no chat template: /v1/chat/completions answers 400"
+    print(f"serve-models: OpenAI API at /v1/ for {api.name} (GPU engine, context {api.context} tokens, queue {args.queue}, {template})",
+          file=sys.stderr, flush=True)
+    return api
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="serve-models", description="Serve the wgllm demo page, the browser bundle, GGUF models and hot-swappable LoRA adapters.")
     parser.add_argument("--models-dir", type=Path, help="folder of GGUF models, served at /models/<name>")
@@ -529,6 +570,14 @@ def main(argv: list[str] | None = None) -> None:
                              "or all (no check); localhost, *.localhost, IP addresses and --host are always answered, other hosts get 403")
     parser.add_argument("--web-dir", type=Path, default=WEB_DIR, help=f"folder holding demo/ and dist/ (default {WEB_DIR})")
     parser.add_argument("--export-static", type=Path, metavar="OUT_DIR", help="write the site as plain files for static hosting and exit")
+    parser.add_argument("--api", action=argparse.BooleanOptionalAction, default=None,
+                        help="serve OpenAI's API (/v1/models, /v1/chat/completions, /v1/completions) with the --model file (or the default "
+                             "model) on the Python GPU engine; on by default when --model is given (then a model the engine cannot run "
+                             "only warns), --no-api to switch it off")
+    parser.add_argument("--context", type=int, metavar="TOKENS",
+                        help=f"the API's context in tokens, prompt and answers (default: the model's, at most {DEFAULT_CONTEXT})")
+    parser.add_argument("--queue", type=int, default=DEFAULT_QUEUE, metavar="N",
+                        help=f"API requests that may wait for the model while it answers another; more get 429 (default {DEFAULT_QUEUE})")
     args = parser.parse_args(argv)
     if not 1 <= args.port <= 65535:
         parser.error(f"--port {args.port}: expected a port number 1..65535")
@@ -536,6 +585,10 @@ def main(argv: list[str] | None = None) -> None:
         allowed_hosts = AllowedHosts(args.allowed_hosts, args.host)
     except ValueError as e:
         parser.error(str(e))
+    if args.context is not None and args.context < 2:
+        parser.error(f"--context {args.context}: expected at least 2 tokens")
+    if args.queue < 0:
+        parser.error(f"--queue {args.queue}: expected 0 or more")
     models, loras = build_catalogs(args, parser)
 
     if args.export_static is not None:
@@ -556,6 +609,7 @@ def main(argv: list[str] | None = None) -> None:
     if not is_loopback(args.host):
         warn(f"binding to {args.host}: the models, adapters and demo page are readable by every machine that can reach this one, "
              "without authentication (and browsers allow WebGPU and SharedArrayBuffer only on localhost or HTTPS)")
+    api = load_api(args, parser, models)
     n_models, n_loras = len(models.scan()), len(loras.scan())
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else "[::1]" if args.host == "::" else f"[{args.host}]" if ":" in args.host else args.host
     print(f"serve-models: {n_models} models, {n_loras} LoRA adapters; open http://{shown}:{args.port}/", flush=True)
@@ -564,7 +618,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if allowed_hosts.all:
         warn("--allowed-hosts all: the Host header is not checked, so pages on other sites can reach this server through DNS rebinding")
-    uvicorn.run(create_app(models, loras, args.web_dir, allowed_hosts), host=args.host, port=args.port, timeout_graceful_shutdown=1)
+    uvicorn.run(create_app(models, loras, args.web_dir, allowed_hosts, api), host=args.host, port=args.port, timeout_graceful_shutdown=1)
 
 
 if __name__ == "__main__":
