@@ -14,9 +14,15 @@ extensions top_k (default 64, the GPU sampler's largest: OpenAI has no top-k, so
 allowed), min_p and repetition_penalty. n answers are drawn one after another with seed + i, as
 LlmInference.generate(n=...) does, and n x max_tokens plus the prompt must fit the context;
 greedy decoding with n > 1 gives n equal answers, as OpenAI's does. Unknown fields are refused
-(400, naming the field); user, metadata, store, service_tier, tool_choice and parallel_tool_calls
-are accepted and ignored, `tools` reaches the chat template (tool calls are not parsed out of the
-answer). In a stream, an answer's logprobs come in its last chunk (the one with finish_reason).
+(400, naming the field); user, metadata, store, service_tier and parallel_tool_calls are accepted
+and ignored. In a stream, an answer's logprobs come in its last chunk (the one with finish_reason).
+
+Tools: `tools` reach the chat template. tool_choice "required" (any one tool) or a named function
+forces one call: the answer is constrained (as response_format json_schema) to {"name": ...,
+"arguments": <the function's parameters schema>} and returned as message.tool_calls with
+finish_reason "tool_calls" (in a stream, one tool_calls delta when it is whole). "auto" (the
+default) answers in text: a call written in the model's own format is not parsed out of it.
+"none" renders the template without the tools.
 
 Everything is checked before the request joins the queue: a bad request gets 4xx at once, never a
 500 and never after waiting. The engine runs one generation at a time on one worker thread;
@@ -112,6 +118,7 @@ class Plan:
     include_usage: bool
     logprobs: bool
     top_logprobs: int
+    tool_call: bool = False  # the answer is a forced tool call, returned as message.tool_calls
     id: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -154,6 +161,41 @@ def _messages(body: dict) -> list[dict]:
             raise bad(f"messages[{i}].content must be a string or a list of text parts, got {json.dumps(content)[:200]}", f"messages[{i}].content")
         out.append(m)
     return out
+
+
+def _tools(body: dict) -> tuple[list | None, dict | None]:
+    """The tools the template sees, and the JSON schema a forced call must follow (tool_choice
+    "required": any one tool, {"type": "function", "function": {"name"}}: that one; else None)."""
+    tools, choice = body.get("tools"), body.get("tool_choice")
+    if tools is None:
+        if choice is not None:
+            raise bad("tool_choice is only allowed when tools are given", "tool_choice")
+        return None, None
+    if not isinstance(tools, list) or not tools:
+        raise bad("tools must be a non-empty list of {type: 'function', function: {name, description, parameters}}", "tools")
+    calls = {}
+    for i, t in enumerate(tools):
+        f = t.get("function") if isinstance(t, dict) and t.get("type") == "function" else None
+        if not isinstance(f, dict) or not isinstance(f.get("name"), str) or not f["name"]:
+            raise bad(f"tools[{i}] must be {{type: 'function', function: {{name, description, parameters}}}}", f"tools[{i}]")
+        parameters = f.get("parameters", {"type": "object", "properties": {}})
+        if not isinstance(parameters, dict):
+            raise bad(f"tools[{i}].function.parameters must be a JSON schema object", f"tools[{i}].function.parameters")
+        calls[f["name"]] = {"type": "object", "properties": {"name": {"const": f["name"]}, "arguments": parameters},
+                            "required": ["name", "arguments"], "additionalProperties": False}
+    if choice is None or choice == "auto":
+        return tools, None
+    if choice == "none":
+        return None, None  # the model is not to call tools: the template does not offer them
+    if choice == "required":
+        schema = next(iter(calls.values())) if len(calls) == 1 else {"anyOf": list(calls.values())}
+        return tools, schema
+    name = choice.get("function", {}).get("name") if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("function"), dict) else None
+    if name is None:
+        raise bad('tool_choice must be "none", "auto", "required" or {"type": "function", "function": {"name": ...}}', "tool_choice")
+    if name not in calls:
+        raise bad(f"tool_choice names the function {name!r}, which is not among the tools ({', '.join(calls)})", "tool_choice")
+    return tools, calls[name]
 
 
 class OpenAIApi:
@@ -210,9 +252,7 @@ class OpenAIApi:
             if self.chat_template is None:
                 raise bad(f"the model {self.name} has no chat template (GGUF tokenizer.chat_template): "
                           "use /v1/completions with a prompt written in its format", "messages", "no_chat_template")
-            tools = body.get("tools")
-            if tools is not None and not isinstance(tools, list):
-                raise bad("tools must be a list", "tools")
+            tools, tool_schema = _tools(body)
             try:
                 text = render_chat(self.chat_template, messages, tools=tools, bos_token=self.bos_token, eos_token=self.eos_token)
             except ChatTemplateError as e:
@@ -226,7 +266,7 @@ class OpenAIApi:
             if top_logprobs and not logprobs:
                 raise bad("top_logprobs needs logprobs: true", "top_logprobs")
         else:
-            prompt, prompt_param = self._prompt(body.get("prompt")), "prompt"
+            prompt, prompt_param, tool_schema = self._prompt(body.get("prompt")), "prompt", None
             max_new = _int(body, "max_tokens", 16, 1)  # OpenAI's default for completions
             k = _int(body, "logprobs", None, 0, MAX_TOP_LOGPROBS)
             logprobs, top_logprobs = k is not None, k or 0
@@ -253,6 +293,11 @@ class OpenAIApi:
         response_format = body.get("response_format")
         if response_format is not None and not isinstance(response_format, dict):
             raise bad('response_format must be an object: {"type": "text" | "json_object" | "json_schema", ...}', "response_format")
+        tool_call = kind == "chat" and tool_schema is not None
+        if tool_call:  # a forced call: the answer is {"name", "arguments"} as the tool's schema says
+            if response_format is not None and response_format.get("type") != "text":
+                raise bad("response_format cannot be combined with a tool_choice that forces a call", "response_format")
+            response_format = {"type": "json_schema", "json_schema": {"name": "tool_call", "schema": tool_schema, "strict": True}}
         if isinstance(sampling.get("top_k"), int) and sampling["top_k"] > MAX_TOP_K:
             raise bad(f"top_k must be at most {MAX_TOP_K}, the GPU sampler's candidate list, got {sampling['top_k']}", "top_k")
         try:
@@ -278,7 +323,7 @@ class OpenAIApi:
         prefix = "chatcmpl-" if kind == "chat" else "cmpl-"
         prompt_chars = len(prompt) if isinstance(prompt, str) else len(self.llm.model.tokenizer.decode(ids))
         return Plan(kind, ids, prompt_chars, n, max_new, seed, stop, response_format, sampling, stream, include_usage,
-                    logprobs, top_logprobs, id=prefix + secrets.token_hex(12))
+                    logprobs, top_logprobs, tool_call, id=prefix + secrets.token_hex(12))
 
     def _prompt(self, prompt) -> str | list[int]:
         """A completion's prompt: a string, token ids, or a list of one of either."""
@@ -333,8 +378,23 @@ class OpenAIApi:
             offset += len(decoder.decode(b))
         return out
 
+    def tool_calls(self, plan: Plan, g) -> list | None:
+        """A forced call's answer as OpenAI's tool_calls (None when max_tokens cut the JSON short)."""
+        if not plan.tool_call:
+            return None
+        try:
+            call = json.loads(g.text)
+        except ValueError:
+            return None
+        return [{"id": f"call_{secrets.token_hex(12)}", "type": "function",
+                 "function": {"name": call["name"], "arguments": json.dumps(call["arguments"], ensure_ascii=False)}}]
+
     def choice(self, plan: Plan, i: int, g) -> dict:
         if plan.kind == "chat":
+            calls = self.tool_calls(plan, g)
+            if calls is not None:
+                return {"index": i, "message": {"role": "assistant", "content": None, "tool_calls": calls, "refusal": None},
+                        "logprobs": self.logprobs(plan, g), "finish_reason": "tool_calls"}
             return {"index": i, "message": {"role": "assistant", "content": g.text, "refusal": None},
                     "logprobs": self.logprobs(plan, g), "finish_reason": g.finish_reason}
         return {"index": i, "text": g.text, "logprobs": self.logprobs(plan, g), "finish_reason": g.finish_reason}
@@ -544,14 +604,21 @@ class GenerationResponse(Response):
             if kind == "piece":
                 _, i, text = event
                 await begin(i)
-                delta = {"delta": {"content": text}} if chat else {"text": text}
-                await emit(api.chunk(plan, {"index": i, **delta, "logprobs": None, "finish_reason": None}))
+                if not plan.tool_call:  # a forced call's JSON comes whole, as tool_calls, when it is done
+                    delta = {"delta": {"content": text}} if chat else {"text": text}
+                    await emit(api.chunk(plan, {"index": i, **delta, "logprobs": None, "finish_reason": None}))
             elif kind == "done":
                 _, i, g = event
                 gens.append(g)
                 await begin(i)
+                finish = g.finish_reason
+                if plan.tool_call:
+                    calls = api.tool_calls(plan, g)
+                    delta = {"tool_calls": [{"index": 0, **calls[0]}]} if calls is not None else {"content": g.text}
+                    await emit(api.chunk(plan, {"index": i, "delta": delta, "logprobs": None, "finish_reason": None}))
+                    finish = "tool_calls" if calls is not None else finish
                 last = {"delta": {}} if chat else {"text": ""}
-                await emit(api.chunk(plan, {"index": i, **last, "logprobs": api.logprobs(plan, g), "finish_reason": g.finish_reason}))
+                await emit(api.chunk(plan, {"index": i, **last, "logprobs": api.logprobs(plan, g), "finish_reason": finish}))
             elif kind == "error":  # after the headers: the error object as an event, as OpenAI's streams do
                 await emit(b"data: " + json.dumps(event[1].body()).encode() + b"\n\n")
             event = await self.job.events.get()

@@ -29,7 +29,7 @@ from wgllm.chat import render_chat, strip_special
 from wgllm.inference import LlmInference
 
 CONTEXT = 1024
-TEMPLATE = ("{{ bos_token }}{% for m in messages %}{% if m['role'] not in ['system', 'user', 'assistant'] %}"
+TEMPLATE = ("{{ bos_token }}{% if tools %}<tools>{{ tools | tojson }}</tools>\n{% endif %}{% for m in messages %}{% if m['role'] not in ['system', 'user', 'assistant'] %}"
             "{{ raise_exception('unknown role ' + m['role']) }}{% endif %}"
             "<{{ m['role'] }}>{{ m['content'] | trim }}</{{ m['role'] }}>\n{% endfor %}"
             "{% if add_generation_prompt %}<assistant>{% endif %}")
@@ -95,19 +95,31 @@ def sse_events(raw: bytes) -> list:
 
 # -- the template and the prompt -------------------------------------------------------------------
 def test_render_chat_as_transformers(smollm2_path):
-    """jinja2's rendering of SmolLM2's real template, and the template features transformers provides."""
+    """render_chat against transformers' own renderer: SmolLM2's real template, and one using the
+    features transformers gives templates (tojson with its arguments, loop controls, generation blocks)."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from wgllm.chat import ChatTemplateError
     from wgllm.gguf_io import GGUFFile
 
     g = GGUFFile(smollm2_path)
-    template = g.get("tokenizer.chat_template")
+    smollm2 = g.get("tokenizer.chat_template")
     g.close()
-    text = render_chat(template, CHAT[1:])
-    assert text.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM") and text.endswith("<|im_start|>user\nThe quick brown fox<|im_end|>\n<|im_start|>assistant\n")
-    assert render_chat("{{ tools | tojson }}|{{ strftime_now('%Y') }}", CHAT, tools=[{"name": "é"}]) == f'[{{"name": "é"}}]|{time.strftime("%Y")}'
-    from wgllm.chat import ChatTemplateError
-
+    features = ("{{ bos_token }}{% for m in messages %}{% if loop.index0 > 2 %}{% break %}{% endif %}"
+                "{% generation %}<{{ m.role }}>{{ m.content }}{% endgeneration %}{% endfor %}{{ tools | tojson(indent=1) }}"
+                "{% if add_generation_prompt %}<a>{% endif %}{{ eos_token }}")
+    turns = [*CHAT, {"role": "assistant", "content": "Jumps. ✓"}, {"role": "user", "content": "  again  "}]
+    tools = [{"type": "function", "function": {"name": "lookup", "description": "é", "parameters": {"type": "object"}}}]
+    for template in (smollm2, features, TEMPLATE):
+        for messages in (CHAT, CHAT[1:], turns):
+            for prompt in (True, False):
+                want = render_jinja_template([messages], tools=tools, chat_template=template, add_generation_prompt=prompt, bos_token="<s>", eos_token="</s>")[0][0]
+                assert render_chat(template, messages, tools=tools, add_generation_prompt=prompt, bos_token="<s>", eos_token="</s>") == want
+    assert render_chat("{{ strftime_now('%Y') }}", CHAT) == time.strftime("%Y")
     with pytest.raises(ChatTemplateError, match="unknown role tool"):
         render_chat(TEMPLATE, [{"role": "tool", "content": "x"}])
+    with pytest.raises(ChatTemplateError, match="does not parse"):
+        render_chat("{% for %}", CHAT)
 
 
 def test_models_and_the_prompt_has_one_bos(server, client, llm, model_file):
@@ -213,6 +225,44 @@ def test_response_format_json_schema(client, llm, model_file):
     r = client.chat.completions.create(model=model_file.name, messages=CHAT, max_tokens=200, seed=2, response_format={"type": "json_object"},
                                        logit_bias=no_space)
     assert r.choices[0].finish_reason == "stop" and isinstance(json.loads(r.choices[0].message.content), dict)
+
+
+def test_forced_tool_calls(client, llm, model_file):
+    tok = llm.model.tokenizer
+    no_space = {str(i): -100 for i in range(tok.vocab_size) if tok.token_bytes(i) and not tok.token_bytes(i).strip()}
+    weather = {"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}, "metric": {"type": "boolean"}},
+               "required": ["city", "metric"], "additionalProperties": False}
+    tools = [{"type": "function", "function": {"name": "weather", "description": "The weather in a city", "parameters": weather}},
+             {"type": "function", "function": {"name": "clock", "parameters": {"type": "object", "properties": {"zone": {"enum": ["UTC"]}},
+                                                                                "required": ["zone"], "additionalProperties": False}}}]
+    options = dict(model=model_file.name, messages=CHAT, tools=tools, max_tokens=120, seed=4, logit_bias=no_space)
+    r = client.chat.completions.create(tool_choice={"type": "function", "function": {"name": "weather"}}, **options)
+    [call] = r.choices[0].message.tool_calls
+    assert r.choices[0].finish_reason == "tool_calls" and r.choices[0].message.content is None and call.id.startswith("call_")
+    assert call.function.name == "weather"
+    jsonschema.validate(json.loads(call.function.arguments), weather)
+    # the same call from generate: the tools in the prompt, the output constrained to {name, arguments}
+    prompt = strip_special(render_chat(TEMPLATE, CHAT, tools=tools, bos_token=tok.tokens[tok.bos_id]), tok)
+    assert r.usage.prompt_tokens == len(tok.encode(prompt, add_special=True, parse_special=True))
+    schema = {"type": "object", "properties": {"name": {"const": "weather"}, "arguments": weather}, "required": ["name", "arguments"],
+              "additionalProperties": False}
+    want = llm.generate(prompt, max_new_tokens=120, random_seed=4, top_k=64, logit_bias=no_space,
+                        response_format={"type": "json_schema", "json_schema": {"name": "tool_call", "schema": schema, "strict": True}})[0]
+    assert json.loads(want.text) == {"name": "weather", "arguments": json.loads(call.function.arguments)}
+
+    chunks = list(client.chat.completions.create(tool_choice="required", stream=True, **options))
+    deltas = [c.choices[0].delta.tool_calls for c in chunks if c.choices[0].delta.tool_calls]
+    assert len(deltas) == 1 and deltas[0][0].function.name in ("weather", "clock") and chunks[-1].choices[0].finish_reason == "tool_calls"
+    assert all(not c.choices[0].delta.content for c in chunks)
+    none = client.chat.completions.create(tool_choice="none", **options)
+    assert none.choices[0].message.tool_calls is None and none.usage.prompt_tokens < r.usage.prompt_tokens  # no tools in the prompt
+    for choice, param in [({"type": "function", "function": {"name": "nope"}}, "tool_choice"), ("sometimes", "tool_choice")]:
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(tool_choice=choice, **options)
+        assert e.value.body["param"] == param
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=model_file.name, messages=CHAT, tool_choice="required")
+    assert e.value.body["param"] == "tool_choice"
 
 
 # -- the queue ---------------------------------------------------------------------------------------
