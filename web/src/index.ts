@@ -40,8 +40,11 @@ export {
   DEFAULT_TOP_K,
   LlmInference,
   LoraModel,
+  MAX_N,
 } from "./llm_inference";
+export type { ResponseFormat } from "./generator";
 export type {
+  GenerateOptions,
   GenerationResult,
   GenerationStats,
   LlmBaseOptions,
@@ -52,6 +55,19 @@ export type {
   WebGpuOptions,
 } from "./llm_inference";
 export { LlmChat, chatTemplateOf, formatChat } from "./chat";
+export { ChatEngine, ChatRequestError, createChatEngine } from "./openai";
+export type {
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatCompletionMessageParam,
+  ChatCompletionRequest,
+  ChatCompletionTokenLogprob,
+  Completion,
+  CompletionRequest,
+  CompletionUsage,
+  LegacyLogprobs,
+  RequestOptions,
+} from "./openai";
 export type { ChatMessage, FormatOptions } from "./chat";
 export { MODEL_CACHE_NAME, MODEL_HASH_CACHE_NAME, deleteCachedModel, recordedModelHash } from "./model_source";
 export type { LoadProgressCallback, ModelAsset } from "./model_source";
