@@ -286,6 +286,7 @@ test("bad requests are refused naming the field, before anything runs", async ({
         badType: await caught({ messages, temperature: "hot" }),
         logitBias: await caught({ messages, logit_bias: { [String(fx.vocab)]: 5 } }),
         context: await caught({ messages, n: 4, max_tokens: 100, temperature: 1 }),
+        greedyN: await caught({ messages, n: 2, temperature: 0 }),
         schema: await caught({ messages, response_format: { type: "json_schema", json_schema: { schema: { type: "object", properties: { a: { type: "strin" } } } } } }),
         noMessages: await caught({ messages: [] }),
         content: await caught({ messages: [{ role: "user", content: 5 }] }),
@@ -303,6 +304,7 @@ test("bad requests are refused naming the field, before anything runs", async ({
   expect(got.badType).toBe('ChatRequestError [temperature]: \'temperature\' must be a number, got "hot"');
   expect(got.logitBias).toBe(`ChatRequestError [logit_bias]: 'logit_bias': token id "${expected.vocab}" is outside the vocabulary (expected 0..${expected.vocab - 1})`);
   expect(got.context).toBe(`ChatRequestError [max_tokens]: the prompt (${expected.chat.basic.prompt_tokens} tokens) plus n (4) x max_tokens (100) = ${expected.chat.basic.prompt_tokens + 400} tokens is past the context of ${expected.context}`);
+  expect(got.greedyN).toBe("ChatRequestError [n]: 'n' = 2 needs sampling (top_k > 1 and temperature > 0): greedy decoding would give 2 identical answers");
   expect(got.schema).toMatch(/^ChatRequestError \[response_format\]: JSON schema #\/properties\/a\/type: expected one of/);
   expect(got.noMessages).toBe("ChatRequestError [messages]: 'messages' must be a non-empty list of {role, content} objects");
   expect(got.content).toBe("ChatRequestError [messages[0].content]: messages[0].content must be a string or a list of text parts, got 5");

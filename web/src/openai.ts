@@ -158,6 +158,8 @@ const FIELD_OF: Record<string, string> = {
   topLogprobs: "top_logprobs", randomSeed: "seed", stop: "stop", n: "n", maxNewTokens: "max_tokens",
 };
 
+const CAMEL_NAMES = new RegExp(`\\b(${Object.keys(FIELD_OF).filter((k) => k !== FIELD_OF[k]).join("|")})\\b`, "g");
+
 const show = (v: unknown) => (JSON.stringify(v) ?? String(v)).slice(0, 200);
 const bad = (param: string | null, message: string, code: string | null = null) => new ChatRequestError(param, message, code);
 
@@ -360,22 +362,19 @@ export class ChatEngine {
     return { kind, prompt, options, stream, includeUsage, logprobs, topLogprobs, maxField, id: requestId(kind === "chat" ? "chatcmpl-" : "cmpl-"), created };
   }
 
-  /** An error of generate()'s own checks named as the request's field. */
+  /** An error of generate()'s own checks with LlmInference's option names spelled as the request's fields. */
   private requestError(e: unknown, plan: Plan): unknown {
     if (!(e instanceof Error)) return e;
     const promptField = plan.kind === "chat" ? "messages" : "prompt";
-    if (e instanceof SchemaError) return new ChatRequestError("response_format", e.message);
+    const field = (name: string) => (name === "maxNewTokens" ? plan.maxField : FIELD_OF[name]);
+    const message = e.message.replace(CAMEL_NAMES, field).replace("context of maxTokens = ", "context of ");
+    if (e instanceof SchemaError) return new ChatRequestError("response_format", message);
     if (e instanceof PromptTooLongError) {
-      const nTimes = e.message.includes("maxNewTokens");
-      const message = e.message.replace("maxNewTokens", plan.maxField).replace("maxTokens = ", "");
-      return new ChatRequestError(nTimes ? plan.maxField : promptField, message, "context_length_exceeded");
+      return new ChatRequestError(e.message.includes("maxNewTokens") ? plan.maxField : promptField, message, "context_length_exceeded");
     }
-    const m = /'([A-Za-z]+)'/.exec(e.message);
-    if (m && FIELD_OF[m[1]] && (e instanceof RangeError || e instanceof TypeError)) {
-      const field = m[1] === "maxNewTokens" ? plan.maxField : FIELD_OF[m[1]];
-      return new ChatRequestError(field, e.message.replaceAll(`'${m[1]}'`, `'${field}'`));
-    }
-    if (/^the prompt /.test(e.message)) return new ChatRequestError(promptField, e.message);
+    const named = /'([A-Za-z]+)'/.exec(e.message)?.[1];
+    if (named && FIELD_OF[named] && (e instanceof RangeError || e instanceof TypeError)) return new ChatRequestError(field(named), message);
+    if (/^the prompt /.test(e.message)) return new ChatRequestError(promptField, message);
     return e;
   }
 
