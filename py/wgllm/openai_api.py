@@ -6,10 +6,11 @@
 
 Responses, stream chunks (`stream: true`: server-sent events `data: {chunk}`, then `data: [DONE]`)
 and errors are OpenAI's objects. Options map onto LlmInference.generate: max_tokens /
-max_completion_tokens -> max_new_tokens (absent: up to the context), seed -> random_seed (absent: a
-fresh random seed per request, so that answers vary as OpenAI's do), n, stop, response_format,
-temperature (default 1.0, as OpenAI), top_p, frequency_penalty, presence_penalty, logit_bias,
-logprobs / top_logprobs (chat) or an integer logprobs (completions' legacy shape), and llama.cpp's
+max_completion_tokens -> max_new_tokens (absent: up to the context in chat, 16 in completions, as
+OpenAI's), seed -> random_seed (absent: a fresh random seed per request, so that answers vary as
+OpenAI's do), n, stop, response_format, temperature (default 1.0, as OpenAI), top_p,
+frequency_penalty, presence_penalty, logit_bias, logprobs / top_logprobs (chat) or an integer
+logprobs (completions' legacy shape; text_offset counts from the prompt's start), and llama.cpp's
 extensions top_k (default 64, the GPU sampler's largest: OpenAI has no top-k, so the widest
 allowed), min_p and repetition_penalty. n answers are drawn one after another with seed + i, as
 LlmInference.generate(n=...) does, and n x max_tokens plus the prompt must fit the context;
@@ -461,7 +462,10 @@ class Job:
         self.cancelled = threading.Event()
 
     def post(self, *event) -> None:
-        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # the loop is closed (the server stopped): nobody is waiting for it
+            self.cancelled.set()
 
 
 class Worker:

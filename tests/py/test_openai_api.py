@@ -419,3 +419,19 @@ def test_no_chat_template_and_api_off(tmp_path):
         assert "OpenAI API" not in s.log.read_text()
     finally:
         s.stop()
+
+
+def test_api_options_are_checked(tmp_path, capsys):
+    from test_server import write_model
+
+    from wgllm.server import main
+
+    not_runnable = write_model(tmp_path / "embeddings-only.gguf")  # a valid GGUF, not a model the engine can run
+    for argv, fragment in [(["--models-dir", str(tmp_path), "--api"], "--api serves one model: name it with --model FILE"),
+                           (["--model", str(not_runnable), "--api"], "--api: cannot run"),
+                           (["--model", str(not_runnable), "--context", "1"], "--context 1"),
+                           (["--model", str(not_runnable), "--queue", "-1"], "--queue -1")]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "serve-models: error:" in err and fragment in err, err
