@@ -35,6 +35,8 @@ LORA_TARGETS: dict[str, tuple[str, ...]] = {
     "gemma3": ("q_proj", "k_proj", "v_proj", "o_proj"),
     "llama": ("q_proj", "k_proj", "v_proj", "o_proj"),
     "phi2": ("q_proj", "k_proj", "v_proj", "dense"),
+    "qwen2": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "qwen3": ("q_proj", "k_proj", "v_proj", "o_proj"),
 }
 _PEFT_PREFIX = "base_model.model."
 

@@ -25,11 +25,12 @@ class ArchRecipe:
     rope: str  # "norm" (adjacent pairs, llama.cpp's permuted Q/K) | "neox" (halves) | "none"
     parallel: bool = False  # attention and MLP read the same normed input (Phi-2)
     post_norms: bool = False  # Gemma-2/3: norms after attention and after the MLP
-    qk_norm: bool = False  # Gemma-3: RMSNorm over each head of Q and K
+    qk_norm: bool = False  # Gemma-3, Qwen3: RMSNorm over each head of Q and K
     embed_scale: bool = False  # Gemma: embeddings times sqrt(n_embd)
     learned_pos: bool = False  # GPT-2: position_embd added to the token embeddings
     swa_pattern: int = 0  # every swa_pattern-th layer is global, the others sliding (0: none)
     alibi: bool = False  # Falcon-RW: ALiBi instead of RoPE
+    qkv_bias: bool = False  # Qwen2: Q, K and V biases on every layer (required, as llama.cpp requires them)
 
 
 _ARCH_RECIPES: dict[str, ArchRecipe] = {
@@ -43,6 +44,8 @@ _ARCH_RECIPES: dict[str, ArchRecipe] = {
     "falcon": ArchRecipe(norm="layer", ffn="gelu_erf", rope="none", alibi=True),
     "stablelm": ArchRecipe(norm="layer", ffn="swiglu", rope="neox"),
     "gpt2": ArchRecipe(norm="layer", ffn="gelu", rope="none", learned_pos=True),
+    "qwen2": ArchRecipe(norm="rms", ffn="swiglu", rope="neox", qkv_bias=True),
+    "qwen3": ArchRecipe(norm="rms", ffn="swiglu", rope="neox", qk_norm=True),
 }
 SUPPORTED_ARCHITECTURES = tuple(_ARCH_RECIPES)
 
@@ -144,6 +147,11 @@ class ModelConfig:
         swa = tuple(
             bool(window) and (layer % recipe.swa_pattern) < recipe.swa_pattern - 1 for layer in range(n_layer)
         )
+        if recipe.qkv_bias:
+            for layer in range(n_layer):
+                for p in "qkv":
+                    if f"blk.{layer}.attn_{p}.bias" not in g.tensors:
+                        raise ModelFormatError(f"{g.path}: tensor blk.{layer}.attn_{p}.bias is missing; {arch} has Q, K and V biases on every layer")
         tokens = g.get("tokenizer.ggml.tokens")
         embd = g.tensor("token_embd.weight")
         n_vocab = embd.shape[0]

@@ -63,6 +63,17 @@ NAMES = {
         "model.layers.{bid}.post_attention_layernorm.bias": "blk.{bid}.ffn_norm.bias",
         "model.norm.bias": "output_norm.bias",
     },
+    "qwen2": {
+        **_LLAMA_LIKE,
+        **{f"model.layers.{{bid}}.self_attn.{p}_proj.bias": f"blk.{{bid}}.attn_{p}.bias" for p in "qkv"},
+        "model.layers.{bid}.post_attention_layernorm.weight": "blk.{bid}.ffn_norm.weight",
+    },
+    "qwen3": {
+        **_LLAMA_LIKE,
+        "model.layers.{bid}.self_attn.q_norm.weight": "blk.{bid}.attn_q_norm.weight",
+        "model.layers.{bid}.self_attn.k_norm.weight": "blk.{bid}.attn_k_norm.weight",
+        "model.layers.{bid}.post_attention_layernorm.weight": "blk.{bid}.ffn_norm.weight",
+    },
     "phi2": {
         "model.embed_tokens.weight": "token_embd.weight",
         **{f"model.layers.{{bid}}.self_attn.{p}_proj.{w}": f"blk.{{bid}}.attn_{p}.{w}" for p in "qkv" for w in ("weight", "bias")},
@@ -172,19 +183,19 @@ def expected_metadata(arch: str, c) -> dict:
     m["feed_forward_length"] = c.ffn_hidden_size if arch == "falcon" else c.intermediate_size
     m["attention.head_count"] = c.num_attention_heads
     m["attention.head_count_kv"] = c.num_kv_heads if arch == "falcon" else c.num_key_value_heads
-    if arch in ("llama", "gemma", "gemma2", "gemma3"):
+    if arch in ("llama", "gemma", "gemma2", "gemma3", "qwen2", "qwen3"):
         m["attention.layer_norm_rms_epsilon"] = c.rms_norm_eps
     else:
         m["attention.layer_norm_epsilon"] = c.layer_norm_epsilon if arch == "falcon" else c.layer_norm_eps
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     rope = c.rope_parameters.get("full_attention", c.rope_parameters)
-    if arch in ("llama", "gemma", "gemma2", "gemma3"):
+    if arch in ("llama", "gemma", "gemma2", "gemma3", "qwen2", "qwen3"):
         m["rope.dimension_count"] = head_dim
     elif arch in ("phi2", "stablelm"):
         m["rope.dimension_count"] = int(rope["partial_rotary_factor"] * head_dim)
     if arch != "falcon":
         m["rope.freq_base"] = rope["rope_theta"]
-    if arch.startswith("gemma"):
+    if arch.startswith("gemma") or arch == "qwen3":  # Qwen3's head_dim is 32, not 64/4
         m["attention.key_length"] = m["attention.value_length"] = head_dim
     if arch in ("gemma2", "gemma3"):
         m["attention.sliding_window"] = c.sliding_window
@@ -394,6 +405,10 @@ def _gemma3_pattern(d):
         ("falcon", lambda d: d.update(alibi=False), r"alibi = False"),
         ("phi2", lambda d: d.update(qk_layernorm=True), r"qk_layernorm = True"),
         ("gpt2", lambda d: d.update(activation_function="relu"), r"activation_function = 'relu'"),
+        ("qwen2", lambda d: d.update(use_sliding_window=True), r"use_sliding_window = True is not supported"),
+        ("qwen2", lambda d: d.update(rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e6}), r"rope scaling type 'yarn'"),
+        ("qwen3", lambda d: d.update(attention_bias=True), r"attention_bias = True is not supported"),
+        ("qwen3", lambda d: d.update(layer_types=["sliding_attention", "full_attention"]), r"layer_types .* is not supported; wgllm runs qwen3 with full attention"),
         ("llama", lambda d: d.update(model_type="bert", architectures=["BertModel"]), r"unsupported architecture \(model_type 'bert'.*supported: llama \(LlamaForCausalLM\), gemma"),
         ("llama", lambda d: d.pop("hidden_size"), r"config.json: missing config field 'hidden_size'"),
     ],

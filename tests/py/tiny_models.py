@@ -1,11 +1,11 @@
-"""Tiny random-weight transformers models of the eight architectures, saved like Hub checkpoints.
+"""Tiny random-weight transformers models of the ten architectures, saved like Hub checkpoints.
 
 Every weight is redrawn from a fixed seed (HF initialises norms to ones/zeros and biases to zero,
 which would hide a missing +1, bias or reorder): norm weights and biases are random, matrices
 are scaled so activations stay O(1) and Gemma-2's soft-capping bites. Sliding windows (4) are
 shorter than the test sequences. Each model is saved with `save_pretrained` (safetensors) beside a
 tokenizer trained here: SentencePiece for llama and the Gemmas, byte-level BPE (`tokenizers`) for
-the others; the model's vocab_size is the tokenizer's size.
+the others (Qwen's splitting with Qwen2's regex first); the model's vocab_size is the tokenizer's size.
 
 `tiny_model(arch)` builds once per test process, under a temporary folder removed at exit.
 """
@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 import transformers
 
-ARCHS = ("llama", "gemma", "gemma2", "gemma3", "phi2", "falcon", "stablelm", "gpt2")
+ARCHS = ("llama", "gemma", "gemma2", "gemma3", "phi2", "falcon", "stablelm", "gpt2", "qwen2", "qwen3")
+QWEN_ARCHS = ("qwen2", "qwen3")  # their byte-level BPE splits with Qwen2's regex first, as Qwen's tokenizer.json does
 SPM_ARCHS = ("llama", "gemma", "gemma2", "gemma3")
 
 _CORPUS = [
@@ -70,11 +71,18 @@ def _spm_tokenizer(folder: Path, gemma: bool) -> Path:
     return folder / "tokenizer.model"
 
 
-def _bpe_tokenizer(folder: Path) -> Path:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def _bpe_tokenizer(folder: Path, qwen: bool = False) -> Path:
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if qwen:
+        from wgllm.vocab import _HF_REGEX_QWEN2
+
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(_HF_REGEX_QWEN2), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        )
+    else:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
@@ -153,6 +161,16 @@ def _base_config(arch: str, vocab_size: int) -> transformers.PretrainedConfig:
         return transformers.GPT2Config(
             vocab_size=vocab_size, n_embd=64, n_layer=2, n_head=4, n_positions=64, layer_norm_epsilon=1e-5, bos_token_id=0, eos_token_id=0
         )
+    if arch == "qwen2":  # tied embeddings, as Qwen2.5-0.5B's
+        return transformers.Qwen2Config(
+            **common, intermediate_size=128, num_hidden_layers=2, num_key_value_heads=2, rms_norm_eps=1e-6,
+            tie_word_embeddings=True, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+        )
+    if arch == "qwen3":  # head_dim 32 != 64/4 (Qwen3-0.6B: 128 != 1024/16) and an untied lm_head
+        return transformers.Qwen3Config(
+            **common, intermediate_size=128, num_hidden_layers=2, num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-6,
+            tie_word_embeddings=False, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+        )
     raise ValueError(f"no tiny config for {arch}")
 
 
@@ -165,6 +183,8 @@ _MODEL_CLASSES = {
     "falcon": "FalconForCausalLM",
     "stablelm": "StableLmForCausalLM",
     "gpt2": "GPT2LMHeadModel",
+    "qwen2": "Qwen2ForCausalLM",
+    "qwen3": "Qwen3ForCausalLM",
 }
 
 
@@ -191,7 +211,7 @@ def randomise(model: torch.nn.Module, arch: str, seed: int) -> None:
 
 def build_tiny_model(arch: str, folder: Path, seed: int = 0, **overrides) -> TinyModel:
     folder.mkdir(parents=True, exist_ok=True)
-    vocab_file = _spm_tokenizer(folder, arch.startswith("gemma")) if arch in SPM_ARCHS else _bpe_tokenizer(folder)
+    vocab_file = _spm_tokenizer(folder, arch.startswith("gemma")) if arch in SPM_ARCHS else _bpe_tokenizer(folder, arch in QWEN_ARCHS)
     config = config_for(arch, _vocab_size(arch, vocab_file), **overrides)
     config._attn_implementation = "eager"
     torch.manual_seed(seed)

@@ -10,15 +10,16 @@ export interface ArchRecipe {
   readonly rope: "norm" | "neox" | "none";
   readonly parallel: boolean; // attention and MLP read the same normed input (Phi-2)
   readonly postNorms: boolean; // Gemma-2/3: norms after attention and after the MLP
-  readonly qkNorm: boolean; // Gemma-3: RMSNorm over each head of Q and K
+  readonly qkNorm: boolean; // Gemma-3, Qwen3: RMSNorm over each head of Q and K
   readonly embedScale: boolean; // Gemma: embeddings times sqrt(n_embd)
   readonly learnedPos: boolean; // GPT-2: position_embd added to the token embeddings
   readonly swaPattern: number; // every swaPattern-th layer is global, the others sliding (0: none)
   readonly alibi: boolean; // Falcon-RW: ALiBi instead of RoPE
+  readonly qkvBias: boolean; // Qwen2: Q, K and V biases on every layer (required, as llama.cpp requires them)
 }
 
 function recipe(r: Pick<ArchRecipe, "norm" | "ffn" | "rope"> & Partial<ArchRecipe>): ArchRecipe {
-  return { parallel: false, postNorms: false, qkNorm: false, embedScale: false, learnedPos: false, swaPattern: 0, alibi: false, ...r };
+  return { parallel: false, postNorms: false, qkNorm: false, embedScale: false, learnedPos: false, swaPattern: 0, alibi: false, qkvBias: false, ...r };
 }
 
 export const ARCH_RECIPES: Readonly<Record<string, ArchRecipe>> = {
@@ -30,6 +31,8 @@ export const ARCH_RECIPES: Readonly<Record<string, ArchRecipe>> = {
   falcon: recipe({ norm: "layer", ffn: "gelu_erf", rope: "none", alibi: true }),
   stablelm: recipe({ norm: "layer", ffn: "swiglu", rope: "neox" }),
   gpt2: recipe({ norm: "layer", ffn: "gelu", rope: "none", learnedPos: true }),
+  qwen2: recipe({ norm: "rms", ffn: "swiglu", rope: "neox", qkvBias: true }),
+  qwen3: recipe({ norm: "rms", ffn: "swiglu", rope: "neox", qkNorm: true }),
 };
 export const SUPPORTED_ARCHITECTURES = Object.keys(ARCH_RECIPES);
 
@@ -156,13 +159,22 @@ export function modelConfigFromHeader(h: GGUFHeader): ModelConfig {
   const headForScale = GEMMA_27B_LAYERS[arch] === nLayer ? Math.floor(nEmbd / nHead) : headDim;
   const window = r.swaPattern ? whole("attention.sliding_window", 0) : 0;
   const swaLayers = Array.from({ length: nLayer }, (_, layer) => window !== 0 && layer % r.swaPattern < r.swaPattern - 1);
+  const names = new Set(h.tensors.map((t) => t.name));
+  if (r.qkvBias) {
+    for (let layer = 0; layer < nLayer; layer++) {
+      for (const p of "qkv") {
+        if (!names.has(`blk.${layer}.attn_${p}.bias`)) {
+          throw new ModelFormatError(`${src}: tensor blk.${layer}.attn_${p}.bias is missing; ${arch} has Q, K and V biases on every layer`);
+        }
+      }
+    }
+  }
   const embd = h.tensor("token_embd.weight");
   const nVocab = embd.shape[0];
   const tokens = h.get("tokenizer.ggml.tokens");
   if (Array.isArray(tokens) && tokens.length !== nVocab) {
     throw new ModelFormatError(`${src}: the tokenizer has ${tokens.length} tokens but token_embd.weight has ${nVocab} rows`);
   }
-  const names = new Set(h.tensors.map((t) => t.name));
   return {
     arch,
     recipe: r,
