@@ -18,12 +18,19 @@ greedy decoding with n > 1 gives n equal answers, as OpenAI's does. Unknown fiel
 (400, naming the field); user, metadata, store, service_tier and parallel_tool_calls are accepted
 and ignored. In a stream, an answer's logprobs come in its last chunk (the one with finish_reason).
 
-Tools: `tools` reach the chat template. tool_choice "required" (any one tool) or a named function
-forces one call: the answer is constrained (as response_format json_schema) to {"name": ...,
-"arguments": <the function's parameters schema>} and returned as message.tool_calls with
-finish_reason "tool_calls" (in a stream, one tool_calls delta when it is whole). "auto" (the
-default) answers in text: a call written in the model's own format is not parsed out of it.
-"none" renders the template without the tools.
+Tools (openai_messages.py checks them): `tools` reach the chat template, and so do the assistant's
+earlier tool_calls and the tools' answers (role "tool") in `messages`. tool_choice "required" (any
+one tool) or a named function forces one call: the answer is constrained (as response_format
+json_schema) to {"name": ..., "arguments": <the function's parameters schema>} and returned as
+message.tool_calls with finish_reason "tool_calls". "auto" (the default) lets the model answer
+freely; calls it writes in its template's format (wgllm.tool_calls: Hermes/Qwen <tool_call> tags,
+Llama 3.1's bare JSON, Mistral's [TOOL_CALLS]; a template with none of them is never parsed) come
+back as tool_calls with ids call_..., content the text outside them (null when none is left),
+finish_reason "tool_calls"; a call that does not parse leaves the whole answer as plain content.
+In a stream, text from where a call may begin is held back; once the answer is whole, each call is
+one tool_calls delta carrying index, id, type, name and all its arguments at once (OpenAI splits
+the arguments over several deltas; clients join them either way). "none" renders the template
+without the tools.
 
 Everything is checked before the request joins the queue: a bad request gets 4xx at once, never a
 500 and never after waiting. The engine runs one generation at a time on one worker thread;
@@ -53,8 +60,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from wgllm.chat import ChatTemplateError, render_chat, special_strings, strip_special
+from wgllm.openai_messages import ApiError, bad, check_messages, check_tools
 from wgllm.grammar import SchemaError, grammar_for_response_format
 from wgllm.sampling import MAX_TOP_K, MAX_TOP_LOGPROBS, SamplingParams, check_stop
+from wgllm.tool_calls import ToolCallStream, detect_format, openai_tool_calls, parse_tool_calls
 
 DEFAULT_TEMPERATURE = 1.0  # OpenAI's
 DEFAULT_TOP_K = MAX_TOP_K  # OpenAI samples from the whole vocabulary; the GPU sampler's widest is 64
@@ -67,24 +76,6 @@ CHAT_FIELDS = COMMON_FIELDS | {"messages", "max_completion_tokens", "top_logprob
                                "metadata", "store", "service_tier"}
 COMPLETION_FIELDS = COMMON_FIELDS | {"prompt", "echo", "best_of", "suffix"}
 SAMPLING_FIELDS = ("top_k", "temperature", "top_p", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty", "logit_bias")
-
-
-class ApiError(Exception):
-    """An OpenAI error object: {"error": {"message", "type", "param", "code"}} with its HTTP status."""
-
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None, type: str = "invalid_request_error"):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.type = status, message, param, code, type
-
-    def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-
-    def response(self, headers: dict | None = None) -> JSONResponse:
-        return JSONResponse(self.body(), self.status, headers=headers)
-
-
-def bad(message: str, param: str | None = None, code: str | None = None) -> ApiError:
-    return ApiError(400, message, param, code)
 
 
 # the options' names in LlmInference's messages, as the request spells them
@@ -120,6 +111,7 @@ class Plan:
     logprobs: bool
     top_logprobs: int
     tool_call: bool = False  # the answer is a forced tool call, returned as message.tool_calls
+    tool_format: str | None = None  # tool_choice "auto": the format calls are parsed from (wgllm.tool_calls)
     id: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -143,62 +135,6 @@ def _bool(body: dict, name: str, default: bool = False) -> bool:
     return v
 
 
-def _messages(body: dict) -> list[dict]:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise bad("messages must be a non-empty list of {role, content} objects", "messages")
-    out = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise bad(f"messages[{i}] must be an object with a string role, got {json.dumps(m)[:200]}", f"messages[{i}]")
-        content = m.get("content")
-        if isinstance(content, list):  # content parts: the text ones, joined (a GGUF template expects a string)
-            for j, part in enumerate(content):
-                if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                    raise bad(f"messages[{i}].content[{j}] must be a text part {{type: 'text', text: ...}}: this model reads text only",
-                              f"messages[{i}].content[{j}]")
-            m = {**m, "content": "".join(part["text"] for part in content)}
-        elif content is not None and not isinstance(content, str):
-            raise bad(f"messages[{i}].content must be a string or a list of text parts, got {json.dumps(content)[:200]}", f"messages[{i}].content")
-        out.append(m)
-    return out
-
-
-def _tools(body: dict) -> tuple[list | None, dict | None]:
-    """The tools the template sees, and the JSON schema a forced call must follow (tool_choice
-    "required": any one tool, {"type": "function", "function": {"name"}}: that one; else None)."""
-    tools, choice = body.get("tools"), body.get("tool_choice")
-    if tools is None:
-        if choice is not None:
-            raise bad("tool_choice is only allowed when tools are given", "tool_choice")
-        return None, None
-    if not isinstance(tools, list) or not tools:
-        raise bad("tools must be a non-empty list of {type: 'function', function: {name, description, parameters}}", "tools")
-    calls = {}
-    for i, t in enumerate(tools):
-        f = t.get("function") if isinstance(t, dict) and t.get("type") == "function" else None
-        if not isinstance(f, dict) or not isinstance(f.get("name"), str) or not f["name"]:
-            raise bad(f"tools[{i}] must be {{type: 'function', function: {{name, description, parameters}}}}", f"tools[{i}]")
-        parameters = f.get("parameters", {"type": "object", "properties": {}})
-        if not isinstance(parameters, dict):
-            raise bad(f"tools[{i}].function.parameters must be a JSON schema object", f"tools[{i}].function.parameters")
-        calls[f["name"]] = {"type": "object", "properties": {"name": {"const": f["name"]}, "arguments": parameters},
-                            "required": ["name", "arguments"], "additionalProperties": False}
-    if choice is None or choice == "auto":
-        return tools, None
-    if choice == "none":
-        return None, None  # the model is not to call tools: the template does not offer them
-    if choice == "required":
-        schema = next(iter(calls.values())) if len(calls) == 1 else {"anyOf": list(calls.values())}
-        return tools, schema
-    name = choice.get("function", {}).get("name") if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("function"), dict) else None
-    if name is None:
-        raise bad('tool_choice must be "none", "auto", "required" or {"type": "function", "function": {"name": ...}}', "tool_choice")
-    if name not in calls:
-        raise bad(f"tool_choice names the function {name!r}, which is not among the tools ({', '.join(calls)})", "tool_choice")
-    return tools, calls[name]
-
-
 class OpenAIApi:
     """The routes and the worker for one model."""
 
@@ -208,6 +144,7 @@ class OpenAIApi:
         template = llm.model.gguf.get("tokenizer.chat_template")
         self.chat_template = template if isinstance(template, str) and template else None
         self.bos_token, self.eos_token = special_strings(llm.model.tokenizer)
+        self.tool_format = detect_format(self.chat_template)
         self.worker = Worker(llm, queue_size)
 
     @classmethod
@@ -249,11 +186,11 @@ class OpenAIApi:
                 raise bad(f"Unrecognized request argument supplied: {name}", name, "unknown_parameter")
 
         if kind == "chat":
-            messages = _messages(body)
+            messages = check_messages(body)
             if self.chat_template is None:
                 raise bad(f"the model {self.name} has no chat template (GGUF tokenizer.chat_template): "
                           "use /v1/completions with a prompt written in its format", "messages", "no_chat_template")
-            tools, tool_schema = _tools(body)
+            tools, tool_schema = check_tools(body)
             try:
                 text = render_chat(self.chat_template, messages, tools=tools, bos_token=self.bos_token, eos_token=self.eos_token)
             except ChatTemplateError as e:
@@ -267,7 +204,7 @@ class OpenAIApi:
             if top_logprobs and not logprobs:
                 raise bad("top_logprobs needs logprobs: true", "top_logprobs")
         else:
-            prompt, prompt_param, tool_schema = self._prompt(body.get("prompt")), "prompt", None
+            prompt, prompt_param, tools, tool_schema = self._prompt(body.get("prompt")), "prompt", None, None
             max_new = _int(body, "max_tokens", 16, 1)  # OpenAI's default for completions
             k = _int(body, "logprobs", None, 0, MAX_TOP_LOGPROBS)
             logprobs, top_logprobs = k is not None, k or 0
@@ -323,8 +260,9 @@ class OpenAIApi:
                       "context_length_exceeded")
         prefix = "chatcmpl-" if kind == "chat" else "cmpl-"
         prompt_chars = len(prompt) if isinstance(prompt, str) else len(self.llm.model.tokenizer.decode(ids))
+        tool_format = self.tool_format if tools is not None and not tool_call else None
         return Plan(kind, ids, prompt_chars, n, max_new, seed, stop, response_format, sampling, stream, include_usage,
-                    logprobs, top_logprobs, tool_call, id=prefix + secrets.token_hex(12))
+                    logprobs, top_logprobs, tool_call, tool_format, id=prefix + secrets.token_hex(12))
 
     def _prompt(self, prompt) -> str | list[int]:
         """A completion's prompt: a string, token ids, or a list of one of either."""
@@ -387,14 +325,13 @@ class OpenAIApi:
             call = json.loads(g.text)
         except ValueError:
             return None
-        return [{"id": f"call_{secrets.token_hex(12)}", "type": "function",
-                 "function": {"name": call["name"], "arguments": json.dumps(call["arguments"], ensure_ascii=False)}}]
+        return openai_tool_calls(None, [{"name": call["name"], "arguments": json.dumps(call["arguments"], ensure_ascii=False, separators=(",", ":"))}])
 
     def choice(self, plan: Plan, i: int, g) -> dict:
         if plan.kind == "chat":
-            calls = self.tool_calls(plan, g)
-            if calls is not None:
-                return {"index": i, "message": {"role": "assistant", "content": None, "tool_calls": calls, "refusal": None},
+            content, calls = (None, self.tool_calls(plan, g)) if plan.tool_call else parse_tool_calls(plan.tool_format, g.text)
+            if calls:
+                return {"index": i, "message": {"role": "assistant", "content": content, "tool_calls": calls, "refusal": None},
                         "logprobs": self.logprobs(plan, g), "finish_reason": "tool_calls"}
             return {"index": i, "message": {"role": "assistant", "content": g.text, "refusal": None},
                     "logprobs": self.logprobs(plan, g), "finish_reason": g.finish_reason}
@@ -594,6 +531,7 @@ class GenerationResponse(Response):
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]})
         chat, begun, gens = plan.kind == "chat", set(), []
+        held = {i: ToolCallStream(plan.tool_format) for i in range(plan.n)} if plan.tool_format else {}
 
         async def emit(data: bytes) -> None:
             await send({"type": "http.response.body", "body": data, "more_body": True})
@@ -608,7 +546,8 @@ class GenerationResponse(Response):
             if kind == "piece":
                 _, i, text = event
                 await begin(i)
-                if not plan.tool_call:  # a forced call's JSON comes whole, as tool_calls, when it is done
+                text = held[i].push(text) if held else text  # text where a call may begin waits for the answer's end
+                if not plan.tool_call and text:  # a forced call's JSON comes whole, as tool_calls, when it is done
                     delta = {"delta": {"content": text}} if chat else {"text": text}
                     await emit(api.chunk(plan, {"index": i, **delta, "logprobs": None, "finish_reason": None}))
             elif kind == "done":
@@ -621,6 +560,13 @@ class GenerationResponse(Response):
                     delta = {"tool_calls": [{"index": 0, **calls[0]}]} if calls is not None else {"content": g.text}
                     await emit(api.chunk(plan, {"index": i, "delta": delta, "logprobs": None, "finish_reason": None}))
                     finish = "tool_calls" if calls is not None else finish
+                elif held:
+                    rest, calls = held[i].finish()
+                    if rest and (rest.strip() or not calls):
+                        await emit(api.chunk(plan, {"index": i, "delta": {"content": rest}, "logprobs": None, "finish_reason": None}))
+                    for k, call in enumerate(calls):
+                        await emit(api.chunk(plan, {"index": i, "delta": {"tool_calls": [{"index": k, **call}]}, "logprobs": None, "finish_reason": None}))
+                    finish = "tool_calls" if calls else finish
                 last = {"delta": {}} if chat else {"text": ""}
                 await emit(api.chunk(plan, {"index": i, **last, "logprobs": api.logprobs(plan, g), "finish_reason": finish}))
             elif kind == "error":  # after the headers: the error object as an event, as OpenAI's streams do

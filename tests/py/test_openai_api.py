@@ -29,9 +29,14 @@ from wgllm.chat import render_chat, strip_special
 from wgllm.inference import LlmInference
 
 CONTEXT = 1024
-TEMPLATE = ("{{ bos_token }}{% if tools %}<tools>{{ tools | tojson }}</tools>\n{% endif %}{% for m in messages %}{% if m['role'] not in ['system', 'user', 'assistant'] %}"
-            "{{ raise_exception('unknown role ' + m['role']) }}{% endif %}"
-            "<{{ m['role'] }}>{{ m['content'] | trim }}</{{ m['role'] }}>\n{% endfor %}"
+# Llama 3.1's way with tools, in small: a tool's answer under an ipython header (which makes the
+# server parse calls as Llama 3.1 writes them, bare JSON {"name", "parameters"}), calls as that JSON
+TEMPLATE = ("{{ bos_token }}{% if tools %}<tools>{{ tools | tojson }}</tools>\n{% endif %}{% for m in messages %}"
+            "{% if m['role'] == 'tool' %}<|start_header_id|>ipython<|end_header_id|>{{ m['content'] }}\n"
+            "{% elif m['role'] not in ['system', 'user', 'assistant'] %}{{ raise_exception('unknown role ' + m['role']) }}"
+            "{% elif m.tool_calls %}<assistant>{% for c in m.tool_calls %}{\"name\": \"{{ c.function.name }}\", \"parameters\": "
+            "{{ c.function.arguments | tojson }}}{% endfor %}</assistant>\n"
+            "{% else %}<{{ m['role'] }}>{{ m['content'] | trim }}</{{ m['role'] }}>\n{% endif %}{% endfor %}"
             "{% if add_generation_prompt %}<assistant>{% endif %}")
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "The quick brown fox"}]
 SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}, "colour": {"enum": ["red", "green"]}},
@@ -116,8 +121,8 @@ def test_render_chat_as_transformers(smollm2_path):
                 want = render_jinja_template([messages], tools=tools, chat_template=template, add_generation_prompt=prompt, bos_token="<s>", eos_token="</s>")[0][0]
                 assert render_chat(template, messages, tools=tools, add_generation_prompt=prompt, bos_token="<s>", eos_token="</s>") == want
     assert render_chat("{{ strftime_now('%Y') }}", CHAT) == time.strftime("%Y")
-    with pytest.raises(ChatTemplateError, match="unknown role tool"):
-        render_chat(TEMPLATE, [{"role": "tool", "content": "x"}])
+    with pytest.raises(ChatTemplateError, match="unknown role robot"):
+        render_chat(TEMPLATE, [{"role": "robot", "content": "x"}])
     with pytest.raises(ChatTemplateError, match="does not parse"):
         render_chat("{% for %}", CHAT)
 
@@ -265,6 +270,53 @@ def test_forced_tool_calls(client, llm, model_file):
     assert e.value.body["param"] == "tool_choice"
 
 
+def test_auto_tool_calls_in_the_templates_format(client, llm, model_file):
+    """tool_choice auto: the template is Llama 3.1's kind, so a bare {"name", "parameters"} answer is a
+    call. The tiny model writes one when response_format makes it; the oracle is generate's text
+    under the same format, read with json.loads. Then the call and the tool's answer go back in
+    `messages` and reach the template."""
+    from wgllm.openai_messages import template_messages
+
+    tok = llm.model.tokenizer
+    no_space = {str(i): -100 for i in range(tok.vocab_size) if tok.token_bytes(i) and not tok.token_bytes(i).strip()}
+    weather = {"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}, "days": {"enum": [1, 2, 3]}},
+               "required": ["city", "days"], "additionalProperties": False}
+    tools = [{"type": "function", "function": {"name": "weather", "description": "The weather in a city", "parameters": weather}}]
+    call_format = {"type": "json_schema", "json_schema": {"name": "call", "strict": True, "schema": {
+        "type": "object", "properties": {"name": {"const": "weather"}, "parameters": weather}, "required": ["name", "parameters"], "additionalProperties": False}}}
+    options = dict(model=model_file.name, messages=CHAT, tools=tools, max_tokens=120, seed=4, logit_bias=no_space, response_format=call_format)
+    prompt = strip_special(render_chat(TEMPLATE, CHAT, tools=tools, bos_token=tok.tokens[tok.bos_id]), tok)
+    want = llm.generate(prompt, max_new_tokens=120, random_seed=4, top_k=64, logit_bias=no_space, response_format=call_format)[0]
+    doc = json.loads(want.text)
+
+    r = client.chat.completions.create(**options)
+    [call] = r.choices[0].message.tool_calls
+    assert r.choices[0].finish_reason == "tool_calls" and r.choices[0].message.content is None
+    assert call.id.startswith("call_") and call.type == "function" and call.function.name == doc["name"] == "weather"
+    assert json.loads(call.function.arguments) == doc["parameters"] and r.usage.completion_tokens == len(want.tokens)
+
+    chunks = list(client.chat.completions.create(stream=True, **options))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == ""  # the call's text is held back, never sent as content
+    [[delta]] = [c.choices[0].delta.tool_calls for c in chunks if c.choices[0].delta.tool_calls]
+    assert delta.index == 0 and delta.id.startswith("call_") and delta.function.name == "weather"
+    assert json.loads(delta.function.arguments) == doc["parameters"] and chunks[-1].choices[0].finish_reason == "tool_calls"
+
+    # without the format the tiny model writes text, which is content as generate gives it
+    free = client.chat.completions.create(**{**options, "response_format": None, "max_tokens": 12})
+    assert free.choices[0].message.tool_calls is None
+    assert free.choices[0].message.content == llm.generate(prompt, max_new_tokens=12, random_seed=4, top_k=64, logit_bias=no_space)[0].text
+
+    # the call and the tool's answer, sent back: rendered with the arguments as an object
+    turns = [*CHAT, {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+             {"role": "tool", "tool_call_id": call.id, "content": '{"temperature": 21}'}]
+    r = client.chat.completions.create(model=model_file.name, messages=turns, tools=tools, max_tokens=6, seed=2)
+    prompt = strip_special(render_chat(TEMPLATE, template_messages(turns), tools=tools, bos_token=tok.tokens[tok.bos_id]), tok)
+    assert '<assistant>{"name": "weather", "parameters": ' + json.dumps(doc["parameters"]) + "}</assistant>" in prompt
+    assert '<|start_header_id|>ipython<|end_header_id|>{"temperature": 21}' in prompt
+    want = llm.generate(prompt, max_new_tokens=6, random_seed=2, top_k=64)[0]
+    assert r.usage.prompt_tokens == want.prompt_tokens and r.choices[0].message.content == want.text
+
+
 # -- the queue ---------------------------------------------------------------------------------------
 class Stream:
     """A raw streaming request read on a thread: its events and the time it ended."""
@@ -381,7 +433,9 @@ def test_bad_requests_get_openai_errors(server, client, llm, model_file):
     fails(openai.BadRequestError, "top_logprobs", messages=CHAT, top_logprobs=2)
     fails(openai.BadRequestError, "logprobs", prompt="hi", logprobs=21)
     fails(openai.BadRequestError, "messages", messages=[])
-    fails(openai.BadRequestError, "messages", messages=[{"role": "tool", "content": "x"}])  # the template's raise_exception
+    fails(openai.BadRequestError, "messages", messages=[{"role": "robot", "content": "x"}])  # the template's raise_exception
+    fails(openai.BadRequestError, "messages[0].tool_call_id", messages=[{"role": "tool", "content": "x"}])
+    fails(openai.BadRequestError, "messages[1].tool_calls[0]", messages=[CHAT[1], {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f"}}]}])
     fails(openai.BadRequestError, "stream_options", prompt="hi", stream_options={"include_usage": True})
     fails(openai.BadRequestError, "frobnicate", prompt="hi", extra_body={"frobnicate": 1})
     with pytest.raises(openai.BadRequestError):  # in a stream too: the error comes before any event
