@@ -1,4 +1,5 @@
 // embedding_q4_k: y[t] = dequant(table[ids[t]]) * scale, table Q4_K (w = (d * sc) * q - dmin * m per 32-element sub-block)   ref: reference.embedding   grid: (ceil(dim / 4 / WG_SIZE), n, 1), once per row chunk
+// Composed by scripts/compose_shaders.py from shaders/compose/ops/embedding.wgsl and types/q4_k.wgsl: edit those.
 // The table is one row chunk (py/wgllm/gpu/weights.py documents the repacked arrays): ids outside
 // [row_offset, row_offset + rows) are left to the dispatch of their own chunk.
 override WG_SIZE: u32 = 64u;

@@ -1,4 +1,5 @@
 // embedding_q8_0: y[t] = dequant(table[ids[t]]) * scale, table Q8_0 (w = d * q)   ref: reference.embedding   grid: (ceil(dim / 4 / WG_SIZE), n, 1), once per row chunk
+// Composed by scripts/compose_shaders.py from shaders/compose/ops/embedding.wgsl and types/q8_0.wgsl: edit those.
 // The table is one row chunk (py/wgllm/gpu/weights.py documents the repacked arrays): ids outside
 // [row_offset, row_offset + rows) are left to the dispatch of their own chunk.
 override WG_SIZE: u32 = 64u;
@@ -11,8 +12,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> qs: array<vec4<u32>>;      // (rows, dim / 16) int8 quants, four a word
-@group(0) @binding(2) var<storage, read> d: array<u32>;             // (rows * dim / 32) f16 block scales, two a word
+@group(0) @binding(1) var<storage, read> qs: array<vec4<u32>>; // (rows, dim / 16) int8 quants, four a word
+@group(0) @binding(2) var<storage, read> d: array<u32>;        // (rows * dim / 32) f16 block scales, two a word
 @group(0) @binding(3) var<storage, read> ids: array<u32>;           // (n,)
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>; // (n, dim / 4)
 

@@ -1,4 +1,5 @@
 // matmul_q4_0: y = x @ W^T (+ bias) (+ residual), or with glu act(gate) * up of row pairs, W Q4_0 (w = d * (q - 8))   ref: reference.matmul (+ reference.add; reference.swiglu / geglu)   grid: main (ceil(rows / 32), ceil(n / 32), 1); matvec (groups_x, groups_y, 1) with groups_x * groups_y >= ceil(rows / 64), n = 1; matvec_split the same with ceil(rows / 4); main_tiled (ceil(rows / 64), ceil(n / 32), 1)
+// Composed by scripts/compose_shaders.py from shaders/compose/ops/matmul.wgsl and types/q4_0.wgsl: edit those.
 // Four entry points on one dequantiser (unit / dot_unit), two per kernel family. The cpu family
 // (CPU-emulated WebGPU), without workgroup memory or barriers (on llvmpipe both cost more than the
 // math): `main` (prefill) gives each thread 4 x rows by 8 W rows, each W unit dequantised once

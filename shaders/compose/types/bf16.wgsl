@@ -1,0 +1,30 @@
+// BF16 (w = f32 with the low 16 bits zero)
+//@ bindings
+@group(0) @binding(1) var<storage, read> w: array<vec2<u32>>; // (rows, k / 4) bf16, four in two words
+//@ shared
+
+// Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
+fn weight4(row: u32, i4: u32) -> vec4<f32> {
+    let p = w[row * (params.k / 4u) + i4];
+    return bitcast<vec4<f32>>(vec4<u32>(p.x << 16u, p.x & 0xFFFF0000u, p.y << 16u, p.y & 0xFFFF0000u));
+}
+//@ matmul
+
+// Row `row`'s 32 elements 32u .. 32u + 31, dequantised.
+fn unit(row: u32, u: u32) -> array<vec4<f32>, 8> {
+    var w: array<vec4<f32>, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        w[j] = weight4(row, 8u * u + j);
+    }
+    return w;
+}
+
+// Row `row`'s 32 elements 32u .. 32u + 31 dotted with xs, those elements of x.
+fn dot_unit(row: u32, u: u32, xs: array<vec4<f32>, 8>) -> f32 {
+    var s = 0.0;
+    for (var j = 0u; j < 8u; j++) {
+        s += dot(weight4(row, 8u * u + j), xs[j]);
+    }
+    return s;
+}
+//@ embedding

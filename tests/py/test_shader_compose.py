@@ -1,0 +1,92 @@
+"""The weight kernels are composed (scripts/compose_shaders.py): the checked-in files are current, and
+the composer refuses malformed sources by name."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(root / "scripts" / "compose_shaders.py"), *args], capture_output=True, text=True)
+
+
+def copy_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    (root / "scripts").mkdir(parents=True)
+    shutil.copy2(REPO / "scripts" / "compose_shaders.py", root / "scripts")
+    shutil.copytree(REPO / "shaders", root / "shaders")
+    return root
+
+
+def test_checked_in_files_are_current():
+    result = run(REPO, "--check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_weight_kernel_is_composed():
+    types = {p.stem for p in (REPO / "shaders" / "compose" / "types").glob("*.wgsl")}
+    for op in ("matmul", "embedding"):
+        on_disk = {p.stem.removeprefix(f"{op}_") for p in (REPO / "shaders").glob(f"{op}_*.wgsl")}
+        assert on_disk == types, f"{op}: hand-written files {on_disk - types}, types without a file {types - on_disk}"
+    assert {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q4_k", "q6_k"} <= types
+
+
+def test_an_edited_source_makes_the_check_fail_until_composed(tmp_path):
+    root = copy_tree(tmp_path)
+    unit = root / "shaders" / "compose" / "types" / "q4_0.wgsl"
+    unit.write_text(unit.read_text().replace("// The low (shift 0)", "// The lower (shift 0)"))
+    stale = run(root, "--check")
+    assert stale.returncode == 1
+    assert "shaders/matmul_q4_0.wgsl is not current" in stale.stderr
+    assert "shaders/embedding_q4_0.wgsl is not current" in stale.stderr
+    assert "q8_0" not in stale.stderr
+    assert run(root).returncode == 0
+    assert run(root, "--check").returncode == 0
+    assert "// The lower (shift 0)" in (root / "shaders" / "matmul_q4_0.wgsl").read_text()
+
+
+def test_a_new_type_is_one_file(tmp_path):
+    root = copy_tree(tmp_path)
+    types = root / "shaders" / "compose" / "types"
+    text = (types / "q4_0.wgsl").read_text().replace("// Q4_0 (w = d * (q - 8))", "// Q4_X (a test type)")
+    (types / "q4_x.wgsl").write_text(text)
+    assert run(root).returncode == 0
+    matmul = (root / "shaders" / "matmul_q4_x.wgsl").read_text()
+    embedding = (root / "shaders" / "embedding_q4_x.wgsl").read_text()
+    assert matmul.startswith("// matmul_q4_x: ") and "W Q4_X (a test type)   ref:" in matmul.split("\n")[0]
+    assert embedding.startswith("// embedding_q4_x: ") and "table Q4_X (a test type)   ref:" in embedding.split("\n")[0]
+    # the op's own bindings are numbered after the type's (two weight arrays: x is 3, y 6; ids 3, y 4)
+    assert "@binding(3) var<storage, read> x:" in matmul and "@binding(6) var<storage, read_write> y:" in matmul
+    assert "@binding(3) var<storage, read> ids:" in embedding and "@binding(4) var<storage, read_write> y:" in embedding
+    assert "params.dim / 32u" in embedding and "params.k" not in embedding and "{{" not in matmul + embedding
+    (root / "shaders" / "matmul_q4_x.wgsl").unlink()
+    (types / "q4_x.wgsl").unlink()
+    orphan = run(root, "--check")
+    assert orphan.returncode == 1 and "shaders/embedding_q4_x.wgsl says it is composed but has no type file" in orphan.stderr
+
+
+def test_malformed_type_files_are_refused_by_name(tmp_path):
+    root = copy_tree(tmp_path)
+    unit = root / "shaders" / "compose" / "types" / "q8_0.wgsl"
+    good = unit.read_text()
+    cases = {
+        good.replace("//@ embedding\n", ""): "sections ['bindings', 'shared', 'matmul'], expected ['bindings', 'shared', 'matmul', 'embedding']",
+        good.replace("//@ shared", "//@ helpers"): "section 'helpers' is unknown or repeated",
+        good.replace("@binding(2)", "@binding(5)"): "the weight bindings must be numbered 1, 2, ... in order, got [1, 5]",
+        "//@ bindings\n" + good: "the first line must be `// <what a weight is>`",
+    }
+    for text, message in cases.items():
+        unit.write_text(text)
+        result = run(root)
+        assert result.returncode == 2, result
+        assert "shaders/compose/types/q8_0.wgsl" in result.stderr and message in result.stderr, result.stderr
+    unit.write_text(good)
+    body = root / "shaders" / "compose" / "ops" / "matmul.wgsl"
+    body.write_text(body.read_text().replace("{{dequant}}", "{{dequant}}\n// {{oops}}"))
+    result = run(root)
+    assert result.returncode == 2 and "shaders/compose/ops/matmul.wgsl: placeholders left unfilled for bf16: {{oops}}" in result.stderr
