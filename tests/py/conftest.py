@@ -18,5 +18,10 @@ def gemma3_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def qwen25_coder_path() -> Path:
+    return assets.qwen25_coder_path()
+
+
+@pytest.fixture(scope="session")
 def llama_vocab_dir() -> Path:
     return assets.llama_vocab_dir()

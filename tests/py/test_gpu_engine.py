@@ -200,6 +200,12 @@ def test_smollm2_gpu_matches_reference(smollm2_path, force_f32, kernels):
     check_real_model(smollm2_path, bos=False, force_f32=force_f32, kernels=kernels)
 
 
+# Qwen2.5-Coder-0.5B (qwen2, Q4_K_M): as users get it on lavapipe, and the other kernel family's f32 path.
+@pytest.mark.parametrize("kernels, force_f32", [("cpu", False), ("gpu", True)], ids=["cpu-f16_kv", "gpu-f32"])
+def test_qwen25_coder_gpu_matches_reference(qwen25_coder_path, force_f32, kernels):
+    check_real_model(qwen25_coder_path, bos=False, force_f32=force_f32, kernels=kernels)
+
+
 @pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("force_f32", [False, True], ids=["f16_kv", "f32"])
 def test_gemma3_gpu_matches_reference(gemma3_path, force_f32, kernels):

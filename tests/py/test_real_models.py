@@ -61,3 +61,25 @@ def test_gemma3_270m_matches_transformers(gemma3_path):
     theirs = _transformers_logits(gemma3_path, ids)
     np.testing.assert_array_equal(ours.argmax(-1), theirs.argmax(-1))
     assert np.abs(ours - theirs).max() / np.abs(theirs).max() < 1e-4
+
+
+def test_qwen25_coder_matches_transformers(qwen25_coder_path):
+    """Qwen2.5-Coder-0.5B (qwen2: Q/K/V biases, NeoX RoPE; Q4_K_M, so Q4_K, Q6_K, Q5_0, Q8_0): the
+    reference and the GPU engine as users get it (f16 KV cache on lavapipe) pick transformers' top-1
+    at every position of a 32-token prompt."""
+    import os
+
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    from wgllm.gpu.engine import GpuEngine
+
+    model = load_model(qwen25_coder_path)
+    ids = model.tokenizer.encode(PROMPT_32)[:32]
+    assert len(ids) == 32 and model.config.arch == "qwen2"
+    ours = reference.forward(model, ids)
+    theirs = _transformers_logits(qwen25_coder_path, ids)
+    assert ours.shape == theirs.shape == (32, model.config.n_vocab)
+    np.testing.assert_array_equal(ours.argmax(-1), theirs.argmax(-1))
+    assert np.abs(ours - theirs).max() / np.abs(theirs).max() < 1e-4
+    engine = GpuEngine(model, max_tokens=32, all_logits=True)
+    np.testing.assert_array_equal(engine.forward_logits(ids, 0).argmax(-1), theirs.argmax(-1))
+    engine.close()

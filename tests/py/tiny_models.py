@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import transformers
 
@@ -254,3 +255,24 @@ def copy_tokenizer(src: Path, dst: Path) -> None:
     for name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json"):
         if (src / name).is_file():
             shutil.copy(src / name, dst / name)
+
+
+def gguf_without(src: Path, dst: Path, drop: str) -> Path:
+    """A copy of the F32/F16 GGUF `src` without the tensor `drop` (a file the loaders must refuse)."""
+    import gguf
+
+    r = gguf.GGUFReader(src)
+    assert drop in {t.name for t in r.tensors}, drop
+    w = gguf.GGUFWriter(str(dst), r.fields["general.architecture"].contents())
+    for f in r.fields.values():
+        if f.name.startswith("GGUF.") or f.name == "general.architecture":
+            continue
+        w.add_key_value(f.name, f.contents(), f.types[0], sub_type=f.types[-1] if f.types[0] == gguf.GGUFValueType.ARRAY else None)
+    for t in r.tensors:
+        if t.name != drop:
+            w.add_tensor(t.name, np.array(t.data))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return dst
