@@ -69,5 +69,19 @@ export type {
   RequestOptions,
 } from "./openai";
 export type { ChatMessage, FormatOptions } from "./chat";
+export { LanguageModel, MAX_TEMPERATURE, SAMPLING_MODES, installLanguageModel } from "./prompt_api";
+export type {
+  Availability,
+  LanguageModelConfig,
+  LanguageModelCreateCoreOptions,
+  LanguageModelCreateOptions,
+  LanguageModelExpected,
+  LanguageModelMessage,
+  LanguageModelMessageContent,
+  LanguageModelParams,
+  LanguageModelPrompt,
+  LanguageModelPromptOptions,
+  LanguageModelSamplingMode,
+} from "./prompt_api";
 export { MODEL_CACHE_NAME, MODEL_HASH_CACHE_NAME, deleteCachedModel, recordedModelHash } from "./model_source";
 export type { LoadProgressCallback, ModelAsset } from "./model_source";
