@@ -1,10 +1,10 @@
 // The TypeScript WebGPU engine (web/src/engine.ts, through the built bundle) in Chromium against the
 // PYTHON GPU engine (wgllm.gpu.engine.GpuEngine on lavapipe) running the same shaders on the same
 // files: greedy and seeded sampled tokens identical, all-row and decode logits within
-// gpu_tolerances.MODEL_LOGITS_REL, for tiny models of all eight architectures (F32/F16/Q8_0/Q4_0
-// each twice), the real SmolLM2 (Q4_1) and Gemma-3 (Q4_K, Q6_K); weights split into many binding
-// chunks; and the refusals: unsupported architecture or tensor type, rows the kernels cannot take
-// (before any GPU buffer exists), limits, token ids, top_k, a lost device.
+// gpu_tolerances.MODEL_LOGITS_REL, for tiny models of all ten architectures (F32/F16/Q8_0/Q4_0
+// each at least twice), the real SmolLM2 (Q4_1) and Gemma-3 (Q4_K, Q6_K); weights split into many
+// binding chunks; and the refusals: unsupported architecture or tensor type, rows the kernels cannot
+// take, a qwen2 file missing a bias (before any GPU buffer exists), limits, token ids, top_k, a lost device.
 // Expected values come from tests/browser/engine_fixtures.py (run in beforeAll, cached by digest).
 
 import { execFileSync } from "node:child_process";
@@ -119,11 +119,11 @@ function checkLogits(file: string, got: number[], want: any): void {
 }
 
 for (const kernels of ["cpu", "gpu"] as const) {
-  test(`tiny models of all eight architectures give the Python GPU engine's tokens and logits (${kernels} kernels)`, async ({ page }) => {
+  test(`tiny models of all ten architectures give the Python GPU engine's tokens and logits (${kernels} kernels)`, async ({ page }) => {
     test.setTimeout(180_000);
     const table = kernels === "cpu" ? expected.tiny : expected.tiny_gpu;
     const files = Object.keys(table);
-    expect(files.length).toBe(8);
+    expect(files.length).toBe(10);
     for (const file of files) {
       const want = table[file];
       const { prompt } = want;
@@ -240,7 +240,7 @@ for (const kernels of ["cpu", "gpu"] as const) {
   });
 }
 
-test("refusals: architecture, tensor type, rows, limits, token ids, top_k, a lost device", async ({ page }) => {
+test("refusals: architecture, tensor type, rows, a missing bias, limits, token ids, top_k, a lost device", async ({ page }) => {
   const result = await page.evaluate(async ({ bundle, url }) => {
     const w = await import(bundle);
     const adapter = (await navigator.gpu.requestAdapter())!;
@@ -268,6 +268,7 @@ test("refusals: architecture, tensor type, rows, limits, token ids, top_k, a los
     out.arch = await load("unsupported_arch.gguf");
     out.type = await load("unsupported_type.gguf");
     out.rows = await load("stablelm-80.gguf");
+    out.noBias = await load("qwen2-no-bias.gguf");
     out.buffersBeforeRefusal = created;
     // a device on WebGPU's default limits (maxStorageBufferBindingSize 128 MiB): 400000 rows of
     // 320 logits (512 MB) cannot be bound; refused before anything is allocated
@@ -299,6 +300,8 @@ test("refusals: architecture, tensor type, rows, limits, token ids, top_k, a los
   expect(result.rows.name).toBe("ModelFormatError");
   expect(result.rows.message).toContain(file("stablelm-80.gguf"));
   expect(result.rows.message).toMatch(/blk\.0\.ffn_down\.weight.*multiple of 32/);
+  expect(result.noBias.name).toBe("ModelFormatError");
+  expect(result.noBias.message).toBe(`${file("qwen2-no-bias.gguf")}: tensor blk.1.attn_k.bias is missing; qwen2 has Q, K and V biases on every layer`);
   expect(result.buffersBeforeRefusal, "no GPU buffer is made for a refused file").toBe(0);
 
   expect(result.smallBinding).toBe(134217728);

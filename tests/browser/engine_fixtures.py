@@ -2,8 +2,8 @@
 
     python tests/browser/engine_fixtures.py OUT_DIR
 
-Converts tiny random models of all eight architectures (every converter type F32/F16/Q8_0/Q4_0
-appears twice), links the real SmolLM2-135M (Q4_1) and Gemma-3 270M (Q4_K_M, so Q4_K and Q6_K),
+Converts tiny random models of all ten architectures (every converter type F32/F16/Q8_0/Q4_0
+appears at least twice), links the real SmolLM2-135M (Q4_1) and Gemma-3 270M (Q4_K_M, so Q4_K and Q6_K),
 and writes expected.json from wgllm.gpu.engine.GpuEngine on this machine's WebGPU adapter
 (lavapipe): greedy and seeded sampled continuations, the all-row logits of the prompt, and
 SmolLM2's greedy / Gemma-3's per-position top-1, each with both kernel families (lavapipe's own
@@ -27,8 +27,11 @@ sys.path.insert(0, str(REPO / "tests" / "py"))
 import numpy as np  # noqa: E402
 from gguf import GGMLQuantizationType, GGUFWriter  # noqa: E402
 
-# (arch, converter bits): every architecture once, every type twice
-TINY = [("llama", 4), ("gemma", 16), ("gemma2", 32), ("gemma3", 8), ("phi2", 8), ("falcon", 4), ("stablelm", 16), ("gpt2", 32)]
+# (arch, converter bits): every architecture once, every type at least twice
+TINY = [
+    ("llama", 4), ("gemma", 16), ("gemma2", 32), ("gemma3", 8), ("phi2", 8), ("falcon", 4), ("stablelm", 16), ("gpt2", 32),
+    ("qwen2", 8), ("qwen3", 4),
+]
 # The GPU kernels take rows in whole 32-element units (see tests/py/test_gpu_engine.py)
 OVERRIDES = {"stablelm": {"intermediate_size": 96}}
 GREEDY_TOKENS = 32
@@ -131,6 +134,12 @@ def main(out: Path) -> None:
     if not refused.is_file():
         convert_tiny("stablelm", 8, refused.with_suffix(".tmp")).rename(refused)
     write_refused(out)
+    no_bias = out / "qwen2-no-bias.gguf"  # a qwen2 file without one of its Q/K/V biases
+    if not no_bias.is_file():
+        from tiny_models import gguf_without
+
+        gguf_without(convert_tiny("qwen2", 32, out / "qwen2-32.tmp"), no_bias.with_suffix(".tmp"), "blk.1.attn_k.bias").rename(no_bias)
+        (out / "qwen2-32.tmp").unlink()
 
     for name, target in (("smollm2.gguf", assets.smollm2_path()), ("gemma3.gguf", assets.gemma3_path())):
         (out / name).unlink(missing_ok=True)
