@@ -135,6 +135,7 @@ test("clone, append, a prefix and responseConstraint give Python's answers and c
       out.cloneUsageAtClone = c.inputUsage;
       out.c3 = await c.prompt(fx.q3);
       out.a2 = await s.prompt(fx.q2);
+      out.a2Stats = LM.inference.lastStats;
       out.cloneUsage = c.inputUsage;
       out.sourceUsage = s.inputUsage;
 
@@ -165,6 +166,8 @@ test("clone, append, a prefix and responseConstraint give Python's answers and c
   expect(got.cloneUsageAtClone).toBe(expected.page.usage1);
   expect(got.c3, "the clone's turn follows the history it copied").toBe(expected.clone.c3.text);
   expect(got.a2, "the source's turn ignores the clone's").toBe(expected.page.a2.text);
+  expect(got.a2Stats.promptTokens).toBe(expected.page.a2.prompt_tokens);
+  expect(got.a2Stats.reusedPromptTokens, "the turn after the clone's reuses the cached initial prompts at least").toBeGreaterThanOrEqual(expected.page.usage0);
   expect(got.cloneUsage).toBe(expected.clone.usage_c3);
   expect(got.sourceUsage).toBe(expected.page.usage2);
   expect(got.appendUsage).toBe(expected.append.usage);
@@ -246,6 +249,11 @@ test("abort and destroy: AbortError for calls under way, InvalidStateError after
         }
       });
       out.chunks = chunks.length;
+      await s.clone(); // queued behind the aborted generation: runs once it has stopped
+      out.streamResult = { finish: LM.inference.lastResults[0].finishReason, tokens: LM.inference.lastResults[0].tokens.length };
+      for await (const chunk of s.promptStreaming(fx.q1)) if (chunk) break; // leaving the loop cancels the stream
+      await s.clone();
+      out.breakResult = { finish: LM.inference.lastResults[0].finishReason, tokens: LM.inference.lastResults[0].tokens.length };
       const late = new AbortController();
       const call = s.prompt(fx.q1, { signal: late.signal });
       setTimeout(() => late.abort(), 30);
@@ -267,6 +275,10 @@ test("abort and destroy: AbortError for calls under way, InvalidStateError after
         streaming: await name(async () => d.promptStreaming(fx.q1)),
       };
       out.afterDestroy = await s.prompt(fx.q2); // other sessions go on
+      const creation = new AbortController();
+      const e = await LM.create({ initialPrompts: fx.initial, signal: creation.signal });
+      creation.abort();
+      out.createSignalLater = await name(() => e.prompt(fx.q1));
       return out;
     },
     { url: MODEL, fx: expected, cfg: config(expected) },
@@ -276,6 +288,10 @@ test("abort and destroy: AbortError for calls under way, InvalidStateError after
   expect(got.cloneAborted).toBe("AbortError");
   expect(got.streamAborted).toBe("AbortError");
   expect(got.chunks).toBe(2);
+  expect(got.streamResult.finish).toBe("cancelled");
+  expect(got.streamResult.tokens, "the generation stopped soon after the abort").toBeLessThan(expected.max_response / 2);
+  expect(got.breakResult.finish, "a loop left early cancels the generation").toBe("cancelled");
+  expect(got.breakResult.tokens).toBeLessThan(expected.max_response / 2);
   expect(got.callAborted).toBe("AbortError");
   expect(got.usageAfterAborts).toBe(expected.page.usage0);
   expect(got.again).toBe(expected.page.a1.text);
@@ -283,6 +299,7 @@ test("abort and destroy: AbortError for calls under way, InvalidStateError after
   expect(got.queued).toBe("AbortError");
   expect(got.after).toEqual({ prompt: "InvalidStateError", append: "InvalidStateError", measure: "InvalidStateError", clone: "InvalidStateError", streaming: "InvalidStateError" });
   expect(got.afterDestroy).toBe(expected.page.a2.text);
+  expect(got.createSignalLater, "create's signal aborted later destroys the session").toBe("InvalidStateError");
 });
 
 test("worker mode: the same answers, and an abort reaches the worker", async ({ page }) => {
@@ -304,7 +321,9 @@ test("worker mode: the same answers, and an abort reaches the worker", async ({ 
         error = (e as Error).name;
       }
       const usage = s.inputUsage;
-      return { same: LM === w.LanguageModel && installed === LM, first, streamed, error, usage };
+      await s.clone(); // queued behind the aborted generation: runs once the worker has stopped it
+      const last = LM.inference.lastResults[0];
+      return { finish: last.finishReason, tokens: last.tokens.length, same: LM === w.LanguageModel && installed === LM, first, streamed, error, usage };
     },
     { url: MODEL, fx: expected, cfg: config(expected, { useWorker: true }) },
   );
@@ -312,6 +331,8 @@ test("worker mode: the same answers, and an abort reaches the worker", async ({ 
   expect(got.first).toBe(expected.page.a1.text);
   expect(got.streamed).toBe(expected.page.a2.text);
   expect(got.error).toBe("AbortError");
+  expect(got.finish).toBe("cancelled");
+  expect(got.tokens, "the worker stopped soon after the abort").toBeLessThan(expected.max_response / 2);
   expect(got.usage).toBe(expected.page.usage2);
 });
 

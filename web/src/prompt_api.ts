@@ -37,7 +37,8 @@
 // - topK/temperature: both or neither (NotSupportedError), topK < 1 or temperature < 0 a
 //   RangeError, values above params()'s maxima clamped and topK rounded down, as the explainer says;
 //   samplingMode picks a pair from SAMPLING_MODES (with topK or temperature: TypeError).
-// - destroy(): later calls throw InvalidStateError, calls running or queued reject with AbortError.
+// - destroy() (or aborting create()'s signal later): later calls throw InvalidStateError, calls
+//   running or queued reject with AbortError. LanguageModel.inference is the shared LlmInference.
 // - tools, and image/audio inputs: NotSupportedError (the engine reads text).
 
 import { LlmChat, chatTemplateOf, formatChat, type ChatMessage } from "./chat";
@@ -291,6 +292,12 @@ export class LanguageModel extends EventTarget {
     config = { ...next };
   }
 
+  /** wgllm extra: the LlmInference the sessions share (undefined until a create() has loaded it),
+   * for its lastStats and lastResults. */
+  static get inference(): LlmInference | undefined {
+    return llm;
+  }
+
   static async availability(options: LanguageModelCreateCoreOptions = {}): Promise<Availability> {
     if (unsupportedTypes(options).length || !config) return "unavailable";
     if (llm) return "available";
@@ -350,6 +357,7 @@ export class LanguageModel extends EventTarget {
       expectedInputs: structuredClone(options.expectedInputs ?? []), expectedOutputs: structuredClone(options.expectedOutputs ?? []),
     });
     if (session.#usage > session.contextWindow) throw quotaError(session.#usage, session.contextWindow);
+    options.signal?.addEventListener("abort", () => session.destroy(), { once: true }); // create's signal destroys the session
     return session;
   }
 
