@@ -6,7 +6,10 @@
 // are OpenAI's objects with Python's texts and tokens; an abort ends a stream and a call with an
 // AbortError (page and worker mode); a follow-up turn reuses the KV prefix; per-call options leave
 // the LlmInference's own alone; each kind of bad request is refused naming its field before
-// anything runs.
+// anything runs. Tools: a call the model writes in its template's format (Llama 3.1's bare JSON,
+// which a response_format makes the tiny model write; the oracle reads Python's text with
+// JSON.parse) comes back as tool_calls, whole and streamed; a forced call; the call and the tool's
+// answer sent back render as Python renders them; n answers at temperature 0 are Python's greedy one.
 
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -195,6 +198,67 @@ test("n answers with logprobs, response_format, completions and a follow-up turn
   expect(got.after).toBe(got.before);
 });
 
+test("tools: calls in the template's format, forced calls, a tool conversation; n answers at temperature 0", async ({ page }) => {
+  test.setTimeout(240_000);
+  const got = await inPage(
+    page,
+    async (w, { url, fx }) => {
+      const engine = await w.createChatEngine(url, { maxTokens: fx.context, forceF32: true });
+      const messages = fx.messages;
+      const out: any = {};
+      const streamed = async (request: object) => {
+        const chunks = [];
+        for await (const chunk of await engine.chat.completions.create({ ...request, stream: true })) chunks.push(chunk);
+        return chunks;
+      };
+      out.auto = await engine.chat.completions.create({ messages, ...fx.tools.auto.request });
+      out.autoTokens = engine.llm.lastResults[0].tokens;
+      out.autoChunks = await streamed({ messages, ...fx.tools.auto.request });
+      out.forced = await engine.chat.completions.create({ messages, ...fx.tools.forced.request });
+      out.forcedChunks = await streamed({ messages, ...fx.tools.forced.request });
+      out.turns = await engine.chat.completions.create({ messages: fx.tools.turns.messages, ...fx.tools.turns.request });
+      out.turnsTokens = engine.llm.lastResults[0].tokens;
+      out.greedy = await engine.chat.completions.create({ messages, ...fx.chat.greedy_n.request });
+      out.greedyTokens = engine.llm.lastResults.map((r: any) => r.tokens);
+      engine.llm.close();
+      return out;
+    },
+    { url: MODEL, fx: expected },
+  );
+  const calls = (chunks: any[]) => chunks.flatMap((c) => c.choices[0]?.delta?.tool_calls ?? []);
+  const content = (chunks: any[]) => chunks.map((c) => c.choices[0]?.delta?.content ?? "").join("");
+  for (const [name, key] of [["auto", "parameters"], ["forced", "arguments"]]) {
+    const doc = JSON.parse(expected.tools[name].texts[0]); // Python's answer, read here
+    const reply = got[name];
+    expect(reply.choices.length, name).toBe(1);
+    const [choice] = reply.choices;
+    expect([choice.finish_reason, choice.message.content, choice.message.tool_calls.length], name).toEqual(["tool_calls", null, 1]);
+    const [call] = choice.message.tool_calls;
+    expect(call.id, name).toMatch(/^call_[0-9a-f]{24}$/);
+    expect([call.type, call.function.name], name).toEqual(["function", doc.name]);
+    expect(JSON.parse(call.function.arguments), name).toEqual(doc[key]);
+    expect(reply.usage.completion_tokens, name).toBe(expected.tools[name].tokens[0].length);
+    const chunks = got[`${name}Chunks`];
+    expect(content(chunks), `${name}: the call's text is never sent as content`).toBe("");
+    const [delta, ...more] = calls(chunks);
+    expect(more, name).toEqual([]);
+    expect([delta.index, delta.type, delta.function.name], name).toEqual([0, "function", doc.name]);
+    expect(delta.id, name).toMatch(/^call_/);
+    expect(JSON.parse(delta.function.arguments), name).toEqual(doc[key]);
+    expect(chunks[chunks.length - 1].choices[0].finish_reason, name).toBe("tool_calls");
+  }
+  expect(got.autoTokens).toEqual(expected.tools.auto.tokens[0]);
+  const turns = expected.tools.turns;
+  expect(got.turns.choices[0].message.content).toBe(turns.texts[0]);
+  expect(got.turns.choices[0].message.tool_calls).toBeUndefined();
+  expect(got.turnsTokens).toEqual(turns.tokens[0]);
+  expect(got.turns.usage.prompt_tokens).toBe(turns.prompt_tokens);
+  const greedy = expected.chat.greedy_n;
+  expect(greedy.texts[0]).toBe(greedy.texts[1]);
+  expect(got.greedy.choices.map((c: any) => c.message.content)).toEqual(greedy.texts);
+  expect(got.greedyTokens).toEqual(greedy.tokens);
+});
+
 test("abort: a stream and a call end with an AbortError, the engine stays usable", async ({ page }) => {
   test.setTimeout(180_000);
   const got = await inPage(
@@ -285,8 +349,10 @@ test("bad requests are refused naming the field, before anything runs", async ({
         badValue: await caught({ messages, top_p: 2 }),
         badType: await caught({ messages, temperature: "hot" }),
         logitBias: await caught({ messages, logit_bias: { [String(fx.vocab)]: 5 } }),
-        context: await caught({ messages, n: 4, max_tokens: 100, temperature: 1 }),
-        greedyN: await caught({ messages, n: 2, temperature: 0 }),
+        context: await caught({ messages, n: 4, max_tokens: 120, temperature: 1 }),
+        toolChoice: await caught({ messages, tools: fx.tools.auto.request.tools, tool_choice: { type: "function", function: { name: "nope" } } }),
+        toolCallId: await caught({ messages: [...messages, { role: "tool", content: "sunny" }] }),
+        toolCalls: await caught({ messages: [...messages, { role: "assistant", content: null, tool_calls: [{ type: "function", function: { name: "f", arguments: {} } }] }] }),
         schema: await caught({ messages, response_format: { type: "json_schema", json_schema: { schema: { type: "object", properties: { a: { type: "strin" } } } } } }),
         noMessages: await caught({ messages: [] }),
         content: await caught({ messages: [{ role: "user", content: 5 }] }),
@@ -303,8 +369,10 @@ test("bad requests are refused naming the field, before anything runs", async ({
   expect(got.badValue).toBe("ChatRequestError [top_p]: 'top_p' must be a number in (0, 1], got 2");
   expect(got.badType).toBe('ChatRequestError [temperature]: \'temperature\' must be a number, got "hot"');
   expect(got.logitBias).toBe(`ChatRequestError [logit_bias]: 'logit_bias': token id "${expected.vocab}" is outside the vocabulary (expected 0..${expected.vocab - 1})`);
-  expect(got.context).toBe(`ChatRequestError [max_tokens]: the prompt (${expected.chat.basic.prompt_tokens} tokens) plus n (4) x max_tokens (100) = ${expected.chat.basic.prompt_tokens + 400} tokens is past the context of ${expected.context}`);
-  expect(got.greedyN).toBe("ChatRequestError [n]: 'n' = 2 needs sampling (top_k > 1 and temperature > 0): greedy decoding would give 2 identical answers");
+  expect(got.context).toBe(`ChatRequestError [max_tokens]: the prompt (${expected.chat.basic.prompt_tokens} tokens) plus n (4) x max_tokens (120) = ${expected.chat.basic.prompt_tokens + 480} tokens is past the context of ${expected.context}`);
+  expect(got.toolChoice).toBe(`ChatRequestError [tool_choice]: 'tool_choice' names the function "nope", which is not among the tools (weather)`);
+  expect(got.toolCallId).toBe("ChatRequestError [messages[2].tool_call_id]: messages[2]: a tool's message needs tool_call_id, the id of the call it answers");
+  expect(got.toolCalls).toMatch(/^ChatRequestError \[messages\[2\]\.tool_calls\[0\]\]: messages\[2\]\.tool_calls\[0\] must be \{id, type: "function", function: \{name, arguments: JSON text\}\}/);
   expect(got.schema).toMatch(/^ChatRequestError \[response_format\]: JSON schema #\/properties\/a\/type: expected one of/);
   expect(got.noMessages).toBe("ChatRequestError [messages]: 'messages' must be a non-empty list of {role, content} objects");
   expect(got.content).toBe("ChatRequestError [messages[0].content]: messages[0].content must be a string or a list of text parts, got 5");

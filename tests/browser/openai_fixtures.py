@@ -24,9 +24,17 @@ os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "py"))
 
-CONTEXT = 256
+CONTEXT = 512
+# ChatML, with the tools' names in a system turn (the tiny context has no room for their schemas), an assistant's calls written as Llama 3.1 writes them
+# (bare {"name", "parameters"}) and a tool's answer under Llama 3.1's ipython header, which makes
+# openai.ts parse calls in that format (tool_calls.ts)
 TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+    "{% if tools %}{{ '<|im_start|>system\\n<tools>' }}{% for t in tools %}{{ t.function.name + ' ' }}{% endfor %}{{ '</tools><|im_end|>\\n' }}{% endif %}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'tool' %}{{ '<|im_start|><|start_header_id|>ipython<|end_header_id|>\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% elif message.tool_calls %}{{ '<|im_start|>assistant\\n' }}{% for c in message.tool_calls %}"
+    "{{ '{\"name\": \"' + c.function.name + '\", \"parameters\": ' + (c.function.arguments | tojson) + '}' }}{% endfor %}{{ '<|im_end|>\\n' }}"
+    "{% else %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name a colour."}]
@@ -37,7 +45,23 @@ CHAT = {
     "basic": {"temperature": 1.0, "top_p": 0.9, "max_tokens": 24, "seed": 3},
     "n_logprobs": {"temperature": 1.0, "n": 2, "max_completion_tokens": 12, "seed": 5, "logprobs": True, "top_logprobs": 2, "frequency_penalty": 0.5},
     "json": {"temperature": 1.0, "max_tokens": 120, "seed": 1, "response_format": {"type": "json_schema", "json_schema": {"name": "color", "schema": COLOR, "strict": True}}},
+    "greedy_n": {"temperature": 0, "n": 2, "max_tokens": 8},
 }
+WEATHER = {"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}, "days": {"enum": [1, 2, 3]}}, "required": ["city", "days"], "additionalProperties": False}
+TOOLS = [{"type": "function", "function": {"name": "weather", "parameters": WEATHER}}]
+# a free answer that is a call in the template's format: response_format makes the tiny model write one
+CALL_FORMAT = {"type": "json_schema", "json_schema": {"name": "call", "strict": True, "schema": {
+    "type": "object", "properties": {"name": {"const": "weather"}, "parameters": WEATHER}, "required": ["name", "parameters"], "additionalProperties": False}}}
+# what a forced call is constrained to (tool_choice names the function)
+FORCED_FORMAT = {"type": "json_schema", "json_schema": {"name": "tool_call", "strict": True, "schema": {
+    "type": "object", "properties": {"name": {"const": "weather"}, "arguments": WEATHER}, "required": ["name", "arguments"], "additionalProperties": False}}}
+TOOL_REQUESTS = {
+    "auto": ({"tools": TOOLS, "temperature": 1.0, "max_tokens": 60, "seed": 2, "response_format": CALL_FORMAT}, CALL_FORMAT),
+    "forced": ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "weather"}}, "temperature": 1.0, "max_tokens": 60, "seed": 2}, FORCED_FORMAT),
+}
+# the call sent back with the tool's answer
+TOOL_TURNS = [*MESSAGES, {"role": "assistant", "content": None, "tool_calls": [{"id": "call_0", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Oslo", "days": 2}'}}]},
+              {"role": "tool", "tool_call_id": "call_0", "content": "sunny"}]
 COMPLETION = {"prompt": "The quick brown", "temperature": 1.0, "seed": 7, "logprobs": 2, "top_k": 20, "min_p": 0.05}
 
 
@@ -85,8 +109,10 @@ def main(out: Path) -> None:
     import jinja2.sandbox
     from tiny_models import tiny_model
 
+    from wgllm.chat import render_chat
     from wgllm.convert import ConversionConfig, convert_checkpoint
     from wgllm.inference import LlmInference
+    from wgllm.openai_messages import template_messages
 
     path = out / "phi2-chat.gguf"
     folder = tiny_model("phi2").folder
@@ -114,6 +140,22 @@ def main(out: Path) -> None:
         completion = {**COMPLETION, "max_tokens": 16}  # OpenAI's default for completions
         expected["completion"] = {"request": COMPLETION, **answers(llm.generate(COMPLETION["prompt"], **generate_options(completion)))}
         expected["vocab"] = llm.model.config.n_vocab
+        # tools: prompts rendered by wgllm.chat (transformers' rules: its tojson keeps the JSON as it is)
+        expected["tools"] = {}
+        tok = llm.model.tokenizer  # the random model loves white space, which JSON allows anywhere: biased away
+        no_space = {str(i): -100 for i in range(tok.vocab_size) if tok.token_bytes(i) and not tok.token_bytes(i).strip()}
+        for name, (request, fmt) in TOOL_REQUESTS.items():
+            request = {**request, "logit_bias": no_space}
+            rendered = render_chat(TEMPLATE, MESSAGES, tools=TOOLS)
+            options = generate_options({k: v for k, v in request.items() if k not in ("tools", "tool_choice", "response_format")})
+            gens = llm.generate(rendered, response_format=fmt, **options)
+            assert gens[0].finish_reason == "stop", (name, gens[0].text)  # a whole call, or the test proves nothing
+            expected["tools"][name] = {"request": request, "rendered": rendered, **answers(gens)}
+        rendered = render_chat(TEMPLATE, template_messages(TOOL_TURNS), tools=TOOLS)
+        assert '"parameters": {"city": "Oslo", "days": 2}' in rendered and "ipython<|end_header_id|>\nsunny" in rendered
+        request = {"tools": TOOLS, "temperature": 1.0, "max_tokens": 8, "seed": 4}
+        expected["tools"]["turns"] = {"request": request, "messages": TOOL_TURNS, "rendered": rendered,
+                                      **answers(llm.generate(rendered, **generate_options({"temperature": 1.0, "max_tokens": 8, "seed": 4})))}
 
     tmp = expected_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(expected))

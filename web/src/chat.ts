@@ -7,8 +7,13 @@ import { Template } from "@huggingface/jinja";
 import type { LlmInference, LoraModel, ProgressListener } from "./llm_inference";
 
 export interface ChatMessage {
-  role: string; // "system" | "user" | "assistant" as the template knows them
+  role: string; // "system" | "user" | "assistant" (| "tool") as the template knows them
   content: string;
+  /** An assistant's calls, as the template expects them (OpenAI's shape, arguments usually an object). */
+  tool_calls?: unknown[];
+  /** A tool's answer: the id of the call it answers. */
+  tool_call_id?: string;
+  name?: string;
 }
 
 export interface FormatOptions {
@@ -16,6 +21,8 @@ export interface FormatOptions {
   addGenerationPrompt?: boolean;
   bosToken?: string;
   eosToken?: string;
+  /** The tools the template may describe (OpenAI's [{type: "function", function: {...}}]); none: null, as transformers passes. */
+  tools?: unknown[] | null;
 }
 
 /** `messages` rendered with `template` (a Hugging Face chat template). */
@@ -33,6 +40,7 @@ export function formatChat(template: string, messages: ChatMessage[], options: F
   }
   return compiled.render({
     messages,
+    tools: options.tools ?? null,
     add_generation_prompt: options.addGenerationPrompt ?? true,
     bos_token: options.bosToken ?? "",
     eos_token: options.eosToken ?? "",
@@ -64,11 +72,11 @@ export class LlmChat {
     if (options.systemPrompt) this.messages.push({ role: "system", content: options.systemPrompt });
   }
 
-  /** The prompt text for the history plus the opening of the assistant's turn. */
-  prompt(): string {
+  /** The prompt text for the history plus the opening of the assistant's turn (with `tools` described, if given). */
+  prompt(tools?: unknown[] | null): string {
     const tok = this.llm.modelTokenizer;
     const text = (id: number | undefined) => (tok && id !== undefined ? new TextDecoder().decode(tok.tokenBytes(id)) : "");
-    let out = formatChat(this.template, this.messages, { bosToken: text(tok?.bosId), eosToken: text(tok?.eosId) });
+    let out = formatChat(this.template, this.messages, { bosToken: text(tok?.bosId), eosToken: text(tok?.eosId), tools });
     // The tokenizer adds BOS itself when the model asks for it: keep one, as llama.cpp does.
     const bos = text(tok?.bosId);
     if (tok?.addBos && bos && out.startsWith(bos)) out = out.slice(bos.length);

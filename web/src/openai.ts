@@ -17,9 +17,17 @@
 // the call (or the stream) throws an AbortError DOMException. The answers and stream chunks are
 // OpenAI's objects; in a stream, an answer's logprobs come in its last chunk. One request runs at a
 // time: another while one runs is a BusyError, as LlmInference's calls are.
+//
+// Tools, as serve-models has them (py/wgllm/openai_api.py's docstring): `tools` go to the template,
+// and so do an assistant's earlier tool_calls and the tools' answers (openai_messages.ts);
+// tool_choice "required" or a named function constrains the answer to {"name", "arguments"} by
+// the function's parameters schema (the responseFormat mask) and returns it as tool_calls; "auto"
+// (the default) parses calls written in the template's own format (tool_calls.ts) out of the free
+// answer, holding a stream's text back from where a call may begin and sending each call as one
+// tool_calls delta once the answer is whole; "none" leaves the tools out of the template.
 
-import { LlmChat, chatTemplateOf, type ChatMessage } from "./chat";
-import { PromptTooLongError, WgllmError } from "./errors";
+import { LlmChat, chatTemplateOf } from "./chat";
+import { PromptTooLongError } from "./errors";
 import { FilesetResolver } from "./fileset_resolver";
 import type { ResponseFormat } from "./generator";
 import { SchemaError } from "./grammar";
@@ -30,19 +38,24 @@ import {
   type LlmInferenceOptions,
   MAX_N,
 } from "./llm_inference";
+import { ChatRequestError, bad, checkMessages, checkTools, show } from "./openai_messages";
 import { MAX_TOP_LOGPROBS } from "./sampling";
+import { type ToolCall, type ToolCallFormat, ToolCallStream, detectToolCallFormat, openaiToolCalls, parseToolCalls } from "./tool_calls";
 
-/** A request refused before it ran: `param` names the field (OpenAI's error's param). */
-export class ChatRequestError extends WgllmError {
-  constructor(readonly param: string | null, message: string, readonly code: string | null = null) {
-    super(message);
-  }
-}
+export { ChatRequestError } from "./openai_messages";
+export type { ToolCall } from "./tool_calls";
 
 export interface ChatCompletionMessageParam {
   role: string;
   content: string | { type: "text"; text: string }[] | null;
   name?: string;
+  tool_calls?: ToolCall[];
+  tool_call_id?: string;
+}
+
+export interface ChatCompletionTool {
+  type: "function";
+  function: { name: string; description?: string; parameters?: Record<string, unknown> };
 }
 
 interface CommonRequest {
@@ -70,6 +83,10 @@ export interface ChatCompletionRequest extends CommonRequest {
   max_completion_tokens?: number | null;
   logprobs?: boolean | null;
   top_logprobs?: number | null;
+  tools?: ChatCompletionTool[] | null;
+  tool_choice?: "none" | "auto" | "required" | { type: "function"; function: { name: string } } | null;
+  /** Accepted and ignored: calls are parsed however many the model writes. */
+  parallel_tool_calls?: boolean | null;
 }
 
 export interface CompletionRequest extends CommonRequest {
@@ -91,7 +108,7 @@ export interface CompletionUsage {
   total_tokens: number;
 }
 
-type FinishReason = "stop" | "length";
+type FinishReason = "stop" | "length" | "tool_calls";
 
 export interface ChatCompletionTokenLogprob {
   token: string;
@@ -108,7 +125,7 @@ export interface ChatCompletion {
   system_fingerprint: null;
   choices: {
     index: number;
-    message: { role: "assistant"; content: string; refusal: null };
+    message: { role: "assistant"; content: string | null; tool_calls?: ToolCall[]; refusal: null };
     logprobs: { content: ChatCompletionTokenLogprob[]; refusal: null } | null;
     finish_reason: FinishReason;
   }[];
@@ -123,7 +140,7 @@ export interface ChatCompletionChunk {
   system_fingerprint: null;
   choices: {
     index: number;
-    delta: { role?: "assistant"; content?: string };
+    delta: { role?: "assistant"; content?: string; tool_calls?: (ToolCall & { index: number })[] };
     logprobs: { content: ChatCompletionTokenLogprob[]; refusal: null } | null;
     finish_reason: FinishReason | null;
   }[];
@@ -149,7 +166,7 @@ export interface Completion {
 
 const COMMON_FIELDS = ["model", "stream", "stream_options", "max_tokens", "temperature", "top_p", "top_k", "min_p", "frequency_penalty",
   "presence_penalty", "repetition_penalty", "logit_bias", "stop", "seed", "n", "response_format", "logprobs", "user"];
-const CHAT_FIELDS = new Set([...COMMON_FIELDS, "messages", "max_completion_tokens", "top_logprobs"]);
+const CHAT_FIELDS = new Set([...COMMON_FIELDS, "messages", "max_completion_tokens", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls"]);
 const COMPLETION_FIELDS = new Set([...COMMON_FIELDS, "prompt", "echo", "suffix", "best_of"]);
 /** LlmInference's option names, as a request spells them (for the errors of its checks). */
 const FIELD_OF: Record<string, string> = {
@@ -160,8 +177,6 @@ const FIELD_OF: Record<string, string> = {
 
 const CAMEL_NAMES = new RegExp(`\\b(${Object.keys(FIELD_OF).filter((k) => k !== FIELD_OF[k]).join("|")})\\b`, "g");
 
-const show = (v: unknown) => (JSON.stringify(v) ?? String(v)).slice(0, 200);
-const bad = (param: string | null, message: string, code: string | null = null) => new ChatRequestError(param, message, code);
 
 function int(body: Record<string, unknown>, name: string, lo?: number, hi?: number): number | undefined {
   const v = body[name];
@@ -201,6 +216,10 @@ interface Plan {
   topLogprobs: number;
   /** The field that bounds an answer's tokens: max_tokens or max_completion_tokens. */
   maxField: string;
+  /** The answer is a forced tool call ({"name", "arguments"} JSON), returned as tool_calls. */
+  forcedCall: boolean;
+  /** tool_choice "auto": the format calls are parsed from (null: none are). */
+  toolFormat: ToolCallFormat | null;
   id: string;
   created: number;
 }
@@ -315,8 +334,13 @@ export class ChatEngine {
     let maxField = "max_tokens";
     let logprobs: boolean;
     let topLogprobs: number;
+    let toolSchema: Record<string, unknown> | null = null;
+    let toolFormat: ToolCallFormat | null = null;
     if (kind === "chat") {
-      prompt = this.chatPrompt(body.messages);
+      const tools = checkTools(body);
+      toolSchema = tools.toolSchema;
+      prompt = this.chatPrompt(body.messages, tools.tools);
+      if (tools.tools && !toolSchema) toolFormat = detectToolCallFormat(chatTemplateOf(this.llm));
       maxNewTokens = int(body, "max_completion_tokens", 1);
       if (maxNewTokens !== undefined) maxField = "max_completion_tokens";
       else maxNewTokens = int(body, "max_tokens", 1);
@@ -358,8 +382,14 @@ export class ChatEngine {
     if (body.logit_bias !== undefined && body.logit_bias !== null) options.logitBias = body.logit_bias as Record<string, number>;
     if (body.stop !== undefined) options.stop = body.stop as string | string[] | null;
     if (body.response_format !== undefined) options.responseFormat = body.response_format as ResponseFormat | null;
+    if (toolSchema) { // a forced call: the answer is {"name", "arguments"} as the tool's schema says
+      const format = body.response_format as { type?: unknown } | null | undefined;
+      if (format !== undefined && format !== null && format.type !== "text") throw bad("response_format", "'response_format' cannot be combined with a tool_choice that forces a call");
+      options.responseFormat = { type: "json_schema", json_schema: { name: "tool_call", schema: toolSchema, strict: true } } as ResponseFormat;
+    }
     const created = Math.floor(Date.now() / 1000);
-    return { kind, prompt, options, stream, includeUsage, logprobs, topLogprobs, maxField, id: requestId(kind === "chat" ? "chatcmpl-" : "cmpl-"), created };
+    const id = requestId(kind === "chat" ? "chatcmpl-" : "cmpl-");
+    return { kind, prompt, options, stream, includeUsage, logprobs, topLogprobs, maxField, forcedCall: toolSchema !== null, toolFormat, id, created };
   }
 
   /** An error of generate()'s own checks with LlmInference's option names spelled as the request's fields. */
@@ -378,22 +408,8 @@ export class ChatEngine {
     return e;
   }
 
-  private chatPrompt(messages: unknown): string {
-    if (!Array.isArray(messages) || !messages.length) throw bad("messages", "'messages' must be a non-empty list of {role, content} objects");
-    const turns: ChatMessage[] = messages.map((m, i) => {
-      if (typeof m !== "object" || m === null || typeof m.role !== "string") throw bad(`messages[${i}]`, `messages[${i}] must be an object with a string role, got ${show(m)}`);
-      let content = m.content;
-      if (Array.isArray(content)) {
-        content.forEach((part, j) => {
-          if (part?.type !== "text" || typeof part?.text !== "string") {
-            throw bad(`messages[${i}].content[${j}]`, `messages[${i}].content[${j}] must be a text part {type: "text", text}: this model reads text only`);
-          }
-        });
-        content = content.map((part: { text: string }) => part.text).join("");
-      } else if (content === null || content === undefined) content = "";
-      else if (typeof content !== "string") throw bad(`messages[${i}].content`, `messages[${i}].content must be a string or a list of text parts, got ${show(content)}`);
-      return { role: m.role, content };
-    });
+  private chatPrompt(messages: unknown, tools: unknown[] | null): string {
+    const turns = checkMessages(messages);
     const template = chatTemplateOf(this.llm);
     if (!template) {
       throw bad("messages", `the model ${this.modelName} has no chat template (GGUF tokenizer.chat_template): use completions.create with a prompt in its format`, "no_chat_template");
@@ -401,7 +417,7 @@ export class ChatEngine {
     const chat = new LlmChat(this.llm, { template });
     chat.messages.push(...turns);
     try {
-      return chat.prompt();
+      return chat.prompt(tools);
     } catch (e) {
       throw bad("messages", e instanceof Error ? e.message : String(e));
     }
@@ -454,8 +470,15 @@ export class ChatEngine {
       if (plan.kind === "chat" && !begun.has(i)) stream.push(chunk({ index: i, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }));
       begun.add(i);
     };
+    const held = new Map<number, ToolCallStream>();
     const onPiece = (i: number, piece: string) => {
       begin(i);
+      if (plan.forcedCall) return; // the call's JSON comes whole, as tool_calls, when it is done
+      if (plan.toolFormat) { // text where a call may begin waits for the answer's end
+        if (!held.has(i)) held.set(i, new ToolCallStream(plan.toolFormat));
+        piece = held.get(i)!.push(piece);
+        if (!piece) return;
+      }
       stream.push(chunk(plan.kind === "chat" ? { index: i, delta: { content: piece }, logprobs: null, finish_reason: null } : { index: i, text: piece, logprobs: null, finish_reason: null }));
     };
     let answers: Promise<GenerationResult[]>;
@@ -471,7 +494,19 @@ export class ChatEngine {
           answers.forEach((a, i) => {
             begin(i);
             const logprobs = this.logprobs(plan, a);
-            stream.push(chunk(plan.kind === "chat" ? { index: i, delta: {}, logprobs, finish_reason: a.finishReason } : { index: i, text: "", logprobs, finish_reason: a.finishReason }));
+            let finish: FinishReason = a.finishReason as FinishReason;
+            const delta = (d: Record<string, unknown>) => stream.push(chunk({ index: i, delta: d, logprobs: null, finish_reason: null }));
+            if (plan.forcedCall) {
+              const calls = this.forcedCall(a.text);
+              delta(calls ? { tool_calls: [{ index: 0, ...calls[0] }] } : { content: a.text });
+              if (calls) finish = "tool_calls";
+            } else if (plan.toolFormat) {
+              const end = (held.get(i) ?? new ToolCallStream(plan.toolFormat)).finish();
+              if (end.content && (end.content.trim() || !end.toolCalls.length)) delta({ content: end.content });
+              end.toolCalls.forEach((call, k) => delta({ tool_calls: [{ index: k, ...call }] }));
+              if (end.toolCalls.length) finish = "tool_calls";
+            }
+            stream.push(chunk(plan.kind === "chat" ? { index: i, delta: {}, logprobs, finish_reason: finish } : { index: i, text: "", logprobs, finish_reason: finish }));
           });
           if (plan.includeUsage) stream.push({ ...envelope(true), choices: [], usage: usage(answers) });
         })
@@ -480,9 +515,23 @@ export class ChatEngine {
     return Promise.resolve(stream);
   }
 
+  /** A forced call's answer as OpenAI's tool_calls (null when max_tokens cut the JSON short). */
+  private forcedCall(text: string): ToolCall[] | null {
+    try {
+      const call = JSON.parse(text);
+      return openaiToolCalls(null, [{ name: call.name, arguments: JSON.stringify(call.arguments) }]);
+    } catch {
+      return null;
+    }
+  }
+
   private choice(plan: Plan, i: number, a: GenerationResult): Record<string, unknown> {
     const logprobs = this.logprobs(plan, a);
-    if (plan.kind === "chat") return { index: i, message: { role: "assistant", content: a.text, refusal: null }, logprobs, finish_reason: a.finishReason };
+    if (plan.kind === "chat") {
+      const { content, toolCalls } = plan.forcedCall ? { content: null, toolCalls: this.forcedCall(a.text) ?? [] } : parseToolCalls(plan.toolFormat, a.text);
+      if (toolCalls.length) return { index: i, message: { role: "assistant", content, tool_calls: toolCalls, refusal: null }, logprobs, finish_reason: "tool_calls" };
+      return { index: i, message: { role: "assistant", content: a.text, refusal: null }, logprobs, finish_reason: a.finishReason };
+    }
     return { index: i, text: a.text, logprobs, finish_reason: a.finishReason };
   }
 
