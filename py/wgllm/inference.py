@@ -262,7 +262,9 @@ class LlmInference:
         the SamplingParams fields (top_k, temperature, top_p, ...), random_seed, stop,
         response_format; the rest are the instance's. max_new_tokens bounds each answer (None: up
         to max_tokens, which counts prompt and answer). `stream(i, text)` receives answer i's text
-        piece by piece; `cancelled()` returning True ends the current answer ("cancelled").
+        piece by piece; `cancelled()` returning True ends the current answer ("cancelled"). Greedy
+        decoding (top_k 1 or temperature 0) with n > 1 gives n equal answers, as OpenAI's API does at
+        temperature 0 (MediaPipe's num_responses, an option of the instance, still needs top_k > 1).
         Everything is checked before any generation, each error naming its option: the prompt plus
         n * max_new_tokens must fit max_tokens (the n answers' budget is the one context, as
         llama.cpp's server splits its context between parallel slots)."""
@@ -277,8 +279,6 @@ class LlmInference:
         grammar = self.grammar if response_format is _UNSET else grammar_for_response_format(response_format)
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_N:
             raise ValueError(f"n must be an integer in [1, {MAX_N}], got {n!r}")
-        if n > 1 and params.greedy:
-            raise ValueError(f"n = {n} needs sampling (top_k > 1 and temperature > 0): greedy decoding would give {n} identical answers")
         if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1):
             raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         if isinstance(prompt, str):

@@ -182,6 +182,11 @@ def test_seed_n_stop_and_logit_bias(client, llm, model_file):
     texts = ["".join(c.choices[0].delta.content or "" for c in chunks if c.choices[0].index == i) for i in range(2)]
     assert texts == [g.text for g in llm.generate(chat_prompt(llm), n=2, max_new_tokens=10, random_seed=11, top_k=64)]
 
+    # greedy decoding with n > 1: n equal answers, as OpenAI's API gives at temperature 0
+    greedy = llm.generate(prompt, max_new_tokens=6, top_k=1)[0].text
+    r = client.completions.create(model=name, prompt=prompt, max_tokens=6, n=2, temperature=0)
+    assert [c.text for c in r.choices] == [greedy, greedy]
+
     full = llm.generate(prompt, max_new_tokens=30, random_seed=2, top_k=64, logit_bias={int(k): v for k, v in no_eos(llm).items()})[0].text
     stop = full[10:12]
     want = llm.generate(prompt, max_new_tokens=30, random_seed=2, top_k=64, stop=[stop, "never"], logit_bias=no_eos(llm))[0]

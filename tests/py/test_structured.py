@@ -128,6 +128,14 @@ def test_smollm2_answers_with_valid_json(tmp_path):
         assert plain_failed, "SmolLM2 wrote valid JSON for every schema without the mask: the test proves nothing"
 
 
+def test_n_answers_with_greedy_decoding_are_equal(tiny_gpu):
+    """n > 1 with top_k 1 or temperature 0 is allowed (as OpenAI's API allows it): n equal answers, each the n = 1 answer."""
+    (one,) = tiny_gpu.generate(PROMPT, top_k=1, max_new_tokens=8)
+    for greedy in (dict(top_k=1), dict(temperature=0.0)):
+        answers = tiny_gpu.generate(PROMPT, n=3, max_new_tokens=8, random_seed=5, **greedy)
+        assert [(g.text, g.tokens) for g in answers] == [(one.text, one.tokens)] * 3
+
+
 def test_bad_structured_requests_are_refused_by_name_before_generating(tiny_gpu):
     tiny_gpu.last_generations = []
     cases = [
@@ -138,7 +146,6 @@ def test_bad_structured_requests_are_refused_by_name_before_generating(tiny_gpu)
         (dict(stop=["x"] * 17), ValueError, r"stop has 17 strings"),
         (dict(n=4, max_new_tokens=300), PromptTooLongError, r"n \(4\) x max_tokens \(300\)"),
         (dict(n=0), ValueError, r"n must be an integer"),
-        (dict(n=2, top_k=1), ValueError, r"n = 2 needs sampling"),
         (dict(top_p=0.0), ValueError, r"top_p must be a number in \(0, 1\]"),
         (dict(seed=3), TypeError, r"unknown generate option\(s\) seed"),
     ]

@@ -489,7 +489,9 @@ export class LlmInference {
    * this call only (a wgllm extra; Python's LlmInference.generate): the instance's options are not
    * changed. Every option is checked, each error naming it, before anything runs. The answers (and
    * lastResults) carry their tokens, logprobs and finish reasons; aborting `signal` ends the running
-   * answer with finishReason "cancelled" and skips the rest.
+   * answer with finishReason "cancelled" and skips the rest. Greedy decoding (topK 1 or temperature
+   * 0) with n > 1 gives n equal answers, as OpenAI's API does at temperature 0 (numResponses, an
+   * option of the instance as in MediaPipe, still needs sampling).
    */
   generate(prompt: string | number[], options: GenerateOptions = {}): Promise<GenerationResult[]> {
     this.assertUsable();
@@ -509,9 +511,6 @@ export class LlmInference {
     const responseFormat = "responseFormat" in options ? checkResponseFormat(options.responseFormat) : this.responseFormat;
     const n = o.n ?? 1;
     check("n", n, Number.isInteger(n) && n >= 1 && n <= MAX_N, `an integer in [1, ${MAX_N}]`);
-    if (n > 1 && (topK <= 1 || temperature <= 0)) {
-      throw new RangeError(`'n' = ${n} needs sampling (topK > 1 and temperature > 0): greedy decoding would give ${n} identical answers`);
-    }
     const maxNewTokens = o.maxNewTokens;
     check("maxNewTokens", maxNewTokens, maxNewTokens === undefined || (Number.isInteger(maxNewTokens) && maxNewTokens >= 1), "an integer >= 1");
     if (o.onPiece !== undefined && typeof o.onPiece !== "function") throw new TypeError("'onPiece' must be a function");
