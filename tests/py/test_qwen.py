@@ -4,6 +4,7 @@ files the loaders must refuse, and the chat template rendered as transformers re
 from __future__ import annotations
 
 import pytest
+from qwen_chat import QWEN3_TEMPLATE, cases, transformers_render
 from tiny_models import convert_tiny, gguf_without
 
 from wgllm.errors import ModelFormatError
@@ -24,3 +25,45 @@ def test_qwen3_without_a_head_norm_is_refused(tmp_path):
     broken = load_model(gguf_without(full, tmp_path / "no-norm.gguf", "blk.0.attn_q_norm.weight"))
     with pytest.raises(ModelFormatError, match=r"no-norm\.gguf: .*blk\.0\.attn_q_norm\.weight"):
         forward(broken, [1, 2, 3])
+
+
+def test_qwen_chat_templates_render_as_transformers(qwen25_coder_path):
+    """Qwen2.5's template (from the real GGUF) and Qwen3's render every case as transformers does."""
+    from wgllm.chat import render_chat
+    from wgllm.gguf_io import GGUFFile
+
+    g = GGUFFile(qwen25_coder_path)
+    templates = {"qwen2.5": g.get("tokenizer.chat_template"), "qwen3": QWEN3_TEMPLATE.read_text(encoding="utf-8")}
+    g.close()
+    assert "<|im_start|>" in templates["qwen2.5"] and "<think>" in templates["qwen3"]
+    for name, template in templates.items():
+        for case in cases():
+            want = transformers_render(template, case)
+            got = render_chat(template, case["messages"], tools=case["tools"], add_generation_prompt=case["add_generation_prompt"])
+            assert got == want, (name, case["name"])
+    # the cases reach the templates' branches: tools described, a tool call and its answer, reasoning kept once
+    q3 = transformers_render(templates["qwen3"], next(c for c in cases() if c["name"] == "think"))
+    assert q3.count("<think>") == 1 and "<think>\nsum\n</think>" in q3
+    tool = transformers_render(templates["qwen2.5"], next(c for c in cases() if c["name"] == "tool+tools+prompt"))
+    assert '"name": "get_weather"' in tool and "<tool_response>" in tool and "# Tools" in tool
+
+
+def test_qwen3_template_travels_into_the_gguf(tmp_path):
+    """The converter writes tokenizer_config.json's template into tokenizer.chat_template verbatim."""
+    import json
+    import shutil
+
+    from tiny_models import tiny_model
+
+    from wgllm.convert import ConversionConfig, convert_checkpoint
+    from wgllm.gguf_io import GGUFFile
+
+    folder = tmp_path / "qwen3"
+    shutil.copytree(tiny_model("qwen3").folder, folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    template = QWEN3_TEMPLATE.read_text(encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": template}))
+    out = convert_checkpoint(ConversionConfig(str(folder), "safetensors", output_file=str(tmp_path / "q.gguf")))
+    g = GGUFFile(out)
+    assert g.get("tokenizer.chat_template") == template
+    g.close()
