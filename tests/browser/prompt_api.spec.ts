@@ -131,6 +131,9 @@ test("clone, append, a prefix and responseConstraint give Python's answers and c
       const s = await LM.create({ initialPrompts: fx.initial });
       out.defaults = [s.topK, s.temperature, s.samplingMode];
       out.a1 = await s.prompt(fx.q1);
+      const loaded = LM.inference;
+      await w.installLanguageModel({ modelUrl: url, ...cfg }); // the same configuration again
+      out.keptModel = LM.inference === loaded && loaded !== undefined;
       const c = await s.clone();
       out.cloneUsageAtClone = c.inputUsage;
       out.c3 = await c.prompt(fx.q3);
@@ -163,6 +166,7 @@ test("clone, append, a prefix and responseConstraint give Python's answers and c
   expect(got.params).toEqual({ defaultTopK: expected.params.defaultTopK, maxTopK: got.maxTopK, defaultTemperature: expected.params.defaultTemperature, maxTemperature: 2 });
   expect(got.defaults).toEqual([expected.params.defaultTopK, expected.params.defaultTemperature, "balanced"]);
   expect(got.a1).toBe(expected.page.a1.text);
+  expect(got.keptModel, "configuring the same model again keeps it loaded").toBe(true);
   expect(got.cloneUsageAtClone).toBe(expected.page.usage1);
   expect(got.c3, "the clone's turn follows the history it copied").toBe(expected.clone.c3.text);
   expect(got.a2, "the source's turn ignores the clone's").toBe(expected.page.a2.text);

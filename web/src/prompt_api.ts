@@ -200,6 +200,13 @@ function engineParams(): LanguageModelParams {
   };
 }
 
+/** Whether two configurations load the same model the same way (values equal, functions the same). */
+function sameConfig(a: LanguageModelConfig, b: LanguageModelConfig): boolean {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]) as Set<keyof LanguageModelConfig>;
+  const plain = (v: unknown) => (v instanceof URL ? String(v) : v);
+  return [...keys].every((k) => a[k] === b[k] || (typeof a[k] !== "function" && JSON.stringify(plain(a[k])) === JSON.stringify(plain(b[k]))));
+}
+
 /** The loaded model; the first call loads it, reporting fractions of the download to the listeners. */
 function loadModel(): Promise<LlmInference> {
   if (llm) return Promise.resolve(llm);
@@ -287,6 +294,7 @@ export class LanguageModel extends EventTarget {
     }
     const m = next.maxResponseTokens;
     if (m !== undefined && !(Number.isInteger(m) && m >= 1)) throw new RangeError(`'maxResponseTokens' must be an integer >= 1, got ${show(m)}`);
+    if (config && sameConfig(config, next)) return; // installing twice keeps the loaded model
     llm?.close();
     llm = loading = undefined;
     config = { ...next };
