@@ -1,4 +1,5 @@
-"""Compose the weight kernels: shaders/matmul_<type>.wgsl and shaders/embedding_<type>.wgsl.
+"""Compose the weight kernels (shaders/matmul_<type>.wgsl, shaders/embedding_<type>.wgsl) and the
+table of block layouts both hosts repack by (py/wgllm/gpu/weight_types.py, web/src/weight_types.ts).
 
     python scripts/compose_shaders.py           # write them
     python scripts/compose_shaders.py --check   # exit 1, naming each file, when one is not current
@@ -6,8 +7,8 @@
 Each op's body is written once (shaders/compose/ops/<op>.wgsl) and each GGUF type's dequantisation
 once (shaders/compose/types/<type>.wgsl); a composed file is plain WGSL, checked in, read by both
 hosts as before (wgpu-py and the browser bundle), and tests/py/test_shader_compose.py keeps it
-current. A new weight type is one types/ file (plus its numpy oracle and the repacking rows in
-py/wgllm/gpu/weights.py and web/src/weights.ts).
+current. A new weight type is one types/ file (plus its numpy oracle, and in the repacking code only
+where its fields need more than a byte range each, as Q4_K's scales do).
 
 An op body has these placeholders, each alone where it stands:
   {{type}}, {{desc}}  the type's name and its first line (what a weight is: "Q4_0 (w = d * (q - 8))")
@@ -15,7 +16,11 @@ An op body has these placeholders, each alone where it stands:
   {{<name>}}          in `@binding({{<name>}})`: the op's own bindings, numbered on after the weights'
   {{dequant}}         the type's functions for this op
 A type file: its description line, then sections opened by `//@ <name>` lines:
-  //@ bindings   its storage arrays, `@binding(1)` on, in the order the hosts bind the repacked arrays
+  //@ layout     one JSON line: {"ggml": type id, "block": elements, "bytes": per block, "fields":
+                 [[name, start, end], ...]}: the repacked arrays in binding order, each bytes
+                 [start, end) of every block (Q4_K's "sm": its 12 packed scale bytes from `start`,
+                 decoded to 16: eight 6-bit scales, then eight mins)
+  //@ bindings   its storage arrays, `@binding(1)` on, named as the layout's fields, in their order
   //@ shared     functions both ops use
   //@ matmul     what the matmul body calls: unit(row, u) and dot_unit(row, u, xs)
   //@ embedding  what the embedding body calls: weight4(row, i4)
@@ -25,6 +30,7 @@ Params call it `dim`, and its composition renames the word `k` to `dim` in those
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -32,7 +38,9 @@ from pathlib import Path
 SHADERS = Path(__file__).resolve().parents[1] / "shaders"
 COMPOSE = SHADERS / "compose"
 OPS = {"matmul": ("matmul",), "embedding": ("embedding",)}  # op -> the type sections it takes after shared
-SECTIONS = ("bindings", "shared", "matmul", "embedding")
+SECTIONS = ("layout", "bindings", "shared", "matmul", "embedding")
+ROOT = SHADERS.parent
+TABLES = {"py": ROOT / "py" / "wgllm" / "gpu" / "weight_types.py", "ts": ROOT / "web" / "src" / "weight_types.ts"}
 GENERATED = "// Composed by scripts/compose_shaders.py from shaders/compose/ops/{op}.wgsl and types/{type}.wgsl: edit those."
 
 
@@ -61,7 +69,29 @@ def read_type(path: Path) -> tuple[str, dict[str, list[str]]]:
     numbers = [int(m) for line in sections["bindings"] for m in re.findall(r"@binding\((\d+)\)", line)]
     if numbers != list(range(1, len(numbers) + 1)):
         raise ComposeError(f"{path}: the weight bindings must be numbered 1, 2, ... in order, got {numbers}")
+    layout = read_layout(path, sections["layout"])
+    names = [m for line in sections["bindings"] for m in re.findall(r"@binding\(\d+\) var<[^>]*> (\w+):", line)]
+    if names != [f[0] for f in layout["fields"]]:
+        raise ComposeError(f"{path}: the bindings {names} are not the layout's fields {[f[0] for f in layout['fields']]} in order")
     return desc, sections
+
+
+def read_layout(path: Path, lines: list[str]) -> dict:
+    text = "\n".join(line for line in lines if line.strip())
+    expected = '{"ggml": id, "block": elements, "bytes": per block, "fields": [[name, start, end], ...]}'
+    try:
+        layout = json.loads(text)
+    except ValueError as e:
+        raise ComposeError(f"{path}: the layout section is not JSON ({e}); expected {expected}") from None
+    ok = isinstance(layout, dict) and set(layout) == {"ggml", "block", "bytes", "fields"}
+    ok = ok and all(isinstance(layout[k], int) and layout[k] >= 0 for k in ("ggml", "block", "bytes")) and isinstance(layout["fields"], list)
+    ok = ok and all(isinstance(f, list) and len(f) == 3 and isinstance(f[0], str) and all(isinstance(v, int) for v in f[1:]) for f in layout["fields"])
+    if not ok or not layout["fields"]:
+        raise ComposeError(f"{path}: the layout must be {expected}, got {text}")
+    for name, start, end in layout["fields"]:
+        if not 0 <= start < end or (end > layout["bytes"] and name != "sm"):
+            raise ComposeError(f"{path}: layout field {name!r} covers bytes [{start}, {end}), outside a {layout['bytes']}-byte block")
+    return layout
 
 
 def compose(op: str, type_name: str) -> str:
@@ -82,21 +112,49 @@ def compose(op: str, type_name: str) -> str:
     return f"{first}\n{GENERATED.format(op=op, type=type_name)}\n{rest}"
 
 
+def tables(types: list[str]) -> dict[Path, str]:
+    """The layout table in Python and in TypeScript: ggml type id -> (name, block, bytes, fields)."""
+    rows = []
+    for t in types:
+        path = COMPOSE / "types" / f"{t}.wgsl"
+        layout = read_layout(path, read_type(path)[1]["layout"])
+        rows.append((layout["ggml"], t.upper(), layout["block"], layout["bytes"], [tuple(f) for f in layout["fields"]]))
+    ids = [r[0] for r in rows]
+    if len(set(ids)) != len(ids):
+        raise ComposeError(f"shaders/compose/types: two types share a ggml id ({ids})")
+    note = "Composed by scripts/compose_shaders.py from the layout sections of shaders/compose/types/*.wgsl: edit those."
+    doc = "ggml type id -> (name, elements a block, bytes a block, fields): the repacked arrays in binding order, each bytes [start, end) of every block (Q4_K's sm: its packed scales decoded, weights.py)"
+    py = [f'"""{note}"""', "", f"# {doc}", "WEIGHT_TYPES: dict[int, tuple[str, int, int, tuple[tuple[str, int, int], ...]]] = {"]
+    ts = [f"// {note}", "", f"/** {doc}. */", "export const WEIGHT_TYPES: Readonly<Record<number, WeightTypeRow>> = {"]
+    for gid, name, block, size, fields in sorted(rows):
+        py_fields = "".join(f"({n!r}, {a}, {b}), " for n, a, b in fields).rstrip(" ")
+        ts_fields = ", ".join('{ name: "%s", start: %d, end: %d }' % f for f in fields)
+        py.append(f"    {gid}: ({name!r}, {block}, {size}, ({py_fields})),")
+        ts.append(f'  {gid}: {{ name: "{name}", block: {block}, size: {size}, fields: [{ts_fields}] }},')
+    py.append("}")
+    ts = ts[:2] + ["export interface WeightTypeRow {", "  readonly name: string;", "  readonly block: number;", "  readonly size: number;",
+                   "  readonly fields: readonly { readonly name: string; readonly start: number; readonly end: number }[];", "}", ""] + ts[2:] + ["};"]
+    return {TABLES["py"]: "\n".join(py) + "\n", TABLES["ts"]: "\n".join(ts) + "\n"}
+
+
 def composed() -> dict[Path, str]:
     """Every composed file's path and text."""
     types = sorted(p.stem for p in (COMPOSE / "types").glob("*.wgsl"))
     if not types:
         raise ComposeError(f"no type files in {COMPOSE / 'types'}")
-    return {SHADERS / f"{op}_{t}.wgsl": compose(op, t) for op in OPS for t in types}
+    out = {SHADERS / f"{op}_{t}.wgsl": compose(op, t) for op in OPS for t in types}
+    if TABLES["py"].parent.is_dir() and TABLES["ts"].parent.is_dir():  # a checkout (tests copy shaders/ alone)
+        out.update(tables(types))
+    return out
 
 
 def stale() -> list[str]:
     """The composed files that differ from their sources, and files that look composed but have none."""
     want = composed()
-    out = [f"{p.relative_to(SHADERS.parent)} is not current" for p, text in want.items() if not p.exists() or p.read_text() != text]
+    out = [f"{p.relative_to(ROOT)} is not current" for p, text in want.items() if not p.exists() or p.read_text() != text]
     for p in sorted(SHADERS.glob("*.wgsl")):
         if p not in want and "Composed by scripts/compose_shaders.py" in p.read_text():
-            out.append(f"{p.relative_to(SHADERS.parent)} says it is composed but has no type file")
+            out.append(f"{p.relative_to(ROOT)} says it is composed but has no type file")
     return out
 
 
@@ -109,10 +167,10 @@ def main(argv: list[str]) -> int:
             return 1 if problems else 0
         for path, text in composed().items():
             if not path.exists() or path.read_text() != text:
-                tmp = path.with_suffix(".wgsl.tmp")
+                tmp = path.with_name(path.name + ".tmp")
                 tmp.write_text(text)
                 tmp.replace(path)
-                print(f"wrote {path.relative_to(SHADERS.parent)}")
+                print(f"wrote {path.relative_to(ROOT)}")
     except ComposeError as e:
         print(f"compose_shaders: {e}", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
-"""The weight kernels are composed (scripts/compose_shaders.py): the checked-in files are current, and
-the composer refuses malformed sources by name."""
+"""The weight kernels and the block-layout table both hosts repack by are composed
+(scripts/compose_shaders.py): the checked-in files are current, and the composer refuses malformed
+sources by name."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ def copy_tree(tmp_path: Path) -> Path:
     (root / "scripts").mkdir(parents=True)
     shutil.copy2(REPO / "scripts" / "compose_shaders.py", root / "scripts")
     shutil.copytree(REPO / "shaders", root / "shaders")
+    for table in ("py/wgllm/gpu/weight_types.py", "web/src/weight_types.ts"):
+        (root / table).parent.mkdir(parents=True)
+        shutil.copy2(REPO / table, root / table)
     return root
 
 
@@ -55,7 +59,15 @@ def test_a_new_type_is_one_file(tmp_path):
     types = root / "shaders" / "compose" / "types"
     text = (types / "q4_0.wgsl").read_text().replace("// Q4_0 (w = d * (q - 8))", "// Q4_X (a test type)")
     (types / "q4_x.wgsl").write_text(text)
+    clash = run(root)  # Q4_0's ggml id
+    assert clash.returncode == 2 and "two types share a ggml id" in clash.stderr
+    (types / "q4_x.wgsl").write_text(text.replace('"ggml": 2,', '"ggml": 99,'))
     assert run(root).returncode == 0
+    # the layout table both hosts repack by has its row
+    assert "    99: ('Q4_X', 32, 18, (('qs', 2, 18), ('d', 0, 2),))," in (root / "py/wgllm/gpu/weight_types.py").read_text()
+    assert '  99: { name: "Q4_X", block: 32, size: 18, fields: [{ name: "qs", start: 2, end: 18 }, { name: "d", start: 0, end: 2 }] },' in (
+        root / "web/src/weight_types.ts"
+    ).read_text()
     matmul = (root / "shaders" / "matmul_q4_x.wgsl").read_text()
     embedding = (root / "shaders" / "embedding_q4_x.wgsl").read_text()
     assert matmul.startswith("// matmul_q4_x: ") and "W Q4_X (a test type)   ref:" in matmul.split("\n")[0]
@@ -75,16 +87,20 @@ def test_malformed_type_files_are_refused_by_name(tmp_path):
     unit = root / "shaders" / "compose" / "types" / "q8_0.wgsl"
     good = unit.read_text()
     cases = {
-        good.replace("//@ embedding\n", ""): "sections ['bindings', 'shared', 'matmul'], expected ['bindings', 'shared', 'matmul', 'embedding']",
+        good.replace("//@ embedding\n", ""): "sections ['layout', 'bindings', 'shared', 'matmul'], expected ['layout', 'bindings', 'shared', 'matmul', 'embedding']",
         good.replace("//@ shared", "//@ helpers"): "section 'helpers' is unknown or repeated",
         good.replace("@binding(2)", "@binding(5)"): "the weight bindings must be numbered 1, 2, ... in order, got [1, 5]",
         "//@ bindings\n" + good: "the first line must be `// <what a weight is>`",
+        good.replace('[["qs", 2, 34], ["d", 0, 2]]', '[["d", 0, 2], ["qs", 2, 34]]'): "the bindings ['qs', 'd'] are not the layout's fields ['d', 'qs'] in order",
+        good.replace('["d", 0, 2]', '["d", 0, 40]'): "layout field 'd' covers bytes [0, 40), outside a 34-byte block",
+        good.replace('"bytes": 34', '"bytes": "34"'): "the layout must be {",
+        good.replace('"bytes": 34,', '"bytes": 34'): "the layout section is not JSON",
     }
     for text, message in cases.items():
         unit.write_text(text)
         result = run(root)
         assert result.returncode == 2, result
-        assert "shaders/compose/types/q8_0.wgsl" in result.stderr and message in result.stderr, result.stderr
+        assert "shaders/compose/types/q8_0.wgsl" in result.stderr and message in result.stderr, (message, result.stderr)
     unit.write_text(good)
     body = root / "shaders" / "compose" / "ops" / "matmul.wgsl"
     body.write_text(body.read_text().replace("{{dequant}}", "{{dequant}}\n// {{oops}}"))

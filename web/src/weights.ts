@@ -10,35 +10,13 @@
 import { DeviceLimitError, ModelFormatError } from "./errors";
 import type { GGUFTensorInfo } from "./gguf";
 import { type GpuContext, shaderConstant } from "./gpu";
+import { WEIGHT_TYPES, type WeightTypeRow } from "./weight_types";
 
-/** A field of a block: bytes [start, end) of each GGUF block, or Q4_K's decoded scales ("sm"). */
-interface Field {
-  readonly name: string;
-  readonly start: number;
-  readonly end: number;
-}
+/** A type's block layout; each field is bytes [start, end) of every GGUF block, or Q4_K's decoded scales ("sm"). */
+type TypeLayout = WeightTypeRow;
 
-interface TypeLayout {
-  readonly name: string;
-  readonly block: number; // elements per block
-  readonly size: number; // bytes per block
-  readonly fields: readonly Field[]; // in binding order
-}
-
-const f = (name: string, start: number, end: number): Field => ({ name, start, end });
-
-/** ggml type id -> layout; the order of `fields` is the shaders' binding order. */
-export const GPU_TYPES: Readonly<Record<number, TypeLayout>> = {
-  0: { name: "F32", block: 1, size: 4, fields: [f("w", 0, 4)] },
-  1: { name: "F16", block: 1, size: 2, fields: [f("w", 0, 2)] },
-  30: { name: "BF16", block: 1, size: 2, fields: [f("w", 0, 2)] },
-  8: { name: "Q8_0", block: 32, size: 34, fields: [f("qs", 2, 34), f("d", 0, 2)] },
-  2: { name: "Q4_0", block: 32, size: 18, fields: [f("qs", 2, 18), f("d", 0, 2)] },
-  3: { name: "Q4_1", block: 32, size: 20, fields: [f("qs", 4, 20), f("dm", 0, 4)] },
-  6: { name: "Q5_0", block: 32, size: 22, fields: [f("qs", 6, 22), f("qh", 2, 6), f("d", 0, 2)] },
-  12: { name: "Q4_K", block: 256, size: 144, fields: [f("qs", 16, 144), f("sm", 4, 20), f("dm", 0, 4)] },
-  14: { name: "Q6_K", block: 256, size: 210, fields: [f("ql", 0, 128), f("qh", 128, 192), f("sc", 192, 208), f("d", 208, 210)] },
-};
+/** ggml type id -> layout; the order of `fields` is the shaders' binding order (weight_types.ts, composed with the shaders from shaders/compose/types). */
+export const GPU_TYPES: Readonly<Record<number, TypeLayout>> = WEIGHT_TYPES;
 const SUPPORTED = Object.values(GPU_TYPES).map((t) => t.name).join(", ");
 
 /** Raw bytes staged per repack: a few MiB, whatever the tensor's size. */

@@ -5,7 +5,9 @@ bytes of quants) are not 4-byte aligned, so shaders could only read them with by
 `repack` splits every block into its fields, one array per field, each array row-major
 (n_out, per_row) so that any range of rows is a contiguous slice. The shaders
 (shaders/matmul_<type>.wgsl, shaders/embedding_<type>.wgsl) bind the arrays in this order, as
-array<u32> (or array<f32> for F32), and index them from the first row of the chunk they are given:
+array<u32> (or array<f32> for F32), and index them from the first row of the chunk they are given
+(the fields' byte ranges are weight_types.WEIGHT_TYPES, composed with the kernels from
+shaders/compose/types/ by scripts/compose_shaders.py; web/src/weights.ts repacks by the same table):
 
   type  arrays (per row, nb = k / block)                  element e of the row (b = e / block)
   F32   w: f32[k]                                         w[e]
@@ -63,9 +65,10 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from wgllm.gpu.runtime import KERNEL_FAMILIES, GpuError, OpenPass, shader_constant
+from wgllm.gpu.weight_types import WEIGHT_TYPES
 
 T = GGMLQuantizationType
-SUPPORTED_TYPES = (T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q4_K, T.Q6_K)
+SUPPORTED_TYPES = tuple(T(i) for i in WEIGHT_TYPES)
 _F16 = np.dtype("<f2")
 
 # Kernel geometry is read from the WGSL files' own constants (runtime.shader_constant), as web/src does.
@@ -159,23 +162,13 @@ def repack(raw: np.ndarray, ggml_type: GGMLQuantizationType, shape: tuple[int, .
     if raw.dtype != np.uint8 or raw.size != n_out * nb * size:
         raise ValueError(f"{name}: {t.name} weight of shape {(n_out, k)} needs {n_out * nb * size} uint8 bytes, got {raw.size} of {raw.dtype}")
     blocks = raw.reshape(n_out, nb, size)
-    if t in (T.F32, T.F16, T.BF16):
-        return RepackedWeight(t, (n_out, k), [_rows(blocks, n_out)], ["w"])
-    if t == T.Q8_0:
-        arrays, names = [blocks[:, :, 2:], blocks[:, :, 0:2]], ["qs", "d"]
-    elif t == T.Q4_0:
-        arrays, names = [blocks[:, :, 2:], blocks[:, :, 0:2]], ["qs", "d"]
-    elif t == T.Q4_1:
-        arrays, names = [blocks[:, :, 4:], blocks[:, :, 0:4]], ["qs", "dm"]
-    elif t == T.Q5_0:
-        arrays, names = [blocks[:, :, 6:], blocks[:, :, 2:6], blocks[:, :, 0:2]], ["qs", "qh", "d"]
-    elif t == T.Q4_K:
-        sc, m = _scale_min_k4(blocks[:, :, 4:16])
-        arrays, names = [blocks[:, :, 16:], np.concatenate([sc, m], axis=-1), blocks[:, :, 0:4]], ["qs", "sm", "dm"]
-    else:  # Q6_K
-        arrays = [blocks[:, :, :128], blocks[:, :, 128:192], blocks[:, :, 192:208], blocks[:, :, 208:210]]
-        names = ["ql", "qh", "sc", "d"]
-    return RepackedWeight(t, (n_out, k), [_rows(a, n_out) for a in arrays], names)
+    arrays = []
+    for field, start, end in WEIGHT_TYPES[int(t)][3]:  # the layout table shared with web/src (weight_types)
+        if field == "sm":  # Q4_K: its 12 packed scale bytes decoded to eight scales, then eight mins
+            arrays.append(np.concatenate(_scale_min_k4(blocks[:, :, start : start + 12]), axis=-1))
+        else:
+            arrays.append(blocks[:, :, start:end])
+    return RepackedWeight(t, (n_out, k), [_rows(a, n_out) for a in arrays], [f[0] for f in WEIGHT_TYPES[int(t)][3]])
 
 
 def chunk_rows(repacked: RepackedWeight, max_binding: int) -> int:

@@ -1,4 +1,6 @@
 // BF16 (w = f32 with the low 16 bits zero)
+//@ layout
+{"ggml": 30, "block": 1, "bytes": 2, "fields": [["w", 0, 2]]}
 //@ bindings
 @group(0) @binding(1) var<storage, read> w: array<vec2<u32>>; // (rows, k / 4) bf16, four in two words
 //@ shared

@@ -1,4 +1,6 @@
 // F16
+//@ layout
+{"ggml": 1, "block": 1, "bytes": 2, "fields": [["w", 0, 2]]}
 //@ bindings
 @group(0) @binding(1) var<storage, read> w: array<vec2<u32>>; // (rows, k / 4) f16, four in two words
 //@ shared

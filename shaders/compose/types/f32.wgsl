@@ -1,4 +1,6 @@
 // F32
+//@ layout
+{"ggml": 0, "block": 1, "bytes": 4, "fields": [["w", 0, 4]]}
 //@ bindings
 @group(0) @binding(1) var<storage, read> w: array<vec4<f32>>; // (rows, k / 4)
 //@ shared

@@ -1,4 +1,6 @@
 // Q4_0 (w = d * (q - 8))
+//@ layout
+{"ggml": 2, "block": 32, "bytes": 18, "fields": [["qs", 2, 18], ["d", 0, 2]]}
 //@ bindings
 @group(0) @binding(1) var<storage, read> qs: array<vec4<u32>>; // (rows * k / 32) blocks of nibbles: byte j = elems j (low), j + 16 (high)
 @group(0) @binding(2) var<storage, read> d: array<u32>;         // (rows * k / 32) f16 block scales, two a word

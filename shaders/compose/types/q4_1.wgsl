@@ -1,4 +1,6 @@
 // Q4_1 (w = d * q + m)
+//@ layout
+{"ggml": 3, "block": 32, "bytes": 20, "fields": [["qs", 4, 20], ["dm", 0, 4]]}
 //@ bindings
 @group(0) @binding(1) var<storage, read> qs: array<vec4<u32>>; // (rows * k / 32) blocks of nibbles, as Q4_0
 @group(0) @binding(2) var<storage, read> dm: array<u32>;        // (rows * k / 32) f16 pairs (d, m), one block a word

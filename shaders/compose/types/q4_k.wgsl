@@ -1,4 +1,6 @@
 // Q4_K (w = (d * sc) * q - dmin * m per 32-element sub-block)
+//@ layout
+{"ggml": 12, "block": 256, "bytes": 144, "fields": [["qs", 16, 144], ["sm", 4, 20], ["dm", 0, 4]]}
 //@ bindings
 @group(0) @binding(1) var<storage, read> qs: array<vec4<u32>>; // (rows * k / 256, 8) nibbles: word 8g + l/4 = elems 64g+l.. (low), 64g+32+l.. (high)
 @group(0) @binding(2) var<storage, read> sm: array<u32>;        // (rows * k / 256, 4) six-bit sub-block scales sc[8] then mins m[8], a byte each

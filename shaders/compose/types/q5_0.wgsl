@@ -1,4 +1,6 @@
 // Q5_0 (w = d * (q - 16), q = nibble | qh bit << 4)
+//@ layout
+{"ggml": 6, "block": 32, "bytes": 22, "fields": [["qs", 6, 22], ["qh", 2, 6], ["d", 0, 2]]}
 //@ bindings
 @group(0) @binding(1) var<storage, read> qs: array<vec4<u32>>; // (rows * k / 32) blocks of low nibbles, as Q4_0
 @group(0) @binding(2) var<storage, read> qh: array<u32>;        // (rows * k / 32) fifth bits: bit j = element j of the block

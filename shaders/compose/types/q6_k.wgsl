@@ -1,4 +1,6 @@
 // Q6_K (w = (d * sc) * (q - 32) per 16-element sub-block)
+//@ layout
+{"ggml": 14, "block": 256, "bytes": 210, "fields": [["ql", 0, 128], ["qh", 128, 192], ["sc", 192, 208], ["d", 208, 210]]}
 //@ bindings
 @group(0) @binding(1) var<storage, read> ql: array<vec4<u32>>; // (rows * k / 256, 8) low nibbles: elem 128h+32i+l in byte 64h+32(i%2)+l, high nibble when i >= 2
 @group(0) @binding(2) var<storage, read> qh: array<vec4<u32>>; // (rows * k / 256, 4) high bit pairs: elem 128h+32i+l in bits 2i.. of byte 32h+l

@@ -1,4 +1,6 @@
 // Q8_0 (w = d * q)
+//@ layout
+{"ggml": 8, "block": 32, "bytes": 34, "fields": [["qs", 2, 34], ["d", 0, 2]]}
 //@ bindings
 @group(0) @binding(1) var<storage, read> qs: array<vec4<u32>>; // (rows, k / 16) int8 quants, four a word
 @group(0) @binding(2) var<storage, read> d: array<u32>;        // (rows * k / 32) f16 block scales, two a word

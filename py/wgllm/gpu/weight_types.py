@@ -1,0 +1,14 @@
+"""Composed by scripts/compose_shaders.py from the layout sections of shaders/compose/types/*.wgsl: edit those."""
+
+# ggml type id -> (name, elements a block, bytes a block, fields): the repacked arrays in binding order, each bytes [start, end) of every block (Q4_K's sm: its packed scales decoded, weights.py)
+WEIGHT_TYPES: dict[int, tuple[str, int, int, tuple[tuple[str, int, int], ...]]] = {
+    0: ('F32', 1, 4, (('w', 0, 4),)),
+    1: ('F16', 1, 2, (('w', 0, 2),)),
+    2: ('Q4_0', 32, 18, (('qs', 2, 18), ('d', 0, 2),)),
+    3: ('Q4_1', 32, 20, (('qs', 4, 20), ('dm', 0, 4),)),
+    6: ('Q5_0', 32, 22, (('qs', 6, 22), ('qh', 2, 6), ('d', 0, 2),)),
+    8: ('Q8_0', 32, 34, (('qs', 2, 34), ('d', 0, 2),)),
+    12: ('Q4_K', 256, 144, (('qs', 16, 144), ('sm', 4, 20), ('dm', 0, 4),)),
+    14: ('Q6_K', 256, 210, (('ql', 0, 128), ('qh', 128, 192), ('sc', 192, 208), ('d', 208, 210),)),
+    30: ('BF16', 1, 2, (('w', 0, 2),)),
+}
