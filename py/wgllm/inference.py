@@ -31,6 +31,7 @@ and Generation objects back (text, tokens, logprobs, finish_reason, prompt_token
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Callable
 
 from wgllm import generation
@@ -45,6 +46,18 @@ LORA_OWNER_MESSAGE = "The LoRA model was not loaded by this LLM Inference task."
 _BACKENDS = ("gpu", "reference")
 MAX_N = 16  # answers per call
 _UNSET = object()
+
+
+@dataclass
+class CheckedCall:
+    """A generate call's options, checked (LlmInference.check): what the answers are drawn with."""
+
+    ids: list[int]  # the prompt's tokens
+    params: SamplingParams  # seed: the first answer's (the i-th draws with seed + i)
+    stops: list[str]
+    grammar: JsonGrammar | None
+    n: int
+    max_new_tokens: int | None
 
 
 class LoraModel:
@@ -269,6 +282,44 @@ class LlmInference:
         n * max_new_tokens must fit max_tokens (the n answers' budget is the one context, as
         llama.cpp's server splits its context between parallel slots)."""
         lora = self._check_lora(lora)
+        call = self.check(prompt, n=n, max_new_tokens=max_new_tokens, stop=stop, response_format=response_format, random_seed=random_seed, **sampling)
+        ids, params, stops, grammar = call.ids, call.params, call.stops, call.grammar
+
+        def go():
+            out = []
+            for i in range(n):
+                if cancelled is not None and cancelled():
+                    break
+
+                def listener(text: str, done: bool, i=i) -> None:
+                    if text and stream is not None:
+                        stream(i, text)
+
+                def stop_now() -> bool:
+                    return self._cancel.is_set() or (cancelled is not None and cancelled())
+
+                session = self._session(params.seed + i, lora, params)
+                out.append(generation.run_generation(self.model, session, ids, self.max_tokens, listener, stop_now, stops, grammar, max_new_tokens))
+            self.last_generations = out
+            return out
+
+        return self._run(go)
+
+    def check(
+        self,
+        prompt: str | list[int],
+        *,
+        n: int = 1,
+        max_new_tokens: int | None = None,
+        stop=_UNSET,
+        response_format=_UNSET,
+        random_seed: int | None = None,
+        **sampling,
+    ) -> CheckedCall:
+        """generate's checks of everything but lora, each error naming its option, without running
+        anything or waiting for the engine (serve-models checks a request with it before queueing it):
+        the prompt tokenized (PromptTooLongError when it, or it plus n * max_new_tokens, is past
+        max_tokens), the sampling options merged over the instance's."""
         unknown = sorted(set(sampling) - set(SamplingParams.names()) | set(sampling) & {"seed"})
         if unknown:
             raise TypeError(f"unknown generate option(s) {', '.join(unknown)} (random_seed is the seed)")
@@ -294,26 +345,7 @@ class LlmInference:
                 f"the prompt ({len(ids)} tokens) plus n ({n}) x max_tokens ({max_new_tokens}) = {len(ids) + n * max_new_tokens} "
                 f"tokens is past the context of {self.max_tokens} tokens"
             )
-
-        def go():
-            out = []
-            for i in range(n):
-                if cancelled is not None and cancelled():
-                    break
-
-                def listener(text: str, done: bool, i=i) -> None:
-                    if text and stream is not None:
-                        stream(i, text)
-
-                def stop_now() -> bool:
-                    return self._cancel.is_set() or (cancelled is not None and cancelled())
-
-                session = self._session(params.seed + i, lora, params)
-                out.append(generation.run_generation(self.model, session, ids, self.max_tokens, listener, stop_now, stops, grammar, max_new_tokens))
-            self.last_generations = out
-            return out
-
-        return self._run(go)
+        return CheckedCall(ids, params, stops, grammar, n, max_new_tokens)
 
     def size_in_tokens(self, text: str) -> int:
         return len(self.model.tokenizer.encode(text, add_special=True, parse_special=True))

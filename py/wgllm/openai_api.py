@@ -32,8 +32,8 @@ one tool_calls delta carrying index, id, type, name and all its arguments at onc
 the arguments over several deltas; clients join them either way). "none" renders the template
 without the tools.
 
-Everything is checked before the request joins the queue: a bad request gets 4xx at once, never a
-500 and never after waiting. The engine runs one generation at a time on one worker thread;
+Everything is checked before the request joins the queue (the options by LlmInference.check,
+generate's own checks): a bad request gets 4xx at once, never a 500 and never after waiting. The engine runs one generation at a time on one worker thread;
 requests wait in a FIFO queue of --queue places (429 when it is full). A client that disconnects
 frees its place (queued) or stops its generation (running) at the next token.
 """
@@ -60,9 +60,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from wgllm.chat import ChatTemplateError, render_chat, special_strings, strip_special
+from wgllm.generation import PromptTooLongError
+from wgllm.grammar import SchemaError
 from wgllm.openai_messages import ApiError, bad, check_messages, check_tools
-from wgllm.grammar import SchemaError, grammar_for_response_format
-from wgllm.sampling import MAX_TOP_K, MAX_TOP_LOGPROBS, SamplingParams, check_stop
+from wgllm.sampling import MAX_TOP_K, MAX_TOP_LOGPROBS
 from wgllm.tool_calls import ToolCallStream, detect_format, openai_tool_calls, parse_tool_calls
 
 DEFAULT_TEMPERATURE = 1.0  # OpenAI's
@@ -238,26 +239,19 @@ class OpenAIApi:
             response_format = {"type": "json_schema", "json_schema": {"name": "tool_call", "schema": tool_schema, "strict": True}}
         if isinstance(sampling.get("top_k"), int) and sampling["top_k"] > MAX_TOP_K:
             raise bad(f"top_k must be at most {MAX_TOP_K}, the GPU sampler's candidate list, got {sampling['top_k']}", "top_k")
-        try:
-            stop = check_stop(body.get("stop"))
-            params = SamplingParams(**{"top_k": self.llm.top_k, "temperature": self.llm.temperature, **sampling, "seed": seed})
-            params.checked(self.llm.model.config.n_vocab, "seed")
-            grammar_for_response_format(response_format)
-        except ValueError as e:
-            raise bad(str(e), param_of(e, None)) from None
-        if isinstance(prompt, str):  # as generate tokenizes it: special tokens parsed, BOS when the tokenizer adds one
-            ids = self.llm.model.tokenizer.encode(prompt, add_special=True, parse_special=True)
-            if not ids:
-                raise bad("the prompt is empty and the model adds no BOS token: nothing to generate from", prompt_param)
-        else:
-            ids = prompt
-        if len(ids) >= self.context:
-            raise bad(f"the prompt has {len(ids)} tokens: the context holds {self.context}, prompt and answer together",
-                      prompt_param, "context_length_exceeded")
-        if max_new is not None and len(ids) + n * max_new > self.context:
-            raise bad(f"the prompt ({len(ids)} tokens) plus n ({n}) x max_tokens ({max_new}) = {len(ids) + n * max_new} tokens "
-                      f"is past the context of {self.context} tokens", "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens",
-                      "context_length_exceeded")
+        max_field = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        try:  # generate's own checks (the prompt tokenized as it tokenizes it), run now rather than in the queue
+            call = self.llm.check(prompt, n=n, max_new_tokens=max_new, stop=body.get("stop"), response_format=response_format,
+                                  random_seed=seed, **sampling)
+        except PromptTooLongError as e:
+            if " x max_tokens " in str(e):
+                raise bad(str(e), max_field, "context_length_exceeded") from None
+            size = self.llm.size_in_tokens(prompt) if isinstance(prompt, str) else len(prompt)
+            raise bad(f"the prompt has {size} tokens: the context holds {self.context}, prompt and answer together",
+                      prompt_param, "context_length_exceeded") from None
+        except (ValueError, TypeError) as e:
+            raise bad(str(e), param_of(e, prompt_param)) from None
+        ids, stop = call.ids, call.stops
         prefix = "chatcmpl-" if kind == "chat" else "cmpl-"
         prompt_chars = len(prompt) if isinstance(prompt, str) else len(self.llm.model.tokenizer.decode(ids))
         tool_format = self.tool_format if tools is not None and not tool_call else None

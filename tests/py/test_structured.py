@@ -150,6 +150,18 @@ def test_bad_structured_requests_are_refused_by_name_before_generating(tiny_gpu)
         (dict(seed=3), TypeError, r"unknown generate option\(s\) seed"),
     ]
     for options, error, message in cases:
-        with pytest.raises(error, match=message):
-            tiny_gpu.generate(PROMPT, **options)
+        for call in (tiny_gpu.check, tiny_gpu.generate):  # generate runs check's checks
+            with pytest.raises(error, match=message):
+                call(PROMPT, **options)
     assert tiny_gpu.last_generations == []  # nothing ran
+
+
+def test_check_gives_what_generate_draws_with_and_does_not_wait_for_the_engine(tiny_gpu):
+    call = tiny_gpu.check(PROMPT, n=2, max_new_tokens=5, stop="}", top_k=3, random_seed=9)
+    assert call.ids == tiny_gpu.model.tokenizer.encode(PROMPT, add_special=True, parse_special=True)
+    assert (call.n, call.max_new_tokens, call.stops, call.params.top_k, call.params.seed, call.grammar) == (2, 5, ["}"], 3, 9, None)
+    assert call.params.temperature == tiny_gpu.temperature  # the instance's, where the call gives none
+    with tiny_gpu._busy:  # as if a generation were running: checking a request does not wait for it
+        assert tiny_gpu.check(call.ids).ids == call.ids
+        with pytest.raises(PromptTooLongError, match=r"n \(4\) x max_tokens \(300\)"):
+            tiny_gpu.check(PROMPT, n=4, max_new_tokens=300)
