@@ -103,3 +103,47 @@ def test_tool_conversation_renders_as_transformers():
     assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Zürich"}}\n</tool_call>' in text
     assert "<|im_start|>user\n<tool_response>\n{\"temperature\": 21}\n</tool_response><|im_end|>" in text
     assert '"name": "get_weather"' in text.split("<tools>\n")[1].split("</tools>")[0]  # the tools, described in the system turn
+
+
+def test_server_streams_and_answers_hermes_calls():
+    """serve-models' answer shaping for a Hermes-format model, without a model: an answer's pieces
+    as the worker posts them (text, then a call split across pieces) through GenerationResponse's
+    stream, and the same answer whole through OpenAIApi.choice."""
+    import asyncio
+
+    from wgllm.generation import Generation
+    from wgllm.openai_api import GenerationResponse, Job, OpenAIApi, Plan
+
+    text = "Let me check.\n<tool_call>\n" + '{"name": "get_weather", "arguments": {"city": "Paris"}}' + "\n</tool_call>"
+    pieces = ["Let me", " check.\n<tool", "_call>\n{\"name\": \"get_we", "ather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"]
+    assert "".join(pieces) == text
+    api = object.__new__(OpenAIApi)
+    api.name = "m.gguf"
+    plan = Plan("chat", [1, 2], 0, 1, None, 0, [], None, {}, True, False, False, 0, tool_format="hermes", id="chatcmpl-x")
+    answer = Generation(text=text, tokens=[5] * 9, finish_reason="stop")
+    whole = api.choice(plan, 0, answer)
+    assert whole["finish_reason"] == "tool_calls" and whole["message"]["content"] == "Let me check."
+    [call] = whole["message"]["tool_calls"]
+    assert call["function"] == {"name": "get_weather", "arguments": '{"city":"Paris"}'} and call["id"].startswith("call_")
+
+    async def run() -> list:
+        job = Job(plan, asyncio.get_running_loop())
+        for piece in pieces:
+            job.post("piece", 0, piece)
+        job.post("done", 0, answer)
+        job.post("end")
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        await GenerationResponse(api, job).stream(send)
+        body = b"".join(m.get("body", b"") for m in sent).decode()
+        return [json.loads(e[6:]) for e in body.split("\n\n") if e.startswith("data: {")]
+
+    chunks = asyncio.run(run())
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    assert "".join(d.get("content", "") for d in deltas) == "Let me check.\n"  # sent as it came, up to the call
+    [[delta]] = [d["tool_calls"] for d in deltas if "tool_calls" in d]
+    assert delta["index"] == 0 and delta["type"] == "function" and delta["function"] == call["function"]
+    assert [c["choices"][0]["finish_reason"] for c in chunks][-1] == "tool_calls"
