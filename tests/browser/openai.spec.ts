@@ -9,7 +9,9 @@
 // anything runs. Tools: a call the model writes in its template's format (Llama 3.1's bare JSON,
 // which a response_format makes the tiny model write; the oracle reads Python's text with
 // JSON.parse) comes back as tool_calls, whole and streamed; a forced call; the call and the tool's
-// answer sent back render as Python renders them; n answers at temperature 0 are Python's greedy one.
+// answer sent back render as Python renders them (Qwen2.5's real template too, with openai.ts's
+// shaping of a Hermes-format answer checked over a stand-in generate); n answers at temperature 0
+// are Python's greedy one.
 
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -257,6 +259,47 @@ test("tools: calls in the template's format, forced calls, a tool conversation; 
   expect(greedy.texts[0]).toBe(greedy.texts[1]);
   expect(got.greedy.choices.map((c: any) => c.message.content)).toEqual(greedy.texts);
   expect(got.greedyTokens).toEqual(greedy.tokens);
+});
+
+test("tools with a Hermes-format template (Qwen2.5's): the tool conversation renders as Python renders it, a call after text is parsed whole and streamed", async ({ page }) => {
+  // the tiny model cannot be made to write <tool_call> tags: its generate is replaced by one that
+  // streams a fixed answer (text, then a call split across pieces), so this checks openai.ts's shaping
+  test.setTimeout(120_000);
+  const text = 'Let me check.\n<tool_call>\n{"name": "weather", "arguments": {"city": "Paris", "days": 1}}\n</tool_call>';
+  const pieces = ["Let me", " check.\n<tool", '_call>\n{"name": "wea', 'ther", "arguments": {"city": "Paris", "days": 1}}\n</tool_call>'];
+  expect(pieces.join("")).toBe(text);
+  const got = await inPage(
+    page,
+    async (w, { url, fx, text, pieces }) => {
+      const engine = await w.createChatEngine(url, { maxTokens: fx.context, forceF32: true });
+      const llm = engine.llm;
+      const metadata = llm.modelMetadata.bind(llm);
+      llm.modelMetadata = (key: string) => (key === "tokenizer.chat_template" ? fx.hermes.template : metadata(key));
+      const prompts: string[] = [];
+      llm.generate = (prompt: string, options: any) => {
+        prompts.push(prompt);
+        for (const piece of pieces) options.onPiece?.(0, piece);
+        return Promise.resolve([{ text, promptTokens: 7, tokens: [1, 2, 3], finishReason: "stop" }]);
+      };
+      const request = { messages: fx.hermes.messages, tools: fx.hermes.tools };
+      const whole = await engine.chat.completions.create(request);
+      const chunks = [];
+      for await (const chunk of await engine.chat.completions.create({ ...request, stream: true })) chunks.push(chunk);
+      llm.close();
+      return { whole, chunks, prompts };
+    },
+    { url: MODEL, fx: expected, text, pieces },
+  );
+  expect(got.prompts).toEqual([expected.hermes.rendered, expected.hermes.rendered]);
+  const [choice] = got.whole.choices;
+  expect([choice.finish_reason, choice.message.content, choice.message.tool_calls.length]).toEqual(["tool_calls", "Let me check.", 1]);
+  expect(choice.message.tool_calls[0].function).toEqual({ name: "weather", arguments: '{"city":"Paris","days":1}' });
+  const deltas = got.chunks.map((c: any) => c.choices[0].delta);
+  expect(deltas.map((d: any) => d.content ?? "").join(""), "text up to the call, sent as it came").toBe("Let me check.\n");
+  const calls = deltas.flatMap((d: any) => d.tool_calls ?? []);
+  expect(calls.map((c: any) => [c.index, c.type, c.function])).toEqual([[0, "function", choice.message.tool_calls[0].function]]);
+  expect(calls[0].id).toMatch(/^call_[0-9a-f]{24}$/);
+  expect(got.chunks[got.chunks.length - 1].choices[0].finish_reason).toBe("tool_calls");
 });
 
 test("abort: a stream and a call end with an AbortError, the engine stays usable", async ({ page }) => {

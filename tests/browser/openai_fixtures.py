@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "py"))
 
 CONTEXT = 512
+QWEN25 = REPO / "tests" / "data" / "chat_templates" / "qwen2.5-instruct.jinja"  # a real Hermes-format template
 # ChatML, with the tools' names in a system turn (the tiny context has no room for their schemas), an assistant's calls written as Llama 3.1 writes them
 # (bare {"name", "parameters"}) and a tool's answer under Llama 3.1's ipython header, which makes
 # openai.ts parse calls in that format (tool_calls.ts)
@@ -67,7 +68,7 @@ COMPLETION = {"prompt": "The quick brown", "temperature": 1.0, "seed": 7, "logpr
 
 def inputs_digest() -> str:
     h = hashlib.sha256()
-    files = [Path(__file__), REPO / "shaders/sample.wgsl", *sorted((REPO / "py" / "wgllm").rglob("*.py"))]
+    files = [Path(__file__), REPO / "shaders/sample.wgsl", QWEN25, *sorted((REPO / "py" / "wgllm").rglob("*.py"))]
     for f in files:
         h.update(f.name.encode() + f.read_bytes())
     return h.hexdigest()
@@ -154,6 +155,9 @@ def main(out: Path) -> None:
         rendered = render_chat(TEMPLATE, template_messages(TOOL_TURNS), tools=TOOLS)
         assert '"parameters": {"city": "Oslo", "days": 2}' in rendered and "ipython<|end_header_id|>\nsunny" in rendered
         request = {"tools": TOOLS, "temperature": 1.0, "max_tokens": 8, "seed": 4}
+        # Qwen2.5's template with the tool conversation: the prompt the browser must render (its answer is faked there)
+        expected["hermes"] = {"template": QWEN25.read_text(), "messages": TOOL_TURNS, "tools": TOOLS,
+                              "rendered": render_chat(QWEN25.read_text(), template_messages(TOOL_TURNS), tools=TOOLS)}
         expected["tools"]["turns"] = {"request": request, "messages": TOOL_TURNS, "rendered": rendered,
                                       **answers(llm.generate(rendered, **generate_options({"temperature": 1.0, "max_tokens": 8, "seed": 4})))}
 
