@@ -50,6 +50,7 @@ SUPPORTED_TENSOR_TYPES = (
     GGMLQuantizationType.Q5_0,
     GGMLQuantizationType.Q4_K,
     GGMLQuantizationType.Q6_K,
+    GGMLQuantizationType.Q5_1,
 )
 _SUPPORTED_NAMES = ", ".join(t.name for t in SUPPORTED_TENSOR_TYPES)
 

@@ -11,19 +11,36 @@ They serve the converter (quantize) and are the oracle the GPU shaders are teste
   Q4_0   32    18    d:f16, qs:u8[16] (elem j low nibble, j+16 high) d*(q-8)
   Q4_1   32    20    d:f16, m:f16, qs:u8[16] (as Q4_0)              d*q + m
   Q5_0   32    22    d:f16, qh:u32 (bit j = 5th bit of elem j), qs   d*(q-16)
+  Q5_1   32    24    d:f16, m:f16, qh:u32, qs:u8[16] (as Q5_0)       d*q + m
+  IQ4_NL 32    18    d:f16, qs:u8[16] (as Q4_0)                     d*KV[q]
+  Q2_K  256    84    scales:u8[16], qs:u8[64], d:f16, dmin:f16      (d*sc)*q - (dmin*m)
+  Q3_K  256   110    hmask:u8[32], qs:u8[64], scales:u8[12], d:f16  (d*(sc-32))*(q - 4*!hbit)
   Q4_K  256   144    d:f16, dmin:f16, scales:u8[12], qs:u8[128]      (d*sc)*q - (dmin*m)
+  Q5_K  256   176    d, dmin:f16, scales:u8[12], qh:u8[32], qs:u8[128] (d*sc)*q - (dmin*m)
   Q6_K  256   210    ql:u8[128], qh:u8[64], scales:i8[16], d:f16     (d*sc)*(q-32)
+  IQ4_XS 256  136    d:f16, scales_h:u16, scales_l:u8[4], qs:u8[128] (d*(sc-32))*KV[q]
 
 Q4_K: eight sub-blocks of 32 with 6-bit scale sc and min m packed in 12 bytes (get_scale_min_k4);
 qs byte l of 32-byte group g holds elem 64g+l (low nibble) and 64g+32+l (high nibble).
 Q6_K: two halves of 128; in half h, elem 128h+32k+l takes the low (k<2) or high (k>=2) nibble of
 ql[64h+32(k%2)+l] and bits 2k..2k+1 of qh[32h+l]; sub-block scale i covers elems 16i..16i+15.
+Q5_K: as Q4_K, with elem 64g+l's fifth bit bit 2g of qh[l], elem 64g+32+l's bit 2g+1.
+Q2_K and Q3_K: in half h, elem 128h+32j+l (l < 32) is bits 2j..2j+1 of qs[32h+l]; Q3_K's third bit
+is bit 4h+j of hmask[l] (set: q, clear: q - 4); sixteen 16-element sub-blocks, scale 8h+2j+(l>=16).
+Q2_K's scale byte holds sc (low nibble) and m (high); Q3_K's 6-bit scales are packed in 12 bytes:
+scale s's low nibble is nibble s // 8 of byte s % 8, its top two bits bits 2(s // 4).. of byte
+8 + s % 4. IQ4_NL and IQ4_XS: a nibble indexes KV, the 16 non-linear levels IQ4_NL_VALUES; IQ4_XS
+has eight 32-element sub-blocks laid out as IQ4_NL blocks, each with a 6-bit scale: low nibble
+nibble ib % 2 of scales_l[ib // 2], top two bits bits 2ib.. of scales_h.
 
 Dequantisation multiplies in the same order as ggml's dequantize_row_* so the result is bit-exact.
 Quantisation of F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0 follows quantize_row_*_ref (same float32 operations,
 same roundf / truncation), so its bytes equal gguf.quants' and llama.cpp's. Q4_K and Q6_K use a
 simple min/max (absmax) fit instead of llama.cpp's iterative scale search: the blocks are valid and
 the error bound is stated on `quantize`, but the bytes differ from llama-quantize's.
+Q2_K, Q3_K, Q5_K, IQ4_NL and IQ4_XS are dequantise-only (DEQUANTIZE_ONLY): files of those types
+are read and run, but `quantize` (so the converter) refuses them as output types by name. Q5_1
+quantises as quantize_row_q5_1_ref does (bytes equal to gguf.quants').
 """
 
 from __future__ import annotations
@@ -36,7 +53,11 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 T = GGMLQuantizationType
 QK_K = 256
 
-SUPPORTED_TYPES = (T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q4_K, T.Q6_K)
+SUPPORTED_TYPES = (T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_NL, T.IQ4_XS)
+# Types read but never written: no quantiser (llama.cpp's need an importance-weighted search).
+DEQUANTIZE_ONLY = (T.Q2_K, T.Q3_K, T.Q5_K, T.IQ4_NL, T.IQ4_XS)
+# IQ4_NL's and IQ4_XS's 16 levels (ggml-common.h's kvalues_iq4nl)
+IQ4_NL_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.int8)
 
 # Elements per chunk: temporaries stay a few MB (cache friendly, no 4x blow-up on 262k-row tensors).
 _CHUNK_ELEMENTS = 1 << 19
@@ -136,6 +157,25 @@ def _dequantize_q5_0(blocks: np.ndarray, out: np.ndarray) -> None:
     out *= _f16_field(blocks, 0)
 
 
+def _dequantize_q5_1(blocks: np.ndarray, out: np.ndarray) -> None:
+    qh = np.ascontiguousarray(blocks[:, 4:8]).view("<u4")  # (n, 1)
+    high = ((qh >> np.arange(32, dtype=np.uint32)) & 1).astype(np.uint8) << 4  # (n, 32)
+    q = np.empty(out.shape, np.uint8)
+    q[:, :16] = blocks[:, 8:] & 0x0F
+    q[:, 16:] = blocks[:, 8:] >> 4
+    q |= high
+    out[:] = q
+    out *= _f16_field(blocks, 0)
+    out += _f16_field(blocks, 2)
+
+
+def _dequantize_iq4_nl(blocks: np.ndarray, out: np.ndarray) -> None:
+    q = np.empty(out.shape, np.uint8)
+    _nibbles_into(blocks[:, 2:], q)
+    out[:] = IQ4_NL_VALUES[q]
+    out *= _f16_field(blocks, 0)
+
+
 def _scale_min_k4(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ggml's get_scale_min_k4 for all eight sub-blocks: packed (n, 12) -> sc, m (n, 8) uint8.
 
@@ -162,6 +202,74 @@ def _dequantize_q4_k(blocks: np.ndarray, out: np.ndarray) -> None:
     sub -= offset[:, :, None]
 
 
+def _dequantize_q5_k(blocks: np.ndarray, out: np.ndarray) -> None:
+    n = len(blocks)
+    sc, m = _scale_min_k4(blocks[:, 4:16])
+    scale = _f16_field(blocks, 0) * sc.astype(np.float32)  # (n, 8)
+    offset = _f16_field(blocks, 2) * m.astype(np.float32)  # (n, 8)
+    q = np.empty((n, 4, 2, 32), np.uint8)  # (group of 64, nibble, l)
+    qs = blocks[:, 48:].reshape(n, 4, 32)
+    q[:, :, 0] = qs & 0x0F
+    q[:, :, 1] = qs >> 4
+    fifth = (blocks[:, None, 16:48] >> np.arange(8, dtype=np.uint8)[:, None]) & 1  # (n, sub-block, l)
+    q |= fifth.reshape(n, 4, 2, 32) << 4
+    out[:] = q.reshape(n, QK_K)
+    sub = out.reshape(n, 8, 32)
+    sub *= scale[:, :, None]
+    sub -= offset[:, :, None]
+
+
+def _crumbs(qs: np.ndarray) -> np.ndarray:
+    """Q2_K/Q3_K's qs (n, 64) -> (n, 256) uint8: elem 128h+32j+l is bits 2j..2j+1 of qs[32h+l]."""
+    n = len(qs)
+    return ((qs.reshape(n, 2, 1, 32) >> np.array([0, 2, 4, 6], np.uint8)[:, None]) & 3).reshape(n, QK_K)
+
+
+def _dequantize_q2_k(blocks: np.ndarray, out: np.ndarray) -> None:
+    n = len(blocks)
+    sc = blocks[:, :16]
+    scale = _f16_field(blocks, 80) * (sc & 0x0F).astype(np.float32)  # (n, 16)
+    offset = _f16_field(blocks, 82) * (sc >> 4).astype(np.float32)
+    out[:] = _crumbs(blocks[:, 16:80])
+    sub = out.reshape(n, 16, 16)
+    sub *= scale[:, :, None]
+    sub -= offset[:, :, None]
+
+
+def q3_k_scales(packed: np.ndarray) -> np.ndarray:
+    """Q3_K's 12 packed scale bytes (..., 12) -> its sixteen 6-bit scales minus 32 (..., 16) int8."""
+    s = np.arange(16)
+    low = (packed[..., s % 8] >> (4 * (s // 8)).astype(np.uint8)) & 0x0F
+    high = (packed[..., 8 + s % 4] >> (2 * (s // 4)).astype(np.uint8)) & 3
+    return ((low | (high << 4)).astype(np.int16) - 32).astype(np.int8)
+
+
+def _dequantize_q3_k(blocks: np.ndarray, out: np.ndarray) -> None:
+    n = len(blocks)
+    scale = _f16_field(blocks, 108) * q3_k_scales(blocks[:, 96:108]).astype(np.float32)  # (n, 16)
+    q = _crumbs(blocks[:, 32:96]).astype(np.int8)
+    hbit = ((blocks[:, None, :32] >> np.arange(8, dtype=np.uint8)[:, None]) & 1).reshape(n, QK_K)  # bit 4h+j of hmask[l]
+    q -= ((hbit ^ 1) << 2).astype(np.int8)
+    out[:] = q
+    sub = out.reshape(n, 16, 16)
+    sub *= scale[:, :, None]
+
+
+def _dequantize_iq4_xs(blocks: np.ndarray, out: np.ndarray) -> None:
+    n = len(blocks)
+    ib = np.arange(8)
+    low = (blocks[:, 4 + ib // 2] >> (4 * (ib % 2)).astype(np.uint8)) & 0x0F  # (n, 8)
+    high = (np.ascontiguousarray(blocks[:, 2:4]).view("<u2") >> (2 * ib).astype(np.uint16)) & 3
+    scale = _f16_field(blocks, 0) * (low.astype(np.float32) + 16 * high.astype(np.float32) - 32)  # (n, 8)
+    q = np.empty((n, 8, 32), np.uint8)
+    qs = blocks[:, 8:].reshape(n, 8, 16)
+    q[:, :, :16] = qs & 0x0F
+    q[:, :, 16:] = qs >> 4
+    out[:] = IQ4_NL_VALUES[q].reshape(n, QK_K)
+    sub = out.reshape(n, 8, 32)
+    sub *= scale[:, :, None]
+
+
 def _dequantize_q6_k(blocks: np.ndarray, out: np.ndarray) -> None:
     n = len(blocks)
     ql = blocks[:, :128].reshape(n, 2, 2, 32)  # (half, k % 2, l)
@@ -185,8 +293,14 @@ _DEQUANTIZERS: dict[GGMLQuantizationType, Callable[[np.ndarray, np.ndarray], Non
     T.Q4_0: _dequantize_q4_0,
     T.Q4_1: _dequantize_q4_1,
     T.Q5_0: _dequantize_q5_0,
+    T.Q5_1: _dequantize_q5_1,
+    T.Q2_K: _dequantize_q2_k,
+    T.Q3_K: _dequantize_q3_k,
     T.Q4_K: _dequantize_q4_k,
+    T.Q5_K: _dequantize_q5_k,
     T.Q6_K: _dequantize_q6_k,
+    T.IQ4_NL: _dequantize_iq4_nl,
+    T.IQ4_XS: _dequantize_iq4_xs,
 }
 
 
@@ -299,6 +413,15 @@ def _quantize_q5_0(blocks: np.ndarray, t: GGMLQuantizationType) -> np.ndarray:
     return np.concatenate([_f16_bytes(d, t, "scale"), qh, _pack_nibbles(q)], axis=1)
 
 
+def _quantize_q5_1(blocks: np.ndarray, t: GGMLQuantizationType) -> np.ndarray:
+    lo = blocks.min(axis=1, keepdims=True)
+    d = (blocks.max(axis=1, keepdims=True) - lo) / np.float32(31)
+    q = np.minimum(np.trunc((blocks - lo) * _safe_inverse(d) + np.float32(0.5)), 31).astype(np.uint8)
+    fifth_bits = ((q >> 4) & 1).astype(np.uint32) << np.arange(32, dtype=np.uint32)
+    qh = np.bitwise_or.reduce(fifth_bits, axis=1, keepdims=True).astype("<u4").view(np.uint8)
+    return np.concatenate([_f16_bytes(d, t, "scale"), _f16_bytes(lo, t, "minimum"), qh, _pack_nibbles(q)], axis=1)
+
+
 def _quantize_q4_k(blocks: np.ndarray, t: GGMLQuantizationType) -> np.ndarray:
     """Each sub-block of 32 spans [min(min, 0), max] in 15 steps (ggml keeps mins <= 0).
 
@@ -364,6 +487,7 @@ _QUANTIZERS: dict[GGMLQuantizationType, Callable[[np.ndarray, GGMLQuantizationTy
     T.Q4_0: _quantize_q4_0,
     T.Q4_1: _quantize_q4_1,
     T.Q5_0: _quantize_q5_0,
+    T.Q5_1: _quantize_q5_1,
     T.Q4_K: _quantize_q4_k,
     T.Q6_K: _quantize_q6_k,
 }
@@ -377,11 +501,13 @@ def quantize(x: np.ndarray, ggml_type: GGMLQuantizationType) -> np.ndarray:
     rounding of the stored scales; s is the block's scale):
       F16, BF16: half an ulp;  Q8_0: s/2, s = absmax/127;  Q4_0: s, s = absmax/8 (the value
       opposite in sign to the absmax may sit one step past the top level);  Q5_0: s, s = absmax/16;
-      Q4_1: s/2, s = (max - min)/15;  Q4_K: s_j/2 + d/2 + dmin/2, s_j = (max_j - min(min_j, 0))/15,
+      Q4_1: s/2, s = (max - min)/15;  Q5_1: s/2, s = (max - min)/31;  Q4_K: s_j/2 + d/2 + dmin/2, s_j = (max_j - min(min_j, 0))/15,
       d = max_j s_j/63, dmin = max_j -min(min_j, 0)/63;  Q6_K: s_j + 33*D, s_j = absmax_j/32,
       D = absmax/4096 (absmax over the 256-element super-block).
     """
     t = _check_type(ggml_type, "quantize")
+    if t in DEQUANTIZE_ONLY:
+        raise ValueError(f"quantize: {t.name} is read but not written by wgllm (no quantiser); write one of {', '.join(s.name for s in _QUANTIZERS)}")
     arr = np.asarray(x)
     if not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(f"quantize: {t.name} needs float values, got an array of {arr.dtype}")

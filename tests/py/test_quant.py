@@ -1,7 +1,8 @@
 """wgllm.quant against gguf.quants (llama.cpp's own Python (de)quantisers) and on its own round trip.
 
 - dequantize is bit-exact with gguf.quants.dequantize on random valid blocks of every type and on
-  real tensors of SmolLM2 (Q4_1, Q8_0) and Gemma-3 270M (Q8_0, Q5_0, Q4_K, Q6_K, F32);
+  real tensors of SmolLM2 (Q4_1, Q8_0) and Gemma-3 270M (Q8_0, Q5_0, Q4_K, Q6_K, F32) (Q5_1, Q2_K,
+  Q3_K, Q5_K, IQ4_NL, IQ4_XS: random blocks only, and quantize refuses the dequantise-only ones);
 - quantize is byte-identical with gguf.quants.quantize for every type gguf.quants can quantise;
 - quantize -> dequantize stays within the per-type bounds of ERROR_BOUNDS, and gguf.quants decodes
   our blocks to the same values (so the layout is llama.cpp's, not merely self-consistent).
@@ -17,14 +18,18 @@ import pytest
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 
 from wgllm.gguf_io import GGUFFile
-from wgllm.quant import block_size, dequantize, quantize, type_nbytes
+from wgllm.quant import DEQUANTIZE_ONLY, block_size, dequantize, quantize, type_nbytes
 
 SCALAR_TYPES = (T.F32, T.F16, T.BF16)
-BLOCK_TYPES = (T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q4_K, T.Q6_K)
+BLOCK_TYPES = (T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_NL, T.IQ4_XS)
 ALL_TYPES = SCALAR_TYPES + BLOCK_TYPES
-GGUF_CAN_QUANTIZE = (T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0)  # gguf.quants 0.19
+QUANTIZABLE = tuple(t for t in ALL_TYPES if t not in DEQUANTIZE_ONLY)
+GGUF_CAN_QUANTIZE = (T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1)  # gguf.quants 0.19
 # byte offsets of the f16 scale/min fields inside one block (ggml-common.h's block_* structs)
-F16_FIELDS = {T.Q8_0: (0,), T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q5_0: (0,), T.Q4_K: (0, 2), T.Q6_K: (208,)}
+F16_FIELDS = {
+    T.Q8_0: (0,), T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q5_0: (0,), T.Q5_1: (0, 2), T.Q2_K: (80, 82), T.Q3_K: (108,),
+    T.Q4_K: (0, 2), T.Q5_K: (0, 2), T.Q6_K: (208,), T.IQ4_NL: (0,), T.IQ4_XS: (0,),
+}
 
 # -- error bounds of quantize -> dequantize, per element ------------------------------------------
 # f16_err(v): how far f16 rounding can move v (half an ulp: 2^-11 relative, 2^-25 among subnormals).
@@ -70,6 +75,9 @@ ERROR_BOUNDS = {  # type -> (blocks (n, block) float64) -> bound (n, block)
     T.Q5_0: lambda b: (s := _absmax(b) / 16) + 16 * f16_err(s),
     T.Q4_1: lambda b: (s := (b.max(-1, keepdims=True) - b.min(-1, keepdims=True)) / 15) / 2
     + 15 * f16_err(s)
+    + f16_err(b.min(-1, keepdims=True)),
+    T.Q5_1: lambda b: (s := (b.max(-1, keepdims=True) - b.min(-1, keepdims=True)) / 31) / 2
+    + 31 * f16_err(s)
     + f16_err(b.min(-1, keepdims=True)),
     T.Q4_K: _bound_q4_k,
     T.Q6_K: _bound_q6_k,
@@ -176,7 +184,8 @@ def test_dequantize_is_bit_exact_with_gguf_on_random_blocks(t):
 
 def test_dequantize_sees_every_nibble_and_bit():
     """Random bytes above cover the layouts; here each quant byte is swept through all 256 values
-    so no bit (Q5_0's qh, Q6_K's qh pairs, Q4_K's packed 6-bit scales) escapes comparison."""
+    so no bit (Q5_0's qh, Q6_K's qh pairs, Q4_K's, Q5_K's and Q3_K's packed 6-bit scales, IQ4_XS's
+    split scales) escapes comparison."""
     for t in BLOCK_TYPES:
         block, size = GGML_QUANT_SIZES[t]
         raw = np.empty((256, size), np.uint8)
@@ -208,7 +217,7 @@ def test_quantize_is_byte_identical_to_gguf(t, kind):
 
 
 @pytest.mark.parametrize("kind", INPUT_KINDS)
-@pytest.mark.parametrize("t", ALL_TYPES, ids=lambda t: t.name)
+@pytest.mark.parametrize("t", QUANTIZABLE, ids=lambda t: t.name)
 def test_quantize_round_trip_within_bound(t, kind):
     block = GGML_QUANT_SIZES[t][0]
     bound_block = 256 if t in (T.Q4_K, T.Q6_K) else block
@@ -249,8 +258,14 @@ BLOCK_STRUCTS = {
     T.Q4_0: (32, 2 + 16),
     T.Q4_1: (32, 2 + 2 + 16),
     T.Q5_0: (32, 2 + 4 + 16),
+    T.Q5_1: (32, 2 + 2 + 4 + 16),
+    T.Q2_K: (256, 256 // 16 + 256 // 4 + 2 + 2),
+    T.Q3_K: (256, 256 // 8 + 256 // 4 + 12 + 2),
     T.Q4_K: (256, 2 + 2 + 12 + 256 // 2),
+    T.Q5_K: (256, 2 + 2 + 12 + 256 // 8 + 256 // 2),
     T.Q6_K: (256, 256 // 2 + 256 // 4 + 256 // 16 + 2),
+    T.IQ4_NL: (32, 2 + 16),
+    T.IQ4_XS: (256, 2 + 2 + 256 // 64 + 256 // 2),
     T.F32: (1, 4),
     T.F16: (1, 2),
     T.BF16: (1, 2),
@@ -262,13 +277,19 @@ def test_block_size_and_type_nbytes(t):
     block, size = BLOCK_STRUCTS[t]
     assert block_size(t) == block
     assert type_nbytes(t, 7 * 256) == 7 * 256 // block * size
-    assert quantize(make_input("normal", (3, 256), 1), t).nbytes == type_nbytes(t, 3 * 256)
+    if t in DEQUANTIZE_ONLY:
+        with pytest.raises(ValueError, match=f"quantize: {t.name} is read but not written by wgllm"):
+            quantize(make_input("normal", (3, 256), 1), t)
+    else:
+        assert quantize(make_input("normal", (3, 256), 1), t).nbytes == type_nbytes(t, 3 * 256)
 
 
 def test_errors_name_the_type_shape_and_sizes():
-    with pytest.raises(ValueError, match="Q5_1 is not supported"):
-        dequantize(np.zeros(24, np.uint8), T.Q5_1, (32,))
-    with pytest.raises(ValueError, match="Q2_K is not supported"):
+    with pytest.raises(ValueError, match="Q8_1 is not supported"):
+        dequantize(np.zeros(36, np.uint8), T.Q8_1, (32,))
+    with pytest.raises(ValueError, match="IQ2_XXS is not supported"):
+        quantize(np.ones((1, 256), np.float32), T.IQ2_XXS)
+    with pytest.raises(ValueError, match="Q2_K is read but not written by wgllm"):
         quantize(np.ones((1, 256), np.float32), T.Q2_K)
     with pytest.raises(ValueError, match=r"Q4_K.*\(3, 250\).*250 elements.*block of 256"):
         dequantize(np.zeros(3 * 144, np.uint8), T.Q4_K, (3, 250))

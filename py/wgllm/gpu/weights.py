@@ -17,6 +17,7 @@ shaders/compose/types/ by scripts/compose_shaders.py; web/src/weights.ts repacks
   Q4_0  qs: u8[16 nb] (GGUF's bytes); d: f16[nb]          d[b] * (nib - 8)
   Q4_1  qs: as Q4_0; dm: f16[2 nb] (d, m per block)       d[b] * nib + m[b]
   Q5_0  qs: as Q4_0; qh: u32[nb]; d: f16[nb]              d[b] * (nib | bit(qh[b], j) << 4 - 16)
+  Q5_1  qs: as Q4_0; qh: as Q5_0; dm: as Q4_1             d[b] * (nib | bit(qh[b], j) << 4) + m[b]
   Q4_K  qs: u8[128 nb] (GGUF's); sm: u8[16 nb]; dm: f16[2 nb]   (d*sc) * nib - (dmin*m)
   Q6_K  ql: u8[128 nb]; qh: u8[64 nb]; sc: i8[16 nb]; d: f16[nb] (d*sc) * (q6 - 32)
 
