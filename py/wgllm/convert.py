@@ -273,10 +273,11 @@ def _vocab_path(config: ConversionConfig, folder: Path) -> Path:
 
 @dataclass(frozen=True)
 class _Planned:
-    hf_name: str
+    hf_name: str | None  # None: made by the architecture (ArchSpec.extra_tensors), not read
     rule: Rule
     shape: tuple[int, ...]  # GGUF tensor in numpy order
     ggml_type: GGMLQuantizationType
+    made: np.ndarray | None = None
 
 
 def _plan(config: ConversionConfig, ckpt: _Checkpoint, spec: ArchSpec, cfg: HFConfig, d: Dims, folder: Path) -> list[_Planned]:
@@ -307,6 +308,8 @@ def _plan(config: ConversionConfig, ckpt: _Checkpoint, spec: ArchSpec, cfg: HFCo
             log.info("%s: rows of %d are not a multiple of %d, stored as F16 instead of %s", rule.gguf, shape[-1], GGUF_BLOCK, ggml_type.name)
             ggml_type = T.F16
         plan.append(_Planned(hf_name, rule, shape, ggml_type))
+    for name, x in spec.extra_tensors(cfg, d).items():  # always F32, as llama.cpp writes them
+        plan.append(_Planned(None, Rule(name, Group.FLOAT, x.shape), x.shape, T.F32, np.ascontiguousarray(x, np.float32)))
     return plan
 
 
@@ -344,6 +347,9 @@ def _put(writer: GGUFWriter, key: str, value: Any) -> None:
 
 def _tensors(plan: list[_Planned], ckpt: _Checkpoint, spec: ArchSpec, d: Dims) -> Iterator[tuple[_Planned, np.ndarray]]:
     for p in plan:
+        if p.made is not None:
+            yield p, _encode(p.made, p.ggml_type)
+            continue
         x = ckpt.load(p.hf_name)
         if p.rule.transpose:
             x = np.ascontiguousarray(x.T)

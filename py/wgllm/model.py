@@ -81,6 +81,7 @@ class ModelConfig:
     alibi_max_bias: float
     tied_output: bool
     has_output_bias: bool
+    rope_freqs: bool  # rope_freqs.weight (llama-3's RoPE scaling): each rotary frequency divided by its factor
 
     @property
     def kv_dim(self) -> int:
@@ -152,6 +153,13 @@ class ModelConfig:
                 for p in "qkv":
                     if f"blk.{layer}.attn_{p}.bias" not in g.tensors:
                         raise ModelFormatError(f"{g.path}: tensor blk.{layer}.attn_{p}.bias is missing; {arch} has Q, K and V biases on every layer")
+        rope_freqs = "rope_freqs.weight" in g.tensors
+        if rope_freqs:
+            shape = tuple(g.tensor("rope_freqs.weight").shape)
+            if not n_rot or shape != (n_rot // 2,):
+                raise ModelFormatError(
+                    f"{g.path}: tensor rope_freqs.weight has shape {shape}, expected ({n_rot // 2},) (half of {arch}'s {n_rot} rotary dimensions)"
+                )
         tokens = g.get("tokenizer.ggml.tokens")
         embd = g.tensor("token_embd.weight")
         n_vocab = embd.shape[0]
@@ -184,6 +192,7 @@ class ModelConfig:
             alibi_max_bias=float(key("attention.max_alibi_bias", 8.0)) if recipe.alibi else 0.0,
             tied_output="output.weight" not in g.tensors,
             has_output_bias="output.bias" in g.tensors,
+            rope_freqs=rope_freqs,
         )
 
 

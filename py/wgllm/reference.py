@@ -48,14 +48,19 @@ def lora_expand(y: np.ndarray, t: np.ndarray, b: np.ndarray, scale: float) -> np
     return y + y.dtype.type(scale) * (t @ b.T)
 
 
-def rope(x: np.ndarray, positions: np.ndarray, n_rot: int, base: float, neox: bool, pos_scale: float = 1.0) -> np.ndarray:
-    """Rotate the first n_rot dims of each head of x (n, heads, head_dim) by position * base^(-2i/n_rot).
+def rope(
+    x: np.ndarray, positions: np.ndarray, n_rot: int, base: float, neox: bool, pos_scale: float = 1.0, freq_factors: np.ndarray | None = None
+) -> np.ndarray:
+    """Rotate the first n_rot dims of each head of x (n, heads, head_dim) by position * base^(-2i/n_rot)
+    (divided by freq_factors[i] when given: llama-3's rope_freqs).
 
     neox: pairs (i, i + n_rot/2); otherwise adjacent pairs (2i, 2i+1), llama.cpp's layout for the
     llama architecture (whose Q/K rows the converter permuted to match).
     """
     half = n_rot // 2
     inv_freq = base ** (-np.arange(half, dtype=np.float64) * 2.0 / n_rot)
+    if freq_factors is not None:
+        inv_freq = inv_freq / freq_factors.astype(np.float64)
     angles = (positions.astype(np.float64)[:, None] / pos_scale) * inv_freq[None, :]  # (n, half)
     cos = np.cos(angles).astype(x.dtype)[:, None, :]
     sin = np.sin(angles).astype(x.dtype)[:, None, :]
@@ -239,8 +244,9 @@ def _attention_block(c: ModelConfig, layer: _Layer, i: int, h: np.ndarray, posit
     if c.n_rot:
         base, pos_scale = c.layer_rope(i)
         neox = c.recipe.rope == "neox"
-        q = rope(q, positions, c.n_rot, base, neox, pos_scale)
-        k = rope(k, positions, c.n_rot, base, neox, pos_scale)
+        factors = layer.model.weight("rope_freqs.weight", (c.n_rot // 2,)) if c.rope_freqs else None
+        q = rope(q, positions, c.n_rot, base, neox, pos_scale, factors)
+        k = rope(k, positions, c.n_rot, base, neox, pos_scale, factors)
     if cache.dtype is not None:
         k, v = k.astype(cache.dtype), v.astype(cache.dtype)
     if len(cache.k) > i:

@@ -379,7 +379,7 @@ def test_failed_conversion_leaves_no_file(tmp_path, monkeypatch):
 
 
 def _bad_rope(d):
-    d["rope_parameters"] = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+    d["rope_parameters"] = {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}
 
 
 def _gemma3_local_base(d):
@@ -393,7 +393,7 @@ def _gemma3_pattern(d):
 @pytest.mark.parametrize(
     "arch, edit, message",
     [
-        ("llama", _bad_rope, r"rope scaling type 'llama3' is not supported"),
+        ("llama", _bad_rope, r"rope scaling type 'dynamic' is not supported"),
         ("llama", lambda d: d.update(rope_scaling={"rope_type": "yarn", "factor": 4.0}, rope_parameters=None), r"rope scaling type 'yarn'"),
         ("stablelm", lambda d: d.update(use_parallel_residual=True), r"use_parallel_residual = True is not supported"),
         ("gemma3", _gemma3_local_base, r"sliding-layer RoPE \(base 20000.0.*hard-codes"),

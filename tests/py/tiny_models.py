@@ -13,6 +13,7 @@ the others (Qwen's splitting with Qwen2's regex first); the model's vocab_size i
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import shutil
 import tempfile
@@ -108,6 +109,8 @@ def _vocab_size(arch: str, vocab_file: Path) -> int:
 
 def config_for(arch: str, vocab_size: int, **overrides) -> transformers.PretrainedConfig:
     config = _base_config(arch, vocab_size)
+    if "rope_parameters" in overrides:  # built anew: the model reads RoPE settings as the config's constructor set them up
+        return type(config).from_dict({**config.to_dict(), **overrides})
     for key, value in overrides.items():
         setattr(config, key, value)
     return config
@@ -229,12 +232,15 @@ _CACHE: dict[tuple, TinyModel] = {}
 def tiny_model(arch: str, **overrides) -> TinyModel:
     """The tiny `arch` model (config fields changed by `overrides`), built once per process."""
     global _ROOT
-    key = (arch, *sorted(overrides.items()))
+    key = (arch, json.dumps(overrides, sort_keys=True))
     if key not in _CACHE:
         if _ROOT is None:
             _ROOT = Path(tempfile.mkdtemp(prefix="wgllm-tiny-"))
             atexit.register(shutil.rmtree, _ROOT, True)
-        suffix = "".join(f"-{k}{v}" for k, v in sorted(overrides.items()))
+        # a dict-valued override (rope_parameters) is named by a digest of its JSON
+        suffix = "".join(
+            f"-{k}{hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()[:8] if isinstance(v, dict) else v}" for k, v in sorted(overrides.items())
+        )
         _CACHE[key] = build_tiny_model(arch, _ROOT / f"tiny-{arch}{suffix}", **overrides)
     return _CACHE[key]
 

@@ -37,6 +37,9 @@ export function planBuffers(c: ModelConfig, h: GGUFHeader, binding: number, lora
   if (Math.max(c.headDim, c.headDimV) > shaderConstant("attention", "MAX_HEAD_DIM")) {
     throw new DeviceLimitError("attention.wgsl's MAX_HEAD_DIM", Math.max(c.headDim, c.headDimV), shaderConstant("attention", "MAX_HEAD_DIM"), `${src}: head dimension`);
   }
+  if (c.ropeFreqs) {
+    throw new ModelFormatError(`${src}: tensor rope_freqs.weight (llama-3's RoPE frequency factors) is not implemented by the WebGPU engine yet`);
+  }
   const names = new Map(h.tensors.map((t) => [t.name, t]));
   const needs: Needs = { mats: new Map(), vecs: new Map(), tensors: new Map() };
   const has = (name: string) => names.has(name);

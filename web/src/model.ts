@@ -66,6 +66,7 @@ export interface ModelConfig {
   readonly alibiMaxBias: number;
   readonly tiedOutput: boolean;
   readonly hasOutputBias: boolean;
+  readonly ropeFreqs: boolean; // rope_freqs.weight (llama-3's RoPE scaling): each rotary frequency divided by its factor
 }
 
 /** (base, position scale) of the RoPE used by `layer`. */
@@ -169,6 +170,15 @@ export function modelConfigFromHeader(h: GGUFHeader): ModelConfig {
       }
     }
   }
+  const ropeFreqs = names.has("rope_freqs.weight");
+  if (ropeFreqs) {
+    const shape = h.tensor("rope_freqs.weight").shape;
+    if (!nRot || shape.length !== 1 || shape[0] !== nRot / 2) {
+      throw new ModelFormatError(
+        `${src}: tensor rope_freqs.weight has shape (${shape.join(", ")}${shape.length === 1 ? "," : ""}), expected (${nRot / 2},) (half of ${arch}'s ${nRot} rotary dimensions)`,
+      );
+    }
+  }
   const embd = h.tensor("token_embd.weight");
   const nVocab = embd.shape[0];
   const tokens = h.get("tokenizer.ggml.tokens");
@@ -200,5 +210,6 @@ export function modelConfigFromHeader(h: GGUFHeader): ModelConfig {
     alibiMaxBias: r.alibi ? key("attention.max_alibi_bias", 8.0) : 0.0,
     tiedOutput: !names.has("output.weight"),
     hasOutputBias: names.has("output.bias"),
+    ropeFreqs,
   };
 }

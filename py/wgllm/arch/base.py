@@ -201,6 +201,8 @@ class ArchSpec:
     # Checkpoint keys that are buffers, not weights (attention masks, rotary tables), by suffix.
     buffers: tuple[str, ...] = ()
     rename: Callable[[str], str] = field(default=lambda name: name)  # normalise older key spellings
+    # Tensors the checkpoint does not hold but llama.cpp's file does (llama-3's rope_freqs), by GGUF name, float32.
+    extra_tensors: Callable[[HFConfig, Dims], dict[str, np.ndarray]] = field(default=lambda cfg, d: {})
 
 
 def expand(weight_map: dict[str, Rule], n_layer: int) -> dict[str, Rule]:

@@ -2,7 +2,8 @@
 
 HF rotates halves of each head; llama.cpp rotates adjacent pairs, so Q and K rows are permuted
 (convert_hf_to_gguf's LlamaModel.permute). A tied lm_head is not stored: llama.cpp falls back
-to token_embd.
+to token_embd. Llama-3.x's RoPE scaling (rope_type llama3) becomes rope_freqs.weight, the divisor
+of each rotary frequency, as llama.cpp writes it; other scalings are refused.
 """
 
 from __future__ import annotations
@@ -16,8 +17,60 @@ def read_config(cfg: HFConfig) -> Dims:
     check_activation(cfg, ("hidden_act",), ("silu",))
     cfg.expect("attention_bias", (False,), False)
     cfg.expect("mlp_bias", (False,), False)
-    cfg.rope_plain()
-    return read_dims(cfg, n_ctx=int(cfg.require("max_position_embeddings", int)), norm_eps_keys=("rms_norm_eps",))
+    if cfg.rope()["type"] != "llama3":
+        cfg.rope_plain()
+    d = read_dims(cfg, n_ctx=int(cfg.require("max_position_embeddings", int)), norm_eps_keys=("rms_norm_eps",))
+    if cfg.rope()["type"] == "llama3":
+        _llama3_rope_factors(cfg, d)  # refuses missing or degenerate fields before anything is written
+    return d
+
+
+def _llama3_parameters(cfg: HFConfig) -> dict:
+    params = cfg.data.get("rope_parameters")
+    if not (isinstance(params, dict) and "rope_theta" in params):
+        params = cfg.data.get("rope_scaling") or {}
+    return params
+
+
+def _llama3_rope_factors(cfg: HFConfig, d: Dims):
+    """llama.cpp's rope_freqs.weight (n_rot/2,): what each rotary frequency base^(-2i/n_rot) is divided
+    by under llama-3's scaling (convert_hf_to_gguf's LlamaModel): 1 for wavelengths under
+    original_max_position_embeddings / high_freq_factor, `factor` above it / low_freq_factor, and a
+    smooth blend between."""
+    import math
+
+    import numpy as np
+
+    params = _llama3_parameters(cfg)
+    names = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+    values = {}
+    for name in names:
+        value = params.get(name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise cfg.unsupported(f"llama3 RoPE scaling with {name} = {value!r}", "expected a positive number")
+        values[name] = float(value)
+    factor, low, high, old_ctx = (values[n] for n in names)
+    if high <= low:
+        raise cfg.unsupported(f"llama3 RoPE scaling with high_freq_factor {high} <= low_freq_factor {low}", "expected high > low")
+    base = cfg.rope()["theta"]
+    freqs = 1.0 / base ** (np.arange(0, d.head_dim, 2, dtype=np.float64) / d.head_dim)
+    out = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < old_ctx / high:
+            out.append(1.0)
+        elif wavelen > old_ctx / low:
+            out.append(factor)
+        else:
+            smooth = (old_ctx / wavelen - low) / (high - low)
+            out.append(1.0 / ((1.0 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def extra_tensors(cfg: HFConfig, d: Dims) -> dict:
+    if cfg.rope()["type"] == "llama3":
+        return {"rope_freqs.weight": _llama3_rope_factors(cfg, d)}
+    return {}
 
 
 def metadata(cfg: HFConfig, d: Dims) -> dict:
@@ -60,4 +113,5 @@ SPEC = ArchSpec(
     weight_map=weight_map,
     transform=transform,
     buffers=("rotary_emb.inv_freq",),
+    extra_tensors=extra_tensors,
 )

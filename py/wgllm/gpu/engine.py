@@ -212,6 +212,11 @@ class GpuEngine:
         c = self.c = model.config
         if max(c.head_dim, c.head_dim_v) > 256:
             raise GpuError(f"{model.path}: head dimension {c.head_dim} is above the attention kernel's 256")
+        if c.rope_freqs:
+            raise GpuError(
+                f"{model.path}: tensor rope_freqs.weight (llama-3's RoPE frequency factors) is not implemented by the GPU engine yet; "
+                "wgllm.reference runs this model"
+            )
         self._weights: dict[str, object] = {}
         f32 = lambda n, label: ctx.buffer(size=4 * n, label=label)  # noqa: E731  (labels name them in out-of-memory errors)
         rows = max_tokens
