@@ -51,6 +51,7 @@ SUPPORTED_TENSOR_TYPES = (
     GGMLQuantizationType.Q4_K,
     GGMLQuantizationType.Q6_K,
     GGMLQuantizationType.Q5_1,
+    GGMLQuantizationType.IQ4_NL,
 )
 _SUPPORTED_NAMES = ", ".join(t.name for t in SUPPORTED_TENSOR_TYPES)
 
