@@ -18,8 +18,8 @@ An op body has these placeholders, each alone where it stands:
 A type file: its description line, then sections opened by `//@ <name>` lines:
   //@ layout     one JSON line: {"ggml": type id, "block": elements, "bytes": per block, "fields":
                  [[name, start, end], ...]}: the repacked arrays in binding order, each bytes
-                 [start, end) of every block (Q4_K's "sm": its 12 packed scale bytes from `start`,
-                 decoded to 16: eight 6-bit scales, then eight mins)
+                 [start, end) of every block (Q4_K's and Q5_K's "sm": its 12 packed scale bytes from
+                 `start`, decoded to 16: eight 6-bit scales, then eight mins)
   //@ bindings   its storage arrays, `@binding(1)` on, named as the layout's fields, in their order
   //@ shared     functions both ops use
   //@ matmul     what the matmul body calls: unit(row, u) and dot_unit(row, u, xs)
@@ -123,7 +123,7 @@ def tables(types: list[str]) -> dict[Path, str]:
     if len(set(ids)) != len(ids):
         raise ComposeError(f"shaders/compose/types: two types share a ggml id ({ids})")
     note = "Composed by scripts/compose_shaders.py from the layout sections of shaders/compose/types/*.wgsl: edit those."
-    doc = "ggml type id -> (name, elements a block, bytes a block, fields): the repacked arrays in binding order, each bytes [start, end) of every block (Q4_K's sm: its packed scales decoded, weights.py)"
+    doc = "ggml type id -> (name, elements a block, bytes a block, fields): the repacked arrays in binding order, each bytes [start, end) of every block (Q4_K's and Q5_K's sm: their packed scales decoded, weights.py)"
     py = [f'"""{note}"""', "", f"# {doc}", "WEIGHT_TYPES: dict[int, tuple[str, int, int, tuple[tuple[str, int, int], ...]]] = {"]
     ts = [f"// {note}", "", f"/** {doc}. */", "export const WEIGHT_TYPES: Readonly<Record<number, WeightTypeRow>> = {"]
     for gid, name, block, size, fields in sorted(rows):

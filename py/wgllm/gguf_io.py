@@ -52,6 +52,7 @@ SUPPORTED_TENSOR_TYPES = (
     GGMLQuantizationType.Q6_K,
     GGMLQuantizationType.Q5_1,
     GGMLQuantizationType.IQ4_NL,
+    GGMLQuantizationType.Q5_K,
 )
 _SUPPORTED_NAMES = ", ".join(t.name for t in SUPPORTED_TENSOR_TYPES)
 

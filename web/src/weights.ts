@@ -190,7 +190,7 @@ function repackRows(layout: TypeLayout, raw: Uint8Array, rows: number, nb: numbe
     const dst = out[fi];
     const len = fl.end - fl.start;
     if (fl.name === "sm") {
-      for (let b = 0; b < nBlocks; b++) scaleMinK4(raw, b * size + 4, dst, b * 16);
+      for (let b = 0; b < nBlocks; b++) scaleMinK4(raw, b * size + fl.start, dst, b * 16);
       return;
     }
     for (let b = 0, o = 0; b < nBlocks; b++) {

@@ -1,6 +1,6 @@
 """Composed by scripts/compose_shaders.py from the layout sections of shaders/compose/types/*.wgsl: edit those."""
 
-# ggml type id -> (name, elements a block, bytes a block, fields): the repacked arrays in binding order, each bytes [start, end) of every block (Q4_K's sm: its packed scales decoded, weights.py)
+# ggml type id -> (name, elements a block, bytes a block, fields): the repacked arrays in binding order, each bytes [start, end) of every block (Q4_K's and Q5_K's sm: their packed scales decoded, weights.py)
 WEIGHT_TYPES: dict[int, tuple[str, int, int, tuple[tuple[str, int, int], ...]]] = {
     0: ('F32', 1, 4, (('w', 0, 4),)),
     1: ('F16', 1, 2, (('w', 0, 2),)),
@@ -10,6 +10,7 @@ WEIGHT_TYPES: dict[int, tuple[str, int, int, tuple[tuple[str, int, int], ...]]] 
     7: ('Q5_1', 32, 24, (('qs', 8, 24), ('qh', 4, 8), ('dm', 0, 4),)),
     8: ('Q8_0', 32, 34, (('qs', 2, 34), ('d', 0, 2),)),
     12: ('Q4_K', 256, 144, (('qs', 16, 144), ('sm', 4, 20), ('dm', 0, 4),)),
+    13: ('Q5_K', 256, 176, (('qs', 48, 176), ('qh', 16, 48), ('sm', 4, 20), ('dm', 0, 4),)),
     14: ('Q6_K', 256, 210, (('ql', 0, 128), ('qh', 128, 192), ('sc', 192, 208), ('d', 208, 210),)),
     20: ('IQ4_NL', 32, 18, (('qs', 2, 18), ('d', 0, 2),)),
     30: ('BF16', 1, 2, (('w', 0, 2),)),

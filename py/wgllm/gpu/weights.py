@@ -19,6 +19,7 @@ shaders/compose/types/ by scripts/compose_shaders.py; web/src/weights.ts repacks
   Q5_0  qs: as Q4_0; qh: u32[nb]; d: f16[nb]              d[b] * (nib | bit(qh[b], j) << 4 - 16)
   Q5_1  qs: as Q4_0; qh: as Q5_0; dm: as Q4_1             d[b] * (nib | bit(qh[b], j) << 4) + m[b]
   Q4_K  qs: u8[128 nb] (GGUF's); sm: u8[16 nb]; dm: f16[2 nb]   (d*sc) * nib - (dmin*m)
+  Q5_K  qs: as Q4_K; qh: u8[32 nb] (GGUF's); sm, dm: as Q4_K     (d*sc) * (nib | bit << 4) - (dmin*m)
   Q6_K  ql: u8[128 nb]; qh: u8[64 nb]; sc: i8[16 nb]; d: f16[nb] (d*sc) * (q6 - 32)
 
 Nibbles keep GGUF's order: in a 32-element block (Q4_0/Q4_1/Q5_0) byte j of qs holds element j
@@ -27,6 +28,8 @@ low nibbles and 16+4w..16+4w+3 in the high ones, and bit j of qh is element j's 
 Q4_K: byte l of 32-byte group g holds elements 64g + l (low nibble, sub-block 2g) and 64g + 32 + l
 (high, sub-block 2g+1); sm holds the eight 6-bit sub-block scales sc[0..8] then the eight mins
 m[0..8], decoded from GGUF's 12 packed bytes (ggml's get_scale_min_k4); dm is (d, dmin).
+Q5_K: as Q4_K (its scales decoded the same way, "sm"), element 32s + l (sub-block s, l < 32) with
+bit s of qh byte l as its fifth bit.
 Q6_K: element 128h + 32i + l (half h, quarter i, l < 32) is the low (i < 2) or high (i >= 2) nibble
 of ql byte 64h + 32(i % 2) + l plus bits 2i..2i+1 of qh byte 32h + l as bits 4-5; sc[16] are the
 signed scales of its sixteen 16-element sub-blocks. f16 and u16 arrays pair elements 2i, 2i+1 in
