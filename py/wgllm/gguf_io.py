@@ -53,6 +53,7 @@ SUPPORTED_TENSOR_TYPES = (
     GGMLQuantizationType.Q5_1,
     GGMLQuantizationType.IQ4_NL,
     GGMLQuantizationType.Q5_K,
+    GGMLQuantizationType.IQ4_XS,
 )
 _SUPPORTED_NAMES = ", ".join(t.name for t in SUPPORTED_TENSOR_TYPES)
 

@@ -45,8 +45,9 @@ export const SUPPORTED_TENSOR_TYPES: Readonly<Record<number, readonly [string, n
   7: ["Q5_1", 32, 24],
   20: ["IQ4_NL", 32, 18],
   13: ["Q5_K", 256, 176],
+  23: ["IQ4_XS", 256, 136],
 };
-const SUPPORTED_NAMES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q6_K", "Q5_1", "IQ4_NL", "Q5_K"].join(", ");
+const SUPPORTED_NAMES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q6_K", "Q5_1", "IQ4_NL", "Q5_K", "IQ4_XS"].join(", ");
 
 export type GGUFNumericArray =
   | Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array

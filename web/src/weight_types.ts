@@ -20,5 +20,6 @@ export const WEIGHT_TYPES: Readonly<Record<number, WeightTypeRow>> = {
   13: { name: "Q5_K", block: 256, size: 176, fields: [{ name: "qs", start: 48, end: 176 }, { name: "qh", start: 16, end: 48 }, { name: "sm", start: 4, end: 20 }, { name: "dm", start: 0, end: 4 }] },
   14: { name: "Q6_K", block: 256, size: 210, fields: [{ name: "ql", start: 0, end: 128 }, { name: "qh", start: 128, end: 192 }, { name: "sc", start: 192, end: 208 }, { name: "d", start: 208, end: 210 }] },
   20: { name: "IQ4_NL", block: 32, size: 18, fields: [{ name: "qs", start: 2, end: 18 }, { name: "d", start: 0, end: 2 }] },
+  23: { name: "IQ4_XS", block: 256, size: 136, fields: [{ name: "qs", start: 8, end: 136 }, { name: "sl", start: 4, end: 8 }, { name: "dh", start: 0, end: 4 }] },
   30: { name: "BF16", block: 1, size: 2, fields: [{ name: "w", start: 0, end: 2 }] },
 };

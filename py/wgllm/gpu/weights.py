@@ -21,6 +21,7 @@ shaders/compose/types/ by scripts/compose_shaders.py; web/src/weights.ts repacks
   Q4_K  qs: u8[128 nb] (GGUF's); sm: u8[16 nb]; dm: f16[2 nb]   (d*sc) * nib - (dmin*m)
   Q5_K  qs: as Q4_K; qh: u8[32 nb] (GGUF's); sm, dm: as Q4_K     (d*sc) * (nib | bit << 4) - (dmin*m)
   Q6_K  ql: u8[128 nb]; qh: u8[64 nb]; sc: i8[16 nb]; d: f16[nb] (d*sc) * (q6 - 32)
+  IQ4_XS qs: u8[128 nb] (GGUF's); sl: u8[4 nb]; dh: (f16, u16)[nb]   (d*(sc-32)) * KV[nib]
 
 Nibbles keep GGUF's order: in a 32-element block (Q4_0/Q4_1/Q5_0) byte j of qs holds element j
 (low nibble) and j + 16 (high); so u32 word w of a block holds elements 4w..4w+3 in its bytes'
@@ -30,6 +31,9 @@ Q4_K: byte l of 32-byte group g holds elements 64g + l (low nibble, sub-block 2g
 m[0..8], decoded from GGUF's 12 packed bytes (ggml's get_scale_min_k4); dm is (d, dmin).
 Q5_K: as Q4_K (its scales decoded the same way, "sm"), element 32s + l (sub-block s, l < 32) with
 bit s of qh byte l as its fifth bit.
+IQ4_XS: eight 32-element sub-blocks, each 16 bytes of qs laid out as an IQ4_NL block; dh holds
+the block's f16 d and GGUF's scales_h (sub-block ib's scale has bits 2ib..2ib+1 of scales_h on top
+of bits 4ib..4ib+3 of sl, GGUF's scales_l, then less 32).
 Q6_K: element 128h + 32i + l (half h, quarter i, l < 32) is the low (i < 2) or high (i >= 2) nibble
 of ql byte 64h + 32(i % 2) + l plus bits 2i..2i+1 of qh byte 32h + l as bits 4-5; sc[16] are the
 signed scales of its sixteen 16-element sub-blocks. f16 and u16 arrays pair elements 2i, 2i+1 in
