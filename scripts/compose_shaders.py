@@ -18,8 +18,10 @@ An op body has these placeholders, each alone where it stands:
 A type file: its description line, then sections opened by `//@ <name>` lines:
   //@ layout     one JSON line: {"ggml": type id, "block": elements, "bytes": per block, "fields":
                  [[name, start, end], ...]}: the repacked arrays in binding order, each bytes
-                 [start, end) of every block (Q4_K's and Q5_K's "sm": its 12 packed scale bytes from
-                 `start`, decoded to 16: eight 6-bit scales, then eight mins)
+                 [start, end) of every block, except the fields the repacking decodes (DECODED):
+                 Q4_K's and Q5_K's "sm", their 12 packed scale bytes from `start` decoded to 16, eight
+                 6-bit scales then eight mins (ggml's get_scale_min_k4); Q3_K's "sc3", its 12 bytes of
+                 sixteen packed 6-bit scales from `start` decoded to 16 signed bytes, each scale - 32
   //@ bindings   its storage arrays, `@binding(1)` on, named as the layout's fields, in their order
   //@ shared     functions both ops use
   //@ matmul     what the matmul body calls: unit(row, u) and dot_unit(row, u, xs)
@@ -42,6 +44,11 @@ SECTIONS = ("layout", "bindings", "shared", "matmul", "embedding")
 ROOT = SHADERS.parent
 TABLES = {"py": ROOT / "py" / "wgllm" / "gpu" / "weight_types.py", "ts": ROOT / "web" / "src" / "weight_types.ts"}
 GENERATED = "// Composed by scripts/compose_shaders.py from shaders/compose/ops/{op}.wgsl and types/{type}.wgsl: edit those."
+
+
+# Fields decoded at repack time (py/wgllm/gpu/weights.py, web/src/weights.ts): name -> (packed bytes
+# read from `start`, decoded bytes = end - start).
+DECODED = {"sm": (12, 16), "sc3": (12, 16)}
 
 
 class ComposeError(ValueError):
@@ -89,7 +96,11 @@ def read_layout(path: Path, lines: list[str]) -> dict:
     if not ok or not layout["fields"]:
         raise ComposeError(f"{path}: the layout must be {expected}, got {text}")
     for name, start, end in layout["fields"]:
-        if not 0 <= start < end or (end > layout["bytes"] and name != "sm"):
+        if name in DECODED:
+            packed, decoded = DECODED[name]
+            if start < 0 or start + packed > layout["bytes"] or end - start != decoded:
+                raise ComposeError(f"{path}: decoded field {name!r} reads {packed} bytes from {start} of a {layout['bytes']}-byte block and holds {decoded}: expected [{start}, {start + decoded}), got [{start}, {end})")
+        elif not 0 <= start < end or end > layout["bytes"]:
             raise ComposeError(f"{path}: layout field {name!r} covers bytes [{start}, {end}), outside a {layout['bytes']}-byte block")
     return layout
 
@@ -123,7 +134,7 @@ def tables(types: list[str]) -> dict[Path, str]:
     if len(set(ids)) != len(ids):
         raise ComposeError(f"shaders/compose/types: two types share a ggml id ({ids})")
     note = "Composed by scripts/compose_shaders.py from the layout sections of shaders/compose/types/*.wgsl: edit those."
-    doc = "ggml type id -> (name, elements a block, bytes a block, fields): the repacked arrays in binding order, each bytes [start, end) of every block (Q4_K's and Q5_K's sm: their packed scales decoded, weights.py)"
+    doc = "ggml type id -> (name, elements a block, bytes a block, fields): the repacked arrays in binding order, each bytes [start, end) of every block (sm, sc3: packed scales decoded, weights.py)"
     py = [f'"""{note}"""', "", f"# {doc}", "WEIGHT_TYPES: dict[int, tuple[str, int, int, tuple[tuple[str, int, int], ...]]] = {"]
     ts = [f"// {note}", "", f"/** {doc}. */", "export const WEIGHT_TYPES: Readonly<Record<number, WeightTypeRow>> = {"]
     for gid, name, block, size, fields in sorted(rows):

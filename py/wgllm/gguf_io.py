@@ -54,6 +54,8 @@ SUPPORTED_TENSOR_TYPES = (
     GGMLQuantizationType.IQ4_NL,
     GGMLQuantizationType.Q5_K,
     GGMLQuantizationType.IQ4_XS,
+    GGMLQuantizationType.Q3_K,
+    GGMLQuantizationType.Q2_K,
 )
 _SUPPORTED_NAMES = ", ".join(t.name for t in SUPPORTED_TENSOR_TYPES)
 

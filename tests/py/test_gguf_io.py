@@ -133,7 +133,7 @@ def _tensor_cases(rng):
         ("f16", x(4, 3).astype(np.float16), None, T.F16),
     ]
     # the reader does not look inside blocks: random bytes of a type's row size stand in for weights
-    for ggml_type in (T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q4_K, T.Q6_K, T.Q5_1, T.IQ4_NL, T.Q5_K, T.IQ4_XS):
+    for ggml_type in (T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q4_K, T.Q6_K, T.Q5_1, T.IQ4_NL, T.Q5_K, T.IQ4_XS, T.Q3_K, T.Q2_K):
         block, type_size = GGML_QUANT_SIZES[ggml_type]
         raw = rng.integers(0, 256, (3, 2 * type_size), dtype=np.uint8)  # 3 rows of 2 blocks
         cases.append((ggml_type.name, raw, ggml_type, ggml_type))

@@ -29,9 +29,9 @@ from wgllm.gpu.runtime import GpuContext, get_context, shader_constant
 
 T = GGMLQuantizationType
 NAN_BITS = 0x7FC00001
-TYPES = [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q4_K, T.Q6_K, T.Q5_1, T.IQ4_NL, T.Q5_K, T.IQ4_XS]
+TYPES = [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q4_K, T.Q6_K, T.Q5_1, T.IQ4_NL, T.Q5_K, T.IQ4_XS, T.Q3_K, T.Q2_K]
 # Byte offsets of each block's f16 scale fields: random bytes there could be inf/NaN.
-F16_FIELDS = {T.Q8_0: (0,), T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q5_0: (0,), T.Q4_K: (0, 2), T.Q6_K: (208,), T.Q5_1: (0, 2), T.IQ4_NL: (0,), T.Q5_K: (0, 2), T.IQ4_XS: (0,)}
+F16_FIELDS = {T.Q8_0: (0,), T.Q4_0: (0,), T.Q4_1: (0, 2), T.Q5_0: (0,), T.Q4_K: (0, 2), T.Q6_K: (208,), T.Q5_1: (0, 2), T.IQ4_NL: (0,), T.Q5_K: (0, 2), T.IQ4_XS: (0,), T.Q3_K: (108,), T.Q2_K: (80, 82)}
 INPUT_RANGES = [(1.0, 0.5), (30.0, -100.0), (0.01, 3.0)]
 # Both kernel families run every test below: cpu (matvec, main) and gpu (matvec_split, main_tiled).
 KERNELS = ["cpu", "gpu"]

@@ -37,7 +37,7 @@ def test_every_weight_kernel_is_composed():
     for op in ("matmul", "embedding"):
         on_disk = {p.stem.removeprefix(f"{op}_") for p in (REPO / "shaders").glob(f"{op}_*.wgsl")}
         assert on_disk == types, f"{op}: hand-written files {on_disk - types}, types without a file {types - on_disk}"
-    assert {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q4_k", "q6_k"} <= types
+    assert {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs"} <= types
 
 
 def test_an_edited_source_makes_the_check_fail_until_composed(tmp_path):
@@ -102,6 +102,14 @@ def test_malformed_type_files_are_refused_by_name(tmp_path):
         assert result.returncode == 2, result
         assert "shaders/compose/types/q8_0.wgsl" in result.stderr and message in result.stderr, (message, result.stderr)
     unit.write_text(good)
+    q3_k = root / "shaders" / "compose" / "types" / "q3_k.wgsl"  # a decoded field: 12 bytes read, 16 held
+    good_q3_k = q3_k.read_text()
+    for field, message in (('["sc3", 96, 108]', "decoded field 'sc3' reads 12 bytes from 96 of a 110-byte block and holds 16: expected [96, 112), got [96, 108)"),
+                           ('["sc3", 100, 116]', "decoded field 'sc3' reads 12 bytes from 100 of a 110-byte block")):
+        q3_k.write_text(good_q3_k.replace('["sc3", 96, 112]', field))
+        result = run(root)
+        assert result.returncode == 2 and "shaders/compose/types/q3_k.wgsl" in result.stderr and message in result.stderr, result.stderr
+    q3_k.write_text(good_q3_k)
     body = root / "shaders" / "compose" / "ops" / "matmul.wgsl"
     body.write_text(body.read_text().replace("{{dequant}}", "{{dequant}}\n// {{oops}}"))
     result = run(root)

@@ -46,8 +46,10 @@ export const SUPPORTED_TENSOR_TYPES: Readonly<Record<number, readonly [string, n
   20: ["IQ4_NL", 32, 18],
   13: ["Q5_K", 256, 176],
   23: ["IQ4_XS", 256, 136],
+  11: ["Q3_K", 256, 110],
+  10: ["Q2_K", 256, 84],
 };
-const SUPPORTED_NAMES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q6_K", "Q5_1", "IQ4_NL", "Q5_K", "IQ4_XS"].join(", ");
+const SUPPORTED_NAMES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q6_K", "Q5_1", "IQ4_NL", "Q5_K", "IQ4_XS", "Q3_K", "Q2_K"].join(", ");
 
 export type GGUFNumericArray =
   | Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array

@@ -12,7 +12,7 @@ import type { GGUFTensorInfo } from "./gguf";
 import { type GpuContext, shaderConstant } from "./gpu";
 import { WEIGHT_TYPES, type WeightTypeRow } from "./weight_types";
 
-/** A type's block layout; each field is bytes [start, end) of every GGUF block, or Q4_K's decoded scales ("sm"). */
+/** A type's block layout; each field is bytes [start, end) of every GGUF block, or decoded scales ("sm": Q4_K's, Q5_K's; "sc3": Q3_K's). */
 type TypeLayout = WeightTypeRow;
 
 /** ggml type id -> layout; the order of `fields` is the shaders' binding order (weight_types.ts, composed with the shaders from shaders/compose/types). */
@@ -193,6 +193,10 @@ function repackRows(layout: TypeLayout, raw: Uint8Array, rows: number, nb: numbe
       for (let b = 0; b < nBlocks; b++) scaleMinK4(raw, b * size + fl.start, dst, b * 16);
       return;
     }
+    if (fl.name === "sc3") {
+      for (let b = 0; b < nBlocks; b++) scalesQ3K(raw, b * size + fl.start, dst, b * 16);
+      return;
+    }
     for (let b = 0, o = 0; b < nBlocks; b++) {
       const s = b * size + fl.start;
       for (let j = 0; j < len; j++) dst[o++] = raw[s + j];
@@ -210,6 +214,15 @@ function scaleMinK4(raw: Uint8Array, at: number, dst: Uint8Array, o: number): vo
     dst[o + 4 + j] = (hi & 0x0f) | ((lo >> 6) << 4);
     dst[o + 8 + j] = mid & 0x3f;
     dst[o + 12 + j] = (hi >> 4) | ((mid >> 6) << 4);
+  }
+}
+
+/** Q3_K's 12 packed scale bytes -> its sixteen 6-bit scales less 32, as int8 bytes (quant.py's q3_k_scales, which weights.py's repack uses). */
+function scalesQ3K(raw: Uint8Array, at: number, dst: Uint8Array, o: number): void {
+  for (let s = 0; s < 16; s++) {
+    const low = (raw[at + (s % 8)] >> (4 * (s >> 3))) & 0x0f;
+    const high = (raw[at + 8 + (s % 4)] >> (2 * (s >> 2))) & 3;
+    dst[o + s] = ((low | (high << 4)) - 32) & 0xff;
   }
 }
 

@@ -21,6 +21,8 @@ shaders/compose/types/ by scripts/compose_shaders.py; web/src/weights.ts repacks
   Q4_K  qs: u8[128 nb] (GGUF's); sm: u8[16 nb]; dm: f16[2 nb]   (d*sc) * nib - (dmin*m)
   Q5_K  qs: as Q4_K; qh: u8[32 nb] (GGUF's); sm, dm: as Q4_K     (d*sc) * (nib | bit << 4) - (dmin*m)
   Q6_K  ql: u8[128 nb]; qh: u8[64 nb]; sc: i8[16 nb]; d: f16[nb] (d*sc) * (q6 - 32)
+  Q2_K  qs: u8[64 nb] (GGUF's); sc: u8[16 nb]; dm: f16[2 nb]    (d*(sc&15)) * q2 - (dmin*(sc>>4))
+  Q3_K  hm: u8[32 nb]; qs: as Q2_K; sc3: i8[16 nb]; d: f16[nb]   (d*sc3) * (q2 | hbit << 2 - 4)
   IQ4_XS qs: u8[128 nb] (GGUF's); sl: u8[4 nb]; dh: (f16, u16)[nb]   (d*(sc-32)) * KV[nib]
 
 Nibbles keep GGUF's order: in a 32-element block (Q4_0/Q4_1/Q5_0) byte j of qs holds element j
@@ -31,6 +33,10 @@ Q4_K: byte l of 32-byte group g holds elements 64g + l (low nibble, sub-block 2g
 m[0..8], decoded from GGUF's 12 packed bytes (ggml's get_scale_min_k4); dm is (d, dmin).
 Q5_K: as Q4_K (its scales decoded the same way, "sm"), element 32s + l (sub-block s, l < 32) with
 bit s of qh byte l as its fifth bit.
+Q2_K and Q3_K: element 128h + 32j + l (half h, quarter j, l < 32) is bits 2j..2j+1 of qs byte
+32h + l, in sub-block 8h + 2j + l // 16; Q3_K's third bit is bit 4h + j of hm byte l (GGUF's hmask),
+and sc3 its sixteen scales less 32, decoded from GGUF's 12 packed bytes (nibble s // 8 of byte s % 8
+below bits 2(s // 4).. of byte 8 + s % 4); Q2_K's sc are GGUF's scale bytes (scale | min << 4).
 IQ4_XS: eight 32-element sub-blocks, each 16 bytes of qs laid out as an IQ4_NL block; dh holds
 the block's f16 d and GGUF's scales_h (sub-block ib's scale has bits 2ib..2ib+1 of scales_h on top
 of bits 4ib..4ib+3 of sl, GGUF's scales_l, then less 32).
@@ -74,6 +80,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from wgllm.gpu.runtime import KERNEL_FAMILIES, GpuError, OpenPass, shader_constant
 from wgllm.gpu.weight_types import WEIGHT_TYPES
+from wgllm.quant import q3_k_scales
 
 T = GGMLQuantizationType
 SUPPORTED_TYPES = tuple(T(i) for i in WEIGHT_TYPES)
@@ -172,8 +179,10 @@ def repack(raw: np.ndarray, ggml_type: GGMLQuantizationType, shape: tuple[int, .
     blocks = raw.reshape(n_out, nb, size)
     arrays = []
     for field, start, end in WEIGHT_TYPES[int(t)][3]:  # the layout table shared with web/src (weight_types)
-        if field == "sm":  # Q4_K: its 12 packed scale bytes decoded to eight scales, then eight mins
+        if field == "sm":  # Q4_K, Q5_K: their 12 packed scale bytes decoded to eight scales, then eight mins
             arrays.append(np.concatenate(_scale_min_k4(blocks[:, :, start : start + 12]), axis=-1))
+        elif field == "sc3":  # Q3_K: its 12 packed scale bytes decoded to sixteen signed scales
+            arrays.append(q3_k_scales(blocks[:, :, start : start + 12]).view(np.uint8))  # web/src/weights.ts: scalesQ3K
         else:
             arrays.append(blocks[:, :, start:end])
     return RepackedWeight(t, (n_out, k), [_rows(a, n_out) for a in arrays], [f[0] for f in WEIGHT_TYPES[int(t)][3]])
