@@ -177,7 +177,7 @@ def write_fixtures(out: Path) -> dict:
         "forged_string_length.gguf": (raw_gguf([kv("forged.str", V.STRING, struct.pack("<Q", 2**62))], [], b""), "forged.str"),
         "unknown_value_type.gguf": (raw_gguf([kv("odd.key", 13, b"")], [], b""), "odd.key"),
         "not_utf8.gguf": (raw_gguf([kv("bad.utf8", V.STRING, struct.pack("<Q", 2) + b"\xff\xfe")], [], b""), "bad.utf8"),
-        "unsupported_tensor_type.gguf": (raw_gguf([], [("blk.0.q2k", [256], T.Q2_K, 0)], bytes(84)), "blk.0.q2k"),
+        "unsupported_tensor_type.gguf": (raw_gguf([], [("blk.0.iq2", [256], T.IQ2_XXS, 0)], bytes(66)), "blk.0.iq2"),
         "unknown_tensor_type.gguf": (raw_gguf([], [("blk.0.odd", [8], 99, 0)], bytes(32)), "blk.0.odd"),
         "partial_block.gguf": (raw_gguf([], [("blk.0.q8", [33], T.Q8_0, 0)], bytes(68)), "blk.0.q8"),
         "too_many_dims.gguf": (raw_gguf([], [("blk.0.5d", [1, 1, 1, 1, 1], T.F32, 0)], f32), "blk.0.5d"),
