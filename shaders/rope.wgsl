@@ -1,4 +1,6 @@
-// rope: rotate dim pairs (a, b) of each head's first n_rot dims by theta = pos / pos_scale * base^(-2i / n_rot): (a cos - b sin, b cos + a sin)   ref: reference.rope   grid: (ceil(heads * head_dim / 2 / WG_SIZE), n, 1)
+// rope: rotate dim pairs (a, b) of each head's first n_rot dims by theta = pos / pos_scale * base^(-2i / n_rot) / factors[i]: (a cos - b sin, b cos + a sin)   ref: reference.rope   grid: (ceil(heads * head_dim / 2 / WG_SIZE), n, 1)
+// factors: llama-3's rope_freqs (n_rot / 2 divisors of the frequencies), ones for every other model;
+// each entry point binds them right after its own buffers (main 4, in_place 3, qkv 6).
 // neox = 1 pairs dims (i, i + n_rot / 2), otherwise (2i, 2i + 1); dims from n_rot on pass through.
 // Token t's heads start at in_offset + t * in_stride (input) and out_offset + t * out_stride
 // (output), in elements, so Q or K can be read straight out of a fused QKV buffer and K written
@@ -29,6 +31,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x_in: array<f32>;         // (n, heads, head_dim) at in_offset + t * in_stride
 @group(0) @binding(3) var<storage, read_write> y: array<kv_t>;     // (n, heads, head_dim) at out_offset + t * out_stride
 @group(0) @binding(2) var<storage, read_write> y_io: array<f32>;   // in_place: (n, heads, head_dim) at out_offset + t * out_stride
+@group(0) @binding(4) var<storage, read> factors_main: array<f32>;     // main: (n_rot / 2,)
+@group(0) @binding(3) var<storage, read> factors_in_place: array<f32>; // in_place: (n_rot / 2,)
 
 // qkv: the rows of one Q/K/V matmul's output (x_in: (n, q_dim + kv_dim + v_dim), each row Q, K, V)
 // in one launch: Q rotated into q_out, K rotated into the K cache (y) and V copied into the V cache
@@ -50,6 +54,7 @@ struct QkvParams {
 @group(0) @binding(0) var<uniform> qkv_params: QkvParams;
 @group(0) @binding(4) var<storage, read_write> q_out: array<f32>;   // qkv: (n, n_head * head_dim)
 @group(0) @binding(5) var<storage, read_write> v_cache: array<kv_t>; // qkv: (max_tokens, v_dim), the step's rows at v_cache_offset
+@group(0) @binding(6) var<storage, read> factors_qkv: array<f32>;      // qkv: (n_rot / 2,)
 
 // (cos, sin) of theta to f32 accuracy. The builtins are not enough: WGSL allows sin/cos an absolute
 // error of 2^-11 on [-pi, pi] and promises nothing beyond, and SwiftShader's are off by up to 1.9e-4
@@ -77,15 +82,15 @@ fn cos_sin(theta: f32) -> vec2<f32> {
     }
 }
 
-// (cos, sin) of token t's angle for frequency i < n_rot / 2.
-fn rotation_of(t: u32, i: u32, base: f32, n_rot: u32, pos_scale: f32) -> vec2<f32> {
-    let inv_freq = pow(base, -f32(2u * i) / f32(n_rot));
+// (cos, sin) of token t's angle for frequency i < n_rot / 2, whose divisor is `factor`.
+fn rotation_of(t: u32, i: u32, base: f32, n_rot: u32, pos_scale: f32, factor: f32) -> vec2<f32> {
+    let inv_freq = pow(base, -f32(2u * i) / f32(n_rot)) / factor;
     let theta = f32(positions[t]) / pos_scale * inv_freq;
     return cos_sin(theta);
 }
 
-fn rotation(t: u32, i: u32) -> vec2<f32> {
-    return rotation_of(t, i, params.base, params.n_rot, params.pos_scale);
+fn rotation(t: u32, i: u32, factor: f32) -> vec2<f32> {
+    return rotation_of(t, i, params.base, params.n_rot, params.pos_scale, factor);
 }
 
 // Offsets inside a head of the two dims rotated by frequency i.
@@ -118,7 +123,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let dst = params.out_offset + t * params.out_stride + head * params.head_dim;
     if (i < params.n_rot / 2u) {
         let p = pair(i);
-        let r = rotate(x_in[src + p.x], x_in[src + p.y], rotation(t, i));
+        let r = rotate(x_in[src + p.x], x_in[src + p.y], rotation(t, i, factors_main[i]));
         y[dst + p.x] = kv_t(r.x);
         y[dst + p.y] = kv_t(r.y);
     } else {
@@ -143,7 +148,7 @@ fn in_place(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     }
     let base = params.out_offset + t * params.out_stride + head * params.head_dim;
     let p = pair(i);
-    let r = rotate(y_io[base + p.x], y_io[base + p.y], rotation(t, i));
+    let r = rotate(y_io[base + p.x], y_io[base + p.y], rotation(t, i, factors_in_place[i]));
     y_io[base + p.x] = r.x;
     y_io[base + p.y] = r.y;
 }
@@ -176,7 +181,7 @@ fn qkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid:
     var r: vec2<f32>;
     if (i < p.n_rot / 2u) {
         a = pair_of(i, p.n_rot, p.neox);
-        r = rotate(x_in[src + a.x], x_in[src + a.y], rotation_of(t, i, p.base, p.n_rot, p.pos_scale));
+        r = rotate(x_in[src + a.x], x_in[src + a.y], rotation_of(t, i, p.base, p.n_rot, p.pos_scale, factors_qkv[i]));
     } else {
         let c = p.n_rot + 2u * (i - p.n_rot / 2u);
         a = vec2<u32>(c, c + 1u);

@@ -2,9 +2,10 @@
 // PYTHON GPU engine (wgllm.gpu.engine.GpuEngine on lavapipe) running the same shaders on the same
 // files: greedy and seeded sampled tokens identical, all-row and decode logits within
 // gpu_tolerances.MODEL_LOGITS_REL, for tiny models of all ten architectures (F32/F16/Q8_0/Q4_0
-// each at least twice), the real SmolLM2 (Q4_1) and Gemma-3 (Q4_K, Q6_K); weights split into many
-// binding chunks; and the refusals: unsupported architecture or tensor type, rows the kernels cannot
-// take, a qwen2 file missing a bias (before any GPU buffer exists), limits, token ids, top_k, a lost device.
+// each at least twice) and a tiny Llama with Llama-3's RoPE scaling (rope_freqs), the real SmolLM2
+// (Q4_1) and Gemma-3 (Q4_K, Q6_K); weights split into many binding chunks; and the refusals:
+// unsupported architecture or tensor type, rows the kernels cannot take, a qwen2 file missing a bias
+// (before any GPU buffer exists), limits, token ids, top_k, a lost device.
 // Expected values come from tests/browser/engine_fixtures.py (run in beforeAll, cached by digest).
 
 import { execFileSync } from "node:child_process";
@@ -119,11 +120,11 @@ function checkLogits(file: string, got: number[], want: any): void {
 }
 
 for (const kernels of ["cpu", "gpu"] as const) {
-  test(`tiny models of all ten architectures give the Python GPU engine's tokens and logits (${kernels} kernels)`, async ({ page }) => {
+  test(`tiny models of all ten architectures and Llama-3's RoPE scaling give the Python GPU engine's tokens and logits (${kernels} kernels)`, async ({ page }) => {
     test.setTimeout(180_000);
     const table = kernels === "cpu" ? expected.tiny : expected.tiny_gpu;
     const files = Object.keys(table);
-    expect(files.length).toBe(10);
+    expect(files.length).toBe(11);
     for (const file of files) {
       const want = table[file];
       const { prompt } = want;

@@ -3,9 +3,9 @@
     python tests/browser/engine_fixtures.py OUT_DIR
 
 Converts tiny random models of all ten architectures (every converter type F32/F16/Q8_0/Q4_0
-appears at least twice), links the real SmolLM2-135M (Q4_1) and Gemma-3 270M (Q4_K_M, so Q4_K and Q6_K),
-and writes expected.json from wgllm.gpu.engine.GpuEngine on this machine's WebGPU adapter
-(lavapipe): greedy and seeded sampled continuations, the all-row logits of the prompt, and
+appears at least twice) and the tiny Llama with Llama-3.x's RoPE scaling (rope_freqs), links the
+real SmolLM2-135M (Q4_1) and Gemma-3 270M (Q4_K_M, so Q4_K and Q6_K), and writes expected.json
+from wgllm.gpu.engine.GpuEngine on this machine's WebGPU adapter (lavapipe): greedy and seeded sampled continuations, the all-row logits of the prompt, and
 SmolLM2's greedy / Gemma-3's per-position top-1, each with both kernel families (lavapipe's own
 "cpu", and "gpu" forced; the browser forces each too). Also files the engine must refuse. Work already
 done (same inputs: this script, the shaders, the Python engine) is skipped.
@@ -100,8 +100,8 @@ def write_refused(out: Path) -> None:
     w.close()
     w = GGUFWriter(str(out / "unsupported_type.gguf"), "llama")
     w.add_block_count(1)
-    q8_1 = np.zeros((8, 36), np.uint8)  # 8 rows of one 32-element Q8_1 block (36 bytes)
-    w.add_tensor("token_embd.weight", q8_1, raw_shape=(8, 36), raw_dtype=GGMLQuantizationType.Q8_1)
+    q8_1 = np.zeros((8, 40), np.uint8)  # 8 rows of one 32-element Q8_1 block (40 bytes as gguf-py sizes it)
+    w.add_tensor("token_embd.weight", q8_1, raw_shape=(8, 40), raw_dtype=GGMLQuantizationType.Q8_1)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -128,6 +128,15 @@ def main(out: Path) -> None:
         path = out / f"{arch}-{bits}.gguf"
         if not path.is_file():
             convert_tiny(arch, bits, path.with_suffix(".tmp"), **OVERRIDES.get(arch, {})).rename(path)
+        expected["tiny"][path.name] = tiny_expected(path, "cpu")
+        expected["tiny_gpu"][path.name] = tiny_expected(path, "gpu")
+    from tiny_models import LLAMA3_ROPE
+
+    # (file stem, arch, bits, config overrides): the tiny Llama with Llama-3.x's RoPE scaling (rope_freqs.weight)
+    for stem, arch, bits, overrides in [("llama3rope", "llama", 8, {"rope_parameters": LLAMA3_ROPE})]:
+        path = out / f"{stem}-{bits}.gguf"
+        if not path.is_file():
+            convert_tiny(arch, bits, path.with_suffix(".tmp"), **overrides).rename(path)
         expected["tiny"][path.name] = tiny_expected(path, "cpu")
         expected["tiny_gpu"][path.name] = tiny_expected(path, "gpu")
     refused = out / "stablelm-80.gguf"  # ffn_down rows of 80: not in 32-element units

@@ -149,7 +149,7 @@ ROPE_CASES = [
     # n, heads, head_dim, n_rot, base, pos_scale, neox, max position
     (7, 4, 80, 32, 10000.0, 1.0, True, 300),  # phi-2: partial rotary
     (16, 2, 256, 256, 1000000.0, 8.0, True, 300),  # gemma-3 global layers
-    (5, 7, 128, 32, 500000.0, 1.0, False, 300),
+    (5, 7, 128, 32, 500000.0, 1.0, False, 300),  # llama-3: base 5e5 and rope_freqs (random factors in [1, 8])
     (9, 3, 64, 64, 10000.0, 1.0, False, 40),  # positions of the tiny models' prompts
     (6, 2, 64, 64, 10000.0, 1.0, True, 4096),  # a long context
 ]
@@ -165,21 +165,23 @@ def rope_cases(rng) -> list[Case]:
         grid = (-(-width // 2 // 64), n, 1)
         fields = lambda ins, ino, outs, outo: (n, heads, head_dim, n_rot, ins, ino, outs, outo, base, pos_scale, int(neox))  # noqa: E731
         tag = f"n={n} heads={heads} d={head_dim} rot={n_rot} base={base:g}/{pos_scale:g} {'neox' if neox else 'pairs'} pos<{max_pos}"
+        # rope.wgsl's frequency divisors: llama-3's rope_freqs for the base 5e5 case, ones otherwise
+        factors = rng.uniform(1.0, 8.0, n_rot // 2).astype(np.float32) if base == 500000.0 else np.ones(n_rot // 2, np.float32)
         # main: rows read out of a wider fused buffer, written into a cache at an offset
         in_stride, in_offset, out_offset = 3 * width + 5, width + 3, 11 * width
         fused = data(rng, (n * in_stride + in_offset,), 2.0, -0.5)
         x = np.stack([fused[in_offset + t * in_stride :][:width] for t in range(n)]).reshape(n, heads, head_dim)
         cache_words = out_offset + (n + 13) * width
         want = np.full(cache_words, np.nan)
-        want[out_offset : out_offset + n * width] = exact(reference.rope, x, positions, n_rot, base, neox, pos_scale).ravel()
+        want[out_offset : out_offset + n * width] = exact(reference.rope, x, positions, n_rot, base, neox, pos_scale, factors).ravel()
         cases.append(
             Case(f"rope main {tag}", "rope", grid, "main", extra).uniform("IIIIIIIIffI", *fields(in_stride, in_offset, width, out_offset))
-            .input(positions).input(fused).output(poison(cache_words), want)
+            .input(positions).input(fused).output(poison(cache_words), want).input(factors)
         )
         x = data(rng, (n, heads, head_dim), 2.0, -0.5)
         cases.append(
             Case(f"rope in_place {tag}", "rope", grid, "in_place", extra).uniform("IIIIIIIIffI", *fields(width, 0, width, 0))
-            .input(positions).output(x, exact(reference.rope, x, positions, n_rot, base, neox, pos_scale))
+            .input(positions).output(x, exact(reference.rope, x, positions, n_rot, base, neox, pos_scale, factors)).input(factors)
         )
     return cases
 

@@ -1,8 +1,8 @@
 """Llama-3.x's RoPE scaling (rope_type llama3): the converter writes llama.cpp's rope_freqs.weight and
 the numpy reference divides each rotary frequency by it. The tiny Llama's original context is 32
 positions, so with head_dim 16 its frequencies fall in all three bands (kept, divided by the factor,
-blended) within a 24-token prompt. The GPU engines do not read rope_freqs yet and refuse such files
-by name (the browser's refusal is the same check, in web/src/buffer_plan.ts)."""
+blended) within a 24-token prompt (tiny_models.LLAMA3_ROPE). The Python GPU engine (rope.wgsl's factors binding) is checked
+against the reference here, the browser's in tests/browser/engine.spec.ts."""
 
 from __future__ import annotations
 
@@ -12,14 +12,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from tiny_models import LLAMA3_ROPE as LLAMA3
 from tiny_models import convert_tiny, gguf_without, tiny_model
 
 from wgllm.convert import ConversionConfig, convert_checkpoint
 from wgllm.errors import ConversionError, ModelFormatError
 from wgllm.model import load_model
 from wgllm.reference import forward
-
-LLAMA3 = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 32}
 
 
 def tiny_llama3():
@@ -49,16 +48,32 @@ def test_reference_matches_transformers_and_needs_the_factors(tmp_path):
     assert np.abs(plain - hf).max() / np.abs(hf).max() > 1e-2
 
 
-def test_gpu_engine_refuses_rope_freqs_by_name(tmp_path):
+@pytest.mark.parametrize("kernels", ["cpu", "gpu"])
+@pytest.mark.parametrize("bits", [32, 8])
+def test_gpu_engine_matches_reference(tmp_path, bits, kernels):
+    """Prefill (every row) and decode against the reference, then 24 greedy tokens identical."""
     import os
 
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-    from wgllm.gpu.engine import GpuEngine
-    from wgllm.gpu.runtime import GpuError
+    from gpu_tolerances import MODEL_LOGITS_REL
 
-    model = load_model(convert_tiny("llama", 32, tmp_path / "llama3.gguf", rope_parameters=LLAMA3))
-    with pytest.raises(GpuError, match=r"llama3\.gguf: tensor rope_freqs\.weight \(llama-3's RoPE frequency factors\) is not implemented by the GPU engine yet"):
-        GpuEngine(model, max_tokens=8)
+    from wgllm.generation import ReferenceSession
+    from wgllm.gpu.engine import GpuEngine
+
+    model = load_model(convert_tiny("llama", bits, tmp_path / "llama3.gguf", rope_parameters=LLAMA3))
+    ids = [int(i) for i in np.random.default_rng(bits).integers(3, model.config.n_vocab, 24)]
+    want = forward(model, ids)
+    engine = GpuEngine(model, max_tokens=48, all_logits=True, force_f32=True, kernels=kernels)
+    rel = lambda got, ref: float(np.abs(got - ref).max() / np.abs(ref).max())  # noqa: E731
+    assert rel(engine.forward_logits(ids[:17], 0), want[:17]) < MODEL_LOGITS_REL
+    for j in range(17, 24):
+        assert rel(engine.forward_logits([ids[j]], j)[0], want[j]) < MODEL_LOGITS_REL
+    gpu, ref = engine.session(top_k=1, temperature=0.0, seed=0), ReferenceSession(model, top_k=1, temperature=0.0, seed=0)
+    a, b = [gpu.prefill(ids[:6])], [ref.prefill(ids[:6])]
+    while len(a) < 24:
+        a.append(gpu.decode(a[-1]))
+        b.append(ref.decode(b[-1]))
+    assert a == b
 
 
 def test_bad_llama3_configs_and_files_are_refused(tmp_path):

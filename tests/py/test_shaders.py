@@ -201,8 +201,16 @@ ROPE_CASES = [
     (7, 3, 64, 64, 10000.0, 1.0, False),
     (7, 4, 80, 32, 10000.0, 1.0, True),  # phi-2: partial rotary
     (127, 2, 256, 256, 1000000.0, 8.0, True),  # gemma-3 global layers: base 1e6, linear scaling 8
-    (5, 7, 128, 32, 500000.0, 1.0, False),
+    (5, 7, 128, 32, 500000.0, 1.0, False),  # llama-3: base 5e5 and rope_freqs (see rope_factors)
 ]
+
+
+def rope_factors(n_rot: int, base: float) -> np.ndarray:
+    """rope.wgsl's frequency divisors: llama-3's rope_freqs (random ones in [1, 8] here) for the base
+    5e5 case, ones (no scaling) for the others."""
+    if base == 500000.0:
+        return np.random.default_rng(n_rot).uniform(1.0, 8.0, n_rot // 2).astype(np.float32)
+    return np.ones(max(1, n_rot // 2), np.float32)
 
 
 def rope_uniform(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox, in_stride, in_offset, out_stride, out_offset):
@@ -212,7 +220,7 @@ def rope_uniform(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox, in_strid
 
 def check_rope(got, x, positions, n_rot, base, pos_scale, neox):
     max_theta = float(np.max(positions)) / pos_scale  # the largest angle: frequency 0 is 1 rad per position
-    want = exact(reference.rope, x, positions, n_rot, base, neox, pos_scale)
+    want = exact(reference.rope, x, positions, n_rot, base, neox, pos_scale, rope_factors(n_rot, base))
     check("rope", got, want, extra_atol_rel=ROPE_ATOL_PER_RADIAN * max_theta)
 
 
@@ -233,7 +241,7 @@ def test_rope_strided(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox, sca
     positions = rng.permutation(300)[:n].astype(np.uint32) if n > 1 else np.array([299], np.uint32)
     cache = poisoned(ctx, cache_rows * width)
     uni = rope_uniform(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox, in_stride, in_offset, out_stride, out_offset)
-    ctx.run("rope.wgsl", [uni, ctx.buffer(positions), ctx.buffer(fused), cache], rope_grid(n, heads, head_dim))
+    ctx.run("rope.wgsl", [uni, ctx.buffer(positions), ctx.buffer(fused), cache, ctx.buffer(rope_factors(n_rot, base))], rope_grid(n, heads, head_dim))
     words = ctx.read(cache, np.uint32)
     inside = slice(out_offset, out_offset + n * width)
     assert np.all(np.delete(words, np.arange(len(words))[inside]) == NAN_BITS), "rope wrote outside its rows"
@@ -256,12 +264,12 @@ def test_rope_into_f16_cache(ctx_f16, n, heads, head_dim, n_rot, base, pos_scale
     positions = rng.permutation(300)[:n].astype(np.uint32) if n > 1 else np.array([299], np.uint32)
     cache = ctx.buffer(np.full(cache_rows * width + 1, NAN_BITS_F16, np.uint16))
     uni = rope_uniform(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox, in_stride, in_offset, out_stride, out_offset)
-    ctx.run("rope.wgsl", [uni, ctx.buffer(positions), ctx.buffer(fused), cache], rope_grid(n, heads, head_dim), kv_f16=True)
+    ctx.run("rope.wgsl", [uni, ctx.buffer(positions), ctx.buffer(fused), cache, ctx.buffer(rope_factors(n_rot, base))], rope_grid(n, heads, head_dim), kv_f16=True)
     halves = ctx.read(cache, np.uint16)[: cache_rows * width + 1]
     inside = slice(out_offset, out_offset + n * width)
     assert np.all(np.delete(halves, np.arange(len(halves))[inside]) == NAN_BITS_F16), "rope wrote outside its rows"
     got = halves[inside].view(np.float16).astype(np.float32).reshape(n, heads, head_dim)
-    want = exact(reference.rope, x, positions, n_rot, base, neox, pos_scale)
+    want = exact(reference.rope, x, positions, n_rot, base, neox, pos_scale, rope_factors(n_rot, base))
     want16 = want.astype(np.float16).astype(np.float32)
     rtol, atol_rel = TOLERANCES["rope"]
     atol = (atol_rel + ROPE_ATOL_PER_RADIAN * float(np.max(positions)) / pos_scale) * float(np.max(np.abs(want)))
@@ -278,7 +286,7 @@ def test_rope_in_place(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox):
     buf = ctx.buffer(x)
     width = heads * head_dim
     uni = rope_uniform(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox, width, 0, width, 0)
-    ctx.run("rope.wgsl", [uni, ctx.buffer(positions), buf], rope_grid(n, heads, head_dim), entry="in_place")
+    ctx.run("rope.wgsl", [uni, ctx.buffer(positions), buf, ctx.buffer(rope_factors(n_rot, base))], rope_grid(n, heads, head_dim), entry="in_place")
     got = ctx.read(buf, np.float32, (n, heads, head_dim))
     check_rope(got, x, positions, n_rot, base, pos_scale, neox)
 

@@ -25,6 +25,9 @@ import torch
 import transformers
 
 ARCHS = ("llama", "gemma", "gemma2", "gemma3", "phi2", "falcon", "stablelm", "gpt2", "qwen2", "qwen3")
+# Llama-3.x's RoPE scaling on the tiny Llama (head_dim 16): an original context of 32 positions puts its
+# frequencies in all three bands (kept, divided by the factor, blended) within a 24-token prompt.
+LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 32}
 QWEN_ARCHS = ("qwen2", "qwen3")  # their byte-level BPE splits with Qwen2's regex first, as Qwen's tokenizer.json does
 SPM_ARCHS = ("llama", "gemma", "gemma2", "gemma3")
 

@@ -37,9 +37,6 @@ export function planBuffers(c: ModelConfig, h: GGUFHeader, binding: number, lora
   if (Math.max(c.headDim, c.headDimV) > shaderConstant("attention", "MAX_HEAD_DIM")) {
     throw new DeviceLimitError("attention.wgsl's MAX_HEAD_DIM", Math.max(c.headDim, c.headDimV), shaderConstant("attention", "MAX_HEAD_DIM"), `${src}: head dimension`);
   }
-  if (c.ropeFreqs) {
-    throw new ModelFormatError(`${src}: tensor rope_freqs.weight (llama-3's RoPE frequency factors) is not implemented by the WebGPU engine yet`);
-  }
   const names = new Map(h.tensors.map((t) => [t.name, t]));
   const needs: Needs = { mats: new Map(), vecs: new Map(), tensors: new Map() };
   const has = (name: string) => names.has(name);
@@ -136,6 +133,7 @@ export function planBuffers(c: ModelConfig, h: GGUFHeader, binding: number, lora
     }
     linear(blk + "ffn_down", c.nEmbd, c.nFf);
   }
+  if (c.ropeFreqs) vec("rope_freqs.weight", [c.nRot / 2], false); // llama-3's divisors of the rotary frequencies
   norm("output_norm", c.nEmbd);
   if (!c.tiedOutput) mat("output.weight", [c.nVocab, c.nEmbd]);
   vec("output.bias", [c.nVocab]);
@@ -173,6 +171,7 @@ export function activationSizes(
     ["last", c.nEmbd], ["last_norm", c.nEmbd], ["logits", logitRows * c.nVocab],
     ["zeros", Math.max(c.nEmbd, c.nFf)], ["sampled", 4],
   ];
+  if (!c.ropeFreqs) sizes.push(["rope_ones", Math.max(1, c.nRot / 2)]); // rope.wgsl's factors of a model without rope_freqs
   const stacked = layout.qkvStacked.some((s) => s);
   if (layout.fused || stacked) sizes.push(["qkv", rows * (qDim + kvDim + vDim)]);
   if (!layout.fused && !layout.qkvStacked.every((s) => s)) sizes.push(["q", rows * qDim], ["k", rows * kvDim], ["v", rows * vDim]);

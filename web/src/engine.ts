@@ -277,6 +277,7 @@ export class Engine {
     this.kCache = act.filter((b) => b.label.startsWith("k_cache."));
     this.vCache = act.filter((b) => b.label.startsWith("v_cache."));
     ctx.write(this.b.zeros, 0, new Float32Array(this.b.zeros.size / 4));
+    if (this.b.rope_ones) ctx.write(this.b.rope_ones, 0, new Float32Array(this.b.rope_ones.size / 4).fill(1));
     for (const [name, plan] of needs.mats) {
       const w = await GpuWeight.allocate(ctx, plan);
       this.weights.set(name, w);
@@ -403,11 +404,16 @@ export class Engine {
     this.program.add(op, [...inputs, y], (n) => pack("I", n * width), (n) => gridRows(Math.ceil((n * width) / 256)));
   }
 
+  /** rope.wgsl's divisors of the rotary frequencies: the file's rope_freqs (llama-3), else ones. */
+  private ropeFactors(): GPUBuffer {
+    return this.vecs.get("rope_freqs.weight") ?? this.b.rope_ones;
+  }
+
   private rope(src: Src, dst: GPUBuffer, dstStride: number, intoCache: boolean, heads: number, base: number, posScale: number, neox: number): void {
     const c = this.config;
     this.program.add(
       "rope",
-      [this.b.positions, src.buf, dst],
+      [this.b.positions, src.buf, dst, this.ropeFactors()],
       (n, p) => pack("IIIIIIIIffI", n, heads, c.headDim, c.nRot, src.stride, src.offset, dstStride, intoCache ? p * dstStride : 0, base, posScale, neox),
       (n) => [Math.ceil((heads * c.headDim) / 2 / 64), n, 1],
       ["main"], undefined, undefined,
@@ -426,7 +432,7 @@ export class Engine {
     const wg = shaderConstant("rope", "WG_SIZE");
     this.program.add(
       "rope",
-      [this.b.positions, this.b.qkv, this.kCache[i], qOut, this.vCache[i]],
+      [this.b.positions, this.b.qkv, this.kCache[i], qOut, this.vCache[i], this.ropeFactors()],
       (_n, p) => pack("IIIIIIIIffI", c.nHead, c.nHeadKv, c.headDim, vDim, c.nRot, qDim + kvDim + vDim, p * kvDim, p * vDim, base, posScale, neox),
       (n) => [Math.ceil(items / wg), n, 1],
       ["qkv"], () => "qkv", undefined,
