@@ -348,7 +348,11 @@ class LlmInference:
         return CheckedCall(ids, params, stops, grammar, n, max_new_tokens)
 
     def size_in_tokens(self, text: str) -> int:
-        return len(self.model.tokenizer.encode(text, add_special=True, parse_special=True))
+        """Tokens `text` takes as a prompt, not counting the start token the model adds (MediaPipe's
+        sizeInTokens: 16 for a 16-token prompt whose run is BOS + 16); max_tokens still holds it."""
+        tok = self.model.tokenizer
+        ids = tok.encode(text, add_special=True, parse_special=True)
+        return len(ids) - 1 if tok.add_bos and ids and ids[0] == tok.bos_id else len(ids)
 
     def cancel_processing(self) -> None:
         self._cancel.set()

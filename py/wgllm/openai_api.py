@@ -1,6 +1,7 @@
 """OpenAI's HTTP API over one LlmInference on the GPU engine, served by serve-models (server.py).
 
     GET  /v1/models, /v1/models/{id}     the one model, its id the file's name
+    GET  /health                          {"status": "ok", "model", "running": 0 | 1, "queued", "queue_size"}
     POST /v1/chat/completions            messages through the model's chat template (wgllm.chat)
     POST /v1/completions                 a prompt as written (text, or token ids)
 
@@ -246,7 +247,8 @@ class OpenAIApi:
         except PromptTooLongError as e:
             if " x max_tokens " in str(e):
                 raise bad(str(e), max_field, "context_length_exceeded") from None
-            size = self.llm.size_in_tokens(prompt) if isinstance(prompt, str) else len(prompt)
+            tok = self.llm.model.tokenizer  # the tokens the run holds: the start token too (size_in_tokens leaves it out)
+            size = len(tok.encode(prompt, add_special=True, parse_special=True)) if isinstance(prompt, str) else len(prompt)
             raise bad(f"the prompt has {size} tokens: the context holds {self.context}, prompt and answer together",
                       prompt_param, "context_length_exceeded") from None
         except (ValueError, TypeError) as e:
@@ -354,6 +356,10 @@ class OpenAIApi:
                 return ApiError(404, f"The model `{request.path_params['id']}` does not exist", "model", "model_not_found").response()
             return JSONResponse(self.model_object())
 
+        async def health(request: Request) -> Response:  # llama.cpp's server has one too: for load balancers and tests
+            running, queued = self.worker.state()
+            return JSONResponse({"status": "ok", "model": self.name, "running": running, "queued": queued, "queue_size": self.worker.queue_size})
+
         def endpoint(kind: str):
             async def handle(request: Request) -> Response:
                 try:
@@ -373,6 +379,7 @@ class OpenAIApi:
             return handle
 
         return [
+            Route("/health", health, methods=["GET"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/v1/models/{id:path}", model, methods=["GET"]),
             Route("/v1/chat/completions", endpoint("chat"), methods=["POST"]),
@@ -419,6 +426,11 @@ class Worker:
             self._jobs.append(job)
             self._ready.notify()
             return True
+
+    def state(self) -> tuple[int, int]:
+        """(jobs running: 0 or 1, jobs waiting in the queue)."""
+        with self._ready:
+            return int(self._running is not None), len(self._jobs)
 
     def cancel(self, job: Job) -> None:
         """Stop `job`: a queued one leaves the queue now, a running one ends at its next token."""

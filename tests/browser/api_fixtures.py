@@ -70,7 +70,15 @@ def main(out: Path) -> None:
     results["sampled"] = {"options": dict(max_tokens=48, top_k=40, temperature=0.8, random_seed=7), "answers": answers(max_tokens=48, top_k=40, temperature=0.8, random_seed=7)}
     with LlmInference.create_from_options(str(model), max_tokens=40, top_k=20, temperature=1.0, random_seed=3, num_responses=3, force_f32=True) as llm:
         results["multi"] = {"options": dict(max_tokens=40, top_k=20, temperature=1.0, random_seed=3, num_responses=3), "answers": llm.generate_responses(PROMPTS[0])}
-        results["size_in_tokens"] = {t: llm.size_in_tokens(t) for t in TOKEN_TEXTS + PROMPTS}
+        # MediaPipe's sizeInTokens leaves the start token out: the tokens of the text alone, counted
+        # here without the special tokens, and Python's size_in_tokens must say the same
+        tok = llm.model.tokenizer
+        results["size_in_tokens"] = {t: len(tok.encode(t, add_special=False, parse_special=True)) for t in TOKEN_TEXTS + PROMPTS}
+        results["prompt_ids"] = {t: len(tok.encode(t, add_special=True, parse_special=True)) for t in TOKEN_TEXTS + PROMPTS}
+        assert tok.add_bos and all(results["prompt_ids"][t] == results["size_in_tokens"][t] + 1 for t in results["size_in_tokens"])
+        wrong = {t: llm.size_in_tokens(t) for t in TOKEN_TEXTS + PROMPTS if llm.size_in_tokens(t) != results["size_in_tokens"][t]}
+        if wrong:
+            raise SystemExit(f"api_fixtures: Python's size_in_tokens counts the start token: {wrong}")
     results["prompts"] = PROMPTS
 
     # Bad files: not GGUF at all, and a GGUF of an architecture wgllm does not run.

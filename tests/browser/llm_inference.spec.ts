@@ -114,7 +114,7 @@ test("numResponses and generateResponses give Python's answers", async ({ page }
   expect(t.pipelines).toBeCloseTo(Math.max(...t.pipelineList.map(([, ready]: [string, number]) => ready)), 6);
 });
 
-test("sizeInTokens equals Python's size_in_tokens; createFromModelBuffer takes bytes and readers", async ({ page }) => {
+test("sizeInTokens counts a prompt without its start token (MediaPipe's count), as Python's size_in_tokens; createFromModelBuffer takes bytes and readers", async ({ page }) => {
   const got = await inPage(
     page,
     async (w, { model, texts, prompt }) => {
@@ -329,7 +329,7 @@ test("errors: busy, prompt too long, fetch failure, not a GGUF, unsupported arch
   expect(got.busy).toBe("BusyError: Previous invocation or loading is still ongoing.");
   expect(got.busySize).toBe("Error: Previous invocation or loading is still ongoing.");
   expect(got.busyOptions).toBe("Error: Cannot set options while loading or processing.");
-  const n = expected.size_in_tokens["The quick brown fox jumps over the lazy dog."];
+  const n = expected.prompt_ids["The quick brown fox jumps over the lazy dog."]; // the run's tokens: BOS + the text's
   expect(got.tooLong).toMatch(new RegExp(`^PromptTooLongError: The prompt has ${n} tokens but maxTokens is 30`));
   expect(got.missing).toMatch(/^ModelFetchError: Fetching the model http:\/\/127\.0\.0\.1:\d+\/build\/browser-test-data\/api\/no-such-model\.gguf answered HTTP 404/);
   expect(got.notGguf).toMatch(/^ModelFormatError: .*not-a-model\.gguf: not a GGUF file \(expected the magic bytes 'GGUF'/);

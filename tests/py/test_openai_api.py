@@ -17,6 +17,7 @@ import json
 import shutil
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import jsonschema
@@ -348,6 +349,18 @@ def log_lines(server, ident: str) -> list[str]:
     return [line for line in server.log.read_text().splitlines() if line.startswith(f"serve-models: {ident}") and " prompt tokens, " in line]
 
 
+def wait_for_queue(server, *, queued: int, running: int | None = None, seconds: float = 60.0) -> dict:
+    """GET /health until the queue holds `queued` jobs (and `running` runs, when given)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/health", timeout=10) as r:
+            state = json.loads(r.read())
+        if state["queued"] == queued and running in (None, state["running"]):
+            return state
+        assert time.monotonic() < deadline, f"the queue never reached queued={queued} running={running}: {state}"
+        time.sleep(0.02)
+
+
 def test_fifo_queue_full_and_disconnect(server, client, llm, model_file):
     name = model_file.name
     long = {"model": name, "messages": CHAT, "max_tokens": 600, "seed": 1, "logit_bias": no_eos(llm)}
@@ -364,7 +377,8 @@ def test_fifo_queue_full_and_disconnect(server, client, llm, model_file):
 
     tb = threading.Thread(target=b)
     tb.start()
-    time.sleep(0.3)
+    state = wait_for_queue(server, queued=1)  # B is in the queue (not a sleep: the machine may be slow)
+    assert state == {"status": "ok", "model": name, "running": 1, "queued": 1, "queue_size": 1}
     with pytest.raises(openai.RateLimitError) as e:
         client.completions.create(model=name, prompt="She sells", max_tokens=8, seed=6)
     assert e.value.status_code == 429 and e.value.body["code"] == "rate_limit_exceeded" and e.value.response.headers["retry-after"] == "1"
@@ -393,14 +407,19 @@ def test_fifo_queue_full_and_disconnect(server, client, llm, model_file):
     assert "(cancelled)" in line and generated < 600, line
 
     # a request that disconnects while queued never runs
+    for _ in range(100):  # the last request's log line may trail its answer
+        if log_lines(server, r.id):
+            break
+        time.sleep(0.05)
     generations = len(log_lines(server, ""))
     a = Stream(server, "/v1/chat/completions", long)
     queued = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     queued.request("POST", "/v1/completions", json.dumps({"model": name, "prompt": "queued", "max_tokens": 4, "seed": 77}), {"content-type": "application/json"})
-    time.sleep(0.3)
+    wait_for_queue(server, queued=1)
     queued.sock.close()
+    wait_for_queue(server, queued=0, running=1)  # the disconnect took it out of the queue while A runs
     a.close()
-    time.sleep(0.5)
+    wait_for_queue(server, queued=0, running=0)
     r = client.completions.create(model=name, prompt="She sells", max_tokens=8, seed=6)  # served: the queue has room again
     assert r.choices[0].text == results["b"].choices[0].text
     for _ in range(100):
@@ -408,7 +427,8 @@ def test_fifo_queue_full_and_disconnect(server, client, llm, model_file):
             break
         time.sleep(0.05)
     time.sleep(0.3)
-    assert len(log_lines(server, "")) == generations + 2  # A (cancelled) and the last one: never the queued one
+    lines = log_lines(server, "")
+    assert len(lines) == generations + 2, lines[generations:]  # A (cancelled) and the last one: never the queued one
 
 
 # -- bad requests ------------------------------------------------------------------------------------

@@ -584,14 +584,17 @@ export class LlmInference {
   }
 
   /**
-   * The number of tokens `query` takes as a prompt (BOS included when the model adds one).
-   * Synchronous, as MediaPipe's is.
+   * The number of tokens `query` takes as a prompt, not counting the start token the model adds
+   * (MediaPipe's count: 16 for a 16-token prompt whose run is BOS + 16). Synchronous, as
+   * MediaPipe's is. maxTokens still holds the start token: a prompt fits when sizeInTokens + 1 (with
+   * a BOS) is below it.
    */
   sizeInTokens(query: Prompt): number | undefined {
     this.assertUsable();
     if (this.processing) throw new Error(BUSY);
     if (!this.tokenizer) return undefined;
-    return this.promptIds(query).length;
+    const ids = this.promptIds(query);
+    return this.tokenizer.addBos && ids.length > 0 && ids[0] === this.tokenizer.bosId ? ids.length - 1 : ids.length;
   }
 
   /** Stop the running generation; its promise resolves with the text so far. */
