@@ -1,5 +1,6 @@
 """Qwen2 and Qwen3 beyond the per-architecture matrices (oracle, converter, GPU engine, LoRA):
-files the loaders must refuse, and the chat template rendered as transformers renders it."""
+files the loaders must refuse, the chat templates rendered as transformers renders them, and the
+real Qwen2.5-Coder file's chat prompts tokenized as transformers' tokenizer of that file does."""
 
 from __future__ import annotations
 
@@ -67,3 +68,22 @@ def test_qwen3_template_travels_into_the_gguf(tmp_path):
     g = GGUFFile(out)
     assert g.get("tokenizer.chat_template") == template
     g.close()
+
+
+def test_qwen25_chat_prompts_tokenize_as_transformers(qwen25_coder_path):
+    """Every case rendered with the real Qwen2.5-Coder file's own template, then tokenized (special
+    tokens parsed, as a chat prompt is): the ids transformers' tokenizer of the same GGUF gives."""
+    from transformers import AutoTokenizer
+
+    from wgllm.chat import render_chat
+
+    hf = AutoTokenizer.from_pretrained(str(qwen25_coder_path.parent), gguf_file=qwen25_coder_path.name)
+    model = load_model(qwen25_coder_path)
+    tok, template = model.tokenizer, model.gguf.get("tokenizer.chat_template")
+    for case in cases():
+        text = render_chat(template, case["messages"], tools=case["tools"], add_generation_prompt=case["add_generation_prompt"])
+        assert tok.encode(text, add_special=True, parse_special=True) == hf(text)["input_ids"], case["name"]
+    # the turn markers are one special token each, not their characters
+    im_start = hf.convert_tokens_to_ids("<|im_start|>")
+    assert tok.encode("<|im_start|>user", parse_special=True)[0] == im_start
+    assert im_start not in tok.encode("<|im_start|>user", parse_special=False)
