@@ -31,6 +31,8 @@ class ArchRecipe:
     swa_pattern: int = 0  # every swa_pattern-th layer is global, the others sliding (0: none)
     alibi: bool = False  # Falcon-RW: ALiBi instead of RoPE
     qkv_bias: bool = False  # Qwen2: Q, K and V biases on every layer (required, as llama.cpp requires them)
+    fused_gate_up: bool = False  # Phi-3: ffn_up holds the gate's n_ff rows, then up's (split into two views at load)
+    swa_all: bool = False  # Phi-3: every layer slides when the file sets attention.sliding_window
 
 
 _ARCH_RECIPES: dict[str, ArchRecipe] = {
@@ -46,6 +48,7 @@ _ARCH_RECIPES: dict[str, ArchRecipe] = {
     "gpt2": ArchRecipe(norm="layer", ffn="gelu", rope="none", learned_pos=True),
     "qwen2": ArchRecipe(norm="rms", ffn="swiglu", rope="neox", qkv_bias=True),
     "qwen3": ArchRecipe(norm="rms", ffn="swiglu", rope="neox", qk_norm=True),
+    "phi3": ArchRecipe(norm="rms", ffn="swiglu", rope="neox", fused_gate_up=True, swa_all=True),
 }
 SUPPORTED_ARCHITECTURES = tuple(_ARCH_RECIPES)
 
@@ -82,10 +85,23 @@ class ModelConfig:
     tied_output: bool
     has_output_bias: bool
     rope_freqs: bool  # rope_freqs.weight (llama-3's RoPE scaling): each rotary frequency divided by its factor
+    # LongRoPE (Phi-3): rope_factors_long/short.weight, the long ones for a context above rope_ctx_orig
+    longrope: bool = False
+    rope_ctx_orig: int = 0
+    rope_attn_factor: float = 1.0  # rope.scaling.attn_factor: cos and sin multiplied by it (llama.cpp's mscale)
 
     @property
     def kv_dim(self) -> int:
         return self.n_head_kv * self.head_dim
+
+    def rope_factors_name(self, n_ctx: int) -> str | None:
+        """The tensor dividing the rotary frequencies for a context of n_ctx tokens (llama.cpp's
+        get_rope_factors: LongRoPE's long factors when n_ctx > the original context), or None."""
+        if self.rope_freqs:
+            return "rope_freqs.weight"
+        if self.longrope:
+            return "rope_factors_long.weight" if n_ctx > self.rope_ctx_orig else "rope_factors_short.weight"
+        return None
 
     def layer_rope(self, layer: int) -> tuple[float, float]:
         """(base, position scale) of the RoPE used by `layer`."""
@@ -144,10 +160,12 @@ class ModelConfig:
         head_for_scale = head_dim
         if _GEMMA_27B_LAYERS.get(arch) == n_layer:
             head_for_scale = n_embd // n_head
-        window = whole("attention.sliding_window", 0) if recipe.swa_pattern else 0
+        window = whole("attention.sliding_window", 0) if recipe.swa_pattern or recipe.swa_all else 0
         swa = tuple(
-            bool(window) and (layer % recipe.swa_pattern) < recipe.swa_pattern - 1 for layer in range(n_layer)
+            bool(window) and (recipe.swa_all or (layer % recipe.swa_pattern) < recipe.swa_pattern - 1) for layer in range(n_layer)
         )
+        if recipe.fused_gate_up:
+            _split_gate_up(g, arch, n_layer, n_ff)
         if recipe.qkv_bias:
             for layer in range(n_layer):
                 for p in "qkv":
@@ -160,6 +178,14 @@ class ModelConfig:
                 raise ModelFormatError(
                     f"{g.path}: tensor rope_freqs.weight has shape {shape}, expected ({n_rot // 2},) (half of {arch}'s {n_rot} rotary dimensions)"
                 )
+        longrope = "rope_factors_long.weight" in g.tensors or "rope_factors_short.weight" in g.tensors
+        if longrope:
+            for name in ("rope_factors_long.weight", "rope_factors_short.weight"):
+                shape = tuple(g.tensor(name).shape)
+                if not n_rot or shape != (n_rot // 2,):
+                    raise ModelFormatError(
+                        f"{g.path}: tensor {name} has shape {shape}, expected ({n_rot // 2},) (half of {arch}'s {n_rot} rotary dimensions)"
+                    )
         tokens = g.get("tokenizer.ggml.tokens")
         embd = g.tensor("token_embd.weight")
         n_vocab = embd.shape[0]
@@ -193,7 +219,31 @@ class ModelConfig:
             tied_output="output.weight" not in g.tensors,
             has_output_bias="output.bias" in g.tensors,
             rope_freqs=rope_freqs,
+            longrope=longrope,
+            rope_ctx_orig=whole("rope.scaling.original_context_length", whole("context_length", 0)),
+            rope_attn_factor=float(key("rope.scaling.attn_factor", 1.0)),
         )
+
+
+def _split_gate_up(g: GGUFFile, arch: str, n_layer: int, n_ff: int) -> None:
+    """Each layer's fused ffn_up (2 * n_ff rows: the gate's, then up's) becomes two views of its bytes,
+    ffn_gate and ffn_up of n_ff rows (whole rows are whole quant blocks), so every backend runs the
+    SwiGLU of separate tensors. Done once: a file already split is left as it is."""
+    from wgllm.gguf_io import TensorInfo
+
+    for layer in range(n_layer):
+        gate_name, up_name = f"blk.{layer}.ffn_gate.weight", f"blk.{layer}.ffn_up.weight"
+        if gate_name in g.tensors:
+            continue
+        t = g.tensor(up_name)
+        if len(t.shape) != 2 or t.shape[0] != 2 * n_ff:
+            raise ModelFormatError(
+                f"{g.path}: tensor {up_name} has shape {t.shape}, expected ({2 * n_ff}, n_embd): {arch}'s gate and up rows (2 x feed_forward_length {n_ff})"
+            )
+        half = t.n_bytes // 2
+        shape = (n_ff, t.shape[1])
+        g.tensors[gate_name] = TensorInfo(gate_name, t.ggml_type, shape, t.offset, half, t.raw[:half])
+        g.tensors[up_name] = TensorInfo(up_name, t.ggml_type, shape, t.offset + half, half, t.raw[half:])
 
 
 def _whole(g: GGUFFile, full_key: str, value: int | float) -> int:

@@ -49,10 +49,12 @@ def lora_expand(y: np.ndarray, t: np.ndarray, b: np.ndarray, scale: float) -> np
 
 
 def rope(
-    x: np.ndarray, positions: np.ndarray, n_rot: int, base: float, neox: bool, pos_scale: float = 1.0, freq_factors: np.ndarray | None = None
+    x: np.ndarray, positions: np.ndarray, n_rot: int, base: float, neox: bool, pos_scale: float = 1.0, freq_factors: np.ndarray | None = None,
+    mscale: float = 1.0,
 ) -> np.ndarray:
     """Rotate the first n_rot dims of each head of x (n, heads, head_dim) by position * base^(-2i/n_rot)
-    (divided by freq_factors[i] when given: llama-3's rope_freqs).
+    (divided by freq_factors[i] when given: llama-3's rope_freqs, LongRoPE's factors), cos and sin
+    multiplied by mscale (LongRoPE's attention factor; the dims past n_rot are left as they are).
 
     neox: pairs (i, i + n_rot/2); otherwise adjacent pairs (2i, 2i+1), llama.cpp's layout for the
     llama architecture (whose Q/K rows the converter permuted to match).
@@ -62,8 +64,8 @@ def rope(
     if freq_factors is not None:
         inv_freq = inv_freq / freq_factors.astype(np.float64)
     angles = (positions.astype(np.float64)[:, None] / pos_scale) * inv_freq[None, :]  # (n, half)
-    cos = np.cos(angles).astype(x.dtype)[:, None, :]
-    sin = np.sin(angles).astype(x.dtype)[:, None, :]
+    cos = (np.cos(angles) * mscale).astype(x.dtype)[:, None, :]
+    sin = (np.sin(angles) * mscale).astype(x.dtype)[:, None, :]
     out = x.copy()
     if neox:
         a, b = x[..., :half], x[..., half:n_rot]
@@ -172,9 +174,12 @@ class KVCache:
     dtype: what K and V are stored as; None keeps them in the forward pass's dtype. np.float16 is
     the GPU engine's f16 KV cache: K and V are rounded to float16 when stored and attention uses the
     rounded values (converted back to the forward pass's dtype: the arithmetic stays in it).
+    n_ctx: the context the cache is for (llama.cpp's n_ctx, the GPU engine's max_tokens), which picks
+    LongRoPE's factors; 0: the model's training context (llama.cpp's default).
     """
 
     dtype: type | None = None
+    n_ctx: int = 0
     k: list[np.ndarray] = field(default_factory=list)
     v: list[np.ndarray] = field(default_factory=list)
     positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -244,9 +249,10 @@ def _attention_block(c: ModelConfig, layer: _Layer, i: int, h: np.ndarray, posit
     if c.n_rot:
         base, pos_scale = c.layer_rope(i)
         neox = c.recipe.rope == "neox"
-        factors = layer.model.weight("rope_freqs.weight", (c.n_rot // 2,)) if c.rope_freqs else None
-        q = rope(q, positions, c.n_rot, base, neox, pos_scale, factors)
-        k = rope(k, positions, c.n_rot, base, neox, pos_scale, factors)
+        factors_name = c.rope_factors_name(cache.n_ctx or c.n_ctx_train)
+        factors = layer.model.weight(factors_name, (c.n_rot // 2,)) if factors_name else None
+        q = rope(q, positions, c.n_rot, base, neox, pos_scale, factors, c.rope_attn_factor)
+        k = rope(k, positions, c.n_rot, base, neox, pos_scale, factors, c.rope_attn_factor)
     if cache.dtype is not None:
         k, v = k.astype(cache.dtype), v.astype(cache.dtype)
     if len(cache.k) > i:

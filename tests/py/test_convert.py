@@ -46,6 +46,17 @@ _GEMMA2_NORMS = {
     "model.layers.{bid}.post_feedforward_layernorm.weight": "blk.{bid}.post_ffw_norm.weight",
 }
 NAMES = {
+    "phi3": {  # fused as llama.cpp writes Phi-3: qkv_proj -> attn_qkv, gate_up_proj -> ffn_up (2 * n_ff rows)
+        "model.embed_tokens.weight": "token_embd.weight",
+        "model.layers.{bid}.input_layernorm.weight": "blk.{bid}.attn_norm.weight",
+        "model.layers.{bid}.self_attn.qkv_proj.weight": "blk.{bid}.attn_qkv.weight",
+        "model.layers.{bid}.self_attn.o_proj.weight": "blk.{bid}.attn_output.weight",
+        "model.layers.{bid}.post_attention_layernorm.weight": "blk.{bid}.ffn_norm.weight",
+        "model.layers.{bid}.mlp.gate_up_proj.weight": "blk.{bid}.ffn_up.weight",
+        "model.layers.{bid}.mlp.down_proj.weight": "blk.{bid}.ffn_down.weight",
+        "model.norm.weight": "output_norm.weight",
+        "lm_head.weight": "output.weight",
+    },
     "llama": {**_LLAMA_LIKE, "model.layers.{bid}.post_attention_layernorm.weight": "blk.{bid}.ffn_norm.weight"},
     "gemma": {**_LLAMA_LIKE, "model.layers.{bid}.post_attention_layernorm.weight": "blk.{bid}.ffn_norm.weight"},
     "gemma2": {**_LLAMA_LIKE, **_GEMMA2_NORMS},
@@ -183,7 +194,7 @@ def expected_metadata(arch: str, c) -> dict:
     m["feed_forward_length"] = c.ffn_hidden_size if arch == "falcon" else c.intermediate_size
     m["attention.head_count"] = c.num_attention_heads
     m["attention.head_count_kv"] = c.num_kv_heads if arch == "falcon" else c.num_key_value_heads
-    if arch in ("llama", "gemma", "gemma2", "gemma3", "qwen2", "qwen3"):
+    if arch in ("llama", "gemma", "gemma2", "gemma3", "qwen2", "qwen3", "phi3"):
         m["attention.layer_norm_rms_epsilon"] = c.rms_norm_eps
     else:
         m["attention.layer_norm_epsilon"] = c.layer_norm_epsilon if arch == "falcon" else c.layer_norm_eps
@@ -191,7 +202,7 @@ def expected_metadata(arch: str, c) -> dict:
     rope = c.rope_parameters.get("full_attention", c.rope_parameters)
     if arch in ("llama", "gemma", "gemma2", "gemma3", "qwen2", "qwen3"):
         m["rope.dimension_count"] = head_dim
-    elif arch in ("phi2", "stablelm"):
+    elif arch in ("phi2", "stablelm", "phi3"):
         m["rope.dimension_count"] = int(rope["partial_rotary_factor"] * head_dim)
     if arch != "falcon":
         m["rope.freq_base"] = rope["rope_theta"]
@@ -207,6 +218,8 @@ def expected_metadata(arch: str, c) -> dict:
         m["rope.scaling.factor"] = rope["factor"]
     if arch == "falcon":
         m["attention.max_alibi_bias"] = 8.0
+    if arch == "phi3":  # llama.cpp writes 0 where the config has no window (Phi-4-mini)
+        m["attention.sliding_window"] = c.sliding_window or 0
     if arch == "stablelm":
         m["use_parallel_residual"] = False
     return m

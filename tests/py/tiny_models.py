@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import transformers
 
-ARCHS = ("llama", "gemma", "gemma2", "gemma3", "phi2", "falcon", "stablelm", "gpt2", "qwen2", "qwen3")
+ARCHS = ("llama", "gemma", "gemma2", "gemma3", "phi2", "falcon", "stablelm", "gpt2", "qwen2", "qwen3", "phi3")
 # Llama-3.x's RoPE scaling on the tiny Llama (head_dim 16): an original context of 32 positions puts its
 # frequencies in all three bands (kept, divided by the factor, blended) within a 24-token prompt.
 LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 32}
@@ -178,7 +178,24 @@ def _base_config(arch: str, vocab_size: int) -> transformers.PretrainedConfig:
             **common, intermediate_size=128, num_hidden_layers=2, num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-6,
             tie_word_embeddings=False, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
         )
+    if arch == "phi3":  # as Phi-4-mini: partial rotary (0.75), tied embeddings; LongRoPE and SWA: PHI3_LONGROPE
+        return transformers.Phi3Config(
+            **common, intermediate_size=128, num_hidden_layers=2, num_key_value_heads=2, rms_norm_eps=1e-5, tie_word_embeddings=True,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.75}, pad_token_id=0, bos_token_id=0, eos_token_id=0,
+        )
     raise ValueError(f"no tiny config for {arch}")
+
+
+# Phi-3.5-mini's features on the tiny phi3 (overrides for tiny_model): LongRoPE with 6 factors per set
+# (12 rotary dims of 16) and an original context of 8 (so 128 / 8 gives an attention factor of
+# sqrt(1 + ln 16 / ln 8) ~ 1.53), every layer sliding with a window of 5, an untied lm_head.
+PHI3_LONGROPE = dict(
+    rope_parameters={
+        "rope_type": "longrope", "rope_theta": 10000.0, "partial_rotary_factor": 0.75,
+        "short_factor": [1.0, 1.3, 1.9, 2.6, 4.1, 7.5], "long_factor": [1.5, 2.25, 4.0, 9.0, 20.0, 41.0],
+    },
+    original_max_position_embeddings=8, sliding_window=5, tie_word_embeddings=False,
+)
 
 
 _MODEL_CLASSES = {
@@ -192,6 +209,7 @@ _MODEL_CLASSES = {
     "gpt2": "GPT2LMHeadModel",
     "qwen2": "Qwen2ForCausalLM",
     "qwen3": "Qwen3ForCausalLM",
+    "phi3": "Phi3ForCausalLM",
 }
 
 
