@@ -3,7 +3,7 @@
 // files: greedy and seeded sampled tokens identical, all-row and decode logits within
 // gpu_tolerances.MODEL_LOGITS_REL, for tiny models of all ten architectures (F32/F16/Q8_0/Q4_0
 // each at least twice) and a tiny Llama with Llama-3's RoPE scaling (rope_freqs), the real SmolLM2
-// (Q4_1) and Gemma-3 (Q4_K, Q6_K); weights split into many binding chunks; and the refusals:
+// (Q4_1), Gemma-3 (Q4_K, Q6_K) and Qwen2.5-Coder (qwen2; Q5_0, Q8_0 too); weights split into many binding chunks; and the refusals:
 // unsupported architecture or tensor type, rows the kernels cannot take, a qwen2 file missing a bias
 // (before any GPU buffer exists), limits, token ids, top_k, a lost device.
 // Expected values come from tests/browser/engine_fixtures.py (run in beforeAll, cached by digest).
@@ -228,20 +228,22 @@ for (const kernels of ["cpu", "gpu"] as const) {
     expect(got.greedy).toEqual(greedy);
   });
 
-  test(`Gemma-3 270M Q4_K_M (Q4_K, Q6_K): top-1 at every prompt position as the Python GPU engine (${kernels} kernels)`, async ({ page }) => {
-    test.setTimeout(150_000);
-    const want = kernels === "cpu" ? expected.gemma3 : expected.gemma3_gpu;
-    const n = want.prompt.length;
-    const got = await runInPage(page, {
-      url: `${URL}/gemma3.gguf`, maxTokens: n, allLogits: true, kernels, prompt: want.prompt, logitSteps: [want.prompt], top1Only: true,
+  for (const [stem, title] of [["gemma3", "Gemma-3 270M Q4_K_M (Q4_K, Q6_K)"], ["qwen25", "Qwen2.5-Coder-0.5B Q4_K_M (qwen2: Q/K/V biases; Q4_K, Q6_K, Q5_0, Q8_0)"]]) {
+    test(`${title}: top-1 at every prompt position as the Python GPU engine (${kernels} kernels)`, async ({ page }) => {
+      test.setTimeout(kernels === "cpu" ? 150_000 : 300_000);
+      const want = kernels === "cpu" ? expected[stem] : expected[`${stem}_gpu`];
+      const n = want.prompt.length;
+      const got = await runInPage(page, {
+        url: `${URL}/${stem}.gguf`, maxTokens: n, allLogits: true, kernels, prompt: want.prompt, logitSteps: [want.prompt], top1Only: true,
+      });
+      expect(got.top1!.length).toBe(n);
+      got.top1!.forEach(([best, value, vocab], r) => {
+        expect(vocab).toBe(want.vocab);
+        expect(best, `position ${r}`).toBe(want.top1[r]);
+        expect(Math.abs(value - want.top1_logit[r]) / want.row_max_abs[r], `position ${r}`).toBeLessThan(BROWSER_LOGITS_REL());
+      });
     });
-    expect(got.top1!.length).toBe(n);
-    got.top1!.forEach(([best, value, vocab], r) => {
-      expect(vocab).toBe(262144);
-      expect(best, `position ${r}`).toBe(want.top1[r]);
-      expect(Math.abs(value - want.top1_logit[r]) / want.row_max_abs[r], `position ${r}`).toBeLessThan(BROWSER_LOGITS_REL());
-    });
-  });
+  }
 }
 
 test("refusals: architecture, tensor type, rows, a missing bias, limits, token ids, top_k, a lost device", async ({ page }) => {

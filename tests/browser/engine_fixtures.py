@@ -4,9 +4,10 @@
 
 Converts tiny random models of all ten architectures (every converter type F32/F16/Q8_0/Q4_0
 appears at least twice) and the tiny Llama with Llama-3.x's RoPE scaling (rope_freqs), links the
-real SmolLM2-135M (Q4_1) and Gemma-3 270M (Q4_K_M, so Q4_K and Q6_K), and writes expected.json
+real SmolLM2-135M (Q4_1), Gemma-3 270M (Q4_K_M, so Q4_K and Q6_K) and Qwen2.5-Coder-0.5B (qwen2,
+Q4_K_M: Q4_K, Q6_K, Q5_0, Q8_0), and writes expected.json
 from wgllm.gpu.engine.GpuEngine on this machine's WebGPU adapter (lavapipe): greedy and seeded sampled continuations, the all-row logits of the prompt, and
-SmolLM2's greedy / Gemma-3's per-position top-1, each with both kernel families (lavapipe's own
+SmolLM2's greedy / Gemma-3's and Qwen2.5's per-position top-1, each with both kernel families (lavapipe's own
 "cpu", and "gpu" forced; the browser forces each too). Also files the engine must refuse. Work already
 done (same inputs: this script, the shaders, the Python engine) is skipped.
 """
@@ -150,7 +151,7 @@ def main(out: Path) -> None:
         gguf_without(convert_tiny("qwen2", 32, out / "qwen2-32.tmp"), no_bias.with_suffix(".tmp"), "blk.1.attn_k.bias").rename(no_bias)
         (out / "qwen2-32.tmp").unlink()
 
-    for name, target in (("smollm2.gguf", assets.smollm2_path()), ("gemma3.gguf", assets.gemma3_path())):
+    for name, target in (("smollm2.gguf", assets.smollm2_path()), ("gemma3.gguf", assets.gemma3_path()), ("qwen25.gguf", assets.qwen25_coder_path())):
         (out / name).unlink(missing_ok=True)
         os.symlink(target, out / name)
     smol = load_model(out / "smollm2.gguf")
@@ -160,19 +161,21 @@ def main(out: Path) -> None:
         engine = GpuEngine(smol, max_tokens=len(prompt) + SMOLLM2_TOKENS, force_f32=F32_KV, kernels=kernels)
         expected["smollm2"][key] = run_session(engine, prompt, SMOLLM2_TOKENS, 1, 0.0, 0)
         engine.close()
-    gemma = load_model(out / "gemma3.gguf")
-    prompt = gemma.tokenizer.encode(GEMMA3_PROMPT, add_special=True)
-    for kernels, key in (("cpu", "gemma3"), ("gpu", "gemma3_gpu")):
-        engine = GpuEngine(gemma, max_tokens=len(prompt), all_logits=True, force_f32=F32_KV, kernels=kernels)
-        logits = engine.forward_logits(prompt, 0)
-        engine.close()
-        top = logits.argmax(-1)
-        expected[key] = {
-            "prompt": prompt,
-            "top1": top.tolist(),
-            "top1_logit": logits[np.arange(len(prompt)), top].tolist(),
-            "row_max_abs": np.abs(logits).max(-1).tolist(),
-        }
+    for file, stem in (("gemma3.gguf", "gemma3"), ("qwen25.gguf", "qwen25")):
+        model = load_model(out / file)
+        prompt = model.tokenizer.encode(GEMMA3_PROMPT, add_special=True)
+        for kernels, key in (("cpu", stem), ("gpu", f"{stem}_gpu")):
+            engine = GpuEngine(model, max_tokens=len(prompt), all_logits=True, force_f32=F32_KV, kernels=kernels)
+            logits = engine.forward_logits(prompt, 0)
+            engine.close()
+            top = logits.argmax(-1)
+            expected[key] = {
+                "prompt": prompt,
+                "vocab": model.config.n_vocab,
+                "top1": top.tolist(),
+                "top1_logit": logits[np.arange(len(prompt)), top].tolist(),
+                "row_max_abs": np.abs(logits).max(-1).tolist(),
+            }
     tmp = expected_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(expected))
     tmp.rename(expected_path)
