@@ -1,6 +1,7 @@
-// rope: rotate dim pairs (a, b) of each head's first n_rot dims by theta = pos / pos_scale * base^(-2i / n_rot) / factors[i]: (a cos - b sin, b cos + a sin)   ref: reference.rope   grid: (ceil(heads * head_dim / 2 / WG_SIZE), n, 1)
-// factors: llama-3's rope_freqs (n_rot / 2 divisors of the frequencies), ones for every other model;
-// each entry point binds them right after its own buffers (main 4, in_place 3, qkv 6).
+// rope: rotate dim pairs (a, b) of each head's first n_rot dims by theta = pos / pos_scale * base^(-2i / n_rot) / factors[i]: m (a cos - b sin, b cos + a sin) with m = mscale   ref: reference.rope   grid: (ceil(heads * head_dim / 2 / WG_SIZE), n, 1)
+// factors: llama-3's rope_freqs or LongRoPE's long/short factors (n_rot / 2 divisors of the
+// frequencies), ones for every other model; each entry point binds them right after its own buffers
+// (main 4, in_place 3, qkv 6). mscale: LongRoPE's attention factor (llama.cpp's rope attn_factor), 1 otherwise.
 // neox = 1 pairs dims (i, i + n_rot / 2), otherwise (2i, 2i + 1); dims from n_rot on pass through.
 // Token t's heads start at in_offset + t * in_stride (input) and out_offset + t * out_stride
 // (output), in elements, so Q or K can be read straight out of a fused QKV buffer and K written
@@ -24,6 +25,7 @@ struct Params {
     base: f32,
     pos_scale: f32,
     neox: u32,
+    mscale: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -50,6 +52,7 @@ struct QkvParams {
     base: f32,
     pos_scale: f32,
     neox: u32,
+    mscale: f32,
 }
 @group(0) @binding(0) var<uniform> qkv_params: QkvParams;
 @group(0) @binding(4) var<storage, read_write> q_out: array<f32>;   // qkv: (n, n_head * head_dim)
@@ -82,15 +85,15 @@ fn cos_sin(theta: f32) -> vec2<f32> {
     }
 }
 
-// (cos, sin) of token t's angle for frequency i < n_rot / 2, whose divisor is `factor`.
-fn rotation_of(t: u32, i: u32, base: f32, n_rot: u32, pos_scale: f32, factor: f32) -> vec2<f32> {
+// (cos, sin) of token t's angle for frequency i < n_rot / 2, whose divisor is `factor`, times mscale.
+fn rotation_of(t: u32, i: u32, base: f32, n_rot: u32, pos_scale: f32, factor: f32, mscale: f32) -> vec2<f32> {
     let inv_freq = pow(base, -f32(2u * i) / f32(n_rot)) / factor;
     let theta = f32(positions[t]) / pos_scale * inv_freq;
-    return cos_sin(theta);
+    return cos_sin(theta) * mscale;
 }
 
 fn rotation(t: u32, i: u32, factor: f32) -> vec2<f32> {
-    return rotation_of(t, i, params.base, params.n_rot, params.pos_scale, factor);
+    return rotation_of(t, i, params.base, params.n_rot, params.pos_scale, factor, params.mscale);
 }
 
 // Offsets inside a head of the two dims rotated by frequency i.
@@ -181,7 +184,7 @@ fn qkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid:
     var r: vec2<f32>;
     if (i < p.n_rot / 2u) {
         a = pair_of(i, p.n_rot, p.neox);
-        r = rotate(x_in[src + a.x], x_in[src + a.y], rotation_of(t, i, p.base, p.n_rot, p.pos_scale, factors_qkv[i]));
+        r = rotate(x_in[src + a.x], x_in[src + a.y], rotation_of(t, i, p.base, p.n_rot, p.pos_scale, factors_qkv[i], p.mscale));
     } else {
         let c = p.n_rot + 2u * (i - p.n_rot / 2u);
         a = vec2<u32>(c, c + 1u);

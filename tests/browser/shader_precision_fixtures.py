@@ -151,7 +151,7 @@ def rope_cases(rng) -> list[Case]:
         positions[-1] = max_pos - 1
         extra = ROPE_ATOL_PER_RADIAN * float(positions.max()) / pos_scale
         grid = (-(-width // 2 // 64), n, 1)
-        fields = lambda ins, ino, outs, outo: (n, heads, head_dim, n_rot, ins, ino, outs, outo, base, pos_scale, int(neox))  # noqa: E731
+        fields = lambda ins, ino, outs, outo: (n, heads, head_dim, n_rot, ins, ino, outs, outo, base, pos_scale, int(neox), 1.0)  # noqa: E731  (mscale 1)
         tag = f"n={n} heads={heads} d={head_dim} rot={n_rot} base={base:g}/{pos_scale:g} {'neox' if neox else 'pairs'} pos<{max_pos}"
         # rope.wgsl's frequency divisors: llama-3's rope_freqs for the base 5e5 case, ones otherwise
         factors = rng.uniform(1.0, 8.0, n_rot // 2).astype(np.float32) if base == 500000.0 else np.ones(n_rot // 2, np.float32)
@@ -163,12 +163,12 @@ def rope_cases(rng) -> list[Case]:
         want = np.full(cache_words, np.nan)
         want[out_offset : out_offset + n * width] = exact(reference.rope, x, positions, n_rot, base, neox, pos_scale, factors).ravel()
         cases.append(
-            Case(f"rope main {tag}", "rope", grid, "main", extra).uniform("IIIIIIIIffI", *fields(in_stride, in_offset, width, out_offset))
+            Case(f"rope main {tag}", "rope", grid, "main", extra).uniform("IIIIIIIIffIf", *fields(in_stride, in_offset, width, out_offset))
             .input(positions).input(fused).output(poison(cache_words), want).input(factors)
         )
         x = data(rng, (n, heads, head_dim), 2.0, -0.5)
         cases.append(
-            Case(f"rope in_place {tag}", "rope", grid, "in_place", extra).uniform("IIIIIIIIffI", *fields(width, 0, width, 0))
+            Case(f"rope in_place {tag}", "rope", grid, "in_place", extra).uniform("IIIIIIIIffIf", *fields(width, 0, width, 0))
             .input(positions).output(x, exact(reference.rope, x, positions, n_rot, base, neox, pos_scale, factors)).input(factors)
         )
     return cases

@@ -113,3 +113,24 @@ def test_mis_shaped_tensors_are_refused_by_name(longrope_gguf, tmp_path):
     short = np.ones(5, np.float32)
     with pytest.raises(ModelFormatError, match=r"bad-rope\.gguf: tensor rope_factors_short\.weight has shape \(5,\), expected \(6,\) \(half of phi3's 12 rotary dimensions\)"):
         load_model(_rewrite(longrope_gguf, tmp_path / "bad-rope.gguf", {"rope_factors_short.weight": short}))
+
+
+@pytest.mark.parametrize("kernels", ["cpu", "gpu"])
+def test_gpu_engine_short_factors_for_a_short_context(longrope_gguf, kernels):
+    """A context of 8 tokens (not above the original 8) runs on the short factors, as the reference
+    with n_ctx 8 does (tests/py/test_gpu_engine.py runs the long ones): every prefill row and decode."""
+    import os
+
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    from gpu_tolerances import MODEL_LOGITS_REL
+
+    from wgllm.gpu.engine import GpuEngine
+
+    model = load_model(longrope_gguf)
+    ids = _ids(model.config.n_vocab, 8)
+    want = forward(model, ids, cache=KVCache(n_ctx=8))
+    assert np.abs(forward(model, ids, cache=KVCache(n_ctx=9)) - want).max() / np.abs(want).max() > 1e-2
+    engine = GpuEngine(model, max_tokens=8, all_logits=True, force_f32=True, kernels=kernels)
+    got = np.concatenate([engine.forward_logits(ids[:5], 0), *(engine.forward_logits([ids[j]], j) for j in range(5, 8))])
+    assert np.abs(got - want).max() / np.abs(want).max() < MODEL_LOGITS_REL
+    engine.close()

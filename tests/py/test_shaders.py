@@ -202,25 +202,31 @@ ROPE_CASES = [
     (7, 4, 80, 32, 10000.0, 1.0, True),  # phi-2: partial rotary
     (127, 2, 256, 256, 1000000.0, 8.0, True),  # gemma-3 global layers: base 1e6, linear scaling 8
     (5, 7, 128, 32, 500000.0, 1.0, False),  # llama-3: base 5e5 and rope_freqs (see rope_factors)
+    (9, 3, 16, 12, 10000.0, 1.0, True),  # phi-3.5/4-mini: partial rotary, LongRoPE factors and attention factor (rope_mscale)
 ]
+
+
+def rope_mscale(n_rot: int) -> float:
+    """rope.wgsl's cos/sin multiplier: LongRoPE's attention factor (sqrt(1 + ln 16 / ln 8)) in the phi-3 case."""
+    return 1.5275252 if n_rot == 12 else 1.0
 
 
 def rope_factors(n_rot: int, base: float) -> np.ndarray:
     """rope.wgsl's frequency divisors: llama-3's rope_freqs (random ones in [1, 8] here) for the base
     5e5 case, ones (no scaling) for the others."""
-    if base == 500000.0:
+    if base == 500000.0 or n_rot == 12:
         return np.random.default_rng(n_rot).uniform(1.0, 8.0, n_rot // 2).astype(np.float32)
     return np.ones(max(1, n_rot // 2), np.float32)
 
 
 def rope_uniform(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox, in_stride, in_offset, out_stride, out_offset):
-    fields = (n, heads, head_dim, n_rot, in_stride, in_offset, out_stride, out_offset, base, pos_scale, int(neox))
-    return ctx.buffer(params("IIIIIIIIffI", *fields), uniform=True)
+    fields = (n, heads, head_dim, n_rot, in_stride, in_offset, out_stride, out_offset, base, pos_scale, int(neox), rope_mscale(n_rot))
+    return ctx.buffer(params("IIIIIIIIffIf", *fields), uniform=True)
 
 
 def check_rope(got, x, positions, n_rot, base, pos_scale, neox):
     max_theta = float(np.max(positions)) / pos_scale  # the largest angle: frequency 0 is 1 rad per position
-    want = exact(reference.rope, x, positions, n_rot, base, neox, pos_scale, rope_factors(n_rot, base))
+    want = exact(reference.rope, x, positions, n_rot, base, neox, pos_scale, rope_factors(n_rot, base), rope_mscale(n_rot))
     check("rope", got, want, extra_atol_rel=ROPE_ATOL_PER_RADIAN * max_theta)
 
 
@@ -269,7 +275,7 @@ def test_rope_into_f16_cache(ctx_f16, n, heads, head_dim, n_rot, base, pos_scale
     inside = slice(out_offset, out_offset + n * width)
     assert np.all(np.delete(halves, np.arange(len(halves))[inside]) == NAN_BITS_F16), "rope wrote outside its rows"
     got = halves[inside].view(np.float16).astype(np.float32).reshape(n, heads, head_dim)
-    want = exact(reference.rope, x, positions, n_rot, base, neox, pos_scale, rope_factors(n_rot, base))
+    want = exact(reference.rope, x, positions, n_rot, base, neox, pos_scale, rope_factors(n_rot, base), rope_mscale(n_rot))
     want16 = want.astype(np.float16).astype(np.float32)
     rtol, atol_rel = TOLERANCES["rope"]
     atol = (atol_rel + ROPE_ATOL_PER_RADIAN * float(np.max(positions)) / pos_scale) * float(np.max(np.abs(want)))

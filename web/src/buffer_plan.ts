@@ -134,6 +134,11 @@ export function planBuffers(c: ModelConfig, h: GGUFHeader, binding: number, lora
     linear(blk + "ffn_down", c.nEmbd, c.nFf);
   }
   if (c.ropeFreqs) vec("rope_freqs.weight", [c.nRot / 2], false); // llama-3's divisors of the rotary frequencies
+  if (c.longrope) {
+    // LongRoPE's divisors: both sets are planned (tiny); the engine binds the one its context picks
+    vec("rope_factors_long.weight", [c.nRot / 2], false);
+    vec("rope_factors_short.weight", [c.nRot / 2], false);
+  }
   norm("output_norm", c.nEmbd);
   if (!c.tiedOutput) mat("output.weight", [c.nVocab, c.nEmbd]);
   vec("output.bias", [c.nVocab]);
@@ -171,7 +176,7 @@ export function activationSizes(
     ["last", c.nEmbd], ["last_norm", c.nEmbd], ["logits", logitRows * c.nVocab],
     ["zeros", Math.max(c.nEmbd, c.nFf)], ["sampled", 4],
   ];
-  if (!c.ropeFreqs) sizes.push(["rope_ones", Math.max(1, c.nRot / 2)]); // rope.wgsl's factors of a model without rope_freqs
+  if (!c.ropeFreqs && !c.longrope) sizes.push(["rope_ones", Math.max(1, c.nRot / 2)]); // rope.wgsl's factors of a model without rope_freqs
   const stacked = layout.qkvStacked.some((s) => s);
   if (layout.fused || stacked) sizes.push(["qkv", rows * (qDim + kvDim + vDim)]);
   if (!layout.fused && !layout.qkvStacked.every((s) => s)) sizes.push(["q", rows * qDim], ["k", rows * kvDim], ["v", rows * vDim]);

@@ -28,7 +28,7 @@ import { DeviceLimitError } from "./errors";
 import type { GGUFHeader, GGUFStream } from "./gguf";
 import { GpuContext, GpuOutOfMemoryError, type KernelFamily, ShaderError, resolveKernels, shaderConstant } from "./gpu";
 import { type EngineLora, LoraSites } from "./lora_gpu";
-import { type ModelConfig, layerRope, modelConfigFromHeader } from "./model";
+import { type ModelConfig, layerRope, modelConfigFromHeader, ropeFactorsName } from "./model";
 import { type Grid, type Launch, type Params, Program, gridRows, pack } from "./program";
 import { MAX_LOGIT_BIAS, MAX_TOP_LOGPROBS, SAMPLING_DEFAULTS, type SamplingChecked, adjustEntries, maskWords } from "./sampling";
 import { GpuWeight, embeddingGroupSize, matmulGeometry } from "./weights";
@@ -404,9 +404,11 @@ export class Engine {
     this.program.add(op, [...inputs, y], (n) => pack("I", n * width), (n) => gridRows(Math.ceil((n * width) / 256)));
   }
 
-  /** rope.wgsl's divisors of the rotary frequencies: the file's rope_freqs (llama-3), else ones. */
+  /** rope.wgsl's divisors of the rotary frequencies: the file's rope_freqs (llama-3), LongRoPE's long or
+   * short factors (long when maxTokens, the context, passes the original one: llama.cpp's choice), else ones. */
   private ropeFactors(): GPUBuffer {
-    return this.vecs.get("rope_freqs.weight") ?? this.b.rope_ones;
+    const name = ropeFactorsName(this.config, this.maxTokens);
+    return (name !== undefined ? this.vecs.get(name) : undefined) ?? this.b.rope_ones;
   }
 
   private rope(src: Src, dst: GPUBuffer, dstStride: number, intoCache: boolean, heads: number, base: number, posScale: number, neox: number): void {
@@ -414,7 +416,7 @@ export class Engine {
     this.program.add(
       "rope",
       [this.b.positions, src.buf, dst, this.ropeFactors()],
-      (n, p) => pack("IIIIIIIIffI", n, heads, c.headDim, c.nRot, src.stride, src.offset, dstStride, intoCache ? p * dstStride : 0, base, posScale, neox),
+      (n, p) => pack("IIIIIIIIffIf", n, heads, c.headDim, c.nRot, src.stride, src.offset, dstStride, intoCache ? p * dstStride : 0, base, posScale, neox, c.ropeAttnFactor),
       (n) => [Math.ceil((heads * c.headDim) / 2 / 64), n, 1],
       ["main"], undefined, undefined,
       intoCache && this.kvF16, // K rotated straight into the cache, in its element type; Q stays f32
@@ -433,7 +435,7 @@ export class Engine {
     this.program.add(
       "rope",
       [this.b.positions, this.b.qkv, this.kCache[i], qOut, this.vCache[i], this.ropeFactors()],
-      (_n, p) => pack("IIIIIIIIffI", c.nHead, c.nHeadKv, c.headDim, vDim, c.nRot, qDim + kvDim + vDim, p * kvDim, p * vDim, base, posScale, neox),
+      (_n, p) => pack("IIIIIIIIffIf", c.nHead, c.nHeadKv, c.headDim, vDim, c.nRot, qDim + kvDim + vDim, p * kvDim, p * vDim, base, posScale, neox, c.ropeAttnFactor),
       (n) => [Math.ceil(items / wg), n, 1],
       ["qkv"], () => "qkv", undefined,
       this.kvF16,

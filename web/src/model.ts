@@ -2,7 +2,7 @@
 // _ARCH_RECIPES), with the same keys, defaults and messages, so both engines run the same flags.
 
 import { ModelFormatError } from "./errors";
-import type { GGUFHeader, GGUFValue } from "./gguf";
+import type { GGUFHeader, GGUFTensorInfo, GGUFValue } from "./gguf";
 
 export interface ArchRecipe {
   readonly norm: "rms" | "layer";
@@ -16,10 +16,12 @@ export interface ArchRecipe {
   readonly swaPattern: number; // every swaPattern-th layer is global, the others sliding (0: none)
   readonly alibi: boolean; // Falcon-RW: ALiBi instead of RoPE
   readonly qkvBias: boolean; // Qwen2: Q, K and V biases on every layer (required, as llama.cpp requires them)
+  readonly fusedGateUp: boolean; // Phi-3: ffn_up holds the gate's n_ff rows, then up's (split into two views at load)
+  readonly swaAll: boolean; // Phi-3: every layer slides when the file sets attention.sliding_window
 }
 
 function recipe(r: Pick<ArchRecipe, "norm" | "ffn" | "rope"> & Partial<ArchRecipe>): ArchRecipe {
-  return { parallel: false, postNorms: false, qkNorm: false, embedScale: false, learnedPos: false, swaPattern: 0, alibi: false, qkvBias: false, ...r };
+  return { parallel: false, postNorms: false, qkNorm: false, embedScale: false, learnedPos: false, swaPattern: 0, alibi: false, qkvBias: false, fusedGateUp: false, swaAll: false, ...r };
 }
 
 export const ARCH_RECIPES: Readonly<Record<string, ArchRecipe>> = {
@@ -33,6 +35,7 @@ export const ARCH_RECIPES: Readonly<Record<string, ArchRecipe>> = {
   gpt2: recipe({ norm: "layer", ffn: "gelu", rope: "none", learnedPos: true }),
   qwen2: recipe({ norm: "rms", ffn: "swiglu", rope: "neox", qkvBias: true }),
   qwen3: recipe({ norm: "rms", ffn: "swiglu", rope: "neox", qkNorm: true }),
+  phi3: recipe({ norm: "rms", ffn: "swiglu", rope: "neox", fusedGateUp: true, swaAll: true }),
 };
 export const SUPPORTED_ARCHITECTURES = Object.keys(ARCH_RECIPES);
 
@@ -67,6 +70,41 @@ export interface ModelConfig {
   readonly tiedOutput: boolean;
   readonly hasOutputBias: boolean;
   readonly ropeFreqs: boolean; // rope_freqs.weight (llama-3's RoPE scaling): each rotary frequency divided by its factor
+  // LongRoPE (Phi-3): rope_factors_long/short.weight, the long ones for a context above ropeCtxOrig
+  readonly longrope: boolean;
+  readonly ropeCtxOrig: number;
+  readonly ropeAttnFactor: number; // rope.scaling.attn_factor: cos and sin multiplied by it (llama.cpp's mscale)
+}
+
+/** The tensor dividing the rotary frequencies for a context of nCtx tokens (llama.cpp's get_rope_factors:
+ * LongRoPE's long factors when nCtx > the original context), or undefined. Python's rope_factors_name. */
+export function ropeFactorsName(c: ModelConfig, nCtx: number): string | undefined {
+  if (c.ropeFreqs) return "rope_freqs.weight";
+  if (c.longrope) return nCtx > c.ropeCtxOrig ? "rope_factors_long.weight" : "rope_factors_short.weight";
+  return undefined;
+}
+
+/** Each layer's fused ffn_up (2 * nFf rows: the gate's, then up's) becomes two views of its bytes,
+ * ffn_gate and ffn_up of nFf rows (whole rows are whole quant blocks), so the engine runs the SwiGLU
+ * of separate tensors; the stream then hands out each half as its own tensor. Done once. */
+function splitGateUp(h: GGUFHeader, arch: string, nLayer: number, nFf: number): void {
+  if (h.tensors.some((t) => t.name === "blk.0.ffn_gate.weight")) return;
+  const out: GGUFTensorInfo[] = [];
+  for (const t of h.tensors) {
+    const m = /^blk\.(\d+)\.ffn_up\.weight$/.exec(t.name);
+    if (!m || Number(m[1]) >= nLayer) {
+      out.push(t);
+      continue;
+    }
+    if (t.shape.length !== 2 || t.shape[0] !== 2 * nFf) {
+      throw new ModelFormatError(
+        `${h.source}: tensor ${t.name} has shape (${t.shape.join(", ")}), expected (${2 * nFf}, n_embd): ${arch}'s gate and up rows (2 x feed_forward_length ${nFf})`,
+      );
+    }
+    const half = { ...t, shape: [nFf, t.shape[1]], nBytes: t.nBytes / 2, nElements: t.nElements / 2 };
+    out.push({ ...half, name: `blk.${m[1]}.ffn_gate.weight` }, { ...half, offset: t.offset + t.nBytes / 2 });
+  }
+  (h as { tensors: readonly GGUFTensorInfo[] }).tensors = out;
 }
 
 /** (base, position scale) of the RoPE used by `layer`. */
@@ -158,8 +196,9 @@ export function modelConfigFromHeader(h: GGUFHeader): ModelConfig {
     ropeScale = key("rope.scaling.factor", 1.0);
   }
   const headForScale = GEMMA_27B_LAYERS[arch] === nLayer ? Math.floor(nEmbd / nHead) : headDim;
-  const window = r.swaPattern ? whole("attention.sliding_window", 0) : 0;
-  const swaLayers = Array.from({ length: nLayer }, (_, layer) => window !== 0 && layer % r.swaPattern < r.swaPattern - 1);
+  const window = r.swaPattern || r.swaAll ? whole("attention.sliding_window", 0) : 0;
+  const swaLayers = Array.from({ length: nLayer }, (_, layer) => window !== 0 && (r.swaAll || layer % r.swaPattern < r.swaPattern - 1));
+  if (r.fusedGateUp) splitGateUp(h, arch, nLayer, nFf);
   const names = new Set(h.tensors.map((t) => t.name));
   if (r.qkvBias) {
     for (let layer = 0; layer < nLayer; layer++) {
@@ -177,6 +216,17 @@ export function modelConfigFromHeader(h: GGUFHeader): ModelConfig {
       throw new ModelFormatError(
         `${src}: tensor rope_freqs.weight has shape (${shape.join(", ")}${shape.length === 1 ? "," : ""}), expected (${nRot / 2},) (half of ${arch}'s ${nRot} rotary dimensions)`,
       );
+    }
+  }
+  const longrope = names.has("rope_factors_long.weight") || names.has("rope_factors_short.weight");
+  if (longrope) {
+    for (const name of ["rope_factors_long.weight", "rope_factors_short.weight"]) {
+      const shape = h.tensor(name).shape;
+      if (!nRot || shape.length !== 1 || shape[0] !== nRot / 2) {
+        throw new ModelFormatError(
+          `${src}: tensor ${name} has shape (${shape.join(", ")}${shape.length === 1 ? "," : ""}), expected (${nRot / 2},) (half of ${arch}'s ${nRot} rotary dimensions)`,
+        );
+      }
     }
   }
   const embd = h.tensor("token_embd.weight");
@@ -211,5 +261,8 @@ export function modelConfigFromHeader(h: GGUFHeader): ModelConfig {
     tiedOutput: !names.has("output.weight"),
     hasOutputBias: names.has("output.bias"),
     ropeFreqs,
+    longrope,
+    ropeCtxOrig: whole("rope.scaling.original_context_length", whole("context_length", 0)),
+    ropeAttnFactor: key("rope.scaling.attn_factor", 1.0),
   };
 }

@@ -213,9 +213,11 @@ class GpuEngine:
         if max(c.head_dim, c.head_dim_v) > 256:
             raise GpuError(f"{model.path}: head dimension {c.head_dim} is above the attention kernel's 256")
         self._weights: dict[str, object] = {}
-        # rope.wgsl divides each rotary frequency by its factor: llama-3's rope_freqs, else ones
-        factors = model.weight("rope_freqs.weight", (c.n_rot // 2,)) if c.rope_freqs else np.ones(max(1, c.n_rot // 2), np.float32)
-        self.rope_factors = ctx.buffer(np.ascontiguousarray(factors, np.float32), label="rope_freqs.weight")
+        # rope.wgsl divides each rotary frequency by its factor: llama-3's rope_freqs, LongRoPE's long or
+        # short factors (long when max_tokens, the context, passes the original one: llama.cpp's choice), else ones
+        factors_name = c.rope_factors_name(max_tokens)
+        factors = model.weight(factors_name, (c.n_rot // 2,)) if factors_name else np.ones(max(1, c.n_rot // 2), np.float32)
+        self.rope_factors = ctx.buffer(np.ascontiguousarray(factors, np.float32), label=factors_name or "rope factors (ones)")
         f32 = lambda n, label: ctx.buffer(size=4 * n, label=label)  # noqa: E731  (labels name them in out-of-memory errors)
         rows = max_tokens
         q_dim, kv_dim, v_dim = c.n_head * c.head_dim, c.kv_dim, c.n_head_kv * c.head_dim_v
@@ -594,7 +596,8 @@ class GpuEngine:
             "rope.wgsl",
             [self.positions, src_buf, dst_buf, self.rope_factors],
             lambda n, p: _pack(
-                "IIIIIIIIffI", n, heads, c.head_dim, n_rot, src_stride, src_off, dst_stride, p * dst_stride if into_cache else 0, base, pos_scale, neox
+                "IIIIIIIIffIf", n, heads, c.head_dim, n_rot, src_stride, src_off, dst_stride, p * dst_stride if into_cache else 0, base, pos_scale, neox,
+                c.rope_attn_factor,
             ),
             lambda n, p: (-(-heads * c.head_dim // 2 // 64), n, 1),
             kv_f16=into_cache and self.kv_f16,
@@ -611,7 +614,8 @@ class GpuEngine:
             "rope.wgsl",
             [self.positions, self.qkv, self.k_cache[i], q_out, self.v_cache[i], self.rope_factors],
             lambda n, p: _pack(
-                "IIIIIIIIffI", c.n_head, c.n_head_kv, c.head_dim, v_dim, c.n_rot, q_dim + kv_dim + v_dim, p * kv_dim, p * v_dim, base, pos_scale, neox
+                "IIIIIIIIffIf", c.n_head, c.n_head_kv, c.head_dim, v_dim, c.n_rot, q_dim + kv_dim + v_dim, p * kv_dim, p * v_dim, base, pos_scale, neox,
+                c.rope_attn_factor,
             ),
             lambda n, p: (-(-items // wg), n, 1),
             entry="qkv",
