@@ -28,7 +28,7 @@ from wgllm.gguf_io import GGUFFile
 log = logging.getLogger("wgllm.lora")
 
 # Architectures whose attention projections the converter adapts, and their PEFT module names
-# (MediaPipe's LoRA targets: q, k, v and the output projection, `dense` in Phi-2).
+# (MediaPipe's LoRA targets: q, k, v and the output projection, `dense` in Phi-2, fused qkv_proj in Phi-3).
 LORA_TARGETS: dict[str, tuple[str, ...]] = {
     "gemma": ("q_proj", "k_proj", "v_proj", "o_proj"),
     "gemma2": ("q_proj", "k_proj", "v_proj", "o_proj"),
@@ -37,6 +37,7 @@ LORA_TARGETS: dict[str, tuple[str, ...]] = {
     "phi2": ("q_proj", "k_proj", "v_proj", "dense"),
     "qwen2": ("q_proj", "k_proj", "v_proj", "o_proj"),
     "qwen3": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "phi3": ("qkv_proj", "o_proj"),  # Phi-3's fused Q/K/V: one adapter on attn_qkv, as llama.cpp applies it
 }
 _PEFT_PREFIX = "base_model.model."
 
