@@ -6,12 +6,13 @@ must refuse."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import gguf
 import numpy as np
 import pytest
 import torch
-from tiny_models import PHI3_LONGROPE, convert_tiny, copy_tokenizer, tiny_model
+from tiny_models import PHI3_LONGROPE, convert_tiny, copy_tokenizer, gguf_without, tiny_model
 
 from wgllm.convert import ConversionConfig, convert_checkpoint
 from wgllm.errors import ConversionError, ModelFormatError
@@ -89,30 +90,13 @@ def test_converter_refuses_what_it_cannot_run(tmp_path, change, message):
     assert not (tmp_path / "out.gguf").exists()
 
 
-def _rewrite(src, dst, replace: dict[str, np.ndarray]):
-    """A copy of the F32 GGUF `src` with tensors replaced (a file the loaders must refuse)."""
-    r = gguf.GGUFReader(src)
-    w = gguf.GGUFWriter(str(dst), r.fields["general.architecture"].contents())
-    for f in r.fields.values():
-        if f.name.startswith("GGUF.") or f.name == "general.architecture":
-            continue
-        w.add_key_value(f.name, f.contents(), f.types[0], sub_type=f.types[-1] if f.types[0] == gguf.GGUFValueType.ARRAY else None)
-    for t in r.tensors:
-        w.add_tensor(t.name, replace.get(t.name, np.array(t.data)))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return dst
-
-
 def test_mis_shaped_tensors_are_refused_by_name(longrope_gguf, tmp_path):
     up = np.zeros((128, 64), np.float32)  # up's rows alone: the gate's are missing
     with pytest.raises(ModelFormatError, match=r"bad-up\.gguf: tensor blk\.1\.ffn_up\.weight has shape \(128, 64\), expected \(256, n_embd\): phi3's gate and up rows"):
-        load_model(_rewrite(longrope_gguf, tmp_path / "bad-up.gguf", {"blk.1.ffn_up.weight": up}))
+        load_model(gguf_without(longrope_gguf, tmp_path / "bad-up.gguf", "", {"blk.1.ffn_up.weight": up}))
     short = np.ones(5, np.float32)
     with pytest.raises(ModelFormatError, match=r"bad-rope\.gguf: tensor rope_factors_short\.weight has shape \(5,\), expected \(6,\) \(half of phi3's 12 rotary dimensions\)"):
-        load_model(_rewrite(longrope_gguf, tmp_path / "bad-rope.gguf", {"rope_factors_short.weight": short}))
+        load_model(gguf_without(longrope_gguf, tmp_path / "bad-rope.gguf", "", {"rope_factors_short.weight": short}))
 
 
 @pytest.mark.parametrize("kernels", ["cpu", "gpu"])
@@ -134,3 +118,43 @@ def test_gpu_engine_short_factors_for_a_short_context(longrope_gguf, kernels):
     got = np.concatenate([engine.forward_logits(ids[:5], 0), *(engine.forward_logits([ids[j]], j) for j in range(5, 8))])
     assert np.abs(got - want).max() / np.abs(want).max() < MODEL_LOGITS_REL
     engine.close()
+
+
+PHI35_TEMPLATE = Path(__file__).resolve().parents[1] / "data" / "phi3" / "phi3.5_chat_template.jinja"
+
+
+def test_phi35_chat_template_renders_as_transformers():
+    """Phi-3.5-mini's template (tests/data/phi3/phi3.5_chat_template.jinja: its tokenizer_config.json's
+    chat_template, the model is MIT-licensed) renders every chat case of tests/py/qwen_chat.py as
+    transformers does, with and without the generation prompt (the end: eos_token) and an empty
+    system message (left out)."""
+    from qwen_chat import cases
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from wgllm.chat import render_chat
+
+    template = PHI35_TEMPLATE.read_text(encoding="utf-8")
+    extra = [{"name": "empty-system", "messages": [{"role": "system", "content": ""}, {"role": "user", "content": "Hi"}], "tools": None, "add_generation_prompt": True}]
+    for case in cases() + extra:
+        kw = dict(tools=case["tools"], add_generation_prompt=case["add_generation_prompt"], bos_token="<s>", eos_token="<|endoftext|>")
+        want = render_jinja_template([case["messages"]], chat_template=template, **kw)[0][0]
+        assert render_chat(template, case["messages"], **kw) == want, case["name"]
+    user = next(c for c in cases() if c["name"] == "system+prompt")
+    assert render_chat(template, user["messages"]) == "<|system|>\nYou are terse.<|end|>\n<|user|>\nName a prime.<|end|>\n<|assistant|>\n"
+
+
+def test_phi35_template_travels_into_the_gguf(tmp_path):
+    """The converter writes tokenizer_config.json's template into tokenizer.chat_template verbatim."""
+    import shutil
+
+    from wgllm.gguf_io import GGUFFile
+
+    folder = tmp_path / "phi3"
+    shutil.copytree(tiny_model("phi3").folder, folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    template = PHI35_TEMPLATE.read_text(encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": template}))
+    out = convert_checkpoint(ConversionConfig(str(folder), "safetensors", output_file=str(tmp_path / "p.gguf")))
+    g = GGUFFile(out)
+    assert g.get("tokenizer.chat_template") == template
+    g.close()

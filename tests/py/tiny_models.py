@@ -284,12 +284,14 @@ def copy_tokenizer(src: Path, dst: Path) -> None:
             shutil.copy(src / name, dst / name)
 
 
-def gguf_without(src: Path, dst: Path, drop: str) -> Path:
-    """A copy of the F32/F16 GGUF `src` without the tensor `drop` (a file the loaders must refuse)."""
+def gguf_without(src: Path, dst: Path, drop: str, replace: dict[str, np.ndarray] | None = None) -> Path:
+    """A copy of the F32/F16 GGUF `src` without the tensor `drop` ("" drops none) and with the tensors
+    in `replace` replaced by those arrays (a file the loaders must refuse)."""
     import gguf
 
     r = gguf.GGUFReader(src)
-    assert drop in {t.name for t in r.tensors}, drop
+    assert drop == "" or drop in {t.name for t in r.tensors}, drop
+    replace = replace or {}
     w = gguf.GGUFWriter(str(dst), r.fields["general.architecture"].contents())
     for f in r.fields.values():
         if f.name.startswith("GGUF.") or f.name == "general.architecture":
@@ -297,7 +299,7 @@ def gguf_without(src: Path, dst: Path, drop: str) -> Path:
         w.add_key_value(f.name, f.contents(), f.types[0], sub_type=f.types[-1] if f.types[0] == gguf.GGUFValueType.ARRAY else None)
     for t in r.tensors:
         if t.name != drop:
-            w.add_tensor(t.name, np.array(t.data))
+            w.add_tensor(t.name, replace.get(t.name, np.array(t.data)))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
