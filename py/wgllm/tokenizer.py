@@ -1,23 +1,19 @@
 """Tokenizers built from GGUF metadata alone, token for token like llama.cpp's llama-vocab.cpp.
 
-Two vocabulary types, chosen by `tokenizer.ggml.model`:
-  "llama": SentencePiece-style (llama, gemma, gemma3). Spaces become U+2581, adjacent symbols are
-           merged greedily by token score, characters without a token fall back to <0xXX> tokens.
-  "gpt2":  byte-level BPE. A pre-tokenizer (chosen by `tokenizer.ggml.pre`) splits the text into
-           words, each word's UTF-8 bytes are mapped to printable characters (GPT-2's byte table),
-           then adjacent symbols are merged by merge rank.
-Before either runs, occurrences of special token texts are split out as single ids
+Vocabulary types, chosen by `tokenizer.ggml.model`:
+  "llama":  SentencePiece-style (llama, gemma, gemma3). Spaces become U+2581, adjacent symbols are
+            merged greedily by token score, characters without a token fall back to <0xXX> tokens.
+  "gpt2":   byte-level BPE. A pre-tokenizer (chosen by `tokenizer.ggml.pre`) splits the text into
+            words, each word's UTF-8 bytes are mapped to printable characters (GPT-2's byte table),
+            then adjacent symbols are merged by merge rank.
+  "gemma4": SPM-style BPE (its pre-tokenizer is always "gemma4"): spaces become U+2581, the text is
+            cut only between newline runs and the rest, symbols are merged by merge rank on their
+            own characters, characters without a token fall back to <0xXX> tokens.
+Before any of them runs, occurrences of special token texts are split out as single ids
 (llama.cpp's tokenizer_st_partition): user-defined tokens always, control tokens when
 parse_special=True.
 
-llama.cpp's pre-tokenizer is a list of regexes applied one after the other, each splitting every
-piece left by the previous one further (matches and the gaps between them both become pieces).
-The GPT-2, llama3, qwen2 and qwen35 regexes have hand-written splitters in llama.cpp (unicode.cpp)
-with their own small departures from PCRE; `_split_gpt2` and `_split_llama3` mirror those. Every other regex runs the
-way llama.cpp runs it: on a "collapsed" copy of the text where each non-ASCII character is
-replaced by one byte standing for its Unicode category, with \\p{L} etc. rewritten to match those
-bytes. Unicode categories come from Python's unicodedata (llama.cpp ships its own table, built
-from a possibly newer Unicode version: characters assigned since may split differently).
+The pre-tokenizers (llama.cpp's regexes and splitters) are in wgllm.pretokenizer.
 
 Decoding is llama.cpp's token_to_piece: special and user-defined tokens give their text, byte
 tokens their byte, normal tokens their text with U+2581 -> space (SPM) or the GPT-2 byte table
@@ -29,255 +25,15 @@ from __future__ import annotations
 
 import heapq
 import re
-import unicodedata
-from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from gguf import Keys, TokenType
 
 from wgllm.errors import ModelFormatError
 from wgllm.gguf_io import GGUFFile
+from wgllm.pretokenizer import PRE_TOKENIZERS, PreTokenizer, codepoint_flags, pre_tokenize
 
-# -- Unicode category flags, as llama.cpp's unicode_cpt_flags --------------------------------------
-UNDEFINED, NUMBER, LETTER, SEPARATOR, MARK, PUNCTUATION, SYMBOL, CONTROL = (1 << i for i in range(8))
-WHITESPACE = 0x100
-_CATEGORY_FLAG = {"C": CONTROL, "L": LETTER, "M": MARK, "N": NUMBER, "P": PUNCTUATION, "S": SYMBOL, "Z": SEPARATOR}
-# llama.cpp's whitespace set (Unicode White_Space), narrower than Python's str.isspace()
-_WHITESPACE = set(range(0x09, 0x0E)) | set(range(0x2000, 0x200B)) | {
-    0x20, 0x85, 0xA0, 0x1680, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000}
-
-
-@lru_cache(maxsize=65536)
-def codepoint_flags(ch: str) -> int:
-    """Category flag (one of the eight) | WHITESPACE; never 0 (0 means 'outside the piece')."""
-    cat = unicodedata.category(ch)
-    flags = UNDEFINED if cat == "Cn" else _CATEGORY_FLAG[cat[0]]
-    return flags | (WHITESPACE if ord(ch) in _WHITESPACE else 0)
-
-
-# -- pre-tokenizer regexes (llama.cpp's, verbatim) ----------------------------------------------
-RE_GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
-RE_LLAMA3 = (r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-             r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-RE_QWEN2 = (r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-            r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-RE_QWEN35 = (r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}"
-             r"| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-
-
-@dataclass(frozen=True)
-class PreTokenizer:
-    regexes: tuple[str, ...]
-    ignore_merges: bool = False  # a word that is itself a token is not split into merges
-    add_bos: bool = False  # llama.cpp's default when tokenizer.ggml.add_bos_token is absent
-
-
-_DEFAULT = PreTokenizer((r"[\p{P}\$\+<=>\^~\|]+", RE_GPT2, r"\p{N}+", "[0-9][0-9][0-9]"))
-_GPT2 = PreTokenizer((RE_GPT2,))
-_STARCODER = PreTokenizer((r"\p{N}", RE_GPT2))
-_LLAMA3 = PreTokenizer((RE_LLAMA3,), ignore_merges=True, add_bos=True)
-_QWEN2 = PreTokenizer((RE_QWEN2,))
-
-# tokenizer.ggml.pre -> pre-tokenizer, the names llama.cpp maps to the same LLAMA_VOCAB_PRE_TYPE
-PRE_TOKENIZERS: dict[str, PreTokenizer] = {
-    "default": _DEFAULT,
-    **dict.fromkeys(("gpt-2", "phi-2", "mpt", "olmo", "jais", "trillion", "granite-docling", "exaone4"), _GPT2),
-    "falcon": PreTokenizer((r"[\p{P}\$\+<=>\^~\|`]+", RE_GPT2, "[0-9][0-9][0-9]")),
-    **dict.fromkeys(("starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b",
-                     "mellum2"), _STARCODER),
-    **dict.fromkeys(("llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
-                     "jina-v5-nano"), _LLAMA3),
-    **dict.fromkeys(("dbrx", "smaug-bpe"), PreTokenizer((RE_LLAMA3,))),
-    **dict.fromkeys(("qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "megrez", "stablelm2", "hunyuan",
-                     "solar-open", "grok-2"), _QWEN2),
-    "qwen35": PreTokenizer((RE_QWEN35,)),
-}
-
-# -- splitting ----------------------------------------------------------------------------------
-# A splitter takes the text's characters, their flags and one piece [start, end) and returns the
-# end offsets of the sub-pieces it cuts the piece into.
-
-
-def _split_gpt2(cps: str, flags: list[int], start: int, end: int) -> list[int]:
-    """llama.cpp's unicode_regex_split_custom_gpt2 (RE_GPT2)."""
-    def flag(p: int) -> int:
-        return flags[p] if p < end else 0
-
-    ends, pos = [], start
-    while pos < end:
-        c, f = cps[pos], flags[pos]
-        if c == "'" and pos + 1 < end:  # 's|'t|'re|'ve|'m|'ll|'d
-            if cps[pos + 1] in "stmd":
-                pos += 2
-                ends.append(pos)
-                continue
-            if pos + 2 < end and cps[pos + 1 : pos + 3] in ("re", "ve", "ll"):
-                pos += 3
-                ends.append(pos)
-                continue
-        f2 = flag(pos + 1) if c == " " else f  # the class of the word, after an optional space
-        if f2 & (LETTER | NUMBER):  # ' ?\p{L}+' | ' ?\p{N}+'
-            cls = f2 & (LETTER | NUMBER)
-            pos += c == " "
-            while flag(pos) & cls:
-                pos += 1
-        elif f2 and not f2 & (WHITESPACE | LETTER | NUMBER):  # ' ?[^\s\p{L}\p{N}]+'
-            pos += c == " "
-            while flag(pos) and not flag(pos) & (WHITESPACE | LETTER | NUMBER):
-                pos += 1
-        else:
-            pos = _whitespace_run(cps, flags, pos, end, newlines=False)
-        ends.append(pos)
-    return ends
-
-
-def _whitespace_run(cps: str, flags: list[int], pos: int, end: int, newlines: bool) -> int:
-    """The end of '\\s*[\\r\\n]+' (when `newlines`) | '\\s+(?!\\S)' | '\\s+' | any one character.
-
-    llama.cpp's '\\s+(?!\\S)' leaves the last whitespace for the next word only when a character
-    follows inside the piece; at the piece's end the whole run is taken.
-    """
-    n, last_newline_end = 0, 0
-    while pos + n < end and flags[pos + n] & WHITESPACE:
-        if newlines and cps[pos + n] in "\r\n":
-            last_newline_end = pos + n + 1
-        n += 1
-    if last_newline_end:
-        return last_newline_end
-    if n > 1 and pos + n < end:
-        return pos + n - 1
-    return pos + max(n, 1)
-
-
-def _split_llama3(cps: str, flags: list[int], start: int, end: int, max_digits: int, marks: bool) -> list[int]:
-    """llama.cpp's custom llama3 (max_digits=3), qwen2 (1) and qwen35 (1, marks=True) splitters."""
-    def flag(p: int) -> int:
-        return flags[p] if p < end else 0
-
-    word = LETTER | (MARK if marks else 0)
-    other = WHITESPACE | NUMBER | word
-    ends, pos = [], start
-    while pos < end:
-        c, f = cps[pos], flags[pos]
-        if c == "'" and pos + 1 < end:  # (?i:'s|'t|'re|'ve|'m|'ll|'d)
-            if cps[pos + 1].lower() in "stmd":
-                pos += 2
-                ends.append(pos)
-                continue
-            if pos + 2 < end and cps[pos + 1 : pos + 3].lower() in ("re", "ve", "ll"):
-                pos += 3
-                ends.append(pos)
-                continue
-        if c not in "\r\n" and not f & NUMBER and (f & word or flag(pos + 1) & word):
-            pos += 1  # [^\r\n\p{L}\p{N}]?\p{L}+
-            while flag(pos) & word:
-                pos += 1
-            ends.append(pos)
-            continue
-        if f & NUMBER:  # \p{N}{1,max_digits}: a digit run cut into groups from the left
-            run_start = pos
-            while flag(pos) & NUMBER:
-                pos += 1
-            ends.extend(range(run_start + max_digits, pos, max_digits))
-            ends.append(pos)
-            continue
-        f2 = flag(pos + 1) if c == " " else f
-        if not f2 & other:  # ' ?[^\s\p{L}\p{N}]+[\r\n]*'
-            pos += c == " "
-            while flag(pos) and not flag(pos) & other:
-                pos += 1
-            while pos < end and cps[pos] in "\r\n":
-                pos += 1
-        else:
-            pos = _whitespace_run(cps, flags, pos, end, newlines=True)
-        ends.append(pos)
-    return ends
-
-
-# Everywhere else llama.cpp runs std::regex on a collapsed text: ASCII stays, other characters
-# become one byte per category (whitespace: \v), and \p{X} in the regex matches that byte plus the
-# category's ASCII members. Python's re with re.ASCII matches like std::regex in the C locale.
-# (llama.cpp runs a regex without \p classes on the raw text instead; the only such regex in
-# PRE_TOKENIZERS, [0-9][0-9][0-9], matches the same either way.)
-_COLLAPSED = {NUMBER: "\xd1", LETTER: "\xd2", PUNCTUATION: "\xd3", MARK: "\xd4", SYMBOL: "\xd5"}
-_CATEGORY_CLASS = {
-    "N": "\xd10-9",
-    "L": "\xd2A-Za-z",
-    "P": "\xd3!-#%-*,-/:-;?-@\\[-\\]_\\{\\}",
-    "M": "\xd4",
-    "S": "\xd5\\$\\+<->\\^`\\|~",
-}
-_CATEGORY_NAMES = {**{c: c for c in _CATEGORY_CLASS}, **dict.fromkeys(("Lu", "Ll", "Lt", "Lm", "Lo"), "L")}
-
-
-def _collapse(text: str, flags: list[int]) -> str:
-    return "".join(
-        c if c < "\x80" else "\x0b" if f & WHITESPACE else _COLLAPSED.get(f & 0xFF, "\xd0") for c, f in zip(text, flags)
-    )
-
-
-@lru_cache(maxsize=None)
-def _collapsed_regex(regex: str) -> re.Pattern[str]:
-    out, inside, i = [], False, 0
-    while i < len(regex):
-        c = regex[i]
-        if c == "[" and (i == 0 or regex[i - 1] != "\\"):
-            inside = True
-        elif c == "]" and inside and regex[i - 1] != "\\":
-            inside = False
-        elif regex.startswith("\\p{", i):
-            close = regex.index("}", i)
-            cls = _CATEGORY_CLASS[_CATEGORY_NAMES[regex[i + 3 : close]]]
-            out.append(cls if inside else f"[{cls}]")
-            i = close + 1
-            continue
-        out.append(c)
-        i += 1
-    return re.compile("".join(out), re.ASCII)
-
-
-def _split_regex(regex: str, collapsed: str, start: int, end: int) -> list[int]:
-    """Matches and the gaps between them, as std::regex_iterator over the piece sees them."""
-    ends, prev = [], 0
-    for m in _collapsed_regex(regex).finditer(collapsed[start:end]):
-        s, e = m.span()
-        if s > prev:
-            ends.append(start + s)
-        if e > s:
-            ends.append(start + e)
-        prev = max(prev, e)
-    if start + prev < end:
-        ends.append(end)
-    return ends
-
-
-_CUSTOM_SPLITTERS = {
-    RE_GPT2: _split_gpt2,
-    RE_LLAMA3: lambda t, f, s, e: _split_llama3(t, f, s, e, max_digits=3, marks=False),
-    RE_QWEN2: lambda t, f, s, e: _split_llama3(t, f, s, e, max_digits=1, marks=False),
-    RE_QWEN35: lambda t, f, s, e: _split_llama3(t, f, s, e, max_digits=1, marks=True),
-}
-
-
-def pre_tokenize(text: str, pre: PreTokenizer) -> list[str]:
-    """Split `text` into words, each regex of `pre` cutting every piece the previous ones left."""
-    flags = [codepoint_flags(c) for c in text]
-    collapsed = None
-    ends = [len(text)] if text else []
-    for regex in pre.regexes:
-        splitter = _CUSTOM_SPLITTERS.get(regex)
-        if splitter is None and collapsed is None:
-            collapsed = _collapse(text, flags)
-        new_ends, start = [], 0
-        for end in ends:
-            if splitter is not None:
-                new_ends += splitter(text, flags, start, end)
-            else:
-                new_ends += _split_regex(regex, collapsed, start, end)
-            start = end
-        ends = new_ends
-    return [text[a:b] for a, b in zip([0, *ends], ends)]
+__all__ = ["BYTE_CHARS", "PRE_TOKENIZERS", "PreTokenizer", "SPM_SPACE", "Tokenizer", "codepoint_flags", "pre_tokenize"]
 
 
 def _gpt2_byte_chars() -> list[str]:
@@ -315,7 +71,7 @@ _FOUND_BY_TEXT = {
     Keys.Tokenizer.FIM_SEP_ID: ("<|file_sep|>",),
 }
 _SPECIAL = (TokenType.CONTROL, TokenType.UNKNOWN, TokenType.USER_DEFINED)
-SUPPORTED_MODELS = ("llama", "gpt2")
+SUPPORTED_MODELS = ("llama", "gpt2", "gemma4")
 
 
 class Tokenizer:
@@ -329,6 +85,8 @@ class Tokenizer:
     add_bos: bool  # whether encode(add_special=True) starts with bos
     add_eos: bool
     add_space_prefix: bool  # SPM: a space is put before text that starts the input or follows a special token
+    model: str  # tokenizer.ggml.model
+    pre_name: str | None  # tokenizer.ggml.pre, None where the file has none
 
     @classmethod
     def from_gguf(cls, gguf: GGUFFile) -> "Tokenizer":
@@ -342,15 +100,18 @@ class Tokenizer:
         if model not in SUPPORTED_MODELS:
             raise self._error(f"{Keys.Tokenizer.MODEL} = {model!r} is not supported; supported: {', '.join(SUPPORTED_MODELS)}")
         self.kind = "spm" if model == "llama" else "bpe"
+        self.model, self.pre_name = model, metadata.get(Keys.Tokenizer.PRE)  # as the file names them
         self._load_vocab(metadata)
         if self.kind == "bpe":
-            pre_name = metadata.get(Keys.Tokenizer.PRE) or "default"  # llama.cpp: missing -> default
+            # llama.cpp: a missing pre means default; the gemma4 model always has the gemma4 pre
+            pre_name = "gemma4" if model == "gemma4" else metadata.get(Keys.Tokenizer.PRE) or "default"
             if pre_name not in PRE_TOKENIZERS:
                 raise self._error(f"{Keys.Tokenizer.PRE} = {pre_name!r} is not a supported pre-tokenizer; "
                                   f"supported: {', '.join(sorted(PRE_TOKENIZERS))}")
             self.pre: PreTokenizer | None = PRE_TOKENIZERS[pre_name]
             self._load_merges(metadata)
-            defaults = {"bos": 11, "eos": 11, "unk": None}  # llama.cpp's BPE defaults
+            # llama.cpp's BPE defaults (gemma4: none, the file names them)
+            defaults = dict.fromkeys(("bos", "eos", "unk")) if model == "gemma4" else {"bos": 11, "eos": 11, "unk": None}
         else:
             self.pre = None
             if self.scores is None:
@@ -360,6 +121,7 @@ class Tokenizer:
         self.eos_id = self._special_id(metadata, Keys.Tokenizer.EOS_ID, defaults["eos"])
         self.unk_id = self._special_id(metadata, Keys.Tokenizer.UNK_ID, defaults["unk"])
         self.add_bos = self._flag(metadata, Keys.Tokenizer.ADD_BOS, self.kind == "spm" or self.pre.add_bos)
+        self.add_bos = self.add_bos or (self.pre is not None and self.pre.always_bos)
         self.add_eos = self._flag(metadata, Keys.Tokenizer.ADD_EOS, False)
         self.add_space_prefix = self.kind == "spm" and self._flag(metadata, Keys.Tokenizer.ADD_PREFIX, True)
         self.eog_ids = self._end_of_generation_ids(metadata)
@@ -369,6 +131,8 @@ class Tokenizer:
         self._special = [(i, self.tokens[i], self.types[i] != TokenType.USER_DEFINED) for i in special]
         # SPM: characters without a token fall back to one token per UTF-8 byte
         self._byte_ids = [self._find_byte_token(b) for b in range(256)] if self.kind == "spm" else []
+        # BPE on the text's own characters (gemma4): spaces are U+2581, bytes without a token <0xXX>
+        self.spm_style_bpe = self.kind == "bpe" and not self.pre.byte_level
 
     # -- loading ---------------------------------------------------------------------------------
     def _error(self, what: str) -> ModelFormatError:
@@ -494,6 +258,9 @@ class Tokenizer:
                 prefix = " " if self.add_space_prefix and prev_special else ""
                 self._encode_spm((prefix + fragment).replace(" ", SPM_SPACE), out)
                 prev_special = False
+            elif self.spm_style_bpe:
+                for word in pre_tokenize(fragment.replace(" ", SPM_SPACE), self.pre):
+                    self._encode_bpe_word(word, out)
             else:
                 for word in pre_tokenize(fragment, self.pre):
                     self._encode_bpe_word("".join(BYTE_CHARS[b] for b in word.encode()), out)
@@ -572,7 +339,7 @@ class Tokenizer:
     def _encode_bpe_word(self, word: str, out: list[int]) -> None:
         """llama.cpp's BPE on one byte-encoded word: repeatedly merge the adjacent pair with the
         lowest merge rank (ties: the leftmost pair)."""
-        if self.pre.ignore_merges and word in self.token_to_id:
+        if (self.pre.ignore_merges or (self.pre.whole_newline_words and not word.strip("\n"))) and word in self.token_to_id:
             out.append(self.token_to_id[word])
             return
         symbols = list(word)  # "" once merged into the left neighbour
@@ -607,6 +374,8 @@ class Tokenizer:
             tid = self.token_to_id.get(symbol)
             if tid is not None:
                 out.append(tid)
+            elif self.spm_style_bpe:  # a character without a token: its bytes' <0xXX> tokens, where they exist
+                out.extend(t for t in (self.token_to_id.get(f"<0x{b:02X}>") for b in symbol.encode()) if t is not None)
 
     def _byte_token(self, b: int, text: str) -> int:
         """SPM byte fallback; a vocabulary without <0xXX> tokens gives its unknown token instead."""
@@ -628,7 +397,7 @@ class Tokenizer:
             return bytes([int(text[3:5], 16)])
         if kind != TokenType.NORMAL:
             return b""
-        if self.kind == "spm":
+        if self.kind == "spm" or self.spm_style_bpe:
             return text.replace(SPM_SPACE, " ").encode()
         # characters outside GPT-2's byte table (none in a well-formed vocabulary) stand for themselves
         return b"".join(bytes([_CHAR_TO_BYTE[c]]) if c in _CHAR_TO_BYTE else c.encode() for c in text)
