@@ -16,7 +16,10 @@ const OUT_DIR = path.join(DATA_DIR, "tokenizer");
 const OUT_URL = `${DATA_URL}/tokenizer`;
 // tokenizer_fixtures.py writes one <name>.json per vocabulary; the test below checks this list
 // against its index so that neither side can drop one silently.
-const VOCABS = ["llama-spm", "phi-3", "gpt-2", "falcon", "mpt", "starcoder", "refact", "llama-bpe", "qwen2", "qwen35", "smollm2", "gemma3"];
+const VOCABS = [
+  "llama-spm", "phi-3", "gpt-2", "falcon", "mpt", "starcoder", "refact", "llama-bpe", "qwen2", "qwen35", "deepseek-llm",
+  "deepseek-coder", "gemma-4", "smollm2", "gemma3",
+];
 
 test.beforeAll(() => {
   test.setTimeout(300_000); // the first run tokenizes every case in Python (~1 minute); later runs reuse them
@@ -117,6 +120,16 @@ for (const name of VOCABS) {
   });
 }
 
+test("the pre-tokenizer table (tokenizer.ggml.pre -> regexes and flags) is Python's", async ({ page }) => {
+  const expected = fixture("pre_tokenizers").pre_tokenizers;
+  const got = await page.evaluate(async (bundle) => (await import(bundle)).PRE_TOKENIZERS, BUNDLE_URL);
+  expect(Object.keys(got).sort()).toEqual(Object.keys(expected).sort());
+  for (const name of Object.keys(expected)) expect(got[name], name).toEqual(expected[name]);
+  for (const name of ["qwen2", "llama-bpe", "gpt-4o", "smaug-bpe", "deepseek-llm", "deepseek-coder", "gemma4"]) {
+    expect(Object.keys(got)).toContain(name);
+  }
+});
+
 test("Unicode category flags agree with Python's except where Python's Unicode is older", async ({ page }) => {
   const { runs, unidata_version } = fixture("flags");
   const got = await page.evaluate(
@@ -198,7 +211,7 @@ test("bad metadata and bad arguments give errors naming the key or value", async
   );
   expect(got.noKeys.error).toEqual({
     name: "ModelFormatError", isModelFormatError: true,
-    message: "no-tokenizer.gguf: tokenizer: missing metadata key tokenizer.ggml.model; supported: llama, gpt2",
+    message: "no-tokenizer.gguf: tokenizer: missing metadata key tokenizer.ggml.model; supported: llama, gpt2, gemma4",
   });
   const expected = [
     "tokenizer.ggml.bos_token_id = 32000 is not a token id (the vocabulary has 32000 tokens)",
@@ -207,10 +220,10 @@ test("bad metadata and bad arguments give errors naming the key or value", async
     "tokenizer.ggml.scores has 31999 entries but tokenizer.ggml.tokens has 32000",
     "tokenizer.ggml.token_type has 31999 entries but tokenizer.ggml.tokens has 32000",
     "SentencePiece vocabulary without tokenizer.ggml.scores",
-    "tokenizer.ggml.model = 't5' is not supported; supported: llama, gpt2",
+    "tokenizer.ggml.model = 't5' is not supported; supported: llama, gpt2, gemma4",
     "tokenizer.ggml.add_bos_token = 1, expected a bool",
     "merge 5 ('Ġ qwertyuiop') refers to 'qwertyuiop', which is not in tokenizer.ggml.tokens",
-    "tokenizer.ggml.pre = 'no-such-pre' is not a supported pre-tokenizer; supported: codeshell, command-r, dbrx, deepseek-r1-qwen, default,",
+    `tokenizer.ggml.pre = 'no-such-pre' is not a supported pre-tokenizer; supported: ${Object.keys(fixture("pre_tokenizers").pre_tokenizers).sort().join(", ")}`,
     "byte-level BPE needs tokenizer.ggml.merges",
   ];
   expect(got.changed.length).toBe(expected.length);

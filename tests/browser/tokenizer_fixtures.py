@@ -12,7 +12,8 @@ LLAMA_CPP_VOCABS) and the real SmolLM2 and Gemma-3 270M models, links the GGUF f
     must return);
   - random id sequences (all token types, byte tokens that split characters) with the same decodes;
   - token_bytes of a sample of ids (every special and byte token, random others).
-flags.json holds Python's Unicode category flags for every code point, as runs.
+flags.json holds Python's Unicode category flags for every code point, as runs;
+pre_tokenizers.json Python's pre-tokenizer table (tokenizer.ggml.pre -> regexes and flags).
 Work already done is kept: a stamp of the inputs (this file, the tokenizer, the vocab files)
 decides whether a file is rewritten.
 """
@@ -36,7 +37,7 @@ from gguf import TokenType  # noqa: E402
 from test_tokenizer import LLAMA_CPP_VOCABS, read_cases  # noqa: E402
 
 from wgllm.gguf_io import GGUFFile  # noqa: E402
-from wgllm.tokenizer import codepoint_flags, Tokenizer  # noqa: E402
+from wgllm.tokenizer import PRE_TOKENIZERS, codepoint_flags, Tokenizer  # noqa: E402
 
 RANDOM_TEXTS = 200
 RANDOM_ID_SEQUENCES = 40
@@ -162,12 +163,16 @@ def flag_runs() -> list[list[int]]:
     return runs
 
 
+SOURCES = [Path(__file__), REPO / "py" / "wgllm" / "tokenizer.py", REPO / "py" / "wgllm" / "pretokenizer.py"]
+
+
 def stamp(*files: Path) -> str:
     h = hashlib.sha256()
-    for f in (Path(__file__), REPO / "py" / "wgllm" / "tokenizer.py", *files):
+    for f in (*SOURCES, *files):
         st = f.stat()
         h.update(f"{f.resolve()} {st.st_size} {st.st_mtime_ns}\n".encode())
-    h.update(Path(__file__).read_bytes() + (REPO / "py" / "wgllm" / "tokenizer.py").read_bytes())
+    for f in SOURCES:
+        h.update(f.read_bytes())
     return h.hexdigest()
 
 
@@ -209,6 +214,10 @@ def main(out: Path) -> None:
     if not up_to_date(flags, key):
         write_json(flags, {"stamp": key, "unidata_version": unicodedata.unidata_version, "runs": flag_runs()})
         written.append("flags")
+    write_json(out / "pre_tokenizers.json", {"stamp": "-", "pre_tokenizers": {
+        name: {"regexes": list(p.regexes), "ignoreMerges": p.ignore_merges, "addBos": p.add_bos,
+               "byteLevel": p.byte_level, "alwaysBos": p.always_bos, "wholeNewlineWords": p.whole_newline_words}
+        for name, p in PRE_TOKENIZERS.items()}})
     write_json(out / "index.json", {"stamp": "-", "vocabs": list(models)})
     print(f"tokenizer fixtures in {out}: {', '.join(written) or 'all up to date'}")
 

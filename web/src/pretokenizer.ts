@@ -1,8 +1,8 @@
 // llama.cpp's pre-tokenizers for byte-level BPE vocabularies, in the browser: Unicode category
 // flags (unicode_cpt_flags), the regexes named by tokenizer.ggml.pre, and the hand-written
-// splitters llama.cpp uses for the common ones — the twin of the pre-tokenizer half of
-// py/wgllm/tokenizer.py. Text is handled in code points; categories come from the browser's
-// regex engine (\p{..}), see tokenizer.ts's header.
+// splitters llama.cpp uses for the common ones — the twin of py/wgllm/pretokenizer.py (whose
+// docstring explains the rules). Text is handled in code points; categories come from the
+// browser's regex engine (\p{..}), see tokenizer.ts's header.
 
 // -- Unicode category flags, as llama.cpp's unicode_cpt_flags --------------------------------------
 const UNDEFINED = 1, NUMBER = 2, LETTER = 4, SEPARATOR = 8, MARK = 16, PUNCTUATION = 32, SYMBOL = 64, CONTROL = 128;
@@ -39,13 +39,33 @@ const RE_QWEN2 = String.raw`(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'
   String.raw`| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
 const RE_QWEN35 = String.raw`(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}` +
   String.raw`| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
+// gpt-4o (o200k): its tokenizer.json's regex, with (?i:...) and the \p{Lu}-style classes rewritten
+// by llama.cpp as lookaheads that the collapsed text can run (a non-ASCII letter counts as both cases)
+const RE_GPT4O = String.raw`[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+` +
+  String.raw`(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?` +
+  String.raw`|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*` +
+  String.raw`(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?` +
+  String.raw`|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
+// deepseek-llm and deepseek-coder: regexes without a \p class run on the code points (the CJK ranges
+// are literal). Characters that Unicode normalisation would change are written as escapes.
+const RE_DEEPSEEK_LETTERS =
+  "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-\u1f7dᾀ-ᾴᾶ-ᾼ" +
+  "\u1fbeῂ-ῄῆ-ῌῐ-\u1fd3ῖ-\u1fdbῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤ\u2126ℨ\u212a-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ" +
+  "𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+";
+const RE_CJK = "[一-龥ࠀ-一가-퟿]+";
 
 export interface PreTokenizer {
   readonly regexes: readonly string[];
   readonly ignoreMerges: boolean; // a word that is itself a token is not split into merges
   readonly addBos: boolean; // llama.cpp's default when tokenizer.ggml.add_bos_token is absent
+  // false: SPM-style BPE (gemma4): spaces become U+2581 before splitting, words are merged on
+  // their own characters (no GPT-2 byte table), characters without a token become <0xXX> tokens
+  readonly byteLevel: boolean;
+  readonly alwaysBos: boolean; // gemma4: llama.cpp adds bos even when add_bos_token is false
+  readonly wholeNewlineWords: boolean; // gemma4: a word of newlines that is itself a token stays one
 }
-const pre = (regexes: string[], ignoreMerges = false, addBos = false): PreTokenizer => ({ regexes, ignoreMerges, addBos });
+const pre = (regexes: string[], ignoreMerges = false, addBos = false): PreTokenizer =>
+  ({ regexes, ignoreMerges, addBos, byteLevel: true, alwaysBos: false, wholeNewlineWords: false });
 const DEFAULT = pre([String.raw`[\p{P}\$\+<=>\^~\|]+`, RE_GPT2, String.raw`\p{N}+`, "[0-9][0-9][0-9]"]);
 const GPT2 = pre([RE_GPT2]);
 const STARCODER = pre([String.raw`\p{N}`, RE_GPT2]);
@@ -63,6 +83,11 @@ export const PRE_TOKENIZERS: Readonly<Record<string, PreTokenizer>> = {
   ...named(["dbrx", "smaug-bpe"], pre([RE_LLAMA3])),
   ...named(["qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "megrez", "stablelm2", "hunyuan", "solar-open", "grok-2"], QWEN2),
   qwen35: pre([RE_QWEN35]),
+  ...named(["gpt-4o", "llama4", "kanana2", "talkie"], pre([RE_GPT4O])),
+  "deepseek-llm": pre(["[\r\n]", RE_DEEPSEEK_LETTERS, "\\s?[!-/:-~！-／：-～‘-‟\u3000-。]+", "\\s+$", RE_CJK, String.raw`\p{N}+`]),
+  "deepseek-coder": pre(["[\r\n]", String.raw`\s?\p{L}+`, String.raw`\s?\p{P}+`, RE_CJK, String.raw`\p{N}`]),
+  // gemma4 (also chosen by tokenizer.ggml.model = gemma4, whatever the file's pre says)
+  gemma4: { ...pre([String.raw`[^\n]+|[\n]+`], false, true), byteLevel: false, alwaysBos: true, wholeNewlineWords: true },
 };
 
 // -- splitting ----------------------------------------------------------------------------------
@@ -168,7 +193,7 @@ function splitLlama3(maxDigits: number, marks: boolean): Splitter {
   };
 }
 
-// Everywhere else llama.cpp runs std::regex on a collapsed text: ASCII stays, other characters
+// A regex with \p classes llama.cpp runs with std::regex on a collapsed text: ASCII stays, other characters
 // become one byte per category (whitespace: \v), and \p{X} in the regex matches that byte plus the
 // category's ASCII members. The collapsed text has one UTF-16 unit per code point, so a JS regex
 // (without the u flag, where \s and classes are only ever asked about these 133 characters)
@@ -228,6 +253,54 @@ function splitRegex(regex: string, collapsed: string, start: number, end: number
   return ends;
 }
 
+// A regex without \p classes llama.cpp runs with std::wregex (C locale) on the code points, non-ASCII
+// whitespace replaced by \v: \s is ASCII whitespace only, `$` the piece's end. Here it runs with
+// the u flag (for astral ranges), \s and \S spelled out as ASCII classes.
+const ASCII_SPACE = "\\t-\\r ";
+const rawRegexes = new Map<string, RegExp>();
+
+function rawRegex(regex: string): RegExp {
+  let compiled = rawRegexes.get(regex);
+  if (compiled) return compiled;
+  let out = "", inside = false;
+  for (let i = 0; i < regex.length; i++) {
+    const c = regex[i];
+    if (c === "\\") {
+      const e = regex[++i];
+      if (e === "s") out += inside ? ASCII_SPACE : `[${ASCII_SPACE}]`;
+      else if (e === "S" && !inside) out += `[^${ASCII_SPACE}]`;
+      else out += c + e;
+      continue;
+    }
+    if (c === "[") inside = true;
+    else if (c === "]") inside = false;
+    out += c;
+  }
+  compiled = new RegExp(out, "gu");
+  rawRegexes.set(regex, compiled);
+  return compiled;
+}
+
+/** splitRegex for a regex without \p classes: matched on the piece's code points (UTF-16 inside). */
+function splitRawRegex(regex: string, raw: string[], start: number, end: number): number[] {
+  const piece = raw.slice(start, end);
+  const cpAt: number[] = []; // UTF-16 offset -> code point offset, for every offset a match can have
+  piece.forEach((c, k) => {
+    for (let u = 0; u < c.length; u++) cpAt.push(k);
+  });
+  cpAt.push(piece.length);
+  const ends: number[] = [];
+  let prev = 0;
+  for (const m of piece.join("").matchAll(rawRegex(regex))) {
+    const s = cpAt[m.index!], e = cpAt[m.index! + m[0].length];
+    if (s > prev) ends.push(start + s);
+    if (e > s) ends.push(start + e);
+    prev = Math.max(prev, e);
+  }
+  if (start + prev < end) ends.push(end);
+  return ends;
+}
+
 const CUSTOM_SPLITTERS = new Map<string, Splitter>([
   [RE_GPT2, splitGpt2],
   [RE_LLAMA3, splitLlama3(3, false)],
@@ -239,15 +312,21 @@ const CUSTOM_SPLITTERS = new Map<string, Splitter>([
 export function preTokenize(text: string, pre: PreTokenizer): string[] {
   const cps = Array.from(text);
   const flags = cps.map((c) => codepointFlags(c.codePointAt(0)!));
-  let collapsed: string | undefined;
+  let collapsed: string | undefined, raw: string[] | undefined;
   let ends = cps.length ? [cps.length] : [];
   for (const regex of pre.regexes) {
-    const splitter = CUSTOM_SPLITTERS.get(regex);
-    if (!splitter) collapsed ??= collapse(cps, flags);
+    let split = CUSTOM_SPLITTERS.get(regex);
+    if (!split && regex.includes("\\p{")) {
+      const text = (collapsed ??= collapse(cps, flags));
+      split = (_, __, start, end) => splitRegex(regex, text, start, end);
+    } else if (!split) {
+      const text = (raw ??= cps.map((c, i) => (c >= "\x80" && flags[i] & WHITESPACE ? "\x0b" : c)));
+      split = (_, __, start, end) => splitRawRegex(regex, text, start, end);
+    }
     const newEnds: number[] = [];
     let start = 0;
     for (const end of ends) {
-      for (const e of splitter ? splitter(cps, flags, start, end) : splitRegex(regex, collapsed!, start, end)) newEnds.push(e);
+      for (const e of split(cps, flags, start, end)) newEnds.push(e);
       start = end;
     }
     ends = newEnds;

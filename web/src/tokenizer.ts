@@ -1,8 +1,9 @@
 // Tokenizers built from GGUF metadata alone: the browser twin of py/wgllm/tokenizer.py, which
 // follows llama.cpp's llama-vocab.cpp token for token. Same algorithms, same tie-breaking, same
 // messages where they can be the same; the Python module's docstring explains the rules.
-//   "llama": SentencePiece-style; spaces become U+2581, symbols merge greedily by score, byte fallback.
-//   "gpt2":  byte-level BPE; a pre-tokenizer (tokenizer.ggml.pre) splits words, merges by rank.
+//   "llama":  SentencePiece-style; spaces become U+2581, symbols merge greedily by score, byte fallback.
+//   "gpt2":   byte-level BPE; a pre-tokenizer (tokenizer.ggml.pre) splits words, merges by rank.
+//   "gemma4": SPM-style BPE; spaces become U+2581, newline runs split apart, merges by rank, byte fallback.
 // Text is handled in code points (as Python's str is), never in UTF-16 units, wherever an offset
 // decides a split. Unicode categories come from the browser's regex engine (\p{..}), which follows
 // a newer Unicode than Python 3.11's unicodedata (14.0): characters assigned since then are
@@ -96,7 +97,7 @@ const FOUND_BY_TEXT: [string, string[]][] = [
   [KEY.FIM_REP_ID, ["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"]],
   [KEY.FIM_SEP_ID, ["<|file_sep|>"]],
 ];
-const SUPPORTED_MODELS = ["llama", "gpt2"];
+const SUPPORTED_MODELS = ["llama", "gpt2", "gemma4"];
 
 type NumericArray = Exclude<GGUFValue, number | bigint | boolean | string | boolean[] | string[]>;
 const isNumericArray = (v: GGUFValue | undefined): v is NumericArray => ArrayBuffer.isView(v);
@@ -136,6 +137,7 @@ export class Tokenizer {
   private readonly pre: PreTokenizer | undefined;
   private readonly special: [number, string, boolean][]; // [id, text, is control], longest first
   private readonly byteIds: (number | undefined)[]; // SPM byte fallback
+  private readonly spmStyleBpe: boolean;
   private readonly tokenBytesCache: (Uint8Array | undefined)[];
 
   static fromHeader(header: GGUFHeader): Tokenizer {
@@ -174,13 +176,14 @@ export class Tokenizer {
 
     let defaults: [number | undefined, number | undefined, number | undefined];
     if (this.kind === "bpe") {
-      const preName = metadata.get(KEY.PRE) || "default"; // llama.cpp: missing -> default
+      // llama.cpp: a missing pre means default; the gemma4 model always has the gemma4 pre
+      const preName = model === "gemma4" ? "gemma4" : metadata.get(KEY.PRE) || "default";
       if (typeof preName !== "string" || !Object.hasOwn(PRE_TOKENIZERS, preName)) {
         throw this.error(`${KEY.PRE} = '${String(preName)}' is not a supported pre-tokenizer; supported: ${Object.keys(PRE_TOKENIZERS).sort().join(", ")}`);
       }
       this.pre = PRE_TOKENIZERS[preName];
       this.loadMerges(metadata);
-      defaults = [11, 11, undefined]; // llama.cpp's BPE defaults
+      defaults = model === "gemma4" ? [undefined, undefined, undefined] : [11, 11, undefined]; // llama.cpp's BPE defaults (gemma4: none)
     } else {
       if (!this.scores) throw this.error(`SentencePiece vocabulary without ${KEY.SCORES}`);
       defaults = [1, 2, 0];
@@ -188,7 +191,7 @@ export class Tokenizer {
     this.bosId = this.specialId(metadata, KEY.BOS_ID, defaults[0]);
     this.eosId = this.specialId(metadata, KEY.EOS_ID, defaults[1]);
     this.unkId = this.specialId(metadata, KEY.UNK_ID, defaults[2]);
-    this.addBos = this.flag(metadata, KEY.ADD_BOS, this.kind === "spm" || this.pre!.addBos);
+    this.addBos = this.flag(metadata, KEY.ADD_BOS, this.kind === "spm" || this.pre!.addBos) || (this.pre?.alwaysBos ?? false);
     this.addEos = this.flag(metadata, KEY.ADD_EOS, false);
     this.addSpacePrefix = this.kind === "spm" && this.flag(metadata, KEY.ADD_PREFIX, true);
     this.endOfGenerationIds = this.endOfGeneration(metadata);
@@ -199,6 +202,8 @@ export class Tokenizer {
     this.special = order.map((k) => [special[k], this.tokens[special[k]], this.types[special[k]] !== USER_DEFINED]);
     // SPM: characters without a token fall back to one token per UTF-8 byte
     this.byteIds = this.kind === "spm" ? Array.from({ length: 256 }, (_, b) => this.findByteToken(b)) : [];
+    // BPE on the text's own characters (gemma4): spaces are U+2581, bytes without a token <0xXX>
+    this.spmStyleBpe = this.kind === "bpe" && !this.pre!.byteLevel;
     this.tokenBytesCache = new Array(n);
   }
 
@@ -317,6 +322,8 @@ export class Tokenizer {
         const prefix = this.addSpacePrefix && prevSpecial ? " " : "";
         this.encodeSpm((prefix + fragment).replaceAll(" ", SPM_SPACE), out);
         prevSpecial = false;
+      } else if (this.spmStyleBpe) {
+        for (const word of preTokenize(fragment.replaceAll(" ", SPM_SPACE), this.pre!)) this.encodeBpeWord(word, out);
       } else {
         for (const word of preTokenize(fragment, this.pre!)) {
           this.encodeBpeWord(Array.from(utf8.encode(word), (b) => BYTE_CHARS[b]).join(""), out);
@@ -393,7 +400,8 @@ export class Tokenizer {
   /** llama.cpp's BPE on one byte-encoded word: repeatedly merge the adjacent pair with the
    * lowest merge rank (ties: the leftmost pair). */
   private encodeBpeWord(word: string, out: number[]): void {
-    if (this.pre!.ignoreMerges && this.tokenToId.has(word)) {
+    const whole = this.pre!.ignoreMerges || (this.pre!.wholeNewlineWords && /^\n+$/.test(word));
+    if (whole && this.tokenToId.has(word)) {
       out.push(this.tokenToId.get(word)!);
       return;
     }
@@ -421,6 +429,12 @@ export class Tokenizer {
       // a symbol without a token is a byte the vocabulary lacks: llama.cpp leaves it out
       const id = symbol ? this.tokenToId.get(symbol) : undefined;
       if (id !== undefined) out.push(id);
+      else if (symbol && this.spmStyleBpe) { // a character without a token: its bytes' <0xXX> tokens, where they exist
+        for (const b of utf8.encode(symbol)) {
+          const byteId = this.tokenToId.get(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`);
+          if (byteId !== undefined) out.push(byteId);
+        }
+      }
     }
   }
 
@@ -446,7 +460,7 @@ export class Tokenizer {
       if (isSpecialType(kind)) bytes = utf8.encode(text);
       else if (kind === BYTE) bytes = Uint8Array.of(parseInt(text.slice(3, 5), 16));
       else if (kind !== NORMAL) bytes = new Uint8Array(0);
-      else if (this.kind === "spm") bytes = utf8.encode(text.replaceAll(SPM_SPACE, " "));
+      else if (this.kind === "spm" || this.spmStyleBpe) bytes = utf8.encode(text.replaceAll(SPM_SPACE, " "));
       else {
         // characters outside GPT-2's byte table (none in a well-formed vocabulary) stand for themselves
         bytes = Uint8Array.from(Array.from(text).flatMap((c) => {
