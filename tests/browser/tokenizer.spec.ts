@@ -130,6 +130,19 @@ test("the pre-tokenizer table (tokenizer.ggml.pre -> regexes and flags) is Pytho
   }
 });
 
+test("every pre-tokenizer splits texts into Python's words", async ({ page }) => {
+  const { texts, splits } = fixture("pre_tokenizers");
+  const got = await page.evaluate(
+    async ({ bundle, texts, names }) => {
+      const wgllm = await import(bundle);
+      return Object.fromEntries(names.map((name: string) => [name, texts.map((t: string) => wgllm.preTokenize(t, wgllm.PRE_TOKENIZERS[name]))]));
+    },
+    { bundle: BUNDLE_URL, texts, names: Object.keys(splits) },
+  );
+  expect(texts.length).toBeGreaterThanOrEqual(70);
+  for (const name of Object.keys(splits)) expect(got[name], name).toEqual(splits[name]);
+});
+
 test("Unicode category flags agree with Python's except where Python's Unicode is older", async ({ page }) => {
   const { runs, unidata_version } = fixture("flags");
   const got = await page.evaluate(

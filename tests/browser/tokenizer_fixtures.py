@@ -13,7 +13,9 @@ LLAMA_CPP_VOCABS) and the real SmolLM2 and Gemma-3 270M models, links the GGUF f
   - random id sequences (all token types, byte tokens that split characters) with the same decodes;
   - token_bytes of a sample of ids (every special and byte token, random others).
 flags.json holds Python's Unicode category flags for every code point, as runs;
-pre_tokenizers.json Python's pre-tokenizer table (tokenizer.ggml.pre -> regexes and flags).
+pre_tokenizers.json Python's pre-tokenizer table (tokenizer.ggml.pre -> regexes and flags) and the
+words Python's pre_tokenize cuts test_tokenizer.py's SPLIT_TEXTS and ~60 seeded random texts into,
+for every entry.
 Work already done is kept: a stamp of the inputs (this file, the tokenizer, the vocab files)
 decides whether a file is rewritten.
 """
@@ -34,10 +36,10 @@ sys.path.insert(0, str(REPO / "tests" / "py"))
 
 import assets  # noqa: E402  the tests' shared, cached fetchers
 from gguf import TokenType  # noqa: E402
-from test_tokenizer import LLAMA_CPP_VOCABS, read_cases  # noqa: E402
+from test_tokenizer import LLAMA_CPP_VOCABS, SPLIT_TEXTS, read_cases  # noqa: E402
 
 from wgllm.gguf_io import GGUFFile  # noqa: E402
-from wgllm.tokenizer import PRE_TOKENIZERS, codepoint_flags, Tokenizer  # noqa: E402
+from wgllm.tokenizer import PRE_TOKENIZERS, codepoint_flags, pre_tokenize, Tokenizer  # noqa: E402
 
 RANDOM_TEXTS = 200
 RANDOM_ID_SEQUENCES = 40
@@ -153,6 +155,20 @@ def describe(name: str, path: Path, inp: Path | None) -> dict:
     }
 
 
+def describe_pre_tokenizers() -> dict:
+    rng = random.Random("wgllm-pre-tokenizers")
+    words = ["hello", "World", "camelCase", "HTTPServer", "getURL", "naïve", "ÉCOLE", "x86_64", "'s", "I'M"]
+    texts = SPLIT_TEXTS + [random_text(rng, [], words) for _ in range(60)]
+    return {
+        "pre_tokenizers": {
+            name: {"regexes": list(p.regexes), "ignoreMerges": p.ignore_merges, "addBos": p.add_bos,
+                   "byteLevel": p.byte_level, "alwaysBos": p.always_bos, "wholeNewlineWords": p.whole_newline_words}
+            for name, p in PRE_TOKENIZERS.items()},
+        "texts": texts,
+        "splits": {name: [pre_tokenize(t, p) for t in texts] for name, p in PRE_TOKENIZERS.items()},
+    }
+
+
 def flag_runs() -> list[list[int]]:
     """Python's codepoint_flags over every code point as [first code point, flags] runs."""
     runs: list[list[int]] = []
@@ -214,10 +230,11 @@ def main(out: Path) -> None:
     if not up_to_date(flags, key):
         write_json(flags, {"stamp": key, "unidata_version": unicodedata.unidata_version, "runs": flag_runs()})
         written.append("flags")
-    write_json(out / "pre_tokenizers.json", {"stamp": "-", "pre_tokenizers": {
-        name: {"regexes": list(p.regexes), "ignoreMerges": p.ignore_merges, "addBos": p.add_bos,
-               "byteLevel": p.byte_level, "alwaysBos": p.always_bos, "wholeNewlineWords": p.whole_newline_words}
-        for name, p in PRE_TOKENIZERS.items()}})
+    target = out / "pre_tokenizers.json"
+    key = stamp(REPO / "tests" / "py" / "test_tokenizer.py")  # SPLIT_TEXTS
+    if not up_to_date(target, key):
+        write_json(target, {"stamp": key, **describe_pre_tokenizers()})
+        written.append("pre_tokenizers")
     write_json(out / "index.json", {"stamp": "-", "vocabs": list(models)})
     print(f"tokenizer fixtures in {out}: {', '.join(written) or 'all up to date'}")
 

@@ -27,7 +27,7 @@ export { ARCH_RECIPES, SUPPORTED_ARCHITECTURES, layerRope, modelConfigFromHeader
 export type { ArchRecipe, ModelConfig } from "./model";
 export { GpuContext, GpuOutOfMemoryError, KERNEL_FAMILIES, ShaderError, isCpuAdapter, resolveKernels } from "./gpu";
 export type { KernelFamily } from "./gpu";
-export { PRE_TOKENIZERS, StreamingDecoder, Tokenizer, codepointFlags, type EncodeOptions } from "./tokenizer";
+export { PRE_TOKENIZERS, StreamingDecoder, Tokenizer, codepointFlags, preTokenize, type EncodeOptions } from "./tokenizer";
 export { GrammarState, GrammarVocabulary, JsonGrammar, SchemaError, applyMask, canonicalJson, grammarForResponseFormat, tokenMask } from "./grammar";
 export type { GrammarOptions, GrammarTokenizer } from "./grammar";
 export { FilesetResolver } from "./fileset_resolver";

@@ -15,7 +15,7 @@ import { ModelFormatError } from "./errors";
 import type { GGUFHeader, GGUFValue } from "./gguf";
 import { PRE_TOKENIZERS, preTokenize, type PreTokenizer } from "./pretokenizer";
 
-export { PRE_TOKENIZERS, codepointFlags } from "./pretokenizer";
+export { PRE_TOKENIZERS, codepointFlags, preTokenize } from "./pretokenizer";
 
 /** GPT-2's byte -> printable character table: printable Latin-1 bytes stand for themselves,
  * the other 68 bytes take U+0100, U+0101, ... in byte order. */
