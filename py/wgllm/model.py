@@ -166,11 +166,10 @@ class ModelConfig:
         )
         if recipe.fused_gate_up:
             _split_gate_up(g, arch, n_layer, n_ff)
-        if recipe.qkv_bias:
-            for layer in range(n_layer):
-                for p in "qkv":
-                    if f"blk.{layer}.attn_{p}.bias" not in g.tensors:
-                        raise ModelFormatError(f"{g.path}: tensor blk.{layer}.attn_{p}.bias is missing; {arch} has Q, K and V biases on every layer")
+        for layer in range(n_layer):  # what the recipe needs on every layer, named before any weight is read
+            for name, why in _required(recipe):
+                if f"blk.{layer}.{name}" not in g.tensors:
+                    raise ModelFormatError(f"{g.path}: tensor blk.{layer}.{name} is missing; {arch} has {why} on every layer")
         rope_freqs = "rope_freqs.weight" in g.tensors
         if rope_freqs:
             shape = tuple(g.tensor("rope_freqs.weight").shape)
@@ -244,6 +243,16 @@ def _split_gate_up(g: GGUFFile, arch: str, n_layer: int, n_ff: int) -> None:
         shape = (n_ff, t.shape[1])
         g.tensors[gate_name] = TensorInfo(gate_name, t.ggml_type, shape, t.offset, half, t.raw[:half])
         g.tensors[up_name] = TensorInfo(up_name, t.ggml_type, shape, t.offset + half, half, t.raw[half:])
+
+
+def _required(recipe: ArchRecipe) -> list[tuple[str, str]]:
+    """(tensor name within a block, what it is) that `recipe` needs on every layer beyond the common ones."""
+    out = []
+    if recipe.qkv_bias:
+        out += [(f"attn_{p}.bias", "Q, K and V biases") for p in "qkv"]
+    if recipe.qk_norm:
+        out += [(f"attn_{p}_norm.weight", "an RMSNorm over each head of Q and K") for p in "qk"]
+    return out
 
 
 def _whole(g: GGUFFile, full_key: str, value: int | float) -> int:

@@ -23,9 +23,10 @@ def test_qwen2_without_a_qkv_bias_is_refused(tmp_path):
 
 def test_qwen3_without_a_head_norm_is_refused(tmp_path):
     full = convert_tiny("qwen3", 32, tmp_path / "qwen3.gguf")
-    broken = load_model(gguf_without(full, tmp_path / "no-norm.gguf", "blk.0.attn_q_norm.weight"))
-    with pytest.raises(ModelFormatError, match=r"no-norm\.gguf: .*blk\.0\.attn_q_norm\.weight"):
-        forward(broken, [1, 2, 3])
+    assert forward(load_model(full), [1, 2, 3]).shape[0] == 3
+    broken = gguf_without(full, tmp_path / "no-norm.gguf", "blk.1.attn_k_norm.weight")
+    with pytest.raises(ModelFormatError, match=r"no-norm\.gguf: tensor blk\.1\.attn_k_norm\.weight is missing; qwen3 has an RMSNorm over each head of Q and K on every layer"):
+        load_model(broken)
 
 
 def test_qwen_chat_templates_render_as_transformers(qwen25_coder_path):

@@ -200,13 +200,14 @@ export function modelConfigFromHeader(h: GGUFHeader): ModelConfig {
   const swaLayers = Array.from({ length: nLayer }, (_, layer) => window !== 0 && (r.swaAll || layer % r.swaPattern < r.swaPattern - 1));
   if (r.fusedGateUp) splitGateUp(h, arch, nLayer, nFf);
   const names = new Set(h.tensors.map((t) => t.name));
-  if (r.qkvBias) {
-    for (let layer = 0; layer < nLayer; layer++) {
-      for (const p of "qkv") {
-        if (!names.has(`blk.${layer}.attn_${p}.bias`)) {
-          throw new ModelFormatError(`${src}: tensor blk.${layer}.attn_${p}.bias is missing; ${arch} has Q, K and V biases on every layer`);
-        }
-      }
+  // what the recipe needs on every layer, named before any weight is read (Python's _required)
+  const required: [string, string][] = [
+    ...(r.qkvBias ? [..."qkv"].map((p): [string, string] => [`attn_${p}.bias`, "Q, K and V biases"]) : []),
+    ...(r.qkNorm ? [..."qk"].map((p): [string, string] => [`attn_${p}_norm.weight`, "an RMSNorm over each head of Q and K"]) : []),
+  ];
+  for (let layer = 0; layer < nLayer; layer++) {
+    for (const [name, why] of required) {
+      if (!names.has(`blk.${layer}.${name}`)) throw new ModelFormatError(`${src}: tensor blk.${layer}.${name} is missing; ${arch} has ${why} on every layer`);
     }
   }
   const ropeFreqs = names.has("rope_freqs.weight");
