@@ -40,6 +40,10 @@ _HF_REGEX_LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N
                     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 _HF_REGEX_QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
                    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+# o200k (GPT-4o, Phi-4-mini)
+_HF_REGEX_GPT4O = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+                   r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+                   r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
 @dataclass
@@ -276,12 +280,16 @@ def _bpe_pre(tj: dict, file: Path, architecture: str | None) -> str:
     if kinds == ["Split", "ByteLevel"] and not use_regex:
         pattern = _split_pattern(steps[0])
         if pattern == _HF_REGEX_LLAMA3:
-            return "llama-bpe"
+            # llama-bpe keeps a word that is itself a token whole (the BPE model's ignore_merges);
+            # smaug-bpe (Smaug-Llama-3, SmolLM3) is the same regex without it
+            return "llama-bpe" if (tj.get("model") or {}).get("ignore_merges") else "smaug-bpe"
+        if pattern == _HF_REGEX_GPT4O:
+            return "gpt-4o"
         if pattern == _HF_REGEX_QWEN2:
             return "stablelm2" if arch == "stablelm" else "qwen2"
     raise ModelFormatError(
         f"{file}: unknown BPE pre-tokenizer (types {kinds}, split regex {next((_split_pattern(s) for s in steps if s.get('type') == 'Split'), None)!r}); "
-        "wgllm knows GPT-2 style ByteLevel, Digits+ByteLevel (smollm), falcon's, llama-3's and qwen2's")
+        "wgllm knows GPT-2 style ByteLevel, Digits+ByteLevel (smollm), falcon's, llama-3's, qwen2's and gpt-4o's")
 
 
 def _load_bpe(file: Path, architecture: str | None, vocab_size: int | None) -> VocabSpec:

@@ -154,22 +154,32 @@ def test_spm_folder_with_configs(spm_model, tmp_path):
 # -- byte-level BPE -----------------------------------------------------------------------------
 HF_LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+# GPT-4o's (o200k) as Phi-4-mini's tokenizer.json has it
+HF_GPT4O_REGEX = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+                  r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+                  r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
-# pre-tokenizer structure as in GPT-2's, SmolLM's and Llama-3's tokenizer.json, and llama.cpp's name for it
+# pre-tokenizer structure as in GPT-2's, SmolLM's, Llama-3's, SmolLM3's and Phi-4-mini's tokenizer.json,
+# and llama.cpp's name for it
+def _split_then_bytes(regex: str):
+    return lambda: pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(regex), behavior="isolated"),
+                                            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+
+
 PRE_TOKENIZERS = {
     "gpt-2": lambda: pre_tokenizers.ByteLevel(add_prefix_space=False),
     "smollm": lambda: pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)]),
-    "llama-bpe": lambda: pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(HF_LLAMA3_REGEX), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]),
+    "llama-bpe": _split_then_bytes(HF_LLAMA3_REGEX),  # with the BPE model's ignore_merges
+    "smaug-bpe": _split_then_bytes(HF_LLAMA3_REGEX),
+    "gpt-4o": _split_then_bytes(HF_GPT4O_REGEX),
 }
 
 
 def train_bpe(folder: Path, pre: str, vocab_size: int = 420) -> HFTokenizer:
     folder.mkdir(parents=True, exist_ok=True)
-    tok = HFTokenizer(models.BPE())
+    tok = HFTokenizer(models.BPE(ignore_merges=pre == "llama-bpe"))
     tok.pre_tokenizer = PRE_TOKENIZERS[pre]()
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
