@@ -33,6 +33,7 @@ class ArchRecipe:
     qkv_bias: bool = False  # Qwen2: Q, K and V biases on every layer (required, as llama.cpp requires them)
     fused_gate_up: bool = False  # Phi-3: ffn_up holds the gate's n_ff rows, then up's (split into two views at load)
     swa_all: bool = False  # Phi-3: every layer slides when the file sets attention.sliding_window
+    nope_every: int = 0  # SmolLM3: every nope_every-th layer skips RoPE (llama.cpp hard-codes 4; no GGUF key)
 
 
 _ARCH_RECIPES: dict[str, ArchRecipe] = {
@@ -49,6 +50,7 @@ _ARCH_RECIPES: dict[str, ArchRecipe] = {
     "qwen2": ArchRecipe(norm="rms", ffn="swiglu", rope="neox", qkv_bias=True),
     "qwen3": ArchRecipe(norm="rms", ffn="swiglu", rope="neox", qk_norm=True),
     "phi3": ArchRecipe(norm="rms", ffn="swiglu", rope="neox", fused_gate_up=True, swa_all=True),
+    "smollm3": ArchRecipe(norm="rms", ffn="swiglu", rope="norm", nope_every=4),
 }
 SUPPORTED_ARCHITECTURES = tuple(_ARCH_RECIPES)
 
@@ -102,6 +104,11 @@ class ModelConfig:
         if self.longrope:
             return "rope_factors_long.weight" if n_ctx > self.rope_ctx_orig else "rope_factors_short.weight"
         return None
+
+    def layer_n_rot(self, layer: int) -> int:
+        """Rotary dims of `layer`: 0 on SmolLM3's NoPE layers (every nope_every-th: 3, 7, ...)."""
+        every = self.recipe.nope_every
+        return 0 if every and (layer + 1) % every == 0 else self.n_rot
 
     def layer_rope(self, layer: int) -> tuple[float, float]:
         """(base, position scale) of the RoPE used by `layer`."""

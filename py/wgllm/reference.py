@@ -246,7 +246,7 @@ def _attention_block(c: ModelConfig, layer: _Layer, i: int, h: np.ndarray, posit
     if c.recipe.qk_norm:
         q = rms_norm(q, layer.need("attn_q_norm.weight", (c.head_dim,)), c.norm_eps)
         k = rms_norm(k, layer.need("attn_k_norm.weight", (c.head_dim,)), c.norm_eps)
-    if c.n_rot:
+    if c.layer_n_rot(i):  # 0 on SmolLM3's NoPE layers
         base, pos_scale = c.layer_rope(i)
         neox = c.recipe.rope == "neox"
         factors_name = c.rope_factors_name(cache.n_ctx or c.n_ctx_train)

@@ -58,6 +58,7 @@ NAMES = {
         "lm_head.weight": "output.weight",
     },
     "llama": {**_LLAMA_LIKE, "model.layers.{bid}.post_attention_layernorm.weight": "blk.{bid}.ffn_norm.weight"},
+    "smollm3": {**_LLAMA_LIKE, "model.layers.{bid}.post_attention_layernorm.weight": "blk.{bid}.ffn_norm.weight"},
     "gemma": {**_LLAMA_LIKE, "model.layers.{bid}.post_attention_layernorm.weight": "blk.{bid}.ffn_norm.weight"},
     "gemma2": {**_LLAMA_LIKE, **_GEMMA2_NORMS},
     "gemma3": {
@@ -139,7 +140,7 @@ def expected_gguf_tensor(arch: str, gguf_name: str, w: np.ndarray, cfg) -> np.nd
         return w + 1.0  # HF multiplies by (1 + w)
     if arch == "gpt2" and gguf_name.endswith(_CONV1D):
         return w.T  # Conv1D stores (in, out)
-    if arch == "llama" and gguf_name.endswith(("attn_q.weight", "attn_k.weight")):
+    if arch in ("llama", "smollm3") and gguf_name.endswith(("attn_q.weight", "attn_k.weight")):
         n_head = cfg.num_attention_heads if "attn_q" in gguf_name else cfg.num_key_value_heads
         d = w.shape[0] // n_head
         out = np.empty_like(w)
@@ -194,13 +195,13 @@ def expected_metadata(arch: str, c) -> dict:
     m["feed_forward_length"] = c.ffn_hidden_size if arch == "falcon" else c.intermediate_size
     m["attention.head_count"] = c.num_attention_heads
     m["attention.head_count_kv"] = c.num_kv_heads if arch == "falcon" else c.num_key_value_heads
-    if arch in ("llama", "gemma", "gemma2", "gemma3", "qwen2", "qwen3", "phi3"):
+    if arch in ("llama", "gemma", "gemma2", "gemma3", "qwen2", "qwen3", "phi3", "smollm3"):
         m["attention.layer_norm_rms_epsilon"] = c.rms_norm_eps
     else:
         m["attention.layer_norm_epsilon"] = c.layer_norm_epsilon if arch == "falcon" else c.layer_norm_eps
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     rope = c.rope_parameters.get("full_attention", c.rope_parameters)
-    if arch in ("llama", "gemma", "gemma2", "gemma3", "qwen2", "qwen3"):
+    if arch in ("llama", "gemma", "gemma2", "gemma3", "qwen2", "qwen3", "smollm3"):
         m["rope.dimension_count"] = head_dim
     elif arch in ("phi2", "stablelm", "phi3"):
         m["rope.dimension_count"] = int(rope["partial_rotary_factor"] * head_dim)

@@ -22,7 +22,7 @@ from wgllm.gpu.runtime import get_context
 from wgllm.inference import LlmInference
 from wgllm.model import load_model
 
-ARCHS = ["llama", "gemma", "gemma2", "gemma3", "phi2", "falcon", "stablelm", "gpt2", "qwen2", "qwen3", "phi3"]
+ARCHS = ["llama", "gemma", "gemma2", "gemma3", "phi2", "falcon", "stablelm", "gpt2", "qwen2", "qwen3", "phi3", "smollm3"]
 # Both kernel families run everywhere: lavapipe's own is "cpu", and "gpu" (the real-GPU kernels) is
 # forced so that its correctness is proven on this machine too.
 KERNELS = ["cpu", "gpu"]

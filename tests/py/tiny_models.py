@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import transformers
 
-ARCHS = ("llama", "gemma", "gemma2", "gemma3", "phi2", "falcon", "stablelm", "gpt2", "qwen2", "qwen3", "phi3")
+ARCHS = ("llama", "gemma", "gemma2", "gemma3", "phi2", "falcon", "stablelm", "gpt2", "qwen2", "qwen3", "phi3", "smollm3")
 # Llama-3.x's RoPE scaling on the tiny Llama (head_dim 16): an original context of 32 positions puts its
 # frequencies in all three bands (kept, divided by the factor, blended) within a 24-token prompt.
 LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 32}
@@ -183,6 +183,12 @@ def _base_config(arch: str, vocab_size: int) -> transformers.PretrainedConfig:
             **common, intermediate_size=128, num_hidden_layers=2, num_key_value_heads=2, rms_norm_eps=1e-5, tie_word_embeddings=True,
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.75}, pad_token_id=0, bos_token_id=0, eos_token_id=0,
         )
+    if arch == "smollm3":  # 5 layers: layer 3 is NoPE (every 4th), tied embeddings as SmolLM3-3B's
+        return transformers.SmolLM3Config(
+            **common, intermediate_size=128, num_hidden_layers=5, num_key_value_heads=2, rms_norm_eps=1e-6, tie_word_embeddings=True,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, no_rope_layer_interval=4, use_sliding_window=False,
+            pad_token_id=0, bos_token_id=0, eos_token_id=0,
+        )
     raise ValueError(f"no tiny config for {arch}")
 
 
@@ -210,6 +216,7 @@ _MODEL_CLASSES = {
     "qwen2": "Qwen2ForCausalLM",
     "qwen3": "Qwen3ForCausalLM",
     "phi3": "Phi3ForCausalLM",
+    "smollm3": "SmolLM3ForCausalLM",
 }
 
 

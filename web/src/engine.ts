@@ -28,7 +28,7 @@ import { DeviceLimitError } from "./errors";
 import type { GGUFHeader, GGUFStream } from "./gguf";
 import { GpuContext, GpuOutOfMemoryError, type KernelFamily, ShaderError, resolveKernels, shaderConstant } from "./gpu";
 import { type EngineLora, LoraSites } from "./lora_gpu";
-import { type ModelConfig, layerRope, modelConfigFromHeader, ropeFactorsName } from "./model";
+import { type ModelConfig, layerNRot, layerRope, modelConfigFromHeader, ropeFactorsName } from "./model";
 import { type Grid, type Launch, type Params, Program, gridRows, pack } from "./program";
 import { MAX_LOGIT_BIAS, MAX_TOP_LOGPROBS, SAMPLING_DEFAULTS, type SamplingChecked, adjustEntries, maskWords } from "./sampling";
 import { GpuWeight, embeddingGroupSize, matmulGeometry } from "./weights";
@@ -411,12 +411,13 @@ export class Engine {
     return (name !== undefined ? this.vecs.get(name) : undefined) ?? this.b.rope_ones;
   }
 
-  private rope(src: Src, dst: GPUBuffer, dstStride: number, intoCache: boolean, heads: number, base: number, posScale: number, neox: number): void {
+  /** Rotate the first nRot dims of each head (0: copy them all, without RoPE or on a NoPE layer). */
+  private rope(src: Src, dst: GPUBuffer, dstStride: number, intoCache: boolean, heads: number, base: number, posScale: number, neox: number, nRot: number): void {
     const c = this.config;
     this.program.add(
       "rope",
       [this.b.positions, src.buf, dst, this.ropeFactors()],
-      (n, p) => pack("IIIIIIIIffIf", n, heads, c.headDim, c.nRot, src.stride, src.offset, dstStride, intoCache ? p * dstStride : 0, base, posScale, neox, c.ropeAttnFactor),
+      (n, p) => pack("IIIIIIIIffIf", n, heads, c.headDim, nRot, src.stride, src.offset, dstStride, intoCache ? p * dstStride : 0, base, posScale, neox, c.ropeAttnFactor),
       (n) => [Math.ceil((heads * c.headDim) / 2 / 64), n, 1],
       ["main"], undefined, undefined,
       intoCache && this.kvF16, // K rotated straight into the cache, in its element type; Q stays f32
@@ -435,7 +436,7 @@ export class Engine {
     this.program.add(
       "rope",
       [this.b.positions, this.b.qkv, this.kCache[i], qOut, this.vCache[i], this.ropeFactors()],
-      (_n, p) => pack("IIIIIIIIffIf", c.nHead, c.nHeadKv, c.headDim, vDim, c.nRot, qDim + kvDim + vDim, p * kvDim, p * vDim, base, posScale, neox, c.ropeAttnFactor),
+      (_n, p) => pack("IIIIIIIIffIf", c.nHead, c.nHeadKv, c.headDim, vDim, layerNRot(c, i), qDim + kvDim + vDim, p * kvDim, p * vDim, base, posScale, neox, c.ropeAttnFactor),
       (n) => [Math.ceil(items / wg), n, 1],
       ["qkv"], () => "qkv", undefined,
       this.kvF16,
@@ -574,8 +575,8 @@ export class Engine {
       if (oneMatmul) {
         this.ropeQkv(qOut, i, base, posScale, neox); // Q, K and V in one buffer: one launch for all three (Python's fuse_rope_kv)
       } else {
-        this.rope(srcQ, qOut, qDim, false, c.nHead, base, posScale, neox);
-        this.rope(srcK, this.kCache[i], kvDim, true, c.nHeadKv, base, posScale, neox);
+        this.rope(srcQ, qOut, qDim, false, c.nHead, base, posScale, neox, layerNRot(c, i));
+        this.rope(srcK, this.kCache[i], kvDim, true, c.nHeadKv, base, posScale, neox, layerNRot(c, i));
         this.kvStore(srcV, this.vCache[i], vDim);
       }
       const window = c.swaLayers[i] ? c.slidingWindow : 0;

@@ -18,10 +18,11 @@ export interface ArchRecipe {
   readonly qkvBias: boolean; // Qwen2: Q, K and V biases on every layer (required, as llama.cpp requires them)
   readonly fusedGateUp: boolean; // Phi-3: ffn_up holds the gate's n_ff rows, then up's (split into two views at load)
   readonly swaAll: boolean; // Phi-3: every layer slides when the file sets attention.sliding_window
+  readonly nopeEvery: number; // SmolLM3: every nopeEvery-th layer skips RoPE (llama.cpp hard-codes 4; no GGUF key)
 }
 
 function recipe(r: Pick<ArchRecipe, "norm" | "ffn" | "rope"> & Partial<ArchRecipe>): ArchRecipe {
-  return { parallel: false, postNorms: false, qkNorm: false, embedScale: false, learnedPos: false, swaPattern: 0, alibi: false, qkvBias: false, fusedGateUp: false, swaAll: false, ...r };
+  return { parallel: false, postNorms: false, qkNorm: false, embedScale: false, learnedPos: false, swaPattern: 0, alibi: false, qkvBias: false, fusedGateUp: false, swaAll: false, nopeEvery: 0, ...r };
 }
 
 export const ARCH_RECIPES: Readonly<Record<string, ArchRecipe>> = {
@@ -36,6 +37,7 @@ export const ARCH_RECIPES: Readonly<Record<string, ArchRecipe>> = {
   qwen2: recipe({ norm: "rms", ffn: "swiglu", rope: "neox", qkvBias: true }),
   qwen3: recipe({ norm: "rms", ffn: "swiglu", rope: "neox", qkNorm: true }),
   phi3: recipe({ norm: "rms", ffn: "swiglu", rope: "neox", fusedGateUp: true, swaAll: true }),
+  smollm3: recipe({ norm: "rms", ffn: "swiglu", rope: "norm", nopeEvery: 4 }),
 };
 export const SUPPORTED_ARCHITECTURES = Object.keys(ARCH_RECIPES);
 
@@ -105,6 +107,12 @@ function splitGateUp(h: GGUFHeader, arch: string, nLayer: number, nFf: number): 
     out.push({ ...half, name: `blk.${m[1]}.ffn_gate.weight` }, { ...half, offset: t.offset + t.nBytes / 2 });
   }
   (h as { tensors: readonly GGUFTensorInfo[] }).tensors = out;
+}
+
+/** Rotary dims of `layer`: 0 on SmolLM3's NoPE layers (every nopeEvery-th: 3, 7, ...). Python's layer_n_rot. */
+export function layerNRot(c: ModelConfig, layer: number): number {
+  const every = c.recipe.nopeEvery;
+  return every && (layer + 1) % every === 0 ? 0 : c.nRot;
 }
 
 /** (base, position scale) of the RoPE used by `layer`. */

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from wgllm.arch import falcon, gemma, gpt2, llama, phi2, phi3, qwen, stablelm
+from wgllm.arch import falcon, gemma, gpt2, llama, phi2, phi3, qwen, smollm3, stablelm
 from wgllm.arch.base import TIED, ArchSpec, Dims, Group, HFConfig, Rule, expand
 from wgllm.errors import ConversionError
 
 ARCHITECTURES: dict[str, ArchSpec] = {
     spec.arch: spec
-    for spec in (llama.SPEC, gemma.GEMMA, gemma.GEMMA2, gemma.GEMMA3, phi2.SPEC, falcon.SPEC, stablelm.SPEC, gpt2.SPEC, qwen.QWEN2, qwen.QWEN3, phi3.SPEC)
+    for spec in (llama.SPEC, gemma.GEMMA, gemma.GEMMA2, gemma.GEMMA3, phi2.SPEC, falcon.SPEC, stablelm.SPEC, gpt2.SPEC, qwen.QWEN2, qwen.QWEN3, phi3.SPEC, smollm3.SPEC)
 }
 
-# MediaPipe's converter model_type names (plus GPT2, LLAMA, QWEN2, QWEN3 and PHI3) -> llama.cpp architecture.
+# MediaPipe's converter model_type names (plus GPT2, LLAMA, QWEN2, QWEN3, PHI3 and SMOLLM3) -> llama.cpp architecture.
 MODEL_TYPES: dict[str, str] = {
     "GEMMA_2B": "gemma",
     "GEMMA_7B": "gemma",
@@ -25,6 +25,7 @@ MODEL_TYPES: dict[str, str] = {
     "QWEN2": "qwen2",
     "QWEN3": "qwen3",
     "PHI3": "phi3",
+    "SMOLLM3": "smollm3",
 }
 
 

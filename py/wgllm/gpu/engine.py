@@ -462,8 +462,8 @@ class GpuEngine:
             if one_matmul and self.fuse_rope_kv:  # Q, K and V in one buffer: one launch for all three
                 self._rope_qkv(prog, q_out, i, base, pos_scale, neox)
             else:
-                self._rope(prog, src_q, (q_out, q_dim, False), c.n_head, base, pos_scale, neox)
-                self._rope(prog, src_k, (self.k_cache[i], kv_dim, True), c.n_head_kv, base, pos_scale, neox)
+                self._rope(prog, src_q, (q_out, q_dim, False), c.n_head, base, pos_scale, neox, c.layer_n_rot(i))
+                self._rope(prog, src_k, (self.k_cache[i], kv_dim, True), c.n_head_kv, base, pos_scale, neox, c.layer_n_rot(i))
                 self._kv_store(prog, src_v, self.v_cache[i], v_dim, kv_f16=self.kv_f16)
             window = c.sliding_window if c.swa_layers[i] else 0
             if self.kernels == "gpu":
@@ -585,13 +585,13 @@ class GpuEngine:
             lambda n, p: (c.n_head, 1, 1) if n == 1 and not one_split(n, p) else (0, 0, 0),
         )
 
-    def _rope(self, prog: _Program, src, dst, heads: int, base: float, pos_scale: float, neox: int) -> None:
-        """Rotate (or, without RoPE, copy) n rows of heads from src into dst; dst in the KV cache is at
-        row pos0 and of the cache's element type (f16 when kv_f16)."""
+    def _rope(self, prog: _Program, src, dst, heads: int, base: float, pos_scale: float, neox: int, n_rot: int) -> None:
+        """Rotate the first n_rot dims of n rows of heads from src into dst, copying the rest (all of them
+        without RoPE or on a NoPE layer, n_rot 0); dst in the KV cache is at row pos0 and of the cache's
+        element type (f16 when kv_f16)."""
         c = self.c
         src_buf, src_stride, src_off = src
         dst_buf, dst_stride, into_cache = dst
-        n_rot = c.n_rot
         prog.add(
             "rope.wgsl",
             [self.positions, src_buf, dst_buf, self.rope_factors],
@@ -614,7 +614,7 @@ class GpuEngine:
             "rope.wgsl",
             [self.positions, self.qkv, self.k_cache[i], q_out, self.v_cache[i], self.rope_factors],
             lambda n, p: _pack(
-                "IIIIIIIIffIf", c.n_head, c.n_head_kv, c.head_dim, v_dim, c.n_rot, q_dim + kv_dim + v_dim, p * kv_dim, p * v_dim, base, pos_scale, neox,
+                "IIIIIIIIffIf", c.n_head, c.n_head_kv, c.head_dim, v_dim, c.layer_n_rot(i), q_dim + kv_dim + v_dim, p * kv_dim, p * v_dim, base, pos_scale, neox,
                 c.rope_attn_factor,
             ),
             lambda n, p: (-(-items // wg), n, 1),

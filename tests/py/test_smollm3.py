@@ -1,0 +1,65 @@
+"""SmolLM3 beyond the per-architecture matrices (oracle, converter, GPU engine): the NoPE layer is what
+makes the reference match transformers, and the converter refuses what a GGUF file cannot say."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from tiny_models import convert_tiny, copy_tokenizer, tiny_model
+
+from wgllm.convert import ConversionConfig, convert_checkpoint
+from wgllm.errors import ConversionError
+from wgllm.model import load_model
+from wgllm.reference import forward
+
+
+def test_layer_3_skips_rope_as_transformers_does(tmp_path):
+    """The tiny SmolLM3's layer 3 (of 5) has no RoPE; transformers with RoPE on every layer (the same
+    weights) is far from the reference, transformers as configured within 1e-4 of it."""
+    model = load_model(convert_tiny("smollm3", 32, tmp_path / "s.gguf"))
+    c = model.config
+    assert [c.layer_n_rot(i) for i in range(c.n_layer)] == [16, 16, 16, 0, 16]
+    ids = [int(i) for i in np.random.default_rng(3).integers(0, c.n_vocab, 20)]
+    hf = tiny_model("smollm3").model
+    ref = forward(model, ids)
+    with torch.no_grad():
+        want = hf(torch.tensor([ids])).logits[0].numpy()
+        for layer in hf.model.layers:
+            layer.self_attn.use_rope = True
+        try:
+            all_rope = hf(torch.tensor([ids])).logits[0].numpy()
+        finally:
+            hf.model.layers[3].self_attn.use_rope = False
+    scale = np.abs(want).max()
+    assert np.abs(ref - want).max() / scale <= 1e-4
+    assert np.abs(ref - all_rope).max() / scale > 1e-2
+
+
+def _convert_with(tmp_path, change) -> None:
+    src = tiny_model("smollm3").folder
+    folder = tmp_path / "changed"
+    folder.mkdir()
+    data = json.loads((src / "config.json").read_text())
+    change(data)
+    (folder / "config.json").write_text(json.dumps(data))
+    (folder / "model.safetensors").symlink_to(src / "model.safetensors")
+    copy_tokenizer(src, folder)
+    convert_checkpoint(ConversionConfig(str(folder), "safetensors", output_file=str(tmp_path / "out.gguf")))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.update(no_rope_layers=[1, 1, 0, 1, 1]), r"no_rope_layers \[1, 1, 0, 1, 1\] is not supported; llama\.cpp's smollm3 skips RoPE on every 4th layer exactly \(\[1, 1, 1, 0, 1\]\)"),
+        (lambda d: d.update(no_rope_layers=None, no_rope_layer_interval=3), r"no_rope_layer_interval = 3 is not supported"),
+        (lambda d: d.update(use_sliding_window=True, sliding_window=4), r"use_sliding_window = True is not supported"),
+        (lambda d: d.update(rope_parameters={"rope_type": "yarn", "factor": 2.0, "rope_theta": 10000.0}), r"rope scaling type 'yarn'"),
+    ],
+)
+def test_converter_refuses_what_a_gguf_cannot_say(tmp_path, change, message):
+    with pytest.raises(ConversionError, match=message):
+        _convert_with(tmp_path, change)
+    assert not (tmp_path / "out.gguf").exists()
