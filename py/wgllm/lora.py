@@ -37,7 +37,8 @@ LORA_TARGETS: dict[str, tuple[str, ...]] = {
     "phi2": ("q_proj", "k_proj", "v_proj", "dense"),
     "qwen2": ("q_proj", "k_proj", "v_proj", "o_proj"),
     "qwen3": ("q_proj", "k_proj", "v_proj", "o_proj"),
-    "phi3": ("qkv_proj", "o_proj"),  # Phi-3's fused Q/K/V: one adapter on attn_qkv, as llama.cpp applies it
+    "phi3": ("qkv_proj", "o_proj"),
+    "smollm3": ("q_proj", "k_proj", "v_proj", "o_proj"),  # Phi-3's fused Q/K/V: one adapter on attn_qkv, as llama.cpp applies it
 }
 _PEFT_PREFIX = "base_model.model."
 

@@ -30,8 +30,8 @@ from wgllm.lora import load_lora
 from wgllm.model import load_model
 
 F32_BOUND = 1e-4
-LORA_ARCHS = ("gemma", "phi2", "llama", "gemma3", "qwen2", "qwen3", "phi3")
-TARGETS = {"gemma": ["q_proj", "k_proj", "v_proj", "o_proj"], "gemma3": ["q_proj", "k_proj", "v_proj", "o_proj"], "llama": ["q_proj", "k_proj", "v_proj", "o_proj"], "phi2": ["q_proj", "k_proj", "v_proj", "dense"], "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj"], "qwen3": ["q_proj", "k_proj", "v_proj", "o_proj"], "phi3": ["qkv_proj", "o_proj"]}
+LORA_ARCHS = ("gemma", "phi2", "llama", "gemma3", "qwen2", "qwen3", "phi3", "smollm3")
+TARGETS = {"gemma": ["q_proj", "k_proj", "v_proj", "o_proj"], "gemma3": ["q_proj", "k_proj", "v_proj", "o_proj"], "llama": ["q_proj", "k_proj", "v_proj", "o_proj"], "phi2": ["q_proj", "k_proj", "v_proj", "dense"], "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj"], "qwen3": ["q_proj", "k_proj", "v_proj", "o_proj"], "phi3": ["qkv_proj", "o_proj"], "smollm3": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 NAN_BITS = 0x7FC00001
 
 
