@@ -175,14 +175,16 @@ class Tokenizer:
         merges = metadata.get(Keys.Tokenizer.MERGES)
         if not isinstance(merges, list):
             raise self._error(f"byte-level BPE needs {Keys.Tokenizer.MERGES} (an array of 'left right' strings)")
-        self.bpe_ranks: dict[tuple[str, str], int] = {}
-        for rank, merge in enumerate(merges):
-            cut = merge.find(" ", 1) if isinstance(merge, str) else -1
-            left, right = (merge[:cut], merge[cut + 1 :]) if cut > 0 else ("", "")
-            for part in (left, right, left + right):
-                if part not in self.token_to_id:
-                    raise self._error(f"merge {rank} ({merge!r}) refers to {part!r}, which is not in {Keys.Tokenizer.LIST}")
-            self.bpe_ranks.setdefault((left, right), rank)  # a repeated merge keeps its first rank
+        # split at the first space after the first character (llama.cpp's rule); no space: ("", "")
+        pairs = [(m[:c], m[c + 1 :]) if isinstance(m, str) and (c := m.find(" ", 1)) > 0 else ("", "") for m in merges]
+        tokens = self.token_to_id
+        if not tokens.keys() >= {part for pair in pairs for part in pair} | {a + b for a, b in pairs}:
+            for rank, (merge, (left, right)) in enumerate(zip(merges, pairs)):  # the first bad merge, for the message
+                for part in (left, right, left + right):
+                    if part not in tokens:
+                        raise self._error(f"merge {rank} ({merge!r}) refers to {part!r}, which is not in {Keys.Tokenizer.LIST}")
+        # a repeated merge keeps its first rank: written last, in reversed order
+        self.bpe_ranks: dict[tuple[str, str], int] = dict(zip(reversed(pairs), range(len(pairs) - 1, -1, -1)))
 
     def _special_id(self, metadata: dict, key: str, default: int | None) -> int | None:
         value = metadata.get(key)
