@@ -1,7 +1,7 @@
 // The TypeScript WebGPU engine (web/src/engine.ts, through the built bundle) in Chromium against the
 // PYTHON GPU engine (wgllm.gpu.engine.GpuEngine on lavapipe) running the same shaders on the same
 // files: greedy and seeded sampled tokens identical, all-row and decode logits within
-// gpu_tolerances.MODEL_LOGITS_REL, for tiny models of all ten architectures (F32/F16/Q8_0/Q4_0
+// gpu_tolerances.MODEL_LOGITS_REL, for tiny models of all twelve architectures (F32/F16/Q8_0/Q4_0
 // each at least twice) and a tiny Llama with Llama-3's RoPE scaling (rope_freqs), the real SmolLM2
 // (Q4_1), Gemma-3 (Q4_K, Q6_K) and Qwen2.5-Coder (qwen2; Q5_0, Q8_0 too); weights split into many binding chunks; and the refusals:
 // unsupported architecture or tensor type, rows the kernels cannot take, a qwen2 file missing a bias
@@ -120,11 +120,11 @@ function checkLogits(file: string, got: number[], want: any): void {
 }
 
 for (const kernels of ["cpu", "gpu"] as const) {
-  test(`tiny models of all ten architectures and Llama-3's RoPE scaling give the Python GPU engine's tokens and logits (${kernels} kernels)`, async ({ page }) => {
+  test(`tiny models of all twelve architectures (Phi-3 with LongRoPE and a window, SmolLM3's NoPE layer) and Llama-3's RoPE scaling give the Python GPU engine's tokens and logits (${kernels} kernels)`, async ({ page }) => {
     test.setTimeout(180_000);
     const table = kernels === "cpu" ? expected.tiny : expected.tiny_gpu;
     const files = Object.keys(table);
-    expect(files.length).toBe(11);
+    expect(files.length).toBe(13);
     for (const file of files) {
       const want = table[file];
       const { prompt } = want;
@@ -275,6 +275,7 @@ test("refusals: architecture, tensor type, rows, a missing bias, limits, token i
     out.type = await load("unsupported_type.gguf");
     out.rows = await load("stablelm-80.gguf");
     out.noBias = await load("qwen2-no-bias.gguf");
+    out.badUp = await load("phi3-bad-up.gguf");
     out.buffersBeforeRefusal = created;
     // a device on WebGPU's default limits (maxStorageBufferBindingSize 128 MiB): 400000 rows of
     // 320 logits (512 MB) cannot be bound; refused before anything is allocated
@@ -308,6 +309,10 @@ test("refusals: architecture, tensor type, rows, a missing bias, limits, token i
   expect(result.rows.message).toMatch(/blk\.0\.ffn_down\.weight.*multiple of 32/);
   expect(result.noBias.name).toBe("ModelFormatError");
   expect(result.noBias.message).toBe(`${file("qwen2-no-bias.gguf")}: tensor blk.1.attn_k.bias is missing; qwen2 has Q, K and V biases on every layer`);
+  expect(result.badUp.name).toBe("ModelFormatError");
+  expect(result.badUp.message).toBe(
+    `${file("phi3-bad-up.gguf")}: tensor blk.1.ffn_up.weight has shape (128, 64), expected (256, n_embd): phi3's gate and up rows (2 x feed_forward_length 128)`,
+  );
   expect(result.buffersBeforeRefusal, "no GPU buffer is made for a refused file").toBe(0);
 
   expect(result.smallBinding).toBe(134217728);

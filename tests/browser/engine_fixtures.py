@@ -2,7 +2,7 @@
 
     python tests/browser/engine_fixtures.py OUT_DIR
 
-Converts tiny random models of all ten architectures (every converter type F32/F16/Q8_0/Q4_0
+Converts tiny random models of all twelve architectures (Phi-3 as Phi-3.5-mini: LongRoPE, sliding window; SmolLM3 with its NoPE layer) (every converter type F32/F16/Q8_0/Q4_0
 appears at least twice) and the tiny Llama with Llama-3.x's RoPE scaling (rope_freqs), links the
 real SmolLM2-135M (Q4_1), Gemma-3 270M (Q4_K_M, so Q4_K and Q6_K) and Qwen2.5-Coder-0.5B (qwen2,
 Q4_K_M: Q4_K, Q6_K, Q5_0, Q8_0), and writes expected.json
@@ -31,10 +31,13 @@ from gguf import GGMLQuantizationType, GGUFWriter  # noqa: E402
 # (arch, converter bits): every architecture once, every type at least twice
 TINY = [
     ("llama", 4), ("gemma", 16), ("gemma2", 32), ("gemma3", 8), ("phi2", 8), ("falcon", 4), ("stablelm", 16), ("gpt2", 32),
-    ("qwen2", 8), ("qwen3", 4),
+    ("qwen2", 8), ("qwen3", 4), ("phi3", 16), ("smollm3", 32),
 ]
 # The GPU kernels take rows in whole 32-element units (see tests/py/test_gpu_engine.py)
-OVERRIDES = {"stablelm": {"intermediate_size": 96}}
+# Phi-3 as Phi-3.5-mini: LongRoPE (the long factors: every context here passes the original 8), window 5
+from tiny_models import PHI3_LONGROPE  # noqa: E402
+
+OVERRIDES = {"stablelm": {"intermediate_size": 96}, "phi3": PHI3_LONGROPE}
 GREEDY_TOKENS = 32
 SAMPLING = {"top_k": 40, "temperature": 0.8, "seed": 1234}
 SMOLLM2_PROMPT = "The capital of France is"
@@ -78,7 +81,9 @@ def tiny_expected(path: Path, kernels: str) -> dict:
     all_rows = GpuEngine(model, max_tokens=len(prompt), all_logits=True, force_f32=F32_KV, kernels=kernels)
     logits = np.concatenate([all_rows.forward_logits(prompt[:4], 0), *(all_rows.forward_logits([prompt[j]], j) for j in (4, 5))])
     all_rows.close()
-    ref = reference.forward(model, prompt)  # what gpu_tolerances' MODEL_LOGITS_REL is defined against
+    # what gpu_tolerances' MODEL_LOGITS_REL is defined against, with the engine's context (len(prompt)):
+    # it picks Phi-3's LongRoPE factors (the short ones here, the long ones for the tokens above)
+    ref = reference.forward(model, prompt, cache=reference.KVCache(n_ctx=len(prompt)))
     return {
         "prompt": prompt,
         "greedy": greedy,
@@ -150,6 +155,13 @@ def main(out: Path) -> None:
 
         gguf_without(convert_tiny("qwen2", 32, out / "qwen2-32.tmp"), no_bias.with_suffix(".tmp"), "blk.1.attn_k.bias").rename(no_bias)
         (out / "qwen2-32.tmp").unlink()
+    bad_up = out / "phi3-bad-up.gguf"  # a phi3 file whose fused ffn_up holds up's rows alone
+    if not bad_up.is_file():
+        from tiny_models import gguf_without
+
+        full = convert_tiny("phi3", 32, out / "phi3-32.tmp", **PHI3_LONGROPE)
+        gguf_without(full, bad_up.with_suffix(".tmp"), "", {"blk.1.ffn_up.weight": np.ones((128, 64), np.float32)}).rename(bad_up)
+        full.unlink()
 
     for name, target in (("smollm2.gguf", assets.smollm2_path()), ("gemma3.gguf", assets.gemma3_path()), ("qwen25.gguf", assets.qwen25_coder_path())):
         (out / name).unlink(missing_ok=True)
