@@ -58,7 +58,7 @@ const mergedRel = () => expected.logits_rel / 10;
 const DEVICE = `(globalThis.loraTestDevice ??= navigator.gpu.requestAdapter().then((a) => a.requestDevice({
   requiredLimits: { maxStorageBufferBindingSize: a.limits.maxStorageBufferBindingSize, maxBufferSize: a.limits.maxBufferSize } })))`;
 
-test("with an adapter, logits equal transformers + PEFT and PEFT's merged weights on this engine: tiny Gemma, Phi-2, Llama, Qwen2, Qwen3 (prefill and decode)", async ({ page }) => {
+test("with an adapter, logits equal transformers + PEFT and PEFT's merged weights on this engine: tiny Gemma, Phi-2, Llama, Qwen2, Qwen3, Phi-3 (fused attn_qkv), SmolLM3 (prefill and decode)", async ({ page }) => {
   test.setTimeout(120_000);
   const cases = Object.entries(expected.models).map(([arch, m]: [string, any]) => ({ arch, ids: m.ids, url: `${URL_BASE}/${arch}`, file: m.adapters.A.file }));
   const got = await inPage(

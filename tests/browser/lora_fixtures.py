@@ -2,7 +2,7 @@
 
     python tests/browser/lora_fixtures.py OUT_DIR
 
-For tiny random Gemma, Phi-2, Llama, Qwen2 and Qwen3 models (F32 GGUF), a random non-zero PEFT
+For tiny random Gemma, Phi-2, Llama, Qwen2, Qwen3, Phi-3 and SmolLM3 models (F32 GGUF), a random non-zero PEFT
 adapter A (rank 4, alpha 8) converted to llama.cpp's GGUF adapter format; Phi-2 also gets B (rank 2, alpha 3). The
 oracle for logits is transformers + PEFT (the adapter attached, not merged, float32): every row of
 one prompt with each adapter and with none. Each adapter is also merged into its base by PEFT
@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO / "tests" / "py"))  # tiny_models, test_lora, gpu_tolerances
 
-ARCHS = ("gemma", "phi2", "llama", "qwen2", "qwen3")
+ARCHS = ("gemma", "phi2", "llama", "qwen2", "qwen3", "phi3", "smollm3")  # phi3: one adapter on the fused attn_qkv
 ADAPTERS = {"A": dict(r=4, alpha=8.0, seed=0), "B": dict(r=2, alpha=3.0, seed=1)}
 TEXT_ARCH = "phi2"  # its random logits give a different greedy answer per adapter (tests/py/test_lora.py)
 PROMPT = "the quick brown fox"

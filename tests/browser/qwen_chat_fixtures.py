@@ -34,6 +34,7 @@ def _stamp() -> str:
     for f in sorted([*(REPO / "shaders").glob("*.wgsl"), *(REPO / "py" / "wgllm").rglob("*.py"), REPO / "tests/py/qwen_chat.py", REPO / "tests/py/tiny_models.py"]):
         h.update(f.read_bytes())
     h.update((REPO / "tests/data/qwen/qwen3_chat_template.jinja").read_bytes())
+    h.update((REPO / "tests/data/phi3/phi3.5_chat_template.jinja").read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -55,6 +56,8 @@ def main(out: Path) -> None:
     g = GGUFFile(assets.qwen25_coder_path())
     templates = {"qwen2.5": g.get("tokenizer.chat_template"), "qwen3": QWEN3_TEMPLATE.read_text(encoding="utf-8")}
     g.close()
+    # Phi-3.5-mini's (its tokenizer_config.json's; MIT): rendered here as the others, eos_token left empty as formatChat's default
+    templates["phi3.5"] = (REPO / "tests/data/phi3/phi3.5_chat_template.jinja").read_text(encoding="utf-8")
     expected: dict = {"stamp": stamp, "templates": templates, "cases": cases()}
     expected["rendered"] = {name: [transformers_render(t, c) for c in expected["cases"]] for name, t in templates.items()}
 
