@@ -1,6 +1,6 @@
 // Qwen's chat templates in the browser (formatChat and LlmChat through the built bundle, rendered by
 // @huggingface/jinja) against transformers' own renderer: Qwen2.5's template as the real
-// Qwen2.5-Coder GGUF stores it, Qwen3's and Phi-3.5-mini's (tests/data/phi3/), on every case of tests/py/qwen_chat.py (system,
+// Qwen2.5-Coder GGUF stores it, Qwen3's, Phi-3.5-mini's (tests/data/phi3/) and SmolLM3's (tests/data/smollm3/), on every case of tests/py/qwen_chat.py (system,
 // multi-turn, reasoning, tools, a tool call and its answer); then LlmChat on a tiny Qwen3 whose
 // GGUF carries Qwen3's template: its prompt is the one Python's chat helper renders from the same
 // file, and its greedy answer is Python's LlmInference's. Fixtures: tests/browser/qwen_chat_fixtures.py.
@@ -25,7 +25,7 @@ test.beforeEach(async ({ page }) => {
   await page.goto("/");
 });
 
-test("Qwen2.5's, Qwen3's and Phi-3.5-mini's templates render every case as transformers renders it", async ({ page }) => {
+test("Qwen2.5's, Qwen3's, Phi-3.5-mini's and SmolLM3's templates render every case as transformers renders it", async ({ page }) => {
   const got = await inPage(
     page,
     async (w, { templates, cases }) => {
@@ -37,7 +37,7 @@ test("Qwen2.5's, Qwen3's and Phi-3.5-mini's templates render every case as trans
     },
     { templates: expected.templates, cases: expected.cases },
   );
-  expect(Object.keys(got).sort()).toEqual(["phi3.5", "qwen2.5", "qwen3"]);
+  expect(Object.keys(got).sort()).toEqual(["phi3.5", "qwen2.5", "qwen3", "smollm3"]);
   for (const name of Object.keys(got)) {
     expected.cases.forEach((c: any, i: number) => expect(got[name][i], `${name}: ${c.name}`).toBe(expected.rendered[name][i]));
   }

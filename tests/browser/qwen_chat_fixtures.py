@@ -12,6 +12,7 @@ Work already done (same script, templates, shaders and Python sources) is skippe
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -35,6 +36,8 @@ def _stamp() -> str:
         h.update(f.read_bytes())
     h.update((REPO / "tests/data/qwen/qwen3_chat_template.jinja").read_bytes())
     h.update((REPO / "tests/data/phi3/phi3.5_chat_template.jinja").read_bytes())
+    h.update((REPO / "tests/data/smollm3/smollm3_chat_template.jinja").read_bytes())
+    h.update(datetime.date.today().isoformat().encode())  # SmolLM3's template prints today's date (strftime_now)
     return h.hexdigest()[:16]
 
 
@@ -58,6 +61,8 @@ def main(out: Path) -> None:
     g.close()
     # Phi-3.5-mini's (its tokenizer_config.json's; MIT): rendered here as the others, eos_token left empty as formatChat's default
     templates["phi3.5"] = (REPO / "tests/data/phi3/phi3.5_chat_template.jinja").read_text(encoding="utf-8")
+    # SmolLM3's (Apache-2.0): {% generation %} blocks, strftime_now, its own XML tool section
+    templates["smollm3"] = (REPO / "tests/data/smollm3/smollm3_chat_template.jinja").read_text(encoding="utf-8")
     expected: dict = {"stamp": stamp, "templates": templates, "cases": cases()}
     expected["rendered"] = {name: [transformers_render(t, c) for c in expected["cases"]] for name, t in templates.items()}
 

@@ -4,6 +4,7 @@ makes the reference match transformers, and the converter refuses what a GGUF fi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,3 +64,27 @@ def test_converter_refuses_what_a_gguf_cannot_say(tmp_path, change, message):
     with pytest.raises(ConversionError, match=message):
         _convert_with(tmp_path, change)
     assert not (tmp_path / "out.gguf").exists()
+
+
+SMOLLM3_TEMPLATE = Path(__file__).resolve().parents[1] / "data" / "smollm3" / "smollm3_chat_template.jinja"
+
+
+def test_smollm3_chat_template_renders_as_transformers():
+    """SmolLM3's template (tests/data/smollm3/: HuggingFaceTB/SmolLM3-3B's chat_template.jinja, Apache-2.0,
+    as quoted in a public repository with its indentation removed: every tag trims the whitespace
+    around it, so it renders as the original) renders every chat case of tests/py/qwen_chat.py as
+    transformers does: {% generation %} blocks, strftime_now, the XML tool section, /no_think in the
+    system message."""
+    from qwen_chat import cases
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from wgllm.chat import render_chat
+
+    template = SMOLLM3_TEMPLATE.read_text(encoding="utf-8")
+    no_think = [{"name": "no_think", "messages": [{"role": "system", "content": "Be brief. /no_think"}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}], "tools": None, "add_generation_prompt": True}]
+    for case in cases() + no_think:
+        kw = dict(tools=case["tools"], add_generation_prompt=case["add_generation_prompt"])
+        want = render_jinja_template([case["messages"]], chat_template=template, **kw)[0][0]
+        assert render_chat(template, case["messages"], **kw) == want, case["name"]
+    rendered = render_chat(template, no_think[0]["messages"])
+    assert "Reasoning Mode: /no_think" in rendered and rendered.endswith("<|im_start|>assistant\n<think>\n\n</think>\n")
