@@ -32,12 +32,12 @@ class ArchRecipe:
     alibi: bool = False  # Falcon-RW: ALiBi instead of RoPE
     qkv_bias: bool = False  # Qwen2: Q, K and V biases on every layer (required, as llama.cpp requires them)
     fused_gate_up: bool = False  # Phi-3: ffn_up holds the gate's n_ff rows, then up's (split into two views at load)
-    swa_all: bool = False  # Phi-3: every layer slides when the file sets attention.sliding_window
+    swa_all: bool = False  # Phi-3, llama (Mistral): every layer slides when the file sets attention.sliding_window
     nope_every: int = 0  # SmolLM3: every nope_every-th layer skips RoPE (llama.cpp hard-codes 4; no GGUF key)
 
 
 _ARCH_RECIPES: dict[str, ArchRecipe] = {
-    "llama": ArchRecipe(norm="rms", ffn="swiglu", rope="norm"),
+    "llama": ArchRecipe(norm="rms", ffn="swiglu", rope="norm", swa_all=True),  # Mistral-7B v0.1: a window on every layer when set
     "gemma": ArchRecipe(norm="rms", ffn="geglu", rope="neox", embed_scale=True),
     "gemma2": ArchRecipe(norm="rms", ffn="geglu", rope="neox", embed_scale=True, post_norms=True, swa_pattern=2),
     "gemma3": ArchRecipe(

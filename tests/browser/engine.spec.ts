@@ -2,7 +2,7 @@
 // PYTHON GPU engine (wgllm.gpu.engine.GpuEngine on lavapipe) running the same shaders on the same
 // files: greedy and seeded sampled tokens identical, all-row and decode logits within
 // gpu_tolerances.MODEL_LOGITS_REL, for tiny models of all twelve architectures (F32/F16/Q8_0/Q4_0
-// each at least twice) and a tiny Llama with Llama-3's RoPE scaling (rope_freqs), the real SmolLM2
+// each at least twice), a tiny Llama with Llama-3's RoPE scaling (rope_freqs) and a tiny Mistral (window 5), the real SmolLM2
 // (Q4_1), Gemma-3 (Q4_K, Q6_K) and Qwen2.5-Coder (qwen2; Q5_0, Q8_0 too); weights split into many binding chunks; and the refusals:
 // unsupported architecture or tensor type, rows the kernels cannot take, a qwen2 file missing a bias
 // (before any GPU buffer exists), limits, token ids, top_k, a lost device.
@@ -120,11 +120,11 @@ function checkLogits(file: string, got: number[], want: any): void {
 }
 
 for (const kernels of ["cpu", "gpu"] as const) {
-  test(`tiny models of all twelve architectures (Phi-3 with LongRoPE and a window, SmolLM3's NoPE layer) and Llama-3's RoPE scaling give the Python GPU engine's tokens and logits (${kernels} kernels)`, async ({ page }) => {
+  test(`tiny models of all twelve architectures (Phi-3 with LongRoPE and a window, SmolLM3's NoPE layer), Llama-3's RoPE scaling and a Mistral (llama with a window of 5) give the Python GPU engine's tokens and logits (${kernels} kernels)`, async ({ page }) => {
     test.setTimeout(180_000);
     const table = kernels === "cpu" ? expected.tiny : expected.tiny_gpu;
     const files = Object.keys(table);
-    expect(files.length).toBe(13);
+    expect(files.length).toBe(14);
     for (const file of files) {
       const want = table[file];
       const { prompt } = want;

@@ -138,8 +138,9 @@ def main(out: Path) -> None:
         expected["tiny_gpu"][path.name] = tiny_expected(path, "gpu")
     from tiny_models import LLAMA3_ROPE
 
-    # (file stem, arch, bits, config overrides): the tiny Llama with Llama-3.x's RoPE scaling (rope_freqs.weight)
-    for stem, arch, bits, overrides in [("llama3rope", "llama", 8, {"rope_parameters": LLAMA3_ROPE})]:
+    # (file stem, arch, bits, config overrides): the tiny Llama with Llama-3.x's RoPE scaling (rope_freqs.weight),
+    # the tiny Mistral (a llama file with llama.attention.sliding_window 5 on every layer)
+    for stem, arch, bits, overrides in [("llama3rope", "llama", 8, {"rope_parameters": LLAMA3_ROPE}), ("mistral", "mistral", 16, {})]:
         path = out / f"{stem}-{bits}.gguf"
         if not path.is_file():
             convert_tiny(arch, bits, path.with_suffix(".tmp"), **overrides).rename(path)

@@ -29,7 +29,7 @@ ARCHS = ("llama", "gemma", "gemma2", "gemma3", "phi2", "falcon", "stablelm", "gp
 # frequencies in all three bands (kept, divided by the factor, blended) within a 24-token prompt.
 LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 32}
 QWEN_ARCHS = ("qwen2", "qwen3")  # their byte-level BPE splits with Qwen2's regex first, as Qwen's tokenizer.json does
-SPM_ARCHS = ("llama", "gemma", "gemma2", "gemma3")
+SPM_ARCHS = ("llama", "gemma", "gemma2", "gemma3", "mistral")  # mistral: not in ARCHS (test_mistral.py, a llama file)
 
 _CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -189,6 +189,11 @@ def _base_config(arch: str, vocab_size: int) -> transformers.PretrainedConfig:
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, no_rope_layer_interval=4, use_sliding_window=False,
             pad_token_id=0, bos_token_id=0, eos_token_id=0,
         )
+    if arch == "mistral":  # Mistral-7B v0.1's sliding window on every layer, 5 here, shorter than the prompts
+        return transformers.MistralConfig(
+            **common, intermediate_size=128, num_hidden_layers=2, num_key_value_heads=2, rms_norm_eps=1e-5, sliding_window=5,
+            tie_word_embeddings=False, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        )
     raise ValueError(f"no tiny config for {arch}")
 
 
@@ -217,6 +222,7 @@ _MODEL_CLASSES = {
     "qwen3": "Qwen3ForCausalLM",
     "phi3": "Phi3ForCausalLM",
     "smollm3": "SmolLM3ForCausalLM",
+    "mistral": "MistralForCausalLM",
 }
 
 

@@ -17,7 +17,7 @@ export interface ArchRecipe {
   readonly alibi: boolean; // Falcon-RW: ALiBi instead of RoPE
   readonly qkvBias: boolean; // Qwen2: Q, K and V biases on every layer (required, as llama.cpp requires them)
   readonly fusedGateUp: boolean; // Phi-3: ffn_up holds the gate's n_ff rows, then up's (split into two views at load)
-  readonly swaAll: boolean; // Phi-3: every layer slides when the file sets attention.sliding_window
+  readonly swaAll: boolean; // Phi-3, llama (Mistral): every layer slides when the file sets attention.sliding_window
   readonly nopeEvery: number; // SmolLM3: every nopeEvery-th layer skips RoPE (llama.cpp hard-codes 4; no GGUF key)
 }
 
@@ -26,7 +26,7 @@ function recipe(r: Pick<ArchRecipe, "norm" | "ffn" | "rope"> & Partial<ArchRecip
 }
 
 export const ARCH_RECIPES: Readonly<Record<string, ArchRecipe>> = {
-  llama: recipe({ norm: "rms", ffn: "swiglu", rope: "norm" }),
+  llama: recipe({ norm: "rms", ffn: "swiglu", rope: "norm", swaAll: true }), // Mistral-7B v0.1: a window on every layer when set
   gemma: recipe({ norm: "rms", ffn: "geglu", rope: "neox", embedScale: true }),
   gemma2: recipe({ norm: "rms", ffn: "geglu", rope: "neox", embedScale: true, postNorms: true, swaPattern: 2 }),
   gemma3: recipe({ norm: "rms", ffn: "geglu", rope: "neox", embedScale: true, postNorms: true, qkNorm: true, swaPattern: 6 }),

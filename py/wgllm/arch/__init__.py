@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wgllm.arch import falcon, gemma, gpt2, llama, phi2, phi3, qwen, smollm3, stablelm
+from wgllm.arch import falcon, gemma, gpt2, llama, mistral, phi2, phi3, qwen, smollm3, stablelm
 from wgllm.arch.base import TIED, ArchSpec, Dims, Group, HFConfig, Rule, expand
 from wgllm.errors import ConversionError
 
@@ -10,8 +10,10 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     spec.arch: spec
     for spec in (llama.SPEC, gemma.GEMMA, gemma.GEMMA2, gemma.GEMMA3, phi2.SPEC, falcon.SPEC, stablelm.SPEC, gpt2.SPEC, qwen.QWEN2, qwen.QWEN3, phi3.SPEC, smollm3.SPEC)
 }
+# Checkpoint families written as one of the architectures above (MistralForCausalLM -> llama).
+VARIANTS: tuple[ArchSpec, ...] = (mistral.SPEC,)
 
-# MediaPipe's converter model_type names (plus GPT2, LLAMA, QWEN2, QWEN3, PHI3 and SMOLLM3) -> llama.cpp architecture.
+# MediaPipe's converter model_type names (plus GPT2, LLAMA, QWEN2, QWEN3, PHI3, SMOLLM3 and MISTRAL) -> llama.cpp architecture.
 MODEL_TYPES: dict[str, str] = {
     "GEMMA_2B": "gemma",
     "GEMMA_7B": "gemma",
@@ -26,11 +28,12 @@ MODEL_TYPES: dict[str, str] = {
     "QWEN3": "qwen3",
     "PHI3": "phi3",
     "SMOLLM3": "smollm3",
+    "MISTRAL": "llama",
 }
 
 
 def _supported() -> str:
-    return ", ".join(f"{s.arch} ({'/'.join(s.hf_architectures)})" for s in ARCHITECTURES.values())
+    return ", ".join(f"{s.arch} ({'/'.join(s.hf_architectures)})" for s in (*ARCHITECTURES.values(), *VARIANTS))
 
 
 def architecture_for(cfg: HFConfig, model_type: str | None) -> ArchSpec:
@@ -38,7 +41,7 @@ def architecture_for(cfg: HFConfig, model_type: str | None) -> ArchSpec:
     hf_type = cfg.get("model_type")
     hf_archs = cfg.get("architectures") or []
     found = None
-    for spec in ARCHITECTURES.values():
+    for spec in (*ARCHITECTURES.values(), *VARIANTS):
         if hf_type in spec.hf_model_types or any(a in spec.hf_architectures for a in hf_archs):
             found = spec
             break
@@ -57,4 +60,4 @@ def architecture_for(cfg: HFConfig, model_type: str | None) -> ArchSpec:
     return found
 
 
-__all__ = ["ARCHITECTURES", "MODEL_TYPES", "TIED", "ArchSpec", "Dims", "Group", "HFConfig", "Rule", "architecture_for", "expand"]
+__all__ = ["ARCHITECTURES", "MODEL_TYPES", "VARIANTS", "TIED", "ArchSpec", "Dims", "Group", "HFConfig", "Rule", "architecture_for", "expand"]
