@@ -4,7 +4,8 @@
 // through the bundle's fetchGGUF + Engine.load (web/src/weights.ts's repacking, its Q3_K and
 // Q4_K-style scale decodes, the composed kernels) gives the PYTHON GPU engine's greedy and sampled
 // tokens, and all-row and decode logits within gpu_tolerances.MODEL_LOGITS_REL of it and of
-// wgllm.reference (the numpy dequantisers), with both kernel families.
+// wgllm.reference (the numpy dequantisers), with both kernel families; and the 1-D dequantiser
+// (web/src/weights.ts: norms, biases, position tables) bit-identical to quant.dequantize for every type.
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -39,6 +40,35 @@ function maxRelError(got: number[], want: number[]): number {
   }
   return err / scale;
 }
+
+test("the 1-D dequantiser (norms, biases, position tables) reads every type Python's does, bit-identical to quant.dequantize on random valid blocks", async ({ page }) => {
+  const cases: { type: string; n: number; raw: number[]; bits: number[] }[] = expected.dequantize;
+  expect(cases.map((c) => c.type)).toEqual(["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"]);
+  const got = await page.evaluate(
+    async ({ bundle, cases }) => {
+      const w = await import(bundle);
+      const bits = cases.map((c) => {
+        const out: Float32Array = w.dequantize("t.gguf", { name: `v.${c.type}`, typeName: c.type, nElements: c.n }, new Uint8Array(c.raw));
+        return Array.from(new Uint32Array(out.buffer, out.byteOffset, out.length));
+      });
+      let refused = "";
+      try {
+        w.dequantize("t.gguf", { name: "v.weight", typeName: "Q8_1", nElements: 32 }, new Uint8Array(36));
+      } catch (e) {
+        refused = (e as Error).message;
+      }
+      return { bits, types: w.DEQUANTIZED_TYPES, refused };
+    },
+    { bundle: BUNDLE_URL, cases },
+  );
+  expect(new Set(got.types)).toEqual(new Set(cases.map((c) => c.type)));
+  cases.forEach((c, i) => {
+    const bad = got.bits[i].findIndex((b: number, j: number) => b !== c.bits[j]);
+    expect(got.bits[i].length, c.type).toBe(c.n);
+    expect(bad, `${c.type} element ${bad}: bits ${got.bits[i][bad]}, Python's ${c.bits[bad]}`).toBe(-1);
+  });
+  expect(got.refused).toBe(`t.gguf: tensor v.weight is Q8_1; wgllm dequantises 1-D tensors and position tables from ${got.types.join(", ")}`);
+});
 
 for (const kernels of ["cpu", "gpu"] as const) {
   test(`a tiny Llama of Q5_1, Q2_K, Q3_K, Q5_K, IQ4_NL and IQ4_XS weights gives the Python GPU engine's tokens and logits (${kernels} kernels)`, async ({ page }) => {

@@ -11,7 +11,8 @@ Layer 0 mixes types within attention (q, k, v apart) and the MLP (gate, up apart
 q/k/v of one type (one stacked matmul) and gate/up of one type (one matmul of row pairs); the tied
 token_embd is Q3_K (its scales decoded at repack, used by the embedding and the output matmul).
 expected.json holds engine_fixtures.tiny_expected for both kernel families: greedy and sampled
-tokens, all-row and decode logits, and wgllm.reference's logits (numpy dequantisers). Skipped when
+tokens, all-row and decode logits, and wgllm.reference's logits (numpy dequantisers), and, for the
+browser's 1-D dequantiser, random blocks of every type with quant.dequantize's values. Skipped when
 the inputs (this script, engine_fixtures.py, the shaders, the Python engine) are unchanged.
 """
 
@@ -59,6 +60,33 @@ F16_FIELDS = {
     T.IQ4_XS: {0: 2e-5},
 }
 CONFIG = {"hidden_size": 256, "intermediate_size": 512, "head_dim": 64}
+# web/src/weights.ts's dequantize (1-D tensors: norms, biases, position tables) against quant.dequantize:
+# two random valid blocks of every block type Python dequantises (f16 fields finite and of both signs).
+DEQUANT_FIELDS = {**F16_FIELDS, T.Q8_0: {0: 1.0}, T.Q4_0: {0: 1.0}, T.Q4_1: {0: 1.0, 2: 1.0}, T.Q5_0: {0: 1.0}, T.Q4_K: {0: 1.0, 2: 1.0}, T.Q6_K: {208: 1.0}}
+
+
+def dequantize_cases(seed: int = 5) -> list[dict]:
+    """Per type: the raw bytes of two blocks and Python's float32 values as uint32 bit patterns."""
+    from wgllm.quant import SUPPORTED_TYPES, dequantize
+
+    rng = np.random.default_rng(seed)
+    cases = []
+    for t in SUPPORTED_TYPES:
+        block, size = GGML_QUANT_SIZES[t]
+        if t in (T.F32, T.F16, T.BF16):  # finite floats of both signs and a wide range of magnitudes
+            values = (rng.standard_normal(64) * 10.0 ** rng.integers(-6, 4, 64)).astype({T.F32: "<f4", T.F16: "<f2", T.BF16: "<f4"}[t])
+            raw = (values.view("<u4") >> 16).astype("<u2").view(np.uint8) if t == T.BF16 else values.view(np.uint8)
+        else:
+            raw = rng.integers(0, 256, (2, size), dtype=np.uint8)
+            for offset, top in DEQUANT_FIELDS[t].items():
+                field = (rng.uniform(0.2, 1.0, 2) * top * rng.choice([-1.0, 1.0], 2)).astype("<f2")
+                raw[:, offset : offset + 2] = field.view(np.uint8).reshape(-1, 2)
+            raw = raw.ravel()
+        n = len(raw) // size * block
+        want = dequantize(raw, t, (n,)).astype(np.float32)
+        assert np.isfinite(want).all(), t.name
+        cases.append({"type": t.name, "n": n, "raw": raw.tolist(), "bits": want.view(np.uint32).tolist()})
+    return cases
 
 
 def random_blocks(rng, t, shape) -> np.ndarray:
@@ -124,7 +152,7 @@ def main(out: Path) -> None:
     f32.unlink()
     types = {name: t.ggml_type.name for name, t in GGUFFile(path).tensors.items() if name in TYPES}
     assert types == {name: t.name for name, t in TYPES.items()}, types
-    expected = {"digest": digest, "sampling": SAMPLING, "logits_rel": MODEL_LOGITS_REL, "types": types}
+    expected = {"digest": digest, "sampling": SAMPLING, "logits_rel": MODEL_LOGITS_REL, "types": types, "dequantize": dequantize_cases()}
     for kernels in ("cpu", "gpu"):
         expected[kernels] = tiny_expected(path, kernels)
     tmp = expected_path.with_suffix(".tmp")

@@ -18,6 +18,7 @@ export {
 export type { GGUFNumericArray, GGUFTensorChunk, GGUFTensorInfo, GGUFValue, ReadGGUFOptions } from "./gguf";
 export { KV_ALIAS, SHADERS, SUBGROUP_ENTRIES, kvF16Variant, shaderSource, subgroupVariant } from "./shaders";
 export { Engine, MAX_TOP_K } from "./engine";
+export { DEQUANTIZED_TYPES, dequantize } from "./weights";
 export type { EngineOptions, KvCacheType, LoadTimings, SampleSettings, SampledToken } from "./engine";
 export { MAX_LOGIT_BIAS, MAX_STOP, MAX_TOP_LOGPROBS, SAMPLING_DEFAULTS, StopFilter, adjustEntries, checkSampling, checkStop } from "./sampling";
 export type { SamplingChecked, SamplingExtras, TokenLogprob } from "./sampling";

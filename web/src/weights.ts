@@ -237,7 +237,7 @@ function f16ToF32(h: number): number {
   return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
-/** The float32 values of a tensor's GGUF bytes (the 32-element block types and floats). */
+/** The float32 values of a tensor's GGUF bytes (every type wgllm/quant.py dequantises). */
 export function dequantize(file: string, t: GGUFTensorInfo, raw: Uint8Array): Float32Array {
   const v = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const out = new Float32Array(t.nElements);
@@ -291,10 +291,140 @@ export function dequantize(file: string, t: GGUFTensorInfo, raw: Uint8Array): Fl
       }
       return out;
     }
-    default:
-      throw new ModelFormatError(`${file}: tensor ${t.name} is ${t.typeName}; wgllm keeps 1-D tensors and position tables in F32, F16, BF16, Q8_0, Q4_0, Q4_1 or Q5_0`);
+    default: {
+      const blocks = BLOCK_DEQUANTIZERS[t.typeName];
+      if (!blocks) throw new ModelFormatError(`${file}: tensor ${t.name} is ${t.typeName}; wgllm dequantises 1-D tensors and position tables from ${DEQUANTIZED_TYPES.join(", ")}`);
+      blocks(v, raw, out);
+      return out;
+    }
   }
 }
+
+// The other block types, as wgllm/quant.py's numpy dequantisers compute them: every product and sum
+// rounded to f32 in numpy's order (Math.fround), so the values are bit-identical to Python's.
+const fr = Math.fround;
+const IQ4_NL_VALUES = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+type BlockDequantizer = (v: DataView, raw: Uint8Array, out: Float32Array) => void;
+
+/** Q4_K (bits 4, 144 bytes) and Q5_K (bits 5, 176 bytes): d, dmin, packed scales, [qh,] qs; 8 sub-blocks of 32. */
+function kQuant45(bits: 4 | 5): BlockDequantizer {
+  const size = bits === 4 ? 144 : 176;
+  const qsAt = bits === 4 ? 16 : 48;
+  const sm = new Uint8Array(16); // eight scales, then eight mins
+  return (v, raw, out) => {
+    for (let b = 0; b < out.length / 256; b++) {
+      const at = size * b;
+      const d = f16ToF32(v.getUint16(at, true));
+      const dmin = f16ToF32(v.getUint16(at + 2, true));
+      scaleMinK4(raw, at + 4, sm, 0);
+      for (let sub = 0; sub < 8; sub++) {
+        const scale = fr(d * sm[sub]);
+        const offset = fr(dmin * sm[8 + sub]);
+        const g = sub >> 1;
+        const nib = sub & 1;
+        for (let l = 0; l < 32; l++) {
+          let q = nib ? raw[at + qsAt + 32 * g + l] >> 4 : raw[at + qsAt + 32 * g + l] & 15;
+          if (bits === 5) q |= ((raw[at + 16 + l] >> sub) & 1) << 4;
+          out[256 * b + 32 * sub + l] = fr(fr(q * scale) - offset);
+        }
+      }
+    }
+  };
+}
+
+/** Q2_K/Q3_K's 2-bit element e of a block whose qs start at `at`: bits 2j..2j+1 of qs[32h+l], e = 128h+32j+l. */
+function crumb(raw: Uint8Array, at: number, e: number): number {
+  return (raw[at + 32 * (e >> 7) + (e & 31)] >> (2 * ((e >> 5) & 3))) & 3;
+}
+
+const q3 = new Uint8Array(16); // Q3_K's sixteen scales less 32 (scalesQ3K), read as int8
+const q3s = new Int8Array(q3.buffer);
+
+const BLOCK_DEQUANTIZERS: Record<string, BlockDequantizer> = {
+  Q5_1: (v, raw, out) => {
+    for (let b = 0; b < out.length / 32; b++) {
+      const at = 24 * b;
+      const d = f16ToF32(v.getUint16(at, true));
+      const m = f16ToF32(v.getUint16(at + 2, true));
+      const qh = v.getUint32(at + 4, true);
+      for (let j = 0; j < 16; j++) {
+        const lo = (raw[at + 8 + j] & 15) | (((qh >>> j) & 1) << 4);
+        const hi = (raw[at + 8 + j] >> 4) | (((qh >>> (j + 16)) & 1) << 4);
+        out[32 * b + j] = fr(fr(lo * d) + m);
+        out[32 * b + j + 16] = fr(fr(hi * d) + m);
+      }
+    }
+  },
+  IQ4_NL: (v, raw, out) => {
+    for (let b = 0; b < out.length / 32; b++) {
+      const at = 18 * b;
+      const d = f16ToF32(v.getUint16(at, true));
+      for (let j = 0; j < 16; j++) {
+        out[32 * b + j] = fr(IQ4_NL_VALUES[raw[at + 2 + j] & 15] * d);
+        out[32 * b + j + 16] = fr(IQ4_NL_VALUES[raw[at + 2 + j] >> 4] * d);
+      }
+    }
+  },
+  Q4_K: kQuant45(4),
+  Q5_K: kQuant45(5),
+  Q2_K: (v, raw, out) => {
+    for (let b = 0; b < out.length / 256; b++) {
+      const at = 84 * b; // scales (16), qs (64), d, dmin
+      const d = f16ToF32(v.getUint16(at + 80, true));
+      const dmin = f16ToF32(v.getUint16(at + 82, true));
+      for (let e = 0; e < 256; e++) {
+        const sc = raw[at + (e >> 4)];
+        out[256 * b + e] = fr(fr(crumb(raw, at + 16, e) * fr(d * (sc & 15))) - fr(dmin * (sc >> 4)));
+      }
+    }
+  },
+  Q3_K: (v, raw, out) => {
+    for (let b = 0; b < out.length / 256; b++) {
+      const at = 110 * b; // hmask (32), qs (64), scales (12), d
+      const d = f16ToF32(v.getUint16(at + 108, true));
+      scalesQ3K(raw, at + 96, q3, 0);
+      for (let e = 0; e < 256; e++) {
+        const hbit = (raw[at + (e & 31)] >> (e >> 5)) & 1;
+        const q = crumb(raw, at + 32, e) - ((hbit ^ 1) << 2);
+        out[256 * b + e] = fr(q * fr(d * q3s[e >> 4]));
+      }
+    }
+  },
+  IQ4_XS: (v, raw, out) => {
+    for (let b = 0; b < out.length / 256; b++) {
+      const at = 136 * b; // d, scales_h (u16), scales_l (4), qs (128)
+      const d = f16ToF32(v.getUint16(at, true));
+      const scalesH = v.getUint16(at + 2, true);
+      for (let ib = 0; ib < 8; ib++) {
+        const low = (raw[at + 4 + (ib >> 1)] >> (4 * (ib & 1))) & 15;
+        const high = (scalesH >> (2 * ib)) & 3;
+        const scale = fr(d * (low + 16 * high - 32));
+        for (let j = 0; j < 16; j++) {
+          const byte = raw[at + 8 + 16 * ib + j];
+          out[256 * b + 32 * ib + j] = fr(IQ4_NL_VALUES[byte & 15] * scale);
+          out[256 * b + 32 * ib + 16 + j] = fr(IQ4_NL_VALUES[byte >> 4] * scale);
+        }
+      }
+    }
+  },
+  Q6_K: (v, raw, out) => {
+    for (let b = 0; b < out.length / 256; b++) {
+      const at = 210 * b; // ql (128), qh (64), scales (16 int8), d
+      const d = f16ToF32(v.getUint16(at + 208, true));
+      for (let e = 0; e < 256; e++) {
+        const h = e >> 7;
+        const k = (e >> 5) & 3;
+        const l = e & 31;
+        const ql = raw[at + 64 * h + 32 * (k & 1) + l];
+        const q = (k < 2 ? ql & 15 : ql >> 4) | (((raw[at + 128 + 32 * h + l] >> (2 * k)) & 3) << 4);
+        out[256 * b + e] = fr((q - 32) * fr(d * v.getInt8(at + 192 + (e >> 4))));
+      }
+    }
+  },
+};
+
+/** Every type the 1-D dequantiser reads (wgllm/quant.py's SUPPORTED_TYPES). */
+export const DEQUANTIZED_TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", ...Object.keys(BLOCK_DEQUANTIZERS)];
 
 // -- dispatch geometry, read from the kernels --------------------------------------------------
 
