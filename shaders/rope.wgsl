@@ -1,13 +1,12 @@
 // rope: rotate dim pairs (a, b) of each head's first n_rot dims by theta = pos / pos_scale * base^(-2i / n_rot) / factors[i]: m (a cos - b sin, b cos + a sin) with m = mscale   ref: reference.rope   grid: (ceil(heads * head_dim / 2 / WG_SIZE), n, 1)
 // factors: llama-3's rope_freqs or LongRoPE's long/short factors (n_rot / 2 divisors of the
 // frequencies), ones for every other model; each entry point binds them right after its own buffers
-// (main 4, in_place 3, qkv 6). mscale: LongRoPE's attention factor (llama.cpp's rope attn_factor), 1 otherwise.
+// (main 4, qkv 6). mscale: LongRoPE's attention factor (llama.cpp's rope attn_factor), 1 otherwise.
 // neox = 1 pairs dims (i, i + n_rot / 2), otherwise (2i, 2i + 1); dims from n_rot on pass through.
 // Token t's heads start at in_offset + t * in_stride (input) and out_offset + t * out_stride
 // (output), in elements, so Q or K can be read straight out of a fused QKV buffer and K written
-// straight into the KV cache. Entry points: main reads x_in and writes y; in_place rotates y where
-// it lies, using the out_* layout (it binds only params, positions and y, as binding 2); qkv does a
-// layer's whole step after a Q/K/V matmul in one launch (its own Params, qkv_params, below).
+// straight into the KV cache. Entry points: main reads x_in and writes y; qkv does a layer's whole
+// step after a Q/K/V matmul in one launch (its own Params, qkv_params, below).
 // One invocation per pair; head_dim and n_rot even. main's y has the KV cache's element type kv_t:
 // f32, or f16 in the loaders' "f16 KV" variant (K rotated straight into an f16 cache; see kv_store.wgsl).
 alias kv_t = f32;
@@ -32,9 +31,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> positions: array<u32>;    // (n,)
 @group(0) @binding(2) var<storage, read> x_in: array<f32>;         // (n, heads, head_dim) at in_offset + t * in_stride
 @group(0) @binding(3) var<storage, read_write> y: array<kv_t>;     // (n, heads, head_dim) at out_offset + t * out_stride
-@group(0) @binding(2) var<storage, read_write> y_io: array<f32>;   // in_place: (n, heads, head_dim) at out_offset + t * out_stride
 @group(0) @binding(4) var<storage, read> factors_main: array<f32>;     // main: (n_rot / 2,)
-@group(0) @binding(3) var<storage, read> factors_in_place: array<f32>; // in_place: (n_rot / 2,)
 
 // qkv: the rows of one Q/K/V matmul's output (x_in: (n, q_dim + kv_dim + v_dim), each row Q, K, V)
 // in one launch: Q rotated into q_out, K rotated into the K cache (y) and V copied into the V cache
@@ -134,26 +131,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         y[dst + c] = kv_t(x_in[src + c]);
         y[dst + c + 1u] = kv_t(x_in[src + c + 1u]);
     }
-}
-
-@compute @workgroup_size(WG_SIZE)
-fn in_place(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let half_rot = params.n_rot / 2u;
-    let k = wid.x * WG_SIZE + lid.x;
-    let t = wid.y;
-    if (k >= params.heads * (params.head_dim / 2u)) {
-        return;
-    }
-    let head = k / (params.head_dim / 2u);
-    let i = k % (params.head_dim / 2u);
-    if (i >= half_rot) {
-        return;
-    }
-    let base = params.out_offset + t * params.out_stride + head * params.head_dim;
-    let p = pair(i);
-    let r = rotate(y_io[base + p.x], y_io[base + p.y], rotation(t, i, factors_in_place[i]));
-    y_io[base + p.x] = r.x;
-    y_io[base + p.y] = r.y;
 }
 
 @compute @workgroup_size(WG_SIZE)

@@ -166,11 +166,7 @@ def rope_cases(rng) -> list[Case]:
             Case(f"rope main {tag}", "rope", grid, "main", extra).uniform("IIIIIIIIffIf", *fields(in_stride, in_offset, width, out_offset))
             .input(positions).input(fused).output(poison(cache_words), want).input(factors)
         )
-        x = data(rng, (n, heads, head_dim), 2.0, -0.5)
-        cases.append(
-            Case(f"rope in_place {tag}", "rope", grid, "in_place", extra).uniform("IIIIIIIIffIf", *fields(width, 0, width, 0))
-            .input(positions).output(x, exact(reference.rope, x, positions, n_rot, base, neox, pos_scale, factors)).input(factors)
-        )
+        data(rng, (n, heads, head_dim), 2.0, -0.5)  # what the removed in_place case drew: the later cases keep their data
     return cases
 
 

@@ -83,26 +83,16 @@ INPUT_RANGES = [(1.0, 0.5), (30.0, -100.0), (0.01, 3.0)]
 # -- embedding, norms ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n,dim,scale,learned_pos", [(1, 7, 1.0, False), (7, 4099, math.sqrt(4099), False), (127, 300, 1.0, True)])
-def test_embedding(ctx, n, dim, scale, learned_pos):
+@pytest.mark.parametrize("n,dim,scale", [(1, 7, 1.0), (7, 4099, math.sqrt(4099)), (127, 300, 1.0)])
+def test_embedding(ctx, n, dim, scale):
     rng = np.random.default_rng(n * 1000 + dim)
-    vocab, n_pos = 1009, 400
+    vocab = 1009
     table = data(rng, (vocab, dim), 3.0, -1.0)
     ids = rng.integers(0, vocab, n).astype(np.uint32)
     ids[0] = vocab - 1
-    positions = rng.integers(0, n_pos, n).astype(np.uint32)
-    pos_table = data(rng, (n_pos, dim), 0.5, 0.25)
     want = reference.embedding(table, ids) * np.float32(scale)
-    if learned_pos:
-        want = want + pos_table[positions]
-    ids_buf, table_buf = ctx.buffer(ids), ctx.buffer(table)
-    extra = [ctx.buffer(positions), ctx.buffer(pos_table)] if learned_pos else [ids_buf, table_buf]
     y = poisoned(ctx, n * dim)
-    ctx.run(
-        "embedding.wgsl",
-        [ctx.buffer(params("IIf", dim, int(learned_pos), scale), uniform=True), table_buf, ids_buf, *extra, y],
-        (-(-dim // 256), n, 1),
-    )
+    ctx.run("embedding.wgsl", [ctx.buffer(params("If", dim, scale), uniform=True), ctx.buffer(table), ctx.buffer(ids), y], (-(-dim // 256), n, 1))
     check("embedding", ctx.read(y, np.float32, (n, dim)), want)
 
 
@@ -282,19 +272,6 @@ def test_rope_into_f16_cache(ctx_f16, n, heads, head_dim, n_rot, base, pos_scale
     ulp = np.spacing(np.maximum(np.abs(got), np.abs(want16)).astype(np.float16)).astype(np.float32)
     assert np.all(np.isfinite(got))
     np.testing.assert_array_less(np.abs(got - want16), ulp + rtol * np.abs(want) + atol + ATOL_FLOOR)
-
-
-@pytest.mark.parametrize("n,heads,head_dim,n_rot,base,pos_scale,neox", ROPE_CASES)
-def test_rope_in_place(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox):
-    rng = np.random.default_rng(n * 37 + head_dim)
-    x = data(rng, (n, heads, head_dim), 2.0, -0.5)
-    positions = np.arange(300 - n, 300, dtype=np.uint32)
-    buf = ctx.buffer(x)
-    width = heads * head_dim
-    uni = rope_uniform(ctx, n, heads, head_dim, n_rot, base, pos_scale, neox, width, 0, width, 0)
-    ctx.run("rope.wgsl", [uni, ctx.buffer(positions), buf, ctx.buffer(rope_factors(n_rot, base))], rope_grid(n, heads, head_dim), entry="in_place")
-    got = ctx.read(buf, np.float32, (n, heads, head_dim))
-    check_rope(got, x, positions, n_rot, base, pos_scale, neox)
 
 
 # -- softcap ----------------------------------------------------------------------------

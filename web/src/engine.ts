@@ -520,7 +520,7 @@ export class Engine {
     }
     if (c.recipe.learnedPos) {
       const posTable = this.vecs.get("position_embd.weight")!;
-      this.program.add("embedding", [posTable, b.positions, b.positions, posTable, b.h], () => pack("IIf", c.nEmbd, 0, 1.0), (n) => [Math.ceil(c.nEmbd / 256), n, 1]);
+      this.program.add("embedding", [posTable, b.positions, b.h], () => pack("If", c.nEmbd, 1.0), (n) => [Math.ceil(c.nEmbd / 256), n, 1]);
       this.addOp(x[0], b.h, x[1], c.nEmbd);
       cur = 1;
     }

@@ -415,8 +415,8 @@ class GpuEngine:
             pos_table = self.vec("position_embd.weight")
             prog.add(
                 "embedding.wgsl",
-                [pos_table, self.positions, self.positions, pos_table, self.h],
-                lambda n, p: _pack("IIf", c.n_embd, 0, 1.0),
+                [pos_table, self.positions, self.h],
+                lambda n, p: _pack("If", c.n_embd, 1.0),
                 lambda n, p: (-(-c.n_embd // 256), n, 1),
             )
             self._add(prog, self.x[0], self.h, self.x[1], c.n_embd)
