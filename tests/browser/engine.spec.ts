@@ -4,8 +4,9 @@
 // gpu_tolerances.MODEL_LOGITS_REL, for tiny models of all twelve architectures (F32/F16/Q8_0/Q4_0
 // each at least twice), a tiny Llama with Llama-3's RoPE scaling (rope_freqs) and a tiny Mistral (window 5), the real SmolLM2
 // (Q4_1), Gemma-3 (Q4_K, Q6_K) and Qwen2.5-Coder (qwen2; Q5_0, Q8_0 too); weights split into many binding chunks; and the refusals:
-// unsupported architecture or tensor type, rows the kernels cannot take, a qwen2 file missing a bias
-// (before any GPU buffer exists), limits, token ids, top_k, a lost device.
+// unsupported architecture or tensor type, rows the kernels cannot take, a qwen2 file missing a bias,
+// a qwen3 file missing a head norm, phi3 files with a mis-shaped ffn_up or rope factors (before any GPU
+// buffer exists), limits, token ids, top_k, a lost device.
 // Expected values come from tests/browser/engine_fixtures.py (run in beforeAll, cached by digest).
 
 import { execFileSync } from "node:child_process";
@@ -246,7 +247,7 @@ for (const kernels of ["cpu", "gpu"] as const) {
   }
 }
 
-test("refusals: architecture, tensor type, rows, a missing bias, limits, token ids, top_k, a lost device", async ({ page }) => {
+test("refusals: architecture, tensor type, rows, a missing bias or head norm, mis-shaped ffn_up or rope factors, limits, token ids, top_k, a lost device", async ({ page }) => {
   const result = await page.evaluate(async ({ bundle, url }) => {
     const w = await import(bundle);
     const adapter = (await navigator.gpu.requestAdapter())!;
@@ -276,6 +277,8 @@ test("refusals: architecture, tensor type, rows, a missing bias, limits, token i
     out.rows = await load("stablelm-80.gguf");
     out.noBias = await load("qwen2-no-bias.gguf");
     out.badUp = await load("phi3-bad-up.gguf");
+    out.noKNorm = await load("qwen3-no-knorm.gguf");
+    out.badFactors = await load("phi3-bad-factors.gguf");
     out.buffersBeforeRefusal = created;
     // a device on WebGPU's default limits (maxStorageBufferBindingSize 128 MiB): 400000 rows of
     // 320 logits (512 MB) cannot be bound; refused before anything is allocated
@@ -313,6 +316,11 @@ test("refusals: architecture, tensor type, rows, a missing bias, limits, token i
   expect(result.badUp.message).toBe(
     `${file("phi3-bad-up.gguf")}: tensor blk.1.ffn_up.weight has shape (128, 64), expected (256, n_embd): phi3's gate and up rows (2 x feed_forward_length 128)`,
   );
+  // the same messages as Python's load_model (tests/py/test_qwen.py, test_phi3.py)
+  expect(result.noKNorm.name).toBe("ModelFormatError");
+  expect(result.noKNorm.message).toBe(`${file("qwen3-no-knorm.gguf")}: tensor blk.1.attn_k_norm.weight is missing; qwen3 has an RMSNorm over each head of Q and K on every layer`);
+  expect(result.badFactors.name).toBe("ModelFormatError");
+  expect(result.badFactors.message).toBe(`${file("phi3-bad-factors.gguf")}: tensor rope_factors_long.weight has shape (3,), expected (6,) (half of phi3's 12 rotary dimensions)`);
   expect(result.buffersBeforeRefusal, "no GPU buffer is made for a refused file").toBe(0);
 
   expect(result.smallBinding).toBe(134217728);

@@ -163,6 +163,20 @@ def main(out: Path) -> None:
         full = convert_tiny("phi3", 32, out / "phi3-32.tmp", **PHI3_LONGROPE)
         gguf_without(full, bad_up.with_suffix(".tmp"), "", {"blk.1.ffn_up.weight": np.ones((128, 64), np.float32)}).rename(bad_up)
         full.unlink()
+    no_knorm = out / "qwen3-no-knorm.gguf"  # a qwen3 file without one of its per-head K norms
+    if not no_knorm.is_file():
+        from tiny_models import gguf_without
+
+        full = convert_tiny("qwen3", 32, out / "qwen3-32.tmp")
+        gguf_without(full, no_knorm.with_suffix(".tmp"), "blk.1.attn_k_norm.weight").rename(no_knorm)
+        full.unlink()
+    bad_factors = out / "phi3-bad-factors.gguf"  # a phi3 file whose LongRoPE long factors are too short
+    if not bad_factors.is_file():
+        from tiny_models import gguf_without
+
+        full = convert_tiny("phi3", 32, out / "phi3-32.tmp", **PHI3_LONGROPE)
+        gguf_without(full, bad_factors.with_suffix(".tmp"), "", {"rope_factors_long.weight": np.ones((3,), np.float32)}).rename(bad_factors)
+        full.unlink()
 
     for name, target in (("smollm2.gguf", assets.smollm2_path()), ("gemma3.gguf", assets.gemma3_path()), ("qwen25.gguf", assets.qwen25_coder_path())):
         (out / name).unlink(missing_ok=True)
