@@ -7,7 +7,9 @@
 // temperature, seed}, logitSteps?: [[ids], ...]}], api?: {file, prompt, maxTokens}}. RESULT: the
 // adapter; per run the engine's kvCacheType, greedy / sampled tokens and the logits of each logit
 // step, concatenated; for `api`, LlmInference's greedy answer and modelInfo.kvCacheType on its own
-// device (createWebGpuDevice, from navigator.gpu) without and with forceF32.
+// device (createWebGpuDevice, from navigator.gpu) without and with forceF32. JOB.traces (trace_dawn.spec):
+// [{file, options: {maxTokens, kernels, loraRanks, allLogits, forceF32}, steps: [[n, pos0], ...]}] gives
+// RESULT.traces: per entry the engine's config and Engine.trace(n, pos0) of each step by "n,pos0".
 
 import { openAsBlob, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -56,6 +58,16 @@ for (const run of job.runs) {
   engine.destroy();
   runs.push(result);
 }
+const traces = [];
+for (const t of job.traces ?? []) {
+  const blob = await openAsBlob(t.file);
+  const stream = await w.readGGUF(blob.stream(), { source: path.basename(t.file), size: blob.size });
+  const engine = await w.Engine.load(device, stream, t.options);
+  const steps = {};
+  for (const [n, pos0] of t.steps) steps[`${n},${pos0}`] = await engine.trace(n, pos0);
+  traces.push({ config: engine.config, traces: steps });
+  engine.destroy();
+}
 device.destroy();
 
 let api;
@@ -71,5 +83,5 @@ if (job.api) {
   llm.close();
 }
 const info = adapter.info;
-writeFileSync(resultPath, JSON.stringify({ adapter: { vendor: info.vendor, architecture: info.architecture, description: info.description, shaderF16: hasF16 }, runs, api }));
+writeFileSync(resultPath, JSON.stringify({ adapter: { vendor: info.vendor, architecture: info.architecture, description: info.description, shaderF16: hasF16 }, runs, api, traces }));
 process.exit(0); // dawn.node keeps the event loop alive

@@ -2,7 +2,7 @@
 // the bundle in the page, a free loopback port, and a real `serve-models` started for a spec.
 
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import type { Page } from "@playwright/test";
@@ -70,4 +70,19 @@ export async function startServeModels(args: string[]): Promise<{ base: string; 
   const base = `http://127.0.0.1:${port}`;
   await waitFor(`${base}/api/models`, "serve-models", () => server.exitCode === null, () => log);
   return { base, stop: () => server.kill() };
+}
+
+/** Run tests/browser/dawn_engine.mjs on `job` ({runs, api?, traces?}) in a Node process of its own, on
+ * Dawn (the `webgpu` npm package) over the lavapipe that scripts/lavapipe-for-dawn.sh put in
+ * `lavapipe`; the job and its result are `out`/`name`.job.json and .result.json. */
+export function runOnDawn(lavapipe: string, out: string, name: string, job: object): any {
+  const jobFile = path.join(out, `${name}.job.json`);
+  const result = path.join(out, `${name}.result.json`);
+  writeFileSync(jobFile, JSON.stringify({ runs: [], ...job }));
+  execFileSync(process.execPath, [path.join(REPO, "tests", "browser", "dawn_engine.mjs"), jobFile, result], {
+    stdio: "inherit",
+    timeout: 300_000,
+    env: { ...process.env, VK_ICD_FILENAMES: path.join(lavapipe, "lvp_icd.json"), XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? "/tmp" },
+  });
+  return JSON.parse(readFileSync(result, "utf8"));
 }

@@ -18,10 +18,10 @@
 // installing it. tests/browser/dawn_engine.mjs does the runs, in its own process.
 
 import { execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { expect, test } from "@playwright/test";
-import { runFixtures } from "./helpers";
+import { runFixtures, runOnDawn } from "./helpers";
 import { DATA_DIR, REPO } from "./paths";
 
 const OUT = path.join(DATA_DIR, "kv_f16");
@@ -48,15 +48,7 @@ interface Run {
 
 /** The runs on Dawn + lavapipe in a Node process of their own (dawn_engine.mjs). */
 function onDawn(name: string, runs: Run[], api?: { file: string; prompt: string; maxTokens: number }): { adapter: any; runs: any[]; api?: any } {
-  const job = path.join(OUT, `${name}.job.json`);
-  const result = path.join(OUT, `${name}.result.json`);
-  writeFileSync(job, JSON.stringify({ runs, api }));
-  execFileSync(process.execPath, [path.join(REPO, "tests", "browser", "dawn_engine.mjs"), job, result], {
-    stdio: "inherit",
-    timeout: 300_000,
-    env: { ...process.env, VK_ICD_FILENAMES: path.join(LAVAPIPE, "lvp_icd.json"), XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? "/tmp" },
-  });
-  return JSON.parse(readFileSync(result, "utf8"));
+  return runOnDawn(LAVAPIPE, OUT, name, { runs, api });
 }
 
 function maxRelError(got: number[], want: number[]): number {

@@ -26,7 +26,7 @@
 import { type Layout, type Needs, activationSizes, decodeHeadGroups, decodeSplits, planBuffers, uploadTensors } from "./buffer_plan";
 import { DeviceLimitError } from "./errors";
 import type { GGUFHeader, GGUFStream } from "./gguf";
-import { GpuContext, GpuOutOfMemoryError, type KernelFamily, ShaderError, resolveKernels, shaderConstant } from "./gpu";
+import { GpuContext, GpuOutOfMemoryError, type KernelFamily, ShaderError, type TracedLaunch, TracingPass, resolveKernels, shaderConstant } from "./gpu";
 import { type EngineLora, LoraSites } from "./lora_gpu";
 import { type ModelConfig, layerNRot, layerRope, modelConfigFromHeader, ropeFactorsName } from "./model";
 import { type Grid, type Launch, type Params, Program, gridRows, pack } from "./program";
@@ -335,7 +335,8 @@ export class Engine {
     const matvecRows = split ? geo.splitRows : geo.matvecRows;
     const prefill = split ? "main_tiled" : "main";
     const [tileRows, tileN] = split ? [geo.tiledRows, geo.tiledN] : [geo.tile, geo.tile];
-    const constants = split ? { MV_WG: Math.min(geo.splitThreads, this.ctx.maxInvocations) } : undefined;
+    const mvWg = Math.min(geo.splitThreads, this.ctx.maxInvocations);
+    const constants = (e: string) => (e === "matvec_split" ? { MV_WG: mvWg } : undefined);
     // a matmul of one row at every n (the head on the last row) never runs, so never compiles, its prefill kernel
     const entries = rowsOf(this.maxTokens) === 1 ? [matvec] : [matvec, prefill];
     const entry = (n: number) => (rowsOf(n) === 1 ? matvec : prefill);
@@ -701,6 +702,20 @@ export class Engine {
       this.program.dispatch(pass, s, n, pos0);
     }
     return { enc, pass };
+  }
+
+  /** The launches of one forward step of n tokens at pos0, the sampler's not included, as
+   * GpuContext.describeLaunch names them: the program recorded into a pass that runs nothing (the
+   * uniforms are written as a step would). Python's GpuEngine.trace is its twin; the trace parity
+   * test compares the two. */
+  trace(n: number, pos0: number): Promise<TracedLaunch[]> {
+    return this.serial(async () => {
+      const tracer = new TracingPass(this.ctx);
+      for (const s of this.program.steps) {
+        if (!("loraSite" in s)) this.program.dispatch(tracer as unknown as GPUComputePassEncoder, s, n, pos0);
+      }
+      return tracer.launches;
+    });
   }
 
   /** Calls run one at a time: they share the step buffers and the readback buffers. */

@@ -93,6 +93,11 @@ export class GpuContext {
   allocated = 0;
   private readonly modules = new Map<string, Promise<GPUShaderModule>>();
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  // What a launch trace (TracingPass) names: each pipeline's shader, entry, constants and variant;
+  // each bind group's buffers; each uniform's bytes as last written (Python's GpuContext keeps the same).
+  private readonly pipelineMeta = new WeakMap<GPUComputePipeline, PipelineMeta>();
+  private readonly bindMeta = new WeakMap<GPUBindGroup, GPUBuffer[]>();
+  private readonly uniformBytes = new WeakMap<GPUBuffer, ArrayBuffer>();
 
   static of(device: GPUDevice): GpuContext {
     let ctx = contexts.get(device);
@@ -179,7 +184,10 @@ export class GpuContext {
         const compute: GPUProgrammableStage = { module, entryPoint: entry };
         if (constants && Object.keys(constants).length) compute.constants = constants;
         try {
-          return await this.device.createComputePipelineAsync({ label: `${op}.wgsl:${entry}${kvF16 ? " (f16 KV)" : ""}`, layout: "auto", compute });
+          const made = await this.device.createComputePipelineAsync({ label: `${op}.wgsl:${entry}${kvF16 ? " (f16 KV)" : ""}`, layout: "auto", compute });
+          const sorted = Object.entries(constants ?? {}).sort(([a], [b]) => (a < b ? -1 : 1));
+          this.pipelineMeta.set(made, { shader: op, entry, constants: sorted.length ? Object.fromEntries(sorted) : null, kv_f16: kvF16 });
+          return made;
         } catch (e) {
           this.checkAlive();
           const msg = e instanceof Error ? e.message : String(e);
@@ -202,6 +210,7 @@ export class GpuContext {
     const usage = opts.readback ? MAP_READ | COPY_DST : (opts.uniform ? UNIFORM : STORAGE) | COPY_DST | COPY_SRC;
     const buf = this.device.createBuffer({ label, size, usage });
     this.allocated += size;
+    if (opts.uniform) this.uniformBytes.set(buf, new ArrayBuffer(0));
     return buf;
   }
 
@@ -236,6 +245,10 @@ export class GpuContext {
   /** `data` into `buf` at `offset`; the byte count is padded to 4 from the bytes after it in `data`'s buffer. */
   write(buf: GPUBuffer, offset: number, data: ArrayBufferView | ArrayBuffer): void {
     this.device.queue.writeBuffer(buf, offset, data as ArrayBuffer);
+    if (offset === 0 && this.uniformBytes.has(buf)) {
+      const bytes = ArrayBuffer.isView(data) ? data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) : data.slice(0);
+      this.uniformBytes.set(buf, bytes as ArrayBuffer);
+    }
   }
 
   /** Fail with the limit's name when a grid exceeds maxComputeWorkgroupsPerDimension. */
@@ -246,10 +259,57 @@ export class GpuContext {
   }
 
   bindGroup(pipeline: GPUComputePipeline, buffers: GPUBuffer[], label: string): GPUBindGroup {
-    return this.device.createBindGroup({
+    const group = this.device.createBindGroup({
       label,
       layout: pipeline.getBindGroupLayout(0),
       entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
     });
+    this.bindMeta.set(group, buffers);
+    return group;
+  }
+
+  /** One launch as a trace names it (TracingPass): shader, entry, constants, kv_f16, grid, the Params
+   * uniform's words as last written (u32, floats by their bits) and the other bindings as [label,
+   * bytes]; the twin of Python's GpuContext.describe_launch. */
+  describeLaunch(pipeline: GPUComputePipeline, group: GPUBindGroup, grid: number[]): TracedLaunch {
+    const meta = this.pipelineMeta.get(pipeline);
+    const buffers = this.bindMeta.get(group);
+    if (!meta || !buffers) throw new Error("describeLaunch: a pipeline or bind group not made through this GpuContext");
+    const raw = this.uniformBytes.get(buffers[0]);
+    const params = raw === undefined ? null : [...new Uint32Array(raw, 0, raw.byteLength >> 2)];
+    const bindings = (raw === undefined ? buffers : buffers.slice(1)).map((b): [string, number] => [b.label, b.size]);
+    return { ...meta, grid: [...grid], params, bindings };
+  }
+}
+
+interface PipelineMeta {
+  shader: string;
+  entry: string;
+  constants: Record<string, number> | null;
+  kv_f16: boolean;
+}
+
+/** A launch of a trace (Engine.trace; Python's GpuEngine.trace gives the same JSON). */
+export interface TracedLaunch extends PipelineMeta {
+  grid: number[];
+  params: number[] | null;
+  bindings: [string, number][];
+}
+
+/** Stands in for a compute pass: records each launch as GpuContext.describeLaunch names it and runs
+ * none (Python's runtime.TracingPass). */
+export class TracingPass {
+  readonly launches: TracedLaunch[] = [];
+  private pipeline?: GPUComputePipeline;
+  private group?: GPUBindGroup;
+  constructor(private readonly ctx: GpuContext) {}
+  setPipeline(pipeline: GPUComputePipeline): void {
+    this.pipeline = pipeline;
+  }
+  setBindGroup(_index: number, group: GPUBindGroup): void {
+    this.group = group;
+  }
+  dispatchWorkgroups(x: number, y = 1, z = 1): void {
+    this.launches.push(this.ctx.describeLaunch(this.pipeline!, this.group!, [x, y, z]));
   }
 }

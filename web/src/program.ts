@@ -61,10 +61,12 @@ export class Program {
   constructor(private readonly ctx: GpuContext, private readonly owned: GPUBuffer[]) {}
 
   /** Add a launch of shaders/<op>.wgsl (kvF16: of its f16 KV variant); its pipelines start compiling
-   * now (createComputePipelineAsync) and are awaited, and its bind groups made, by settle(). */
+   * now (createComputePipelineAsync) and are awaited, and its bind groups made, by settle(). `constants`:
+   * the override constants of every entry, or per entry (a matmul's matvec_split has MV_WG, its
+   * prefill entry none, as in Python). */
   add(
     op: string, bindings: GPUBuffer[], params: Params, grid: Launch["grid"],
-    entries: string[] = ["main"], entry?: Launch["entry"], constants?: Constants, kvF16 = false,
+    entries: string[] = ["main"], entry?: Launch["entry"], constants?: Constants | ((entry: string) => Constants | undefined), kvF16 = false,
   ): Launch {
     const launch: Launch = {
       op,
@@ -77,10 +79,11 @@ export class Program {
     };
     this.owned.push(launch.uniform);
     for (const e of entries) {
-      const label = `${op}:${e}${constants ? JSON.stringify(constants) : ""}${kvF16 ? " (f16 KV)" : ""}`;
+      const overrides = typeof constants === "function" ? constants(e) : constants;
+      const label = `${op}:${e}${overrides ? JSON.stringify(overrides) : ""}${kvF16 ? " (f16 KV)" : ""}`;
       let time = this.pipelineTimes.get(label);
       if (!time) this.pipelineTimes.set(label, (time = { start: performance.now() }));
-      const ready = this.ctx.pipeline(op, e, constants, kvF16).then((p) => {
+      const ready = this.ctx.pipeline(op, e, overrides, kvF16).then((p) => {
         launch.pipelines.set(e, p);
         time.end ??= performance.now();
       });

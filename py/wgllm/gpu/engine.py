@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 
 from wgllm.gpu.lora import GpuLora, LoraSites
-from wgllm.gpu.runtime import GpuContext, GpuError, get_context, shader_constant
+from wgllm.gpu.runtime import GpuContext, GpuError, TracingPass, get_context, shader_constant
 from wgllm.model import Model
 from wgllm.reference import Sampled
 from wgllm.sampling import MAX_LOGIT_BIAS, MAX_TOP_K, MAX_TOP_LOGPROBS, SamplingParams, mask_words
@@ -176,6 +176,9 @@ class GpuEngine:
     "cpu" on CPU-emulated WebGPU such as lavapipe, "gpu" on real GPUs). self.kernels says which runs.
 
     context: the GpuContext to run on (default: the process's one, on the adapter's own limits).
+
+    max_weight_binding: bind weights in row chunks of at most this many bytes (tests: the browser's
+    maxWeightBinding; default the adapter's maxStorageBufferBindingSize).
     """
 
     def __init__(
@@ -193,6 +196,7 @@ class GpuEngine:
         fuse_norm: bool | None = None,
         kernels: str | None = None,
         context: GpuContext | None = None,
+        max_weight_binding: int | None = None,
     ):
         from wgllm.gpu import weights as gw  # noqa: PLC0415
 
@@ -209,6 +213,7 @@ class GpuEngine:
         self._lora = LoraSites(ctx)  # the layer matmuls' LoRA sites, the resident adapters (wgllm.gpu.lora)
         self.kv_f16 = ctx.has_f16 and not force_f32
         self._gw = gw
+        self.max_weight_binding = max_weight_binding
         c = self.c = model.config
         if max(c.head_dim, c.head_dim_v) > 256:
             raise GpuError(f"{model.path}: head dimension {c.head_dim} is above the attention kernel's 256")
@@ -217,14 +222,14 @@ class GpuEngine:
         # short factors (long when max_tokens, the context, passes the original one: llama.cpp's choice), else ones
         factors_name = c.rope_factors_name(max_tokens)
         factors = model.weight(factors_name, (c.n_rot // 2,)) if factors_name else np.ones(max(1, c.n_rot // 2), np.float32)
-        self.rope_factors = ctx.buffer(np.ascontiguousarray(factors, np.float32), label=factors_name or "rope factors (ones)")
-        f32 = lambda n, label: ctx.buffer(size=4 * n, label=label)  # noqa: E731  (labels name them in out-of-memory errors)
+        self.rope_factors = ctx.buffer(np.ascontiguousarray(factors, np.float32), label=factors_name or "rope_ones")
+        f32 = lambda n, label: ctx.buffer(size=4 * n, label=label)  # noqa: E731  (labels: the browser's names, buffer_plan.ts activationSizes; out-of-memory errors and launch traces name them)
         rows = max_tokens
         q_dim, kv_dim, v_dim = c.n_head * c.head_dim, c.kv_dim, c.n_head_kv * c.head_dim_v
         self.ids = ctx.buffer(size=4 * rows, label="ids")
         self.positions = ctx.buffer(size=4 * rows, label="positions")
-        self.x = [f32(rows * c.n_embd, "residual x0"), f32(rows * c.n_embd, "residual x1")]  # residual stream, ping-pong
-        self.h = f32(rows * c.n_embd, "normed h")
+        self.x = [f32(rows * c.n_embd, "x0"), f32(rows * c.n_embd, "x1")]  # residual stream, ping-pong
+        self.h = f32(rows * c.n_embd, "h")
         self.fused = "blk.0.attn_qkv.weight" in model.gguf.tensors  # the file's own attn_qkv (Phi-2)
         # layers whose separate attn_q/k/v run as one matmul of their stacked rows (see fuse_qkv)
         self.qkv_stacked = [stack_qkv and not self.fused and self.fuse_qkv(i) for i in range(c.n_layer)]
@@ -234,15 +239,15 @@ class GpuEngine:
         self.qkv = f32(rows * (q_dim + kv_dim + v_dim), "qkv") if one_matmul else None
         unstacked = not self.fused and not all(self.qkv_stacked)
         self.q, self.k, self.v = (f32(rows * q_dim, "q"), f32(rows * kv_dim, "k"), f32(rows * v_dim, "v")) if unstacked else (None, None, None)
-        self.q_rot = f32(rows * q_dim, "q rotated")
-        self.attn = f32(rows * c.n_head * c.head_dim_v, "attention out")
+        self.q_rot = f32(rows * q_dim, "q_rot")
+        self.attn = f32(rows * c.n_head * c.head_dim_v, "attn")
         # the gpu family's decode attention: each split's (max, sum, output) per head (decode_splits)
-        self.attn_splits = f32(decode_splits(rows, 0) * c.n_head * (c.head_dim_v + 2), "attention splits") if self.kernels == "gpu" else None
-        self.o = f32(rows * c.n_embd, "attention projection")
-        self.up, self.gate, self.act = f32(rows * c.n_ff, "ffn up"), f32(rows * c.n_ff, "ffn gate"), f32(rows * c.n_ff, "ffn activation")
-        self.ffn = f32(rows * c.n_embd, "ffn out")
-        self.last = f32(c.n_embd, "last row")
-        self.last_norm = f32(c.n_embd, "last row normed")
+        self.attn_splits = f32(decode_splits(rows, 0) * c.n_head * (c.head_dim_v + 2), "attn_splits") if self.kernels == "gpu" else None
+        self.o = f32(rows * c.n_embd, "o")
+        self.up, self.gate, self.act = f32(rows * c.n_ff, "up"), f32(rows * c.n_ff, "gate"), f32(rows * c.n_ff, "act")
+        self.ffn = f32(rows * c.n_embd, "ffn")
+        self.last = f32(c.n_embd, "last")
+        self.last_norm = f32(c.n_embd, "last_norm")
         logit_rows = rows if all_logits else 1
         if logit_rows * c.n_vocab * 4 > ctx.max_binding:
             raise GpuError(
@@ -250,15 +255,15 @@ class GpuEngine:
                 f"adapter's maxStorageBufferBindingSize of {ctx.max_binding}: use fewer tokens"
             )
         self.logits = f32(logit_rows * c.n_vocab, "logits")
-        self.logits_capped = f32(logit_rows * c.n_vocab, "logits softcapped") if c.final_softcap else None
+        self.logits_capped = f32(logit_rows * c.n_vocab, "logits_capped") if c.final_softcap else None
         self.sampled = ctx.buffer(size=16, label="sampled")
         self.zeros = ctx.buffer(np.zeros(max(c.n_embd, c.n_ff), np.float32), label="zeros")
         kv_bytes = 2 if self.kv_f16 else 4  # per element; ctx.buffer pads an f16 cache's size to 4 bytes
-        self.k_cache = [ctx.buffer(size=kv_bytes * rows * kv_dim, label=f"k_cache[{i}] ({rows} tokens)") for i in range(c.n_layer)]
-        self.v_cache = [ctx.buffer(size=kv_bytes * rows * v_dim, label=f"v_cache[{i}] ({rows} tokens)") for i in range(c.n_layer)]
+        self.k_cache = [ctx.buffer(size=kv_bytes * rows * kv_dim, label=f"k_cache.{i}") for i in range(c.n_layer)]
+        self.v_cache = [ctx.buffer(size=kv_bytes * rows * v_dim, label=f"v_cache.{i}") for i in range(c.n_layer)]
         # (n, r) scratch; a stacked QKV site's adapter has up to three ranks' worth of columns
         lora_width = max(self.lora_ranks, default=0) * (3 if any(self.qkv_stacked) else 1)
-        self.lora_t = f32(rows * lora_width, "lora scratch") if self.lora_ranks else None
+        self.lora_t = f32(rows * lora_width, "lora_t") if self.lora_ranks else None
         self.program = self._build()
 
     # -- weights -------------------------------------------------------------------------------
@@ -277,7 +282,7 @@ class GpuEngine:
 
     def mat(self, name: str):
         if name not in self._weights:
-            self._weights[name] = self._gw.upload(self.ctx, self._repack(name), label=name)
+            self._weights[name] = self._gw.upload(self.ctx, self._repack(name), self.max_weight_binding, label=name)
         return self._weights[name]
 
     def _one_kind(self, names: list[str], same_shape: bool) -> bool:
@@ -306,7 +311,7 @@ class GpuEngine:
             parts = [self._repack(f"{blk}attn_{p}.weight") for p in "qkv"]
             arrays = [np.concatenate([r.arrays[j] for r in parts], axis=0) for j in range(len(parts[0].arrays))]
             stacked = gw.RepackedWeight(parts[0].ggml_type, (sum(r.n_out for r in parts), parts[0].k), arrays, parts[0].names)
-            self._weights[key] = gw.upload(self.ctx, stacked, label=key)
+            self._weights[key] = gw.upload(self.ctx, stacked, self.max_weight_binding, label=key)
             biases = [f"{blk}attn_{p}.bias" for p in "qkv"]
             if any(b in self.model.gguf.tensors for b in biases):
                 vals = [
@@ -333,7 +338,7 @@ class GpuEngine:
         key = f"blk.{i}.ffn_gate+up.weight"
         if key not in self._weights:
             parts = [self._repack(f"blk.{i}.ffn_{p}.weight") for p in ("gate", "up")]
-            self._weights[key] = self._gw.upload_pairs(self.ctx, *parts, label=key)
+            self._weights[key] = self._gw.upload_pairs(self.ctx, *parts, self.max_weight_binding, label=key)
         return self._weights[key]
 
     # -- program -------------------------------------------------------------------------------
@@ -350,19 +355,19 @@ class GpuEngine:
             (norm_w, raw), eps = norm, self.c.norm_eps
             prog.call(
                 lambda cpass, n, pos0: gw.matmul(
-                    ctx, cpass, w, raw if n == 1 else x, y, n, bias, residual, glu, self.kernels, norm=(norm_w, eps) if n == 1 else None
+                    ctx, cpass, w, raw if n == 1 else x, y, n, bias, residual, glu, self.kernels, norm=(norm_w, eps) if n == 1 else None, zeros=self.zeros
                 ),
                 f"matmul_{w.shader_suffix}",
             )
             return
         if not self.lora_ranks:
-            prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w, x, y, n, bias, residual, glu, self.kernels), f"matmul_{w.shader_suffix}")
+            prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w, x, y, n, bias, residual, glu, self.kernels, zeros=self.zeros), f"matmul_{w.shader_suffix}")
             return
         assert glu is None  # pair_glu is not taken with LoRA ranks
         self._lora.sites[name] = (x, y, w.k, w.n_out)
 
         def matmul_and_lora(cpass, n, pos0):
-            gw.matmul(ctx, cpass, w, x, y, n, bias, residual, kernels=self.kernels)
+            gw.matmul(ctx, cpass, w, x, y, n, bias, residual, kernels=self.kernels, zeros=self.zeros)
             self._lora.apply(cpass, name, n)
 
         prog.call(matmul_and_lora, f"matmul_{w.shader_suffix}")
@@ -508,7 +513,7 @@ class GpuEngine:
         w_out, bias = self.mat(out_name), self.vec("output.bias")
         if self.all_logits:
             self._norm(prog, "output_norm", x, self.h)
-            prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w_out, self.h, self.logits, n, bias, kernels=self.kernels), f"matmul_{w_out.shader_suffix} (output)")
+            prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w_out, self.h, self.logits, n, bias, kernels=self.kernels, zeros=self.zeros), f"matmul_{w_out.shader_suffix} (output)")
         else:
             # the last row to self.last by a kernel (kv_store's strided row copy), not copy_buffer_to_buffer,
             # which would end the step's compute pass
@@ -518,7 +523,7 @@ class GpuEngine:
                 norm_w = self.vec("output_norm.weight")
                 prog.call(
                     lambda cpass, n, pos0: gw.matmul(
-                        ctx, cpass, w_out, x if n == 1 else self.last, self.logits, 1, bias, kernels=self.kernels, norm=(norm_w, c.norm_eps)
+                        ctx, cpass, w_out, x if n == 1 else self.last, self.logits, 1, bias, kernels=self.kernels, norm=(norm_w, c.norm_eps), zeros=self.zeros
                     ),
                     f"matmul_{w_out.shader_suffix} (output)",
                 )
@@ -526,7 +531,7 @@ class GpuEngine:
                 self._kv_store(prog, (x, c.n_embd, 0), self.last, c.n_embd, rows=lambda n: 1, first=lambda n: n - 1, label="copy last row")
                 self._norm(prog, "output_norm", self.last, self.last_norm, rows=lambda n: 1)
                 prog.call(
-                    lambda cpass, n, pos0: gw.matmul(ctx, cpass, w_out, self.last_norm, self.logits, 1, bias, kernels=self.kernels),
+                    lambda cpass, n, pos0: gw.matmul(ctx, cpass, w_out, self.last_norm, self.logits, 1, bias, kernels=self.kernels, zeros=self.zeros),
                     f"matmul_{w_out.shader_suffix} (output)",
                 )
         logits = self.logits
@@ -658,6 +663,16 @@ class GpuEngine:
         counter = _CountingPass()
         self.program.encode(counter, n, pos0)
         return counter.launches + 1
+
+    def trace(self, n: int = 1, pos0: int = 0) -> list[dict]:
+        """The launches of one forward step of n tokens at pos0, the sampler's not included, as
+        runtime.GpuContext.describe_launch names them (shader, entry, constants, kv_f16, grid, Params
+        words, bindings by label and size): the program recorded into a pass that runs nothing. The
+        browser engine's Engine.trace is its twin; the trace parity test compares the two."""
+        tracer = TracingPass(self.ctx)
+        self._lora.activate(self, None)  # no adapter: a LoRA step records nothing, as in the browser's trace
+        self.program.encode(tracer, n, pos0)
+        return tracer.launches
 
     def forward_logits(self, ids: list[int], pos0: int, lora: GpuLora | None = None) -> np.ndarray:
         """Run one step (with `lora` applied, if given); the logits of its last row, or of every

@@ -144,6 +144,12 @@ class GpuContext:
         self._modules: dict[str, object] = {}
         self._pipelines: dict[tuple, object] = {}
         self._live: dict[int, int] = {}  # id(buffer) -> bytes, for the out-of-memory message
+        # What a launch trace (TracingPass) names: each pipeline's shader, entry, constants and
+        # variant; each bind group's bindings as (label, size[, offset]); each uniform's bytes as last
+        # written. Keyed by id, dropped when the object dies.
+        self._pipeline_meta: dict[int, dict] = {}
+        self._bind_meta: dict[int, tuple[int, list]] = {}
+        self._uniform_bytes: dict[int, bytes] = {}
 
     def kernels(self, requested: str | None = None) -> str:
         """The kernel family for this adapter, or `requested` ("gpu"/"cpu") when given (resolve_kernels)."""
@@ -189,10 +195,11 @@ class GpuContext:
             if constants:
                 compute["constants"] = dict(constants)
             try:
-                self._pipelines[key] = self.device.create_compute_pipeline(label=f"{name}:{entry}", layout="auto", compute=compute)
+                self._pipelines[key] = p = self.device.create_compute_pipeline(label=f"{name}:{entry}", layout="auto", compute=compute)
             except Exception as e:
                 variant = ", f16 KV variant" if kv_f16 else ""
                 raise GpuError(f"shaders/{name} (entry {entry}, constants {constants}{variant}) failed validation: {e}") from None
+            self._pipeline_meta[id(p)] = {"shader": name.removesuffix(".wgsl"), "entry": entry, "constants": dict(sorted((constants or {}).items())) or None, "kv_f16": kv_f16}
         return self._pipelines[key]
 
     # -- buffers -------------------------------------------------------------------------------
@@ -221,6 +228,9 @@ class GpuContext:
             ) from None
         self._live[id(buf)] = nbytes
         weakref.finalize(buf, self._live.pop, id(buf), None)
+        if uniform:
+            self._uniform_bytes[id(buf)] = raw or b""
+            weakref.finalize(buf, self._uniform_bytes.pop, id(buf), None)
         if raw:
             padded = raw + b"\0" * (-len(raw) % 4)
             self.device.queue.write_buffer(buf, 0, padded)
@@ -234,6 +244,8 @@ class GpuContext:
     def write(self, buf, data: np.ndarray | bytes, offset: int = 0) -> None:
         raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
         self.device.queue.write_buffer(buf, offset, raw + b"\0" * (-len(raw) % 4))
+        if id(buf) in self._uniform_bytes and offset == 0:
+            self._uniform_bytes[id(buf)] = raw
 
     def read(self, buf, dtype=np.float32, shape=None, offset: int = 0, nbytes: int | None = None) -> np.ndarray:
         mem = self.device.queue.read_buffer(buf, offset, nbytes)
@@ -249,7 +261,22 @@ class GpuContext:
         for i, b in enumerate(bindings):
             buf, offset, size = b if isinstance(b, tuple) else (b, 0, b.size)
             entries.append({"binding": i, "resource": {"buffer": buf, "offset": offset, "size": size}})
-        return self.device.create_bind_group(layout=pipeline.get_bind_group_layout(0), entries=entries)
+        group = self.device.create_bind_group(layout=pipeline.get_bind_group_layout(0), entries=entries)
+        first = bindings[0][0] if isinstance(bindings[0], tuple) else bindings[0]
+        names = [[e["resource"]["buffer"].label, e["resource"]["size"]] + ([e["resource"]["offset"]] if e["resource"]["offset"] else []) for e in entries]
+        self._bind_meta[id(group)] = (id(first), names)
+        weakref.finalize(group, self._bind_meta.pop, id(group), None)
+        return group
+
+    def describe_launch(self, pipeline, bind_group, grid) -> dict:
+        """One launch as a trace names it (TracingPass): shader, entry, constants, kv_f16, grid, the
+        Params uniform's words as last written (u32, floats by their bits) and the other bindings
+        as [label, bytes(, offset)]; the twin of web/src/gpu.ts describeLaunch."""
+        uniform, names = self._bind_meta[id(bind_group)]
+        raw = self._uniform_bytes.get(uniform)
+        params = None if raw is None else [int(w) for w in np.frombuffer(raw[: len(raw) // 4 * 4], np.uint32)]
+        bindings = names[1:] if raw is not None else names
+        return {**self._pipeline_meta[id(pipeline)], "grid": [int(g) for g in grid], "params": params, "bindings": bindings}
 
     def dispatch(self, cpass, pipeline, bind_group, grid: tuple[int, int, int]) -> None:
         """Record one launch into an open compute pass. The engine records a whole forward step into
@@ -274,6 +301,24 @@ class GpuContext:
         encoder = self.device.create_command_encoder()
         self.encode(encoder, pipeline, self.bind_group(pipeline, bindings), grid)
         self.device.queue.submit([encoder.finish()])
+
+
+class TracingPass:
+    """Stands in for a compute pass: records each launch as GpuContext.describe_launch names it and
+    runs none (the engine's trace; the uniforms are still written, as a step would)."""
+
+    def __init__(self, ctx: GpuContext):
+        self.ctx, self.launches = ctx, []
+        self._pipeline = self._group = None
+
+    def set_pipeline(self, pipeline) -> None:
+        self._pipeline = pipeline
+
+    def set_bind_group(self, index, group) -> None:
+        self._group = group
+
+    def dispatch_workgroups(self, *grid) -> None:
+        self.launches.append(self.ctx.describe_launch(self._pipeline, self._group, grid))
 
 
 class OpenPass:

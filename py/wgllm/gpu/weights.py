@@ -212,7 +212,7 @@ def _upload_chunks(ctx, like: RepackedWeight, shape, step: int, arrays, rows_per
     for start in range(0, like.n_out, step):
         end = min(start + step, like.n_out)
         try:
-            buffers = [ctx.buffer(a, label=f"{label}.{n}[{start}:{end}]") for a, n in zip(arrays(start, end), like.names)]
+            buffers = [ctx.buffer(a, label=f"{label}.{n}[{rows_per * start}:{rows_per * end}]") for a, n in zip(arrays(start, end), like.names)]
         except GpuError as e:
             total = rows_per * sum(a.nbytes for a in like.arrays)
             raise GpuError(f"{label}: {like.ggml_type.name} weight {shape} of {total} bytes does not fit: {e}") from None
@@ -283,6 +283,7 @@ def matmul(
     glu: str | None = None,
     kernels: str = "cpu",
     norm: tuple | None = None,
+    zeros=None,
 ) -> None:
     """y (n, n_out) = x (n, k) @ W^T [+ bias] [+ residual], x, y and residual (n, n_out) f32 buffers:
     the decode kernel (matvec) when n == 1, the tiled prefill kernel otherwise, once per row chunk of
@@ -300,6 +301,9 @@ def matmul(
     norm: (weight buffer (k,) f32, eps) for n == 1: x is RMS-normed in the kernel, y = (x / rms(x) * w)
     W^T ... (the decode kernels' Params.norm; the norm launch before the matmul saved). Not with a
     residual, whose binding carries the norm weight.
+
+    zeros: the f32 buffer bound where there is no bias or residual (the engine's own `zeros`, as the
+    browser's binds; default a small one per context).
     """
     n = int(n_rows_x)
     if kernels not in KERNEL_FAMILIES:
@@ -327,8 +331,9 @@ def matmul(
     shader = f"matmul_{weight.shader_suffix}.wgsl"
     entry, constants, rows_per_group, n_per_group = _matmul_entry(ctx, shader, n, kernels)
     pipeline = ctx.pipeline(shader, constants, entry=entry)
-    bias = bias_buf if bias_buf is not None else _dummy(ctx)
-    residual = residual_buf if residual_buf is not None else norm[0] if norm is not None else _dummy(ctx)
+    zeros = zeros if zeros is not None else _dummy(ctx)
+    bias = bias_buf if bias_buf is not None else zeros
+    residual = residual_buf if residual_buf is not None else norm[0] if norm is not None else zeros
     eps = float(norm[1]) if norm is not None else 0.0
     if n > 1:
         _keep_prefill_n(weight, n)

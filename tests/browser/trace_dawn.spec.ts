@@ -1,0 +1,82 @@
+// One program in two engines, checked where it is made: for every tiny fixture model (every
+// architecture) and a spread of options (both kernel families, LoRA ranks, allLogits, an f32 KV
+// cache, weights bound in row chunks), the browser engine's model config and launch trace (Engine.trace: every launch's shader,
+// entry, constants, f16-KV variant, grid, Params words and bindings by buffer name and size, for a
+// prefill and two decode steps) must be the Python engine's (GpuEngine.trace), launch for launch.
+// A difference is reported by case, step, launch index and field, so a drift names its place instead
+// of showing up as a wrong token. The TS engine runs in Node on Dawn (dawn_engine.mjs) over the same
+// kind of adapter as Python's (lavapipe, shader-f16), so limits and the KV type agree.
+
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { expect, test } from "@playwright/test";
+import { runFixtures, runOnDawn } from "./helpers";
+import { DATA_DIR, REPO } from "./paths";
+
+const OUT = path.join(DATA_DIR, "trace");
+const LAVAPIPE = path.join(REPO, "build", "lavapipe-dawn");
+
+const snake = (key: string) => key.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase());
+
+/** JSON with object keys in snake_case (the TS config's camelCase names as Python's). */
+function snakeKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(snakeKeys);
+  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [snake(k), snakeKeys(x)]));
+  return v;
+}
+
+/** JSON with object keys sorted (Python's dataclass order and the TS object's may differ). */
+const show = (v: unknown): string =>
+  JSON.stringify(v, (_k, x) => (x && typeof x === "object" && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : 1))) : x));
+
+/** The first place two configs differ: "config.<key>: Python … browser …", or null. */
+function configDifference(py: Record<string, unknown>, ts: Record<string, unknown>): string | null {
+  for (const key of new Set([...Object.keys(py), ...Object.keys(ts)])) {
+    if (show(py[key]) !== show(ts[key])) return `config.${key}: Python ${show(py[key])}, browser ${show(ts[key])}`;
+  }
+  return null;
+}
+
+/** The first launch where two traces differ, with the field and the shaders around it, or null. */
+function traceDifference(py: any[], ts: any[]): string | null {
+  const around = (t: any[], i: number) => t.slice(Math.max(0, i - 2), i + 3).map((l) => `${l.shader}:${l.entry}`).join(", ");
+  for (let i = 0; i < Math.max(py.length, ts.length); i++) {
+    if (!py[i] || !ts[i]) return `launch ${i}: only ${py[i] ? "Python" : "the browser"} has it (${show(py[i] ?? ts[i])}); Python has ${py.length} launches, the browser ${ts.length}`;
+    for (const field of ["shader", "entry", "constants", "kv_f16", "grid", "params", "bindings"]) {
+      if (show(py[i][field]) !== show(ts[i][field])) {
+        return `launch ${i} (Python ${around(py, i)} | browser ${around(ts, i)}) ${field}: Python ${show(py[i][field])}, browser ${show(ts[i][field])}`;
+      }
+    }
+  }
+  return null;
+}
+
+test("every fixture model and option: the browser engine's config and launch trace are the Python engine's", async () => {
+  test.setTimeout(900_000);
+  execFileSync("bash", [path.join(REPO, "scripts", "lavapipe-for-dawn.sh"), LAVAPIPE], { stdio: "inherit", timeout: 300_000 });
+  runFixtures("trace_fixtures.py", [OUT], 900_000);
+  const expected = JSON.parse(readFileSync(path.join(OUT, "expected.json"), "utf8"));
+  const cases: any[] = expected.cases;
+  expect(cases.length).toBeGreaterThanOrEqual(2 * 14);
+  const traces = cases.map((c) => ({
+    file: path.join(OUT, c.file),
+    options: { maxTokens: c.max_tokens, kernels: c.options.kernels, loraRanks: c.options.lora_ranks, allLogits: c.options.all_logits, forceF32: c.options.force_f32, maxWeightBinding: c.options.max_weight_binding },
+    steps: expected.steps,
+  }));
+  const got = runOnDawn(LAVAPIPE, OUT, "traces", { traces });
+  expect(got.adapter.shaderF16, "Dawn's adapter has shader-f16, as Python's lavapipe does").toBe(true);
+  const differences: string[] = [];
+  cases.forEach((c, j) => {
+    const name = `${c.file} ${show(c.options)}`;
+    const ts = got.traces[j];
+    const config = configDifference(c.config, snakeKeys(ts.config) as Record<string, unknown>);
+    if (config) differences.push(`${name}: ${config}`);
+    for (const step of Object.keys(c.traces)) {
+      expect(c.traces[step].length, `${name} step ${step}: Python traced launches`).toBeGreaterThan(5);
+      const d = traceDifference(c.traces[step], ts.traces[step]);
+      if (d) differences.push(`${name} step n,pos0 = ${step}: ${d}`);
+    }
+  });
+  expect(differences, differences.join("\n")).toEqual([]);
+});
