@@ -1,4 +1,4 @@
-"""The `wgllm` command: convert, inspect, tokenize, detokenize, logits, generate.
+"""The `wgllm` command: convert, inspect, tokenize, detokenize, logits, generate, bench, diff.
 
 Each subcommand imports what it needs when it runs, so one missing optional piece (torch for the
 converter, say) does not stop the others. Errors in the input (a bad file, option or id) end in
@@ -282,6 +282,24 @@ def cmd_generate(args: argparse.Namespace) -> None:
         llm.generate_response(args.prompt, lora, listener=listener)
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from wgllm.diff import format_report, run_diff
+
+    ids = parse_ids(args.ids)
+    if args.tol <= 0:
+        raise UsageError(f"--tol {args.tol}: expected a positive relative tolerance")
+    report, absent = run_diff(args.model, ids, kernels=args.kernels, force_f32=args.force_f32, tol=args.tol, browser=not args.no_browser)
+    print(format_report(report))
+    if absent:
+        print(f"browser engine: not run: {absent}")
+    if args.json:
+        from wgllm.gguf_io import atomic_output
+
+        with atomic_output(args.json) as tmp:
+            Path(tmp).write_text(json.dumps({**report, "browser_absent": absent}))
+    return 1 if any(report["first_beyond_tol"].values()) else 0
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     from wgllm import bench
 
@@ -371,6 +389,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force-f32", action="store_true", help=FORCE_F32_HELP)
     p.add_argument("--kernels", choices=("gpu", "cpu"), help=KERNELS_HELP)
     p.set_defaults(run=cmd_bench)
+
+    p = sub.add_parser(
+        "diff",
+        help="run a prefill of --ids on the numpy reference, the Python GPU engine and the browser engine (Node on Dawn) and report "
+        "the first named checkpoint (embd, blk.N.attn_norm/q/k/v/attn/attn_residual/ffn_norm/x, output_norm, logits) where they "
+        "differ; exit 1 if one passes --tol",
+    )
+    p.add_argument("--model", required=True, metavar="FILE")
+    p.add_argument("--ids", required=True, metavar="JSON", help="at least 2 token ids, e.g. [1, 2, 3]")
+    p.add_argument("--kernels", choices=("gpu", "cpu"), help="the WebGPU kernel family of both engines; default: chosen from the adapter")
+    p.add_argument("--force-f32", action="store_true", help=FORCE_F32_HELP)
+    p.add_argument("--tol", type=float, default=1e-3, help="relative to each checkpoint's largest |value| (default 1e-3)")
+    p.add_argument("--no-browser", action="store_true", help="leave out the browser engine (it needs a source checkout with web/ built and Node)")
+    p.add_argument("--json", metavar="OUT", help="also write the whole comparison as JSON")
+    p.set_defaults(run=cmd_diff)
     return parser
 
 
@@ -383,13 +416,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse has printed the usage and its message
         return e.code if isinstance(e.code, int) else EXIT_ERROR
     try:
-        args.run(args)
+        rc = args.run(args)
     except (ModelFormatError, ConversionError, ValueError, OSError, AssetDownloadError, GpuError) as e:
         print(f"wgllm: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
-    return 0
+    return rc or 0
 
 
 if __name__ == "__main__":

@@ -240,7 +240,8 @@ def _qkv(c: ModelConfig, layer: _Layer, h: np.ndarray):
     )
 
 
-def _attention_block(c: ModelConfig, layer: _Layer, i: int, h: np.ndarray, positions: np.ndarray, cache: KVCache):
+def _attention_block(c: ModelConfig, layer: _Layer, i: int, h: np.ndarray, positions: np.ndarray, cache: KVCache, rec=None):
+    """rec: a dict to record the checkpoints q, k, v (as the KV cache holds them) and attn in, or None."""
     n = h.shape[0]
     q, k, v = _qkv(c, layer, h)
     if c.recipe.qk_norm:
@@ -261,6 +262,8 @@ def _attention_block(c: ModelConfig, layer: _Layer, i: int, h: np.ndarray, posit
     else:
         cache.k.append(k)
         cache.v.append(v)
+    if rec is not None:
+        rec[layer.prefix + "q"], rec[layer.prefix + "k"], rec[layer.prefix + "v"] = q.reshape(n, -1), k.reshape(n, -1), v.reshape(n, -1)
     k_pos = np.concatenate([cache.positions, positions])
     slopes = alibi_slopes(c.n_head, c.alibi_max_bias) if c.recipe.alibi else None
     out = attention(
@@ -274,6 +277,8 @@ def _attention_block(c: ModelConfig, layer: _Layer, i: int, h: np.ndarray, posit
         window=c.sliding_window if c.swa_layers[i] else 0,
         slopes=slopes,
     )
+    if rec is not None:
+        rec[layer.prefix + "attn"] = out.reshape(n, -1)
     return layer.linear("attn_output", out.reshape(n, -1), c.n_embd)
 
 
@@ -288,11 +293,17 @@ def _ffn_block(c: ModelConfig, layer: _Layer, h: np.ndarray) -> np.ndarray:
     return layer.linear("ffn_down", act, c.n_embd)
 
 
-def forward(model: Model, ids, dtype=np.float32, cache: KVCache | None = None, lora=None) -> np.ndarray:
+def forward(model: Model, ids, dtype=np.float32, cache: KVCache | None = None, lora=None, checkpoints: dict | None = None) -> np.ndarray:
     """Logits (len(ids), vocab) for `ids` appended after what `cache` holds (a fresh one if None).
 
     lora: a wgllm.lora.LoraAdapter whose updates are added to the projections it adapts.
+    checkpoints: a dict that gets the named intermediate tensors, (len(ids), width) each, in order:
+    embd, per layer blk.{i}.attn_norm, .q, .k, .v (after q/k norms and RoPE), .attn (before
+    attn_output), .attn_residual (x + attention, post-norm included), .ffn_norm (not in a parallel
+    block), .x (the layer's output), then output_norm and logits -- what the GPU engines'
+    checkpoints() give (wgllm diff).
     """
+    rec = checkpoints
     c = model.config
     if lora is not None:
         from wgllm.lora import check_lora
@@ -313,27 +324,37 @@ def forward(model: Model, ids, dtype=np.float32, cache: KVCache | None = None, l
         if positions[-1] >= pos_table.shape[0]:
             raise ValueError(f"position {positions[-1]} is beyond the model's {pos_table.shape[0]} learned positions")
         x = x + pos_table[positions].astype(dtype)
+    record = (lambda name, v: rec.__setitem__(name, v)) if rec is not None else (lambda name, v: None)  # noqa: E731
+    record("embd", x)
     for i in range(c.n_layer):
         layer = _Layer(model, f"blk.{i}.", dtype, lora)
         h = _norm(c, layer, "attn_norm", x)
-        attn = _attention_block(c, layer, i, h, positions, cache)
+        record(layer.prefix + "attn_norm", h)
+        attn = _attention_block(c, layer, i, h, positions, cache, rec)
         if c.recipe.post_norms:
             attn = _norm(c, layer, "post_attention_norm", attn)
         if c.recipe.parallel:
+            record(layer.prefix + "attn_residual", x + attn)
             x = x + attn + _ffn_block(c, layer, h)
+            record(layer.prefix + "x", x)
             continue
         x = x + attn
+        record(layer.prefix + "attn_residual", x)
         h = _norm(c, layer, "ffn_norm", x)
+        record(layer.prefix + "ffn_norm", h)
         ffn = _ffn_block(c, layer, h)
         if c.recipe.post_norms:
             ffn = _norm(c, layer, "post_ffw_norm", ffn)
         x = x + ffn
+        record(layer.prefix + "x", x)
     cache.positions = np.concatenate([cache.positions, positions])
     out = _Layer(model, "", dtype)
     x = _norm(c, out, "output_norm", x)
+    record("output_norm", x)
     logits = matmul(x, model.output_weight().astype(dtype, copy=False), out.get("output.bias", (c.n_vocab,)))
     if c.final_softcap:
         logits = softcap(logits, c.final_softcap)
+    record("logits", logits)
     return logits
 
 

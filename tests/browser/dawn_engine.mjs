@@ -10,6 +10,8 @@
 // device (createWebGpuDevice, from navigator.gpu) without and with forceF32. JOB.traces (trace_dawn.spec):
 // [{file, options: {maxTokens, kernels, loraRanks, allLogits, forceF32}, steps: [[n, pos0], ...]}] gives
 // RESULT.traces: per entry the engine's config and Engine.trace(n, pos0) of each step by "n,pos0".
+// JOB.checkpoints (wgllm diff): [{file, options, ids}] gives RESULT.checkpoints: per entry
+// [{name, width, f32: base64 of the values' f32 bytes}] from Engine.checkpoints(ids) (options must have allLogits).
 
 import { openAsBlob, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -68,6 +70,15 @@ for (const t of job.traces ?? []) {
   traces.push({ config: engine.config, traces: steps });
   engine.destroy();
 }
+const checkpoints = [];
+for (const t of job.checkpoints ?? []) {
+  const blob = await openAsBlob(t.file);
+  const stream = await w.readGGUF(blob.stream(), { source: path.basename(t.file), size: blob.size });
+  const engine = await w.Engine.load(device, stream, t.options);
+  // values as base64 of their f32 bytes: JSON numbers would lose the sign of -0
+  checkpoints.push((await engine.checkpoints(t.ids)).map((c) => ({ name: c.name, width: c.width, f32: Buffer.from(c.values.buffer, c.values.byteOffset, c.values.byteLength).toString("base64") })));
+  engine.destroy();
+}
 device.destroy();
 
 let api;
@@ -83,5 +94,5 @@ if (job.api) {
   llm.close();
 }
 const info = adapter.info;
-writeFileSync(resultPath, JSON.stringify({ adapter: { vendor: info.vendor, architecture: info.architecture, description: info.description, shaderF16: hasF16 }, runs, api, traces }));
+writeFileSync(resultPath, JSON.stringify({ adapter: { vendor: info.vendor, architecture: info.architecture, description: info.description, shaderF16: hasF16 }, runs, api, traces, checkpoints }));
 process.exit(0); // dawn.node keeps the event loop alive

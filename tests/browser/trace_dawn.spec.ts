@@ -8,10 +8,11 @@
 // kind of adapter as Python's (lavapipe, shader-f16), so limits and the KV type agree.
 
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { expect, test } from "@playwright/test";
-import { runFixtures, runOnDawn } from "./helpers";
+import { python, runFixtures, runOnDawn } from "./helpers";
 import { DATA_DIR, REPO } from "./paths";
 
 const OUT = path.join(DATA_DIR, "trace");
@@ -52,10 +53,13 @@ function traceDifference(py: any[], ts: any[]): string | null {
   return null;
 }
 
-test("every fixture model and option: the browser engine's config and launch trace are the Python engine's", async () => {
-  test.setTimeout(900_000);
+test.beforeAll(() => {
   execFileSync("bash", [path.join(REPO, "scripts", "lavapipe-for-dawn.sh"), LAVAPIPE], { stdio: "inherit", timeout: 300_000 });
   runFixtures("trace_fixtures.py", [OUT], 900_000);
+});
+
+test("every fixture model and option: the browser engine's config and launch trace are the Python engine's", async () => {
+  test.setTimeout(600_000);
   const expected = JSON.parse(readFileSync(path.join(OUT, "expected.json"), "utf8"));
   const cases: any[] = expected.cases;
   expect(cases.length).toBeGreaterThanOrEqual(2 * 14);
@@ -79,4 +83,38 @@ test("every fixture model and option: the browser engine's config and launch tra
     }
   });
   expect(differences, differences.join("\n")).toEqual([]);
+});
+
+// The named checkpoints of a prefill (Engine.checkpoints, what wgllm diff compares), per model and
+// kernel family: every one bit-identical to the Python engine's (the same WGSL on the same kind of
+// adapter), the first that is not named.
+test("every fixture model, both families: the browser engine's checkpoints are the Python engine's, bit for bit", async () => {
+  test.setTimeout(600_000);
+  const expected = JSON.parse(readFileSync(path.join(OUT, "expected.json"), "utf8"));
+  const cases: any[] = expected.checkpoints;
+  expect(cases.length).toBe(2 * 14);
+  const jobs = cases.map((c) => ({ file: path.join(OUT, c.file), options: { maxTokens: c.options.max_tokens, kernels: c.options.kernels, allLogits: true }, ids: c.ids }));
+  const got = runOnDawn(LAVAPIPE, OUT, "checkpoints", { checkpoints: jobs });
+  const differences: string[] = [];
+  cases.forEach((c, j) => {
+    const ts: { name: string; width: number; f32: string }[] = got.checkpoints[j];
+    expect(ts.map((t) => t.name), c.file).toEqual(Object.keys(c.digests));
+    const digest = (t: { f32: string }) => createHash("sha256").update(Buffer.from(t.f32, "base64")).digest("hex");
+    const first = ts.find((t) => digest(t) !== c.digests[t.name]);
+    if (first) differences.push(`${c.file} ${c.options.kernels}: first checkpoint not bit-identical: ${first.name}`);
+  });
+  expect(differences, differences.join("\n")).toEqual([]);
+});
+
+// wgllm diff as a user runs it, the browser engine included: one line per pair, the engines equal.
+test("wgllm diff runs the reference, the Python engine and the browser engine and names no difference", async () => {
+  test.setTimeout(300_000);
+  const json = path.join(OUT, "diff.json");
+  execFileSync(python(), ["-m", "wgllm.cli", "diff", "--model", path.join(OUT, "gemma3-8.gguf"), "--ids", "[3, 17, 5, 29, 11, 8]", "--kernels", "gpu", "--json", json], { cwd: REPO, stdio: "inherit", timeout: 240_000 });
+  const report = JSON.parse(readFileSync(json, "utf8"));
+  expect(report.browser_absent).toBeNull();
+  expect(report.runs).toEqual(["reference", "python", "browser"]);
+  expect(report.first_beyond_tol).toEqual({ "reference~python": null, "reference~browser": null, "python~browser": null });
+  expect(report.first_not_identical["python~browser"]).toBeNull();
+  expect(report.rows.map((r: any) => r.name)).toContain("blk.5.attn_residual");
 });

@@ -8,7 +8,9 @@ Q4_0; Llama-3's rope_freqs and a Mistral file besides) and writes expected.json:
 options) the model config (dataclasses.asdict of ModelConfig, recipe included) and, for a few steps
 (n tokens at pos0), GpuEngine.trace: every launch's shader, entry, constants, f16-KV variant, grid,
 Params words and bindings by label and size — the weight plan (stacked Q/K/V, paired gate/up, chunks)
-and the activation sizes are in those bindings. Work already done (same inputs) is skipped.
+and the activation sizes are in those bindings. Per model and kernel family also the named checkpoints
+of a prefill (GpuEngine.checkpoints, as wgllm diff reads them), each as the sha256 of its f32 bytes: the
+browser engine's must be bit-identical. Work already done (same inputs) is skipped.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ EXTRA = {
     "gemma-16.gguf": [{"kernels": "gpu", "max_weight_binding": 4096}],
 }
 MORE_MODELS = [("llama3rope", "llama", 8), ("mistral", "mistral", 16)]
+CHECKPOINT_IDS = [3, 17, 5, 29, 11, 8]  # a prefill, below every tiny vocabulary
 
 
 def inputs_digest() -> str:
@@ -82,18 +85,34 @@ def case(path: Path, options: dict) -> dict:
     return {"file": path.name, "options": options, "max_tokens": MAX_TOKENS, "config": config, "traces": traces}
 
 
+def checkpoint_digests(path: Path, kernels: str) -> dict:
+    import numpy as np
+
+    from wgllm.gpu.engine import GpuEngine
+    from wgllm.model import load_model
+
+    engine = GpuEngine(load_model(path), max_tokens=len(CHECKPOINT_IDS), all_logits=True, kernels=kernels)
+    try:
+        got = engine.checkpoints(CHECKPOINT_IDS)
+    finally:
+        engine.close()
+    digests = {name: hashlib.sha256(np.ascontiguousarray(v, np.float32).tobytes()).hexdigest() for name, v in got.items()}
+    return {"file": path.name, "options": {"kernels": kernels, "max_tokens": len(CHECKPOINT_IDS)}, "ids": CHECKPOINT_IDS, "digests": digests}
+
+
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     digest = inputs_digest()
     expected_path = out / "expected.json"
     if expected_path.is_file() and json.loads(expected_path.read_text()).get("digest") == digest:
         return
-    cases = []
+    cases, checkpoints = [], []
     for path in models(out):
         for options in [{"kernels": "cpu"}, {"kernels": "gpu"}, *EXTRA.get(path.name, [])]:
             cases.append(case(path, options))
+        checkpoints += [checkpoint_digests(path, kernels) for kernels in ("cpu", "gpu")]
     tmp = expected_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"digest": digest, "steps": STEPS, "cases": cases}))
+    tmp.write_text(json.dumps({"digest": digest, "steps": STEPS, "cases": cases, "checkpoints": checkpoints}))
     tmp.rename(expected_path)
 
 

@@ -16,6 +16,7 @@ from gpu_tolerances import KV_F16_LOGITS_REL, MODEL_LOGITS_REL
 from tiny_models import PHI3_LONGROPE, convert_tiny
 
 from wgllm import reference
+from wgllm.diff import explain
 from wgllm.generation import ReferenceSession, run_session
 from wgllm.gpu.engine import GpuEngine
 from wgllm.gpu.runtime import get_context
@@ -63,7 +64,7 @@ def test_tiny_model_logits_prefill_and_decode(arch, bits, kernels, tiny_gguf):
     engine = GpuEngine(model, max_tokens=32, all_logits=True, force_f32=True, kernels=kernels)
     assert not engine.kv_f16 and engine.kernels == kernels
     got = engine.forward_logits(ids[:17], 0)  # prefill: every row
-    assert rel(got, want[:17]) < MODEL_LOGITS_REL
+    assert rel(got, want[:17]) < MODEL_LOGITS_REL, explain(model, ids[:17], force_f32=True, kernels=kernels)
     for j in range(17, 24):  # decode, one token at a time against the KV cache
         assert rel(engine.forward_logits([ids[j]], j)[0], want[j]) < MODEL_LOGITS_REL
 
@@ -190,7 +191,7 @@ def check_real_model(path, bos: bool, force_f32: bool, kernels: str = "cpu") -> 
     want, ref_text = _REFERENCE_RUNS[key]
     got = engine.forward_logits(ids, 0)
     np.testing.assert_array_equal(got.argmax(-1), want.argmax(-1))
-    assert rel(got, want) < (KV_F16_LOGITS_REL if engine.kv_f16 else MODEL_LOGITS_REL)
+    assert rel(got, want) < (KV_F16_LOGITS_REL if engine.kv_f16 else MODEL_LOGITS_REL), explain(model, ids, kv_dtype, force_f32=force_f32, kernels=kernels)
     # greedy continuations agree for 32 tokens
     gpu_text = run_session(model, engine.session(top_k=1, temperature=0.0, seed=0), ids, 96)
     assert gpu_text == ref_text and len(model.tokenizer.encode(gpu_text)) >= 16

@@ -525,10 +525,12 @@ export class Engine {
       this.addOp(x[0], b.h, x[1], c.nEmbd);
       cur = 1;
     }
+    this.program.mark("embd", x[cur], c.nEmbd);
     for (let i = 0; i < c.nLayer; i++) {
       const blk = `blk.${i}.`;
       const [xc, xn] = [x[cur], x[1 - cur]];
       const attnNormed = this.norm(blk + "attn_norm", xc, b.h, undefined, undefined, !this.fuseNorm); // for the matmuls reading h
+      this.program.mark(blk + "attn_norm", b.h, c.nEmbd);
       let srcQ: Src;
       let srcK: Src;
       let srcV: Src;
@@ -580,6 +582,9 @@ export class Engine {
         this.rope(srcK, this.kCache[i], kvDim, true, c.nHeadKv, base, posScale, neox, layerNRot(c, i));
         this.kvStore(srcV, this.vCache[i], vDim);
       }
+      this.program.mark(blk + "q", qOut, qDim);
+      this.program.mark(blk + "k", this.kCache[i], kvDim, this.kvF16);
+      this.program.mark(blk + "v", this.vCache[i], vDim, this.kvF16);
       const window = c.swaLayers[i] ? c.slidingWindow : 0;
       if (this.kernels === "gpu") {
         this.attentionGpu(qOut, i, window);
@@ -593,21 +598,28 @@ export class Engine {
           this.kvF16,
         );
       }
+      this.program.mark(blk + "attn", b.attn, c.nHead * c.headDimV);
       if (!c.recipe.postNorms) {
         // xn = xc + attention out, then xc = xn + ffn out (parallel: the ffn of the same h), each add
         // in the epilogue of the matmul before it (Python's fuse_residual)
         this.matmul(blk + "attn_output.weight", b.attn, xn, blk + "attn_output.bias", undefined, xc);
+        this.program.mark(blk + "attn_residual", xn, c.nEmbd);
         const ffnNormed = c.recipe.parallel ? attnNormed : this.norm(blk + "ffn_norm", xn, b.h, undefined, undefined, !this.fuseNorm);
+        if (!c.recipe.parallel) this.program.mark(blk + "ffn_norm", b.h, c.nEmbd);
         this.ffn(i, b.h, xc, xn, ffnNormed);
+        this.program.mark(blk + "x", xc, c.nEmbd);
         continue; // x[cur] holds the result again
       }
       // Gemma-2/3: a norm between each of the two matmuls and its residual add, so the adds stay launches
       this.matmul(blk + "attn_output.weight", b.attn, b.o, blk + "attn_output.bias");
       this.norm(blk + "post_attention_norm", b.o, b.ffn);
       this.addOp(xc, b.ffn, xn, c.nEmbd);
+      this.program.mark(blk + "attn_residual", xn, c.nEmbd);
       this.ffn(i, b.h, b.ffn, undefined, this.norm(blk + "ffn_norm", xn, b.h, undefined, undefined, !this.fuseNorm));
+      this.program.mark(blk + "ffn_norm", b.h, c.nEmbd); // the ffn's matmuls do not write h
       this.norm(blk + "post_ffw_norm", b.ffn, b.o);
       this.addOp(xn, b.o, xc, c.nEmbd);
+      this.program.mark(blk + "x", xc, c.nEmbd);
     }
     // The head runs on the last row only, or on every row with allLogits.
     const xf = x[cur];
@@ -615,6 +627,7 @@ export class Engine {
     const logitRows = (n: number) => (this.allLogits ? n : 1);
     if (this.allLogits) {
       this.norm("output_norm", xf, b.h);
+      this.program.mark("output_norm", b.h, c.nEmbd);
       this.matmul(outName, b.h, b.logits, "output.bias");
     } else {
       // the last row to b.last by a kernel (kv_store's strided row copy), not copyBufferToBuffer,
@@ -639,6 +652,7 @@ export class Engine {
       );
       this.finalLogits = b.logits_capped;
     }
+    if (this.allLogits) this.program.mark("logits", this.finalLogits, c.nVocab);
     this.sampler = this.program.add("sample", [this.sampleAdjust, this.finalLogits, b.sampled, this.sampleLogprobs, this.sampleMask], () => pack(SAMPLE_PARAMS, ...Array(13).fill(0)), () => [1, 1, 1],
       ["main"], undefined, this.rowConstants());
     this.program.steps.pop(); // the sampler runs only from sample()
@@ -715,6 +729,40 @@ export class Engine {
         if (!("loraSite" in s)) this.program.dispatch(tracer as unknown as GPUComputePassEncoder, s, n, pos0);
       }
       return tracer.launches;
+    });
+  }
+
+  /** The named intermediate tensors of a prefill of `ids` at position 0 (at least 2 ids, so that every
+   * norm runs as a launch; an engine with allLogits, so that the head runs on every row), in program
+   * order, each (n rows of width) as f32: Python's GpuEngine.checkpoints, with the names
+   * reference.forward(checkpoints=) records (wgllm diff). The program runs in pieces, each submitted
+   * and its checkpoint read back before the next (slow; for diffs and tests). */
+  checkpoints(ids: number[]): Promise<{ name: string; width: number; values: Float32Array }[]> {
+    if (ids.length < 2 || !this.allLogits) {
+      return Promise.reject(new RangeError(`checkpoints need at least 2 ids (got ${ids.length}) and an engine with allLogits (got ${this.allLogits})`));
+    }
+    return this.serial(async () => {
+      this.encode(ids, 0).pass.end(); // checks the ids and writes them and the positions; the encoder is dropped unsubmitted
+      const n = ids.length;
+      const out: { name: string; width: number; values: Float32Array }[] = [];
+      let done = 0;
+      for (const m of this.program.marks) {
+        const enc = this.ctx.device.createCommandEncoder({ label: "wgllm checkpoint" });
+        const pass = enc.beginComputePass();
+        for (const s of this.program.steps.slice(done, m.at)) if (!("loraSite" in s)) this.program.dispatch(pass, s, n, 0);
+        pass.end();
+        done = m.at;
+        const bytes = Math.ceil((n * m.width * (m.f16 ? 2 : 4)) / 4) * 4;
+        const read = this.ctx.buffer(bytes, `checkpoint ${m.name}`, { readback: true });
+        try {
+          const raw = await this.readback(m.buf, read, bytes, enc, (b) => b.slice(0));
+          const values = m.f16 ? Float32Array.from(new Uint16Array(raw, 0, n * m.width), halfToFloat) : new Float32Array(raw, 0, n * m.width);
+          out.push({ name: m.name, width: m.width, values });
+        } finally {
+          this.ctx.destroyBuffer(read);
+        }
+      }
+      return out;
     });
   }
 
@@ -830,4 +878,14 @@ export class Engine {
     this.weights.clear();
     this.vecs.clear();
   }
+}
+
+/** An IEEE half's bits as a number. */
+function halfToFloat(h: number): number {
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  const sign = h & 0x8000 ? -1 : 1;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }

@@ -51,6 +51,9 @@ export type Step = Launch | LoraStep;
 
 export class Program {
   readonly steps: Step[] = [];
+  /** Named checkpoints: after the first `at` steps, `buf`'s first n rows of `width` hold the tensor
+   * `name` (f16: as f16 elements); Engine.checkpoints reads them (Python's _Program.marks). */
+  readonly marks: { at: number; name: string; buf: GPUBuffer; width: number; f16: boolean }[] = [];
   private pending: Promise<void>[] = [];
   private unbound: { launch: Launch; bindings: GPUBuffer[] }[] = [];
   /** performance.now() when each distinct pipeline (op:entry, constants, variant) was first asked
@@ -93,6 +96,11 @@ export class Program {
     this.unbound.push({ launch, bindings });
     this.steps.push(launch);
     return launch;
+  }
+
+  /** Name what `buf`'s first n rows of `width` hold after the steps so far (f16: its elements are f16). */
+  mark(name: string, buf: GPUBuffer, width: number, f16 = false): void {
+    this.marks.push({ at: this.steps.length, name, buf, width, f16 });
   }
 
   /** Run the LoRA step of layer matmul `site` here (see lora_gpu.ts). */

@@ -86,6 +86,9 @@ class _Program:
         self.ctx = ctx
         self.steps: list = []  # _Dispatch, or a callable(cpass, n, pos0) for matmuls (a launch per row chunk)
         self.labels: list[str] = []  # what each step is, for bench/profile_ops.py
+        # named checkpoints: (steps before it, name, buffer, row width, f16) -- the buffer's first n rows
+        # hold the named tensor once those steps ran (GpuEngine.checkpoints)
+        self.marks: list[tuple[int, str, object, int, bool]] = []
 
     def add(self, shader: str, bindings: list, params, grid, entry: str = "main", constants=None, label: str = "", kv_f16: bool = False) -> None:
         """kv_f16: run the shader's f16 KV variant (its KV cache binding holds f16)."""
@@ -95,6 +98,10 @@ class _Program:
         d.bind_group = self.ctx.bind_group(d.pipeline, [d.uniform, *bindings])
         self.steps.append(d)
         self.labels.append(label or shader.removesuffix(".wgsl"))
+
+    def mark(self, name: str, buf, width: int, f16: bool = False) -> None:
+        """Name what `buf`'s first n rows of `width` hold after the steps so far (f16: its elements are f16)."""
+        self.marks.append((len(self.steps), name, buf, width, f16))
 
     def call(self, fn: Callable[[object, int, int], None], label: str) -> None:
         self.steps.append(fn)
@@ -426,10 +433,12 @@ class GpuEngine:
             )
             self._add(prog, self.x[0], self.h, self.x[1], c.n_embd)
             cur = 1
+        prog.mark("embd", self.x[cur], c.n_embd)
         for i in range(c.n_layer):
             blk = f"blk.{i}."
             x, x_next = self.x[cur], self.x[1 - cur]
             normed = self._norm(prog, blk + "attn_norm", x, self.h, decode=not self.fuse_norm)  # the matmuls reading h
+            prog.mark(blk + "attn_norm", self.h, c.n_embd)
             one_matmul = self.fused or self.qkv_stacked[i]
             if one_matmul:
                 if self.fused:
@@ -470,6 +479,9 @@ class GpuEngine:
                 self._rope(prog, src_q, (q_out, q_dim, False), c.n_head, base, pos_scale, neox, c.layer_n_rot(i))
                 self._rope(prog, src_k, (self.k_cache[i], kv_dim, True), c.n_head_kv, base, pos_scale, neox, c.layer_n_rot(i))
                 self._kv_store(prog, src_v, self.v_cache[i], v_dim, kv_f16=self.kv_f16)
+            prog.mark(blk + "q", q_out, q_dim)
+            prog.mark(blk + "k", self.k_cache[i], kv_dim, self.kv_f16)
+            prog.mark(blk + "v", self.v_cache[i], v_dim, self.kv_f16)
             window = c.sliding_window if c.swa_layers[i] else 0
             if self.kernels == "gpu":
                 self._attention_gpu(prog, q_out, i, window)
@@ -483,6 +495,7 @@ class GpuEngine:
                     lambda n, p: (c.n_head, -(-n // 32), 1),  # 32 queries a workgroup (4 per invocation)
                     kv_f16=self.kv_f16,
                 )
+            prog.mark(blk + "attn", self.attn, c.n_head * c.head_dim_v)
             # x_next = x + attention out, then x = x_next + ffn out (parallel: ffn of the same h); without
             # a post-norm between, each add is the epilogue of the matmul before it (fuse_residual)
             fuse = self.fuse_residual and not c.recipe.post_norms
@@ -495,10 +508,13 @@ class GpuEngine:
                     self._norm(prog, blk + "post_attention_norm", self.o, self.ffn)
                     attn_out = self.ffn
                 self._add(prog, x, attn_out, x_next, c.n_embd)
+            prog.mark(blk + "attn_residual", x_next, c.n_embd)
             if not c.recipe.parallel:
                 normed = self._norm(prog, blk + "ffn_norm", x_next, self.h, decode=not self.fuse_norm)
+                prog.mark(blk + "ffn_norm", self.h, c.n_embd)
             if fuse:
                 self._ffn(prog, i, self.h, x, residual=x_next, norm=normed)
+                prog.mark(blk + "x", x, c.n_embd)
                 continue  # x holds the result again
             ffn_out = self.o if c.recipe.parallel else self.ffn
             self._ffn(prog, i, self.h, ffn_out, norm=normed)
@@ -506,6 +522,7 @@ class GpuEngine:
                 self._norm(prog, blk + "post_ffw_norm", self.ffn, self.o)
                 ffn_out = self.o
             self._add(prog, x_next, ffn_out, x, c.n_embd)
+            prog.mark(blk + "x", x, c.n_embd)
         # x is self.x[cur] again after every layer. The head runs on the last row only, or on
         # every row when all_logits (the logits CLI and the tests that compare each position).
         x = self.x[cur]
@@ -513,6 +530,7 @@ class GpuEngine:
         w_out, bias = self.mat(out_name), self.vec("output.bias")
         if self.all_logits:
             self._norm(prog, "output_norm", x, self.h)
+            prog.mark("output_norm", self.h, c.n_embd)
             prog.call(lambda cpass, n, pos0: gw.matmul(ctx, cpass, w_out, self.h, self.logits, n, bias, kernels=self.kernels, zeros=self.zeros), f"matmul_{w_out.shader_suffix} (output)")
         else:
             # the last row to self.last by a kernel (kv_store's strided row copy), not copy_buffer_to_buffer,
@@ -545,6 +563,8 @@ class GpuEngine:
             )
             logits = self.logits_capped
         self.final_logits = logits
+        if self.all_logits:
+            prog.mark("logits", logits, c.n_vocab)
         # the sampler's inputs: one Adjust entry per id with a logit_bias or a count in the penalty
         # window (at most the whole context's ids and MAX_LOGIT_BIAS biases); its logprobs output
         self.sample_adjust = ctx.buffer(size=16 * (self.max_tokens + MAX_LOGIT_BIAS), label="sampler adjust entries")
@@ -673,6 +693,32 @@ class GpuEngine:
         self._lora.activate(self, None)  # no adapter: a LoRA step records nothing, as in the browser's trace
         self.program.encode(tracer, n, pos0)
         return tracer.launches
+
+    def checkpoints(self, ids: list[int]) -> dict[str, np.ndarray]:
+        """The named intermediate tensors of a prefill of `ids` at position 0 (at least 2 ids, so that
+        every norm runs as a launch; an engine with all_logits, so that the head runs on every row):
+        {name: (n, width) f32} in program order -- embd, then per layer blk.{i}.attn_norm, .q, .k, .v
+        (after their norms and RoPE, as the KV cache holds them), .attn (before attn_output),
+        .attn_residual (x + attention), .ffn_norm, .x (the layer's output), then output_norm and
+        logits: the names reference.forward(checkpoints=) records. The program runs in pieces, each
+        submitted and its checkpoint read back before the next (slow; for wgllm diff and tests)."""
+        n = len(ids)
+        if n < 2 or not self.all_logits:
+            raise ValueError(f"checkpoints need at least 2 ids (got {n}) and an engine with all_logits=True (got {self.all_logits})")
+        self._step(ids, 0)[1].end()  # checks the ids and writes them and the positions; the pass is dropped unsubmitted
+        out, done = {}, 0
+        for at, name, buf, width, f16 in self.program.marks:
+            enc = self.ctx.device.create_command_encoder()
+            cpass = enc.begin_compute_pass()
+            for i in range(done, at):
+                self.program.encode_step(cpass, i, n, 0)
+            cpass.end()
+            self.ctx.device.queue.submit([enc.finish()])
+            done = at
+            dtype, size = (np.float16, 2) if f16 else (np.float32, 4)
+            values = self.ctx.read(buf, dtype, nbytes=-(-n * width * size // 4) * 4)
+            out[name] = values[: n * width].reshape(n, width).astype(np.float32)
+        return out
 
     def forward_logits(self, ids: list[int], pos0: int, lora: GpuLora | None = None) -> np.ndarray:
         """Run one step (with `lora` applied, if given); the logits of its last row, or of every
