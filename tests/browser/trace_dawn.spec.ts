@@ -1,6 +1,6 @@
 // One program in two engines, checked where it is made: for every tiny fixture model (every
 // architecture) and a spread of options (both kernel families, LoRA ranks, allLogits, an f32 KV
-// cache, weights bound in row chunks), the browser engine's model config and launch trace (Engine.trace: every launch's shader,
+// cache, weights bound in row chunks, the fusions switched off), the browser engine's model config and launch trace (Engine.trace: every launch's shader,
 // entry, constants, f16-KV variant, grid, Params words and bindings by buffer name and size, for a
 // prefill and two decode steps) must be the Python engine's (GpuEngine.trace), launch for launch.
 // A difference is reported by case, step, launch index and field, so a drift names its place instead
@@ -65,7 +65,8 @@ test("every fixture model and option: the browser engine's config and launch tra
   expect(cases.length).toBeGreaterThanOrEqual(2 * 14);
   const traces = cases.map((c) => ({
     file: path.join(OUT, c.file),
-    options: { maxTokens: c.max_tokens, kernels: c.options.kernels, loraRanks: c.options.lora_ranks, allLogits: c.options.all_logits, forceF32: c.options.force_f32, maxWeightBinding: c.options.max_weight_binding },
+    options: { maxTokens: c.max_tokens, kernels: c.options.kernels, loraRanks: c.options.lora_ranks, allLogits: c.options.all_logits, forceF32: c.options.force_f32, maxWeightBinding: c.options.max_weight_binding,
+      stackQkv: c.options.stack_qkv, fuseResidual: c.options.fuse_residual, fuseGlu: c.options.fuse_glu, fuseRopeKv: c.options.fuse_rope_kv, fuseNorm: c.options.fuse_norm },
     steps: expected.steps,
   }));
   const got = runOnDawn(LAVAPIPE, OUT, "traces", { traces });

@@ -32,17 +32,22 @@ from engine_fixtures import OVERRIDES, TINY  # noqa: E402
 
 MAX_TOKENS = 320
 STEPS = [(6, 0), (1, 6), (1, 300)]  # a prefill, a decode step, a decode step whose keys pass a split
+NO_FUSION = {"stack_qkv": False, "fuse_residual": False, "fuse_glu": False, "fuse_rope_kv": False, "fuse_norm": False}
 # options besides the two families on every model: LoRA ranks (no GLU pairing, no norm fusion),
-# every row's logits, an f32 KV cache, two ranks
+# every row's logits, an f32 KV cache, two ranks, weights in row chunks, the fusions off
 EXTRA = {
     "llama-4.gguf": [{"kernels": "gpu", "lora_ranks": [4]}, {"kernels": "cpu", "all_logits": True}],
-    "gemma3-8.gguf": [{"kernels": "gpu", "force_f32": True}, {"kernels": "cpu", "lora_ranks": [2, 8]}],
     "phi2-8.gguf": [{"kernels": "gpu", "lora_ranks": [4], "all_logits": True}],
     "qwen3-4.gguf": [{"kernels": "cpu", "lora_ranks": [4]}],
     "gemma2-32.gguf": [{"kernels": "gpu", "all_logits": True}],
     # weights bound in row chunks (a binding of at most 2 KiB: several chunks per matrix)
     "qwen2-8.gguf": [{"kernels": "cpu", "max_weight_binding": 2048}, {"kernels": "gpu", "max_weight_binding": 2048}],
     "gemma-16.gguf": [{"kernels": "gpu", "max_weight_binding": 4096}],
+    # every fusion off (the A/B switches), in both families and on the parallel and post-norm blocks
+    "smollm3-32.gguf": [{"kernels": "cpu", **NO_FUSION}],
+    "falcon-4.gguf": [{"kernels": "gpu", **NO_FUSION}],
+    "gemma3-8.gguf": [{"kernels": "gpu", "force_f32": True}, {"kernels": "cpu", "lora_ranks": [2, 8]}, {"kernels": "gpu", **NO_FUSION}],
+    "phi3-16.gguf": [{"kernels": "cpu", "fuse_rope_kv": False}, {"kernels": "gpu", "fuse_norm": False, "fuse_residual": False}],
 }
 MORE_MODELS = [("llama3rope", "llama", 8), ("mistral", "mistral", 16)]
 CHECKPOINT_IDS = [3, 17, 5, 29, 11, 8]  # a prefill, below every tiny vocabulary

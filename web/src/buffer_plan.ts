@@ -31,8 +31,11 @@ export interface Layout {
 }
 
 /** The GPU weights and vectors of `h`'s model, weights bound in chunks of at most `binding` bytes;
- * no gate/up pairing when `loraRanks` declares any. */
-export function planBuffers(c: ModelConfig, h: GGUFHeader, binding: number, loraRanks: number[]): { needs: Needs; layout: Layout } {
+ * no gate/up pairing when `loraRanks` declares any. `fuse`: stackQkv false keeps attn_q/k/v apart,
+ * fuseGlu false keeps ffn_gate and ffn_up apart (Python's stack_qkv and fuse_glu; the A/B). */
+export function planBuffers(
+  c: ModelConfig, h: GGUFHeader, binding: number, loraRanks: number[], fuse: { stackQkv?: boolean; fuseGlu?: boolean } = {},
+): { needs: Needs; layout: Layout } {
   const src = h.source;
   if (Math.max(c.headDim, c.headDimV) > shaderConstant("attention", "MAX_HEAD_DIM")) {
     throw new DeviceLimitError("attention.wgsl's MAX_HEAD_DIM", Math.max(c.headDim, c.headDimV), shaderConstant("attention", "MAX_HEAD_DIM"), `${src}: head dimension`);
@@ -109,7 +112,7 @@ export function planBuffers(c: ModelConfig, h: GGUFHeader, binding: number, lora
   for (let i = 0; i < c.nLayer; i++) {
     const blk = `blk.${i}.`;
     norm(blk + "attn_norm", c.nEmbd);
-    layout.qkvStacked.push(!fused && stack(blk, [qDim, kvDim, vDim]));
+    layout.qkvStacked.push(!fused && fuse.stackQkv !== false && stack(blk, [qDim, kvDim, vDim]));
     if (fused) linear(blk + "attn_qkv", qDim + kvDim + vDim, c.nEmbd);
     else if (!layout.qkvStacked[i]) {
       linear(blk + "attn_q", qDim, c.nEmbd);
@@ -126,7 +129,7 @@ export function planBuffers(c: ModelConfig, h: GGUFHeader, binding: number, lora
       norm(blk + "post_ffw_norm", c.nEmbd);
     }
     if (!c.recipe.parallel) norm(blk + "ffn_norm", c.nEmbd);
-    layout.gluPaired.push(pair(blk));
+    layout.gluPaired.push(fuse.fuseGlu !== false && pair(blk));
     if (!layout.gluPaired[i]) {
       linear(blk + "ffn_up", c.nFf, c.nEmbd);
       if (c.recipe.ffn === "swiglu" || c.recipe.ffn === "geglu") linear(blk + "ffn_gate", c.nFf, c.nEmbd);

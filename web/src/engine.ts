@@ -45,6 +45,18 @@ export interface EngineOptions {
   /** The kernel family, "gpu" or "cpu"; undefined chooses from the device's adapter (gpu.ts
    * resolveKernels: "cpu" on CPU-emulated WebGPU such as SwiftShader, "gpu" on real GPUs). */
   kernels?: KernelFamily;
+  /** The fusions, each on by default (Python's GpuEngine switches of the same names; false is the A/B
+   * of bench/ and the tests): attn_q/k/v as one matmul of their stacked rows; the residual adds in the
+   * epilogue of the attn_output and ffn_down matmuls; ffn_gate and ffn_up as one matmul writing
+   * act(gate) * up; RoPE of Q and K and the V store in one launch after a stacked or fused Q/K/V. */
+  stackQkv?: boolean;
+  fuseResidual?: boolean;
+  fuseGlu?: boolean;
+  fuseRopeKv?: boolean;
+  /** A decode step's RMSNorms inside the matmuls after them: undefined is on in the gpu family and off
+   * in the cpu family, true with the cpu family is refused (its matvec has no norm); never with LoRA
+   * ranks, LayerNorm or a parallel block. */
+  fuseNorm?: boolean;
 }
 
 /** Where Engine.load's seconds went, in seconds (bench/NOTES.md, "Load time"). The pipelines compile
@@ -108,6 +120,12 @@ interface Normed {
 }
 export const MAX_TOP_K = shaderConstant("sample", "MAX_K");
 const SAMPLE_PARAMS = "IIIfIIfffIIII"; // sample.wgsl's Params
+// grid geometry from the shaders' own constants (as Python's engine reads them)
+const ROPE_WG = shaderConstant("rope", "WG_SIZE");
+const KV_STORE_WG = shaderConstant("kv_store", "WG_SIZE");
+const EMBEDDING_WG = shaderConstant("embedding", "WG_SIZE");
+const SOFTCAP_WG = shaderConstant("softcap", "WG_SIZE");
+const ATTENTION_QUERIES = 4 * shaderConstant("attention", "WG_SIZE"); // the cpu family's prefill: a vec4 of queries per invocation
 
 interface Src {
   buf: GPUBuffer;
@@ -153,6 +171,7 @@ export class Engine {
   /** Per layer: ffn_gate and ffn_up run as one matmul of (gate, up) row pairs (Python's glu_paired). */
   gluPaired: boolean[] = [];
   private readonly lora: LoraSites; // the layer matmuls' LoRA sites and the resident adapters
+  private readonly options: EngineOptions;
 
   private constructor(readonly header: GGUFHeader, device: GPUDevice, options: EngineOptions) {
     this.ctx = GpuContext.of(device);
@@ -162,6 +181,7 @@ export class Engine {
     this.loraRanks = [...new Set(options.loraRanks ?? [])].sort((a, b) => a - b);
     this.kvCacheType = this.ctx.hasF16 && !options.forceF32 ? "f16" : "f32";
     this.kernels = resolveKernels(options.kernels, device);
+    this.options = options;
     this.program = new Program(this.ctx, this.owned);
     this.lora = new LoraSites(this.ctx);
   }
@@ -183,6 +203,9 @@ export class Engine {
     }
     const engine = new Engine(header, device, options);
     try {
+      if (options.fuseNorm && engine.kernels !== "gpu") {
+        throw new RangeError(`fuseNorm: true needs the gpu kernel family (the cpu family's matvec has no norm), got kernels "${engine.kernels}"`);
+      }
       engine.ctx.checkAlive();
       const needs = engine.plan(options.maxWeightBinding);
       engine.checkLimits();
@@ -228,7 +251,7 @@ export class Engine {
   // -- planning: every check that needs only the header and the limits --------------------------
   private plan(maxWeightBinding?: number): Needs {
     const binding = Math.min(maxWeightBinding ?? Infinity, this.ctx.maxBinding, this.ctx.maxBuffer);
-    const { needs, layout } = planBuffers(this.config, this.header, binding, this.loraRanks);
+    const { needs, layout } = planBuffers(this.config, this.header, binding, this.loraRanks, this.options);
     this.fused = layout.fused;
     this.qkvStacked = layout.qkvStacked;
     this.gluPaired = layout.gluPaired;
@@ -387,7 +410,7 @@ export class Engine {
    * LayerNorm or a parallel block. */
   private get fuseNorm(): boolean {
     const r = this.config.recipe;
-    return this.kernels === "gpu" && this.loraRanks.length === 0 && r.norm === "rms" && !r.parallel;
+    return (this.options.fuseNorm ?? this.kernels === "gpu") && this.loraRanks.length === 0 && r.norm === "rms" && !r.parallel;
   }
 
   /** Override constants of the row kernels (norms) and the sampler: the cpu family keeps the shaders'
@@ -398,11 +421,13 @@ export class Engine {
   }
 
   private addOp(a: GPUBuffer, b: GPUBuffer, y: GPUBuffer, width: number): void {
-    this.program.add("add", [a, b, y], (n) => pack("I", n * width), (n) => [Math.ceil((n * width) / 256), 1, 1]);
+    const wg = shaderConstant("add", "WG_SIZE");
+    this.program.add("add", [a, b, y], (n) => pack("I", n * width), (n) => [Math.ceil((n * width) / wg), 1, 1]);
   }
 
   private elementwise(op: string, inputs: GPUBuffer[], y: GPUBuffer, width: number): void {
-    this.program.add(op, [...inputs, y], (n) => pack("I", n * width), (n) => gridRows(Math.ceil((n * width) / 256)));
+    const wg = shaderConstant(op, "WG_SIZE");
+    this.program.add(op, [...inputs, y], (n) => pack("I", n * width), (n) => gridRows(Math.ceil((n * width) / wg)));
   }
 
   /** rope.wgsl's divisors of the rotary frequencies: the file's rope_freqs (llama-3), LongRoPE's long or
@@ -419,7 +444,7 @@ export class Engine {
       "rope",
       [this.b.positions, src.buf, dst, this.ropeFactors()],
       (n, p) => pack("IIIIIIIIffIf", n, heads, c.headDim, nRot, src.stride, src.offset, dstStride, intoCache ? p * dstStride : 0, base, posScale, neox, c.ropeAttnFactor),
-      (n) => [Math.ceil((heads * c.headDim) / 2 / 64), n, 1],
+      (n) => [Math.ceil((heads * c.headDim) / 2 / ROPE_WG), n, 1],
       ["main"], undefined, undefined,
       intoCache && this.kvF16, // K rotated straight into the cache, in its element type; Q stays f32
     );
@@ -450,7 +475,7 @@ export class Engine {
       "kv_store",
       [src.buf, cache],
       (_n, p) => pack("IIIII", rowLen, src.stride, src.offset, rowLen, p * rowLen),
-      (n) => [Math.ceil(rowLen / 256), n, 1],
+      (n) => [Math.ceil(rowLen / KV_STORE_WG), n, 1],
       ["main"], undefined, undefined,
       this.kvF16,
     );
@@ -521,7 +546,7 @@ export class Engine {
     }
     if (c.recipe.learnedPos) {
       const posTable = this.vecs.get("position_embd.weight")!;
-      this.program.add("embedding", [posTable, b.positions, b.h], () => pack("If", c.nEmbd, 1.0), (n) => [Math.ceil(c.nEmbd / 256), n, 1]);
+      this.program.add("embedding", [posTable, b.positions, b.h], () => pack("If", c.nEmbd, 1.0), (n) => [Math.ceil(c.nEmbd / EMBEDDING_WG), n, 1]);
       this.addOp(x[0], b.h, x[1], c.nEmbd);
       cur = 1;
     }
@@ -575,7 +600,7 @@ export class Engine {
       const [base, posScale] = layerRope(c, i);
       const neox = c.recipe.rope === "neox" ? 1 : 0;
       const qOut = c.recipe.qkNorm && !oneMatmul ? b.q : b.q_rot;
-      if (oneMatmul) {
+      if (oneMatmul && this.options.fuseRopeKv !== false) {
         this.ropeQkv(qOut, i, base, posScale, neox); // Q, K and V in one buffer: one launch for all three (Python's fuse_rope_kv)
       } else {
         this.rope(srcQ, qOut, qDim, false, c.nHead, base, posScale, neox, layerNRot(c, i));
@@ -593,13 +618,13 @@ export class Engine {
           "attention",
           [qOut, this.kCache[i], this.vCache[i], b.positions, b.attn],
           (n, p) => pack("IIIIIIfffII", c.nHead, c.nHeadKv, c.headDim, c.headDimV, p + n, window, c.attnScale, c.attnSoftcap, c.alibiMaxBias, n, 0),
-          (n) => [c.nHead, Math.ceil(n / 32), 1], // 32 queries a workgroup (4 per invocation)
+          (n) => [c.nHead, Math.ceil(n / ATTENTION_QUERIES), 1],
           ["main"], undefined, undefined,
           this.kvF16,
         );
       }
       this.program.mark(blk + "attn", b.attn, c.nHead * c.headDimV);
-      if (!c.recipe.postNorms) {
+      if (!c.recipe.postNorms && this.options.fuseResidual !== false) {
         // xn = xc + attention out, then xc = xn + ffn out (parallel: the ffn of the same h), each add
         // in the epilogue of the matmul before it (Python's fuse_residual)
         this.matmul(blk + "attn_output.weight", b.attn, xn, blk + "attn_output.bias", undefined, xc);
@@ -610,15 +635,29 @@ export class Engine {
         this.program.mark(blk + "x", xc, c.nEmbd);
         continue; // x[cur] holds the result again
       }
-      // Gemma-2/3: a norm between each of the two matmuls and its residual add, so the adds stay launches
+      // the adds as launches: Gemma-2/3 (a norm between each of the two matmuls and its residual add),
+      // or fuseResidual false (Python's path for both)
       this.matmul(blk + "attn_output.weight", b.attn, b.o, blk + "attn_output.bias");
-      this.norm(blk + "post_attention_norm", b.o, b.ffn);
-      this.addOp(xc, b.ffn, xn, c.nEmbd);
+      let attnOut = b.o;
+      if (c.recipe.postNorms) {
+        this.norm(blk + "post_attention_norm", b.o, b.ffn);
+        attnOut = b.ffn;
+      }
+      this.addOp(xc, attnOut, xn, c.nEmbd);
       this.program.mark(blk + "attn_residual", xn, c.nEmbd);
-      this.ffn(i, b.h, b.ffn, undefined, this.norm(blk + "ffn_norm", xn, b.h, undefined, undefined, !this.fuseNorm));
-      this.program.mark(blk + "ffn_norm", b.h, c.nEmbd); // the ffn's matmuls do not write h
-      this.norm(blk + "post_ffw_norm", b.ffn, b.o);
-      this.addOp(xn, b.o, xc, c.nEmbd);
+      let ffnNormed = attnNormed;
+      if (!c.recipe.parallel) {
+        ffnNormed = this.norm(blk + "ffn_norm", xn, b.h, undefined, undefined, !this.fuseNorm);
+        this.program.mark(blk + "ffn_norm", b.h, c.nEmbd); // the ffn's matmuls do not write h
+      }
+      let ffnOut = c.recipe.parallel ? b.o : b.ffn;
+      this.ffn(i, b.h, ffnOut, undefined, ffnNormed);
+      if (c.recipe.postNorms && !c.recipe.parallel) {
+        // as the reference: no post_ffw_norm in a parallel block
+        this.norm(blk + "post_ffw_norm", b.ffn, b.o);
+        ffnOut = b.o;
+      }
+      this.addOp(xn, ffnOut, xc, c.nEmbd);
       this.program.mark(blk + "x", xc, c.nEmbd);
     }
     // The head runs on the last row only, or on every row with allLogits.
@@ -633,7 +672,7 @@ export class Engine {
       // the last row to b.last by a kernel (kv_store's strided row copy), not copyBufferToBuffer,
       // which would end the step's compute pass
       const fuse = this.fuseNorm; // the head norms its one row itself, a decode step's one row read in place (Python's fuse_norm)
-      this.program.add("kv_store", [xf, b.last], (n) => pack("IIIII", c.nEmbd, c.nEmbd, (n - 1) * c.nEmbd, c.nEmbd, 0), (n) => [Math.ceil(c.nEmbd / 256), fuse && n === 1 ? 0 : 1, 1]);
+      this.program.add("kv_store", [xf, b.last], (n) => pack("IIIII", c.nEmbd, c.nEmbd, (n - 1) * c.nEmbd, c.nEmbd, 0), (n) => [Math.ceil(c.nEmbd / KV_STORE_WG), fuse && n === 1 ? 0 : 1, 1]);
       if (fuse) {
         const normed: Normed = { w: this.vecs.get("output_norm.weight")!, decode: xf, prefill: b.last };
         this.matmul(outName, b.last, b.logits, "output.bias", () => 1, undefined, undefined, normed);
@@ -648,7 +687,7 @@ export class Engine {
         "softcap",
         [b.logits, b.logits_capped],
         (n) => pack("If", logitRows(n) * c.nVocab, c.finalSoftcap),
-        (n) => gridRows(Math.ceil((logitRows(n) * c.nVocab) / 256)),
+        (n) => gridRows(Math.ceil((logitRows(n) * c.nVocab) / SOFTCAP_WG)),
       );
       this.finalLogits = b.logits_capped;
     }

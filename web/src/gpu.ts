@@ -37,10 +37,16 @@ export class GpuOutOfMemoryError extends DeviceLimitError {
 /** The value of `const NAME: u32 = Nu;` or `override NAME: u32 = Nu;` in shaders/<op>.wgsl: kernel
  * geometry the host must match, read from the source so the two cannot drift. */
 export function shaderConstant(op: string, name: string): number {
-  const m = new RegExp(`(?:const|override)\\s+${name}\\s*:\\s*u32\\s*=\\s*(\\d+)u?\\s*;`).exec(shaderSource(op));
-  if (!m) throw new Error(`shaders/${op}.wgsl has no 'const ${name}: u32 = ...;' (the host reads its kernel geometry from it)`);
-  return Number(m[1]);
+  const key = `${op}:${name}`; // grids ask at every step: parsed once
+  let value = constantCache.get(key);
+  if (value === undefined) {
+    const m = new RegExp(`(?:const|override)\\s+${name}\\s*:\\s*u32\\s*=\\s*(\\d+)u?\\s*;`).exec(shaderSource(op));
+    if (!m) throw new Error(`shaders/${op}.wgsl has no 'const ${name}: u32 = ...;' (the host reads its kernel geometry from it)`);
+    constantCache.set(key, (value = Number(m[1])));
+  }
+  return value;
 }
+const constantCache = new Map<string, number>();
 
 export type Constants = Record<string, number>;
 

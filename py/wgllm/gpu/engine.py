@@ -222,8 +222,9 @@ class GpuEngine:
         self._gw = gw
         self.max_weight_binding = max_weight_binding
         c = self.c = model.config
-        if max(c.head_dim, c.head_dim_v) > 256:
-            raise GpuError(f"{model.path}: head dimension {c.head_dim} is above the attention kernel's 256")
+        max_head_dim = shader_constant("attention.wgsl", "MAX_HEAD_DIM")
+        if max(c.head_dim, c.head_dim_v) > max_head_dim:
+            raise GpuError(f"{model.path}: head dimension {max(c.head_dim, c.head_dim_v)} is above the attention kernel's {max_head_dim}")
         self._weights: dict[str, object] = {}
         # rope.wgsl divides each rotary frequency by its factor: llama-3's rope_freqs, LongRoPE's long or
         # short factors (long when max_tokens, the context, passes the original one: llama.cpp's choice), else ones
@@ -304,8 +305,11 @@ class GpuEngine:
 
     def fuse_qkv(self, i: int) -> bool:
         """Whether layer i's attn_q, attn_k and attn_v run as one matmul: all three present, of one
-        GGML type and one input width (q/k norms then run in place on the stacked rows: qk_norm.wgsl)."""
-        return self._one_kind([f"blk.{i}.attn_{p}.weight" for p in "qkv"], same_shape=False)
+        GGML type and one input width, each an even number of rows (the browser's writes of a stacked
+        weight stay 4-byte aligned; the two engines take the same decision); q/k norms then run in
+        place on the stacked rows (qk_norm.wgsl)."""
+        names = [f"blk.{i}.attn_{p}.weight" for p in "qkv"]
+        return self._one_kind(names, same_shape=False) and all(self.model.gguf.tensor(n).shape[0] % 2 == 0 for n in names)
 
     def stacked_qkv(self, i: int):
         """Layer i's attn_q, attn_k and attn_v as one weight of their rows stacked (rows are independent
@@ -408,10 +412,12 @@ class GpuEngine:
         return {"WG_SIZE": min(256, self.ctx.max_invocations)} if self.kernels == "gpu" else None
 
     def _add(self, prog: _Program, a, b, y, width: int) -> None:
-        prog.add("add.wgsl", [a, b, y], lambda n, p: _pack("I", n * width), lambda n, p: (-(-n * width // 256), 1, 1))
+        wg = shader_constant("add.wgsl", "WG_SIZE")
+        prog.add("add.wgsl", [a, b, y], lambda n, p: _pack("I", n * width), lambda n, p: (-(-n * width // wg), 1, 1))
 
     def _elementwise(self, prog: _Program, shader: str, inputs: list, y, width: int) -> None:
-        prog.add(shader, [*inputs, y], lambda n, p: _pack("I", n * width), lambda n, p: _grid_rows(-(-n * width // 256)))
+        wg = shader_constant(shader, "WG_SIZE")
+        prog.add(shader, [*inputs, y], lambda n, p: _pack("I", n * width), lambda n, p: _grid_rows(-(-n * width // wg)))
 
     def _build(self) -> _Program:
         c, ctx = self.c, self.ctx
@@ -429,7 +435,7 @@ class GpuEngine:
                 "embedding.wgsl",
                 [pos_table, self.positions, self.h],
                 lambda n, p: _pack("If", c.n_embd, 1.0),
-                lambda n, p: (-(-c.n_embd // 256), n, 1),
+                lambda n, p, wg=shader_constant("embedding.wgsl", "WG_SIZE"): (-(-c.n_embd // wg), n, 1),
             )
             self._add(prog, self.x[0], self.h, self.x[1], c.n_embd)
             cur = 1
@@ -486,13 +492,14 @@ class GpuEngine:
             if self.kernels == "gpu":
                 self._attention_gpu(prog, q_out, i, window)
             else:
+                q_per_group = 4 * shader_constant("attention.wgsl", "WG_SIZE")  # a vec4 of queries per invocation
                 prog.add(
                     "attention.wgsl",
                     [q_out, self.k_cache[i], self.v_cache[i], self.positions, self.attn],
                     lambda n, p, window=window: _pack(
                         "IIIIIIfffII", c.n_head, c.n_head_kv, c.head_dim, c.head_dim_v, p + n, window, c.attn_scale, c.attn_softcap, c.alibi_max_bias, n, 0
                     ),
-                    lambda n, p: (c.n_head, -(-n // 32), 1),  # 32 queries a workgroup (4 per invocation)
+                    lambda n, p: (c.n_head, -(-n // q_per_group), 1),
                     kv_f16=self.kv_f16,
                 )
             prog.mark(blk + "attn", self.attn, c.n_head * c.head_dim_v)
@@ -559,7 +566,7 @@ class GpuEngine:
                 "softcap.wgsl",
                 [self.logits, self.logits_capped],
                 lambda n, p: _pack("If", rows(n) * c.n_vocab, c.final_softcap),
-                lambda n, p: _grid_rows(-(-rows(n) * c.n_vocab // 256)),
+                lambda n, p, wg=shader_constant("softcap.wgsl", "WG_SIZE"): _grid_rows(-(-rows(n) * c.n_vocab // wg)),
             )
             logits = self.logits_capped
         self.final_logits = logits
@@ -624,7 +631,7 @@ class GpuEngine:
                 "IIIIIIIIffIf", n, heads, c.head_dim, n_rot, src_stride, src_off, dst_stride, p * dst_stride if into_cache else 0, base, pos_scale, neox,
                 c.rope_attn_factor,
             ),
-            lambda n, p: (-(-heads * c.head_dim // 2 // 64), n, 1),
+            lambda n, p, wg=shader_constant("rope.wgsl", "WG_SIZE"): (-(-heads * c.head_dim // 2 // wg), n, 1),
             kv_f16=into_cache and self.kv_f16,
         )
 
@@ -658,7 +665,8 @@ class GpuEngine:
             params = lambda n, p: _pack("IIIII", row_len, src_stride, src_off, row_len, p * row_len)  # noqa: E731
         else:
             params = lambda n, p: _pack("IIIII", row_len, src_stride, src_off + first(n) * src_stride, row_len, 0)  # noqa: E731
-        prog.add("kv_store.wgsl", [src_buf, cache], params, lambda n, p: (-(-row_len // 256), rows(n), 1), label=label, kv_f16=kv_f16)
+        wg = shader_constant("kv_store.wgsl", "WG_SIZE")
+        prog.add("kv_store.wgsl", [src_buf, cache], params, lambda n, p: (-(-row_len // wg), rows(n), 1), label=label, kv_f16=kv_f16)
 
     def _ffn(self, prog: _Program, i: int, h, out, residual=None, norm=None) -> None:
         """The MLP of layer i on h; norm: h is an RMSNorm's output that a decode step does not make

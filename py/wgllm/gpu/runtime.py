@@ -85,6 +85,7 @@ def resolve_kernels(kernels: str | None, cpu_adapter: bool) -> str:
 
 
 @functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=None)  # grids ask at every step; the shader files do not change while a process runs
 def shader_constant(name: str, const: str) -> int:
     """A `const NAME: u32 = N;` (or override default) of shaders/<name>: kernel geometry is read from
     the shaders themselves, as web/src/gpu.ts shaderConstant does."""
