@@ -134,18 +134,31 @@ def attention(
 
 
 def gelu_tanh(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    """0.5 x (1 + tanh z), z = sqrt(2/pi) (x + 0.044715 x^3), as gelu_tanh.wgsl: x / (1 + e^-2z) from
+    e = e^-2|z| <= 1, with no cancellation in 1 + tanh z for x < 0 and no overflow. Computed in float64
+    and returned in x's dtype: the oracle of the kernels, good to the last bits of a float32."""
+    x64 = np.asarray(x, np.float64)
+    z2 = 2.0 * math.sqrt(2.0 / math.pi) * x64 * (1.0 + 0.044715 * x64 * x64)
+    e = np.exp(-np.abs(z2))
+    return (x64 * np.where(z2 >= 0.0, 1.0, e) / (1.0 + e)).astype(np.asarray(x).dtype)
 
 
-def erf(x: np.ndarray) -> np.ndarray:
-    """Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): WGSL has no erf, so shader and reference share this."""
-    t = 1.0 / (1.0 + 0.3275911 * np.abs(x))
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    return np.sign(x) * (1.0 - poly * np.exp(-x * x))
+def erfc(t: np.ndarray) -> np.ndarray:
+    """erfc(t) for t >= 0: Numerical Recipes' fit u e^(p(u) - t^2), u = 1 / (1 + t / 2), relative error
+    < 1.2e-7 for every t >= 0. WGSL has no erf: gelu_erf.wgsl uses this fit term for term."""
+    u = 1.0 / (1.0 + 0.5 * t)
+    p = -1.26551223 + u * (1.00002368 + u * (0.37409196 + u * (0.09678418 + u * (-0.18628806
+        + u * (0.27886807 + u * (-1.13520398 + u * (1.48851587 + u * (-0.82215223 + u * 0.17087277))))))))
+    return u * np.exp(p - t * t)
 
 
 def gelu_erf(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+    """0.5 x (1 + erf(x / sqrt 2)) = 0.5 x erfc(-x / sqrt 2), as gelu_erf.wgsl: 0.5 x erfc(|x| / sqrt 2)
+    for x < 0 (no cancellation in 1 + erf), x (1 - erfc(x / sqrt 2) / 2) otherwise. Computed in float64
+    and returned in x's dtype."""
+    x64 = np.asarray(x, np.float64)
+    half = 0.5 * erfc(np.abs(x64) / math.sqrt(2.0))
+    return (x64 * np.where(x64 < 0.0, half, 1.0 - half)).astype(np.asarray(x).dtype)
 
 
 def silu(x: np.ndarray) -> np.ndarray:

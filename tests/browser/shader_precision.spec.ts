@@ -111,6 +111,8 @@ test("position-dependent kernels match the float64 reference within the lavapipe
   for (const r of results) if (r.maxRel >= (perOp.get(r.op)?.maxRel ?? -1)) perOp.set(r.op, r);
   console.log("max relative error per op (max |gpu - ref| / max |ref|), its share of the tolerance, and where:");
   for (const [op, r] of perOp) console.log(`  ${op} ${r.maxRel.toExponential(2)} (${r.excess.toFixed(2)}x) ${r.name}`);
+  // the cases held per element (atol only the floor): excess * rtol is their largest error relative to the element itself
+  for (const r of results) if (r.name.endsWith("per element")) console.log(`  ${r.name}: ${r.excess.toFixed(3)}x its tolerance`);
   const failing = results.filter((r) => r.excess > 1 || r.nonFinite > 0 || r.poisonChanged > 0);
   for (const r of failing) console.log(`  ${r.name}: max rel ${r.maxRel.toExponential(2)}, ${r.excess.toFixed(2)}x the tolerance, ${r.nonFinite} non-finite, ${r.poisonChanged} words written outside`);
   const written = JSON.parse(readFileSync(path.join(OUT, "cases.json"), "utf8")); // every case the fixture script wrote ran

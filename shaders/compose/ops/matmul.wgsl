@@ -44,10 +44,23 @@ fn chunk_rows(v: vec4<u32>) -> vec4<u32> {
     return v / 2u + (v % 2u) * (params.rows / 2u);
 }
 
+// as gelu_tanh.wgsl (which says why): 1 / (1 + e^-2z) without cancellation or overflow, its exponent
+// added up exactly
+const GELU_C1: f32 = 2.30218505859375;      // C = 2 sqrt(2/pi) log2(e) = C1 + C2, C1 of 16 significant bits
+const GELU_C2: f32 = 2.3139549739426002e-5;
+const GELU_K1: f32 = 0.102935791015625;     // K = 0.044715 C = K1 + K2, K1 of 12 significant bits
+const GELU_K2: f32 = 7.4485642471699975e-6;
 fn gelu_tanh(v: f32) -> f32 {
-    // as geglu.wgsl: the clamp keeps drivers that build tanh from exp (inf / inf) away from NaN
-    let z = clamp(0.7978845608028654 * (v + 0.044715 * v * v * v), -10.0, 10.0);
-    return 0.5 * v * (1.0 + tanh(z));
+    let a = min(abs(v), 11.0);
+    let ah = bitcast<f32>(bitcast<u32>(a) & 0xFFFF0000u);
+    let d = a - ah;
+    let q = ah * ah * ah;
+    let qh = bitcast<f32>(bitcast<u32>(q) & 0xFFFFF000u);
+    let rest = GELU_K1 * (q - qh) + GELU_K2 * q + GELU_C2 * ah
+        + d * ((GELU_C1 + GELU_C2) + (GELU_K1 + GELU_K2) * (3.0 * ah * ah + 3.0 * ah * d + d * d));
+    let t = i32(round(GELU_K1 * qh * 8388608.0)) + i32(round(GELU_C1 * ah * 8388608.0)) + i32(round(rest * 8388608.0));
+    let e = ldexp(exp2(-f32(t & 0x7FFFFF) / 8388608.0), -(t >> 23u));
+    return v * select(e, 1.0, v >= 0.0) / (1.0 + e);
 }
 
 // Output rows r and r + 1 of the chunk (r even; each written if < rows) for x row xrow: + bias,
