@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import convert_tiny, copy_tokenizer, tiny_model
+from tiny_models import convert_tiny, copy_tokenizer, gguf_without, tiny_model
 
 from wgllm.convert import ConversionConfig, convert_checkpoint
-from wgllm.errors import ConversionError
+from wgllm.errors import ConversionError, ModelFormatError
+from wgllm.gpu.engine import GpuEngine
 from wgllm.model import load_model
 from wgllm.reference import forward
 
@@ -88,3 +89,28 @@ def test_smollm3_chat_template_renders_as_transformers():
         assert render_chat(template, case["messages"], **kw) == want, case["name"]
     rendered = render_chat(template, no_think[0]["messages"])
     assert "Reasoning Mode: /no_think" in rendered and rendered.endswith("<|im_start|>assistant\n<think>\n\n</think>\n")
+
+
+@pytest.mark.parametrize(
+    "drop, replace, message",
+    [
+        ("blk.2.attn_k.weight", None, r"no-k\.gguf: missing tensor blk\.2\.attn_k\.weight"),
+        ("", {"blk.1.attn_k.weight": np.zeros((32, 60), np.float32)}, r"bad-k\.gguf: tensor blk\.1\.attn_k\.weight has shape \(32, 60\), expected \(32, 64\)"),
+        ("", {"blk.0.ffn_down.weight": np.zeros((64, 96), np.float32)}, r"bad-down\.gguf: tensor blk\.0\.ffn_down\.weight has shape \(64, 96\), expected \(64, 128\)"),
+    ],
+    ids=["missing", "mis-shaped-k", "mis-shaped-down"],
+)
+def test_a_broken_smollm3_file_is_refused_by_name_everywhere(tmp_path, drop, replace, message):
+    """A SmolLM3 file missing a tensor or holding one of the wrong shape: the reference and the GPU
+    engine (both kernel families) name the file, the tensor and the expected shape (the GPU engine
+    before it uploads anything; it used to say only that a row length was not a multiple of 32)."""
+    full = convert_tiny("smollm3", 32, tmp_path / "smollm3.gguf")
+    c = load_model(full).config
+    assert (c.kv_dim, c.n_embd, c.n_ff) == (32, 64, 128)  # the shapes the messages expect
+    name = {"blk.2.attn_k.weight": "no-k", "": "bad-k" if "blk.1.attn_k.weight" in (replace or {}) else "bad-down"}[drop]
+    broken = load_model(gguf_without(full, tmp_path / f"{name}.gguf", drop, replace))
+    with pytest.raises(ModelFormatError, match=message):
+        forward(broken, [1, 2, 3])
+    for kernels in ("cpu", "gpu"):
+        with pytest.raises(ModelFormatError, match=message):
+            GpuEngine(broken, max_tokens=8, kernels=kernels)

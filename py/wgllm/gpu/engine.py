@@ -284,8 +284,9 @@ class GpuEngine:
         return self._weights[name]
 
     def _repack(self, name: str):
-        """The file's weight `name` in the GPU layout (weights.repack), not yet uploaded."""
-        t = self.model.gguf.tensor(name)
+        """The file's weight `name` in the GPU layout (weights.repack), not yet uploaded; one of a shape
+        other than the model's (ModelConfig.matrix_shape) is refused by name, as the reference does."""
+        t = self.model.gguf.tensor(name, self.c.matrix_shape(name))
         return self._gw.repack(t.raw, t.ggml_type, t.shape, name=f"{self.model.path}: {name}")
 
     def mat(self, name: str):
