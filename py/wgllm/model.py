@@ -105,6 +105,19 @@ class ModelConfig:
             return "rope_factors_long.weight" if n_ctx > self.rope_ctx_orig else "rope_factors_short.weight"
         return None
 
+    def matrix_shape(self, name: str) -> tuple[int, int] | None:
+        """The (rows, row length) a weight matrix of this model must have, by its llama.cpp name (the
+        shapes the reference reads it with), or None for a tensor that is not one of them."""
+        q, kv, v, e = self.n_head * self.head_dim, self.kv_dim, self.n_head_kv * self.head_dim_v, self.n_embd
+        if name in ("token_embd.weight", "output.weight"):
+            return (self.n_vocab, e)
+        part = name.split(".")[-2] if name.startswith("blk.") and name.endswith(".weight") else None
+        shapes = {
+            "attn_q": (q, e), "attn_k": (kv, e), "attn_v": (v, e), "attn_qkv": (q + kv + v, e), "attn_output": (e, self.n_head * self.head_dim_v),
+            "ffn_up": (self.n_ff, e), "ffn_gate": (self.n_ff, e), "ffn_down": (e, self.n_ff),
+        }
+        return shapes.get(part)
+
     def layer_n_rot(self, layer: int) -> int:
         """Rotary dims of `layer`: 0 on SmolLM3's NoPE layers (every nope_every-th: 3, 7, ...)."""
         every = self.recipe.nope_every
