@@ -53,6 +53,17 @@ _ARCH_RECIPES: dict[str, ArchRecipe] = {
     "smollm3": ArchRecipe(norm="rms", ffn="swiglu", rope="norm", nope_every=4),
 }
 SUPPORTED_ARCHITECTURES = tuple(_ARCH_RECIPES)
+# Architectures llama.cpp runs whose text decoder needs more than a recipe: what is missing, named
+# when such a file is refused (web/src/model.ts says the same; docs/gemma4.md has the details).
+_NOT_YET_SUPPORTED: dict[str, tuple[str, ...]] = {
+    "gemma4": (
+        "head size and KV head count per layer (global heads of 512 > the attention kernels' 256)",
+        "KV cache shared across layers (attention.shared_kv_layers)",
+        "per-layer token embeddings (per_layer_token_embd)",
+        "mixture-of-experts FFN (ffn_gate_inp, ffn_gate_up_exps, ffn_down_exps)",
+        "FFN width per layer",
+    ),
+}
 
 # llama.cpp scales Gemma-2/3 queries by 1/sqrt(n_embd/n_head) for the 27B models only (identified
 # there by their layer count); every other size uses 1/sqrt(head_dim).
@@ -132,6 +143,10 @@ class ModelConfig:
     @classmethod
     def from_gguf(cls, g: GGUFFile) -> "ModelConfig":
         arch = g.architecture
+        if arch in _NOT_YET_SUPPORTED:
+            raise ModelFormatError(
+                f"{g.path}: the {arch} text decoder is not supported yet; missing: {'; '.join(_NOT_YET_SUPPORTED[arch])} (see docs/{arch}.md)"
+            )
         if arch not in _ARCH_RECIPES:
             raise ModelFormatError(
                 f"{g.path}: unsupported architecture {arch!r}; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"

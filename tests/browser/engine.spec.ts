@@ -4,7 +4,7 @@
 // gpu_tolerances.MODEL_LOGITS_REL, for tiny models of all twelve architectures (F32/F16/Q8_0/Q4_0
 // each at least twice), a tiny Llama with Llama-3's RoPE scaling (rope_freqs) and a tiny Mistral (window 5), the real SmolLM2
 // (Q4_1), Gemma-3 (Q4_K, Q6_K) and Qwen2.5-Coder (qwen2; Q5_0, Q8_0 too); weights split into many binding chunks; and the refusals:
-// unsupported architecture or tensor type, rows the kernels cannot take, a qwen2 file missing a bias,
+// unsupported architecture (gemma4: its decoder, with what is missing) or tensor type, rows the kernels cannot take, a qwen2 file missing a bias,
 // a qwen3 file missing a head norm, phi3 files with a mis-shaped ffn_up or rope factors (before any GPU
 // buffer exists), limits, token ids, top_k, a lost device.
 // Expected values come from tests/browser/engine_fixtures.py (run in beforeAll, cached by digest).
@@ -273,6 +273,7 @@ test("refusals: architecture, tensor type, rows, a missing bias or head norm, mi
       caught(async () => w.Engine.load(dev, await w.fetchGGUF(`${url}/${file}`), { maxTokens, allLogits }));
     const out: Record<string, any> = {};
     out.arch = await load("unsupported_arch.gguf");
+    out.gemma4 = await load("gemma4.gguf");
     out.type = await load("unsupported_type.gguf");
     out.rows = await load("stablelm-80.gguf");
     out.noBias = await load("qwen2-no-bias.gguf");
@@ -304,6 +305,14 @@ test("refusals: architecture, tensor type, rows, a missing bias or head norm, mi
   expect(result.arch.name).toBe("ModelFormatError");
   expect(result.arch.message).toContain(file("unsupported_arch.gguf"));
   expect(result.arch.message).toContain("unsupported architecture 'mamba'");
+  // the same message as Python's load_model (tests/py/test_gemma4.py)
+  expect(result.gemma4.name).toBe("ModelFormatError");
+  expect(result.gemma4.message).toBe(
+    `${file("gemma4.gguf")}: the gemma4 text decoder is not supported yet; missing: ` +
+      "head size and KV head count per layer (global heads of 512 > the attention kernels' 256); " +
+      "KV cache shared across layers (attention.shared_kv_layers); per-layer token embeddings (per_layer_token_embd); " +
+      "mixture-of-experts FFN (ffn_gate_inp, ffn_gate_up_exps, ffn_down_exps); FFN width per layer (see docs/gemma4.md)",
+  );
   expect(result.type.name).toBe("ModelFormatError");
   expect(result.type.message).toContain(file("unsupported_type.gguf"));
   expect(result.type.message).toMatch(/token_embd\.weight.*Q8_1/);

@@ -95,7 +95,8 @@ def tiny_expected(path: Path, kernels: str) -> dict:
 
 
 def write_refused(out: Path) -> None:
-    """An architecture wgllm does not run, and a tensor type it does not read."""
+    """An architecture wgllm does not run, one whose decoder it does not run yet (gemma4: the header
+    of tests/py/test_gemma4.py's file), and a tensor type it does not read."""
     w = GGUFWriter(str(out / "unsupported_arch.gguf"), "mamba")
     w.add_block_count(1)
     w.add_embedding_length(32)
@@ -104,6 +105,9 @@ def write_refused(out: Path) -> None:
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+    from test_gemma4 import write_gemma4
+
+    write_gemma4(out / "gemma4.gguf")
     w = GGUFWriter(str(out / "unsupported_type.gguf"), "llama")
     w.add_block_count(1)
     q8_1 = np.zeros((8, 40), np.uint8)  # 8 rows of one 32-element Q8_1 block (40 bytes as gguf-py sizes it)

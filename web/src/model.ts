@@ -40,6 +40,17 @@ export const ARCH_RECIPES: Readonly<Record<string, ArchRecipe>> = {
   smollm3: recipe({ norm: "rms", ffn: "swiglu", rope: "norm", nopeEvery: 4 }),
 };
 export const SUPPORTED_ARCHITECTURES = Object.keys(ARCH_RECIPES);
+// Architectures llama.cpp runs whose text decoder needs more than a recipe: what is missing, named
+// when such a file is refused (Python's _NOT_YET_SUPPORTED, word for word; docs/gemma4.md).
+const NOT_YET_SUPPORTED: Readonly<Record<string, readonly string[]>> = {
+  gemma4: [
+    "head size and KV head count per layer (global heads of 512 > the attention kernels' 256)",
+    "KV cache shared across layers (attention.shared_kv_layers)",
+    "per-layer token embeddings (per_layer_token_embd)",
+    "mixture-of-experts FFN (ffn_gate_inp, ffn_gate_up_exps, ffn_down_exps)",
+    "FFN width per layer",
+  ],
+};
 
 // llama.cpp scales Gemma-2/3 queries by 1/sqrt(n_embd/n_head) for the 27B models only (known by
 // their layer count); every other size uses 1/sqrt(head_dim).
@@ -153,6 +164,10 @@ export function modelConfigFromHeader(h: GGUFHeader): ModelConfig {
   const src = h.source;
   const arch = h.architecture;
   const r = ARCH_RECIPES[arch];
+  const missing = Object.hasOwn(NOT_YET_SUPPORTED, arch) ? NOT_YET_SUPPORTED[arch] : undefined;
+  if (missing) {
+    throw new ModelFormatError(`${src}: the ${arch} text decoder is not supported yet; missing: ${missing.join("; ")} (see docs/${arch}.md)`);
+  }
   if (!Object.hasOwn(ARCH_RECIPES, arch) || !r) {
     throw new ModelFormatError(`${src}: unsupported architecture '${arch}'; supported: ${SUPPORTED_ARCHITECTURES.join(", ")}`);
   }
