@@ -12,13 +12,14 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> w: array<vec2<u32>>; // (rows, dim / 4) bf16, four in two words
+@group(0) @binding(1) var<storage, read> w: array<vec2<u32>>; // (rows, ceil(dim / 32) * 8) bf16, four in two words; rows zero-padded to whole 32-element units
 @group(0) @binding(2) var<storage, read> ids: array<u32>;           // (n,)
 @group(0) @binding(3) var<storage, read_write> y: array<vec4<f32>>; // (n, dim / 4)
 
-// Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
+// Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised. A row is dim elements (dim % 4 == 0)
+// stored as ceil(dim / 32) whole units, zeros after the dim-th (the repacking pads it: weights.py).
 fn weight4(row: u32, i4: u32) -> vec4<f32> {
-    let p = w[row * (params.dim / 4u) + i4];
+    let p = w[row * ((params.dim + 31u) / 32u * 8u) + i4];
     return bitcast<vec4<f32>>(vec4<u32>(p.x << 16u, p.x & 0xFFFF0000u, p.y << 16u, p.y & 0xFFFF0000u));
 }
 

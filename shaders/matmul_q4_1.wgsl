@@ -9,13 +9,17 @@
 // once per workgroup into workgroup memory, 64 W rows by 32 x rows, 4 x 8 outputs a thread.
 // W is one row chunk of the weight (py/wgllm/gpu/weights.py documents the repacked arrays); its
 // rows land at y[:, row_offset + r].
-// Needs k % 32 == 0.
+// Row length k: quantised types have whole blocks (k % 32 == 0); F32/F16/BF16 take any k % 4 == 0
+// (x rows are read as vec4s, k / 4 of them a row), their rows zero-padded at repack time to whole
+// 32-element units, ceil(k / 32) of them (k_units). The last unit's x elements past k are masked to
+// zero (x_unit; in main_tiled the staging): past k lies the next x row, or the end of the buffer.
+// Params.k is the true k: the x rows' stride and the fused norm's divisor.
 const MATVEC_WG: u32 = 16u;   // matvec threads per workgroup
 const MATVEC_ROWS: u32 = 64u; // output rows per matvec workgroup: four per thread, each x load serves four rows
 const TILE: u32 = 32u;       // matmul workgroup tile: 32 x rows by 32 W rows; 32 threads of 4 x rows by 8 W rows
 
 struct Params {
-    k: u32,
+    k: u32,          // row length of W (before padding) and of x
     n_out: u32,      // columns of y (all chunks)
     rows: u32,       // W rows in this chunk
     row_offset: u32, // first output column of this chunk
@@ -63,6 +67,28 @@ fn dot_unit(row: u32, u: u32, xs: array<vec4<f32>, 8>) -> f32 {
           + dot(nibbles(w.x, 4u), xs[4]) + dot(nibbles(w.y, 4u), xs[5]) + dot(nibbles(w.z, 4u), xs[6]) + dot(nibbles(w.w, 4u), xs[7]);
     let dm_b = unpack2x16float(dm[b]);
     return dm_b.x * s + dm_b.y * sum_x(xs);
+}
+
+// ---- x -------------------------------------------------------------------------------------------
+// 32-element units of a W row: the last one zero-padded past k (F32/F16/BF16 rows of k % 32 != 0)
+fn k_units() -> u32 {
+    return (params.k + 31u) / 32u;
+}
+
+// Elements 32u .. 32u + 31 of the x row whose first vec4 is `at`, zeros past k (never the next row's).
+fn x_unit(at: u32, u: u32) -> array<vec4<f32>, 8> {
+    var xs: array<vec4<f32>, 8>; // zeros
+    let n4 = min(params.k / 4u - 8u * u, 8u);
+    if (n4 == 8u) {
+        for (var j = 0u; j < 8u; j++) {
+            xs[j] = x[at + 8u * u + j];
+        }
+    } else {
+        for (var j = 0u; j < n4; j++) {
+            xs[j] = x[at + 8u * u + j];
+        }
+    }
+    return xs;
 }
 
 // ---- epilogue --------------------------------------------------------------------------------------
@@ -134,14 +160,16 @@ fn norm_unit(xs: ptr<function, array<vec4<f32>, 8>>, u: u32) -> f32 {
     var ss = 0.0;
     for (var j = 0u; j < 8u; j++) {
         let v = (*xs)[j];
-        ss += dot(v, v);
         let e = 32u * u + 4u * j;
-        (*xs)[j] = v * vec4<f32>(residual[e], residual[e + 1u], residual[e + 2u], residual[e + 3u]);
+        if (e < params.k) { // past k x is zero (x_unit) and the norm weight (k,) has ended
+            ss += dot(v, v);
+            (*xs)[j] = v * vec4<f32>(residual[e], residual[e + 1u], residual[e + 2u], residual[e + 3u]);
+        }
     }
     return ss;
 }
 
-fn norm_scale(ss: f32) -> f32 {
+fn norm_scale(ss: f32) -> f32 { // the mean over the true k (padding is not x)
     return select(1.0, 1.0 / sqrt(ss / f32(params.k) + params.norm_eps), params.norm != 0u);
 }
 
@@ -154,11 +182,8 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
     let r = chunk_rows(min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.rows - 1u))); // rows past the end repeat the last
     var acc = vec4<f32>(0.0);
-    for (var u = 0u; u < params.k / 32u; u++) {
-        var xs: array<vec4<f32>, 8>;
-        for (var j = 0u; j < 8u; j++) {
-            xs[j] = x[8u * u + j];
-        }
+    for (var u = 0u; u < k_units(); u++) {
+        let xs = x_unit(0u, u);
         acc += vec4<f32>(dot_unit(r.x, u, xs), dot_unit(r.y, u, xs), dot_unit(r.z, u, xs), dot_unit(r.w, u, xs));
     }
     store_pair(0u, row0, acc.xy);
@@ -192,11 +217,8 @@ fn matvec_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let r = chunk_rows(min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.rows - 1u))); // rows past the end repeat the last
     var acc = vec4<f32>(0.0);
     var ss = 0.0;
-    for (var u = li; u < params.k / 32u; u += MV_WG) {
-        var xs: array<vec4<f32>, 8>;
-        for (var j = 0u; j < 8u; j++) {
-            xs[j] = x[8u * u + j];
-        }
+    for (var u = li; u < k_units(); u += MV_WG) {
+        var xs = x_unit(0u, u);
         if (params.norm != 0u) {
             ss += norm_unit(&xs, u);
         }
@@ -247,7 +269,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let ra = chunk_rows(min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last)));
     let rb = chunk_rows(min(vec4<u32>(row0) + vec4<u32>(4u, 5u, 6u, 7u), vec4<u32>(last)));
     var acc: array<vec4<f32>, 8>; // acc[2i + h][j]: x row xrow0 + i, W row row0 + 4h + j
-    for (var u = 0u; u < params.k / 32u; u++) {
+    for (var u = 0u; u < k_units(); u++) {
         let w0 = unit(ra.x, u); // each W unit is loaded once and serves four x rows
         let w1 = unit(ra.y, u);
         let w2 = unit(ra.z, u);
@@ -258,10 +280,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let w7 = unit(rb.w, u);
         for (var i = 0u; i < 4u; i++) {
             let xrow = min(xrow0 + i, params.n - 1u);
-            var xs: array<vec4<f32>, 8>;
-            for (var j = 0u; j < 8u; j++) {
-                xs[j] = x[xrow * k4 + 8u * u + j];
-            }
+            let xs = x_unit(xrow * k4, u);
             acc[2u * i] += vec4<f32>(dot8(w0, xs), dot8(w1, xs), dot8(w2, xs), dot8(w3, xs));
             acc[2u * i + 1u] += vec4<f32>(dot8(w4, xs), dot8(w5, xs), dot8(w6, xs), dot8(w7, xs));
         }
@@ -306,7 +325,7 @@ fn main_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let tx = li % 8u; // pairs tx + 8q (q < 4): W rows row0 + 2 (tx + 8q) and the next
     let ty = li / 8u; // x rows xrow0 + ty + 8i (i < 4)
     var acc: array<vec4<f32>, 8>; // acc[2i + h]: x row ty + 8i by the pairs q = 2h (.xy) and 2h + 1 (.zw), (even, odd) row
-    for (var u = 0u; u < params.k / 32u; u++) {
+    for (var u = 0u; u < k_units(); u++) {
         for (var t = li; t < TILED_ROWS; t += TILED_WG) {
             let w = unit(chunk_rows(vec4<u32>(min(row0 + t, last))).x, u);
             let s = ((t % 2u) * (TILED_ROWS / 2u) + t / 2u) * TILED_STRIDE;
@@ -316,7 +335,11 @@ fn main_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         }
         for (var e = li; e < TILED_N * 8u; e += TILED_WG) {
             let xrow = min(xrow0 + e / 8u, params.n - 1u);
-            tiled_x[(e / 8u) * TILED_STRIDE + e % 8u] = x[xrow * k4 + 8u * u + e % 8u];
+            var xv = vec4<f32>(0.0); // past k: zeros, as x_unit's
+            if (32u * u + 4u * (e % 8u) < params.k) {
+                xv = x[xrow * k4 + 8u * u + e % 8u];
+            }
+            tiled_x[(e / 8u) * TILED_STRIDE + e % 8u] = xv;
         }
         workgroupBarrier();
         for (var j = 0u; j < 8u; j++) {

@@ -28,9 +28,10 @@ ARCHS = ["llama", "gemma", "gemma2", "gemma3", "phi2", "falcon", "stablelm", "gp
 # forced so that its correctness is proven on this machine too.
 KERNELS = ["cpu", "gpu"]
 BITS = [32, 16, 8, 4]
-# The GPU kernels take weight rows in whole 32-element units. The converter keeps rows that are not
-# (the tiny StableLM's ffn_down, 80 long) in F16, which the engine refuses by name (tested below);
-# the GPU tests run a StableLM whose MLP is 96 wide, as every real checkpoint's is a multiple of 32.
+# The converter keeps weight rows that are not whole 32-element units (the tiny StableLM's ffn_down,
+# 80 long) in F16, which the kernels take zero-padded (tested below, test_weight_rows_not_in_32_...);
+# the matrix of tests here runs a StableLM whose MLP is 96 wide, as every real checkpoint's is a
+# multiple of 32, so that its Q8_0/Q4_0 files quantise every matrix.
 # Phi-3 runs as Phi-3.5-mini: LongRoPE (the long factors: 32 and 40 tokens of context pass the original
 # 8, as the reference's default context, the training one, does) and a sliding window of 5 on every layer.
 GPU_OVERRIDES = {"stablelm": {"intermediate_size": 96}, "phi3": PHI3_LONGROPE}
@@ -150,10 +151,45 @@ def test_sampled_tokens_match_reference_sampler(tiny_gguf):
     assert a == b
 
 
-def test_weight_rows_not_in_32_element_units_are_refused_by_name(tmp_path):
-    out = convert_tiny("stablelm", 8, tmp_path / "stablelm-80.gguf")
-    with pytest.raises(ValueError, match=r"blk\.0\.ffn_down\.weight.*multiple of 32"):
-        GpuEngine(load_model(out), max_tokens=16)
+# Models whose float weight rows are not whole 32-element units (rows zero-padded at repack, x masked
+# past k): the tiny StableLM as converted (n_ff 80: ffn_down's rows of 80, F32 at 32 bits, F16 at 16
+# and beside the Q8_0 matrices at 8), and a tiny Llama of n_embd 80 and n_ff 112 (every matrix, the
+# token embedding, the tied head, the GLU pairs and the gpu family's fused decode norms at k = 80).
+ROWS_NOT_IN_UNITS = {"stablelm": {}, "llama": {"hidden_size": 80, "num_attention_heads": 5, "num_key_value_heads": 5, "head_dim": 16, "intermediate_size": 112}}
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
+@pytest.mark.parametrize("bits", [32, 16, 8])
+@pytest.mark.parametrize("arch", sorted(ROWS_NOT_IN_UNITS))
+def test_weight_rows_not_in_32_element_units_run(arch, bits, kernels, tmp_path):
+    out = convert_tiny(arch, bits, tmp_path / f"{arch}-rows-{bits}.gguf", **ROWS_NOT_IN_UNITS[arch])
+    model = load_model(out)
+    c = model.config
+    assert (c.n_ff, c.n_embd) == ((80, 64) if arch == "stablelm" else (112, 80))
+    down = model.gguf.tensors["blk.0.ffn_down.weight"]
+    assert down.ggml_type.name == ("F32" if bits == 32 else "F16")  # the converter keeps rows of 80 / 112 in floats
+    ids = [int(i) for i in np.random.default_rng(bits).integers(3, c.n_vocab, 24)]
+    want = reference.forward(model, ids)
+    engine = GpuEngine(model, max_tokens=40, all_logits=True, force_f32=True, kernels=kernels)
+    assert engine.fuse_norm == (kernels == "gpu" and arch == "llama")
+    got = engine.forward_logits(ids[:17], 0)  # prefill: every row
+    assert rel(got, want[:17]) < MODEL_LOGITS_REL, explain(model, ids[:17], force_f32=True, kernels=kernels)
+    for j in range(17, 24):  # decode, one token at a time against the KV cache
+        assert rel(engine.forward_logits([ids[j]], j)[0], want[j]) < MODEL_LOGITS_REL
+    prompt = greedy_prompt(model)
+    engine = GpuEngine(model, max_tokens=40, force_f32=True, kernels=kernels)
+    assert greedy_32(engine.session(top_k=1, temperature=0.0, seed=0), prompt) == greedy_32(ReferenceSession(model, top_k=1, temperature=0.0, seed=0), prompt)
+
+
+def test_float_rows_the_kernels_cannot_read_are_refused_by_name(tmp_path):
+    """A float weight whose k is not a multiple of 4 (x rows are read as vec4s): the tiny StableLM with
+    n_ff 78 (ffn_down F16, rows of 78) is refused naming the file and tensor, as the browser does
+    (tests/browser/engine.spec.ts, stablelm-78.gguf)."""
+    out = convert_tiny("stablelm", 8, tmp_path / "stablelm-78.gguf", intermediate_size=78)
+    message = r"stablelm-78\.gguf: blk\.0\.ffn_down\.weight: F16 weight of shape \(64, 78\): k = 78 is not a multiple of 4 \(the kernels read x rows of k as vec4s\)"
+    for kernels in KERNELS:
+        with pytest.raises(ValueError, match=message):
+            GpuEngine(load_model(out), max_tokens=16, kernels=kernels)
 
 
 def test_gpu_rejects_top_k_above_sampler_limit(tiny_gguf):

@@ -344,10 +344,111 @@ def test_gemma3_token_embd_uploads_split(ctx, gemma3_path):
     check("embedding_q", ctx.read(y, shape=(len(ids), 640)), want)
 
 
+FLOATS = [T.F32, T.F16, T.BF16]
+# (n rows of x, n_out, k): float rows whose k is not whole 32-element units (k % 4 == 0), decode and
+# prefill, tiles with partial ends; k = 4 is one vec4 of a unit, 200 six units and a part.
+ODD_K_CASES = [(1, 7, 80), (1, 579, 48), (7, 127, 40), (33, 579, 200), (128, 7, 80), (1, 130, 4), (40, 66, 36)]
+
+
+def padded_rows(ctx, t, n_out: int, k: int, rng):
+    """A random (n_out, k) weight of float type t: its raw bytes, dequantised values and GPU copy,
+    after checking that the repacked rows are the GGUF rows followed by zeros to whole units."""
+    raw = random_weight(rng, t, n_out, k)
+    repacked = weights.repack(raw.reshape(-1), t, (n_out, k))
+    elem = GGML_QUANT_SIZES[t][1]
+    (arr,) = repacked.arrays
+    assert repacked.shape == (n_out, k) and arr.shape == (n_out, weights.padded_k(k) * elem) and weights.padded_k(k) % 32 == 0
+    np.testing.assert_array_equal(arr[:, : k * elem], raw.reshape(n_out, -1))
+    assert not arr[:, k * elem :].any()
+    return raw, dequantized(raw, t, n_out, k), repacked
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
+@pytest.mark.parametrize("t", FLOATS, ids=lambda t: t.name)
+def test_matmul_float_rows_not_in_whole_units(ctx, t, kernels):
+    """F32/F16/BF16 weights whose k is not a multiple of 32 (zero-padded at repack, x masked past k):
+    every entry point of the family (decode and prefill), plain, bias, bias + residual; x is strided
+    at the true k and NaN follows its last row, so a read past k there (NaN times a zero pad) shows."""
+    for i, (n, n_out, k) in enumerate(ODD_K_CASES):
+        rng = np.random.default_rng(4000 * int(t) + i)
+        raw, w, repacked = padded_rows(ctx, t, n_out, k, rng)
+        gw = weights.upload(ctx, repacked)
+        scale, shift = INPUT_RANGES[i % len(INPUT_RANGES)]
+        x = (rng.standard_normal((n, k)) * scale + shift).astype(np.float32)
+        x_buf_data = np.concatenate([x.reshape(-1), np.full(64, np.nan, np.float32)])  # past the last row: NaN
+        bias = (rng.standard_normal(n_out) * 3).astype(np.float32)
+        residual = (rng.standard_normal((n, n_out)) * 20 - 7).astype(np.float32)
+        for b, r in ((None, None), (bias, None), (bias, residual)):
+            y = poisoned(ctx, n * n_out)
+            weights.matmul(ctx, None, gw, ctx.buffer(x_buf_data), y, n, None if b is None else ctx.buffer(b),
+                           None if r is None else ctx.buffer(r), kernels=kernels)
+            check("matmul", ctx.read(y, shape=(n, n_out)), expected_matmul(x, w, b, r))
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
+@pytest.mark.parametrize("t", FLOATS, ids=lambda t: t.name)
+def test_matmul_glu_float_rows_not_in_whole_units(ctx, t, kernels):
+    """The GLU epilogue (swiglu, geglu; with and without biases) on (gate, up) pairs of float rows of
+    k % 32 != 0, decode and prefill."""
+    for i, (n, n_ff, k) in enumerate([(1, 7, 80), (7, 63, 48), (33, 290, 40), (1, 290, 200), (40, 9, 4)]):
+        rng = np.random.default_rng(5000 * int(t) + i)
+        (g_raw, u_raw), (wg, wu), (bg, bu), bias = glu_pair(rng, t, n_ff, k, with_bias=i % 2 == 1)
+        x = rng.standard_normal((n, k)) + 0.2
+        x = (x * 2.5 / np.abs(x @ wg.T.astype(np.float64)).max()).astype(np.float32)
+        gw = weights.upload_pairs(ctx, *(weights.repack(r.reshape(-1), t, (n_ff, k)) for r in (g_raw, u_raw)))
+        assert gw.pairs and gw.shape == (2 * n_ff, k)
+        for kind in ("swiglu", "geglu"):
+            check(kind, gpu_glu(ctx, gw, x, bias, kind, kernels), expected_glu(x, wg, wu, bg, bu, kind), glu_magnitude(x, wg, wu))
+
+
+@pytest.mark.parametrize("t", FLOATS, ids=lambda t: t.name)
+def test_matmul_fused_norm_float_rows_not_in_whole_units(ctx, t):
+    """The decode kernels' fused RMSNorm (gpu family's matvec_split, the engine's fuse_norm) over
+    x of k % 32 != 0: the mean is over the true k, and the norm weight (k,) is not read past its end
+    (a buffer of exactly k floats); with bias and with glu too."""
+    for i, (n_out, k) in enumerate([(7, 80), (579, 48), (130, 40), (66, 200), (9, 4)]):
+        rng = np.random.default_rng(6000 * int(t) + i)
+        raw, w, repacked = padded_rows(ctx, t, n_out, k, rng)
+        x = (rng.standard_normal((1, k)) * 3 + 1).astype(np.float32)
+        g = (rng.standard_normal(k) + 1).astype(np.float32)
+        eps = 1e-5
+        normed = reference.rms_norm(x.astype(np.float64), g.astype(np.float64), eps)
+        bias = (rng.standard_normal(n_out) * 3).astype(np.float32) if i % 2 else None
+        x_buf = ctx.buffer(np.concatenate([x.reshape(-1), np.full(64, np.nan, np.float32)]))  # past x: NaN
+        y = poisoned(ctx, n_out)
+        weights.matmul(ctx, None, weights.upload(ctx, repacked), x_buf, y, 1, None if bias is None else ctx.buffer(bias),
+                       kernels="gpu", norm=(ctx.buffer(g), eps))
+        check("matmul", ctx.read(y, shape=(1, n_out)), expected_matmul(normed, w, bias))
+        (g_raw, u_raw), (wg, wu), (bg, bu), pair_bias = glu_pair(rng, t, n_out, k, with_bias=i % 2 == 1)
+        pairs = weights.upload_pairs(ctx, *(weights.repack(r.reshape(-1), t, (n_out, k)) for r in (g_raw, u_raw)))
+        y = poisoned(ctx, n_out)
+        weights.matmul(ctx, None, pairs, x_buf, y, 1, None if pair_bias is None else ctx.buffer(pair_bias), glu="swiglu",
+                       kernels="gpu", norm=(ctx.buffer(g), eps))
+        check("swiglu", ctx.read(y, shape=(1, n_out)), expected_glu(normed, wg, wu, bg, bu, "swiglu"), glu_magnitude(normed, wg, wu))
+
+
+@pytest.mark.parametrize("t", FLOATS, ids=lambda t: t.name)
+def test_embedding_float_rows_not_in_whole_units(ctx, t):
+    """A float table of dim % 32 != 0 (rows padded at repack): rows gathered at the true dim, in chunks."""
+    for dim in (80, 36, 4):
+        rng = np.random.default_rng(7000 * int(t) + dim)
+        vocab = 131
+        raw, table, repacked = padded_rows(ctx, t, vocab, dim, rng)
+        gw = weights.upload(ctx, repacked, max_binding=repacked.arrays[0].shape[1] * 40)  # 40 rows a chunk: 4 chunks
+        assert len(gw.chunks) == 4
+        ids = np.array([0, 130, 5, 5, 64, 129, 1, 39, 40], np.uint32)
+        y = poisoned(ctx, len(ids) * dim)
+        weights.embedding_lookup(ctx, None, gw, ctx.buffer(ids), y, len(ids), 2.0)
+        check("embedding_q", ctx.read(y, shape=(len(ids), dim)), reference.embedding(table, ids).astype(np.float64) * 2.0)
+
+
 def test_repack_rejects_bad_shapes():
     raw = np.zeros(34 * 2, np.uint8)
     with pytest.raises(ValueError, match="multiple of 32"):
         weights.repack(raw, T.Q8_0, (1, 48))
+    for t in FLOATS:  # float rows need whole vec4s of x
+        with pytest.raises(ValueError, match=rf"w: {t.name} weight of shape \(2, 34\): k = 34 is not a multiple of 4"):
+            weights.repack(np.zeros(2 * 34 * GGML_QUANT_SIZES[t][1], np.uint8), t, (2, 34), name="w")
     with pytest.raises(ValueError, match="needs 68 uint8 bytes"):
         weights.repack(raw[:-1], T.Q8_0, (2, 32))
     with pytest.raises(ValueError, match="no GPU kernels"):

@@ -2,8 +2,9 @@
 // repacked layout). Each (n_out, k) matrix is split, block by block, into its fields (quants apart
 // from the f16 scales), one array per field, row-major, so any range of rows is a contiguous slice;
 // the arrays are cut into chunks of whole rows so that no binding exceeds the device's
-// maxStorageBufferBindingSize. Weights arrive from the stream a few MiB of rows at a time, are
-// repacked and written with queue.writeBuffer: the file is never held whole.
+// maxStorageBufferBindingSize. F32/F16/BF16 rows of k % 32 != 0 (k % 4 == 0) are zero-padded to whole
+// 32-element units (paddedK), as the kernels walk them. Weights arrive from the stream a few MiB of
+// rows at a time, are repacked and written with queue.writeBuffer: the file is never held whole.
 // A pairs weight (ffn_gate and ffn_up as one matmul writing act(gate) * up) has row 2p = gate row p and
 // row 2p + 1 = up row p; each chunk holds its pairs' gate rows, then their up rows (weights.py's upload_pairs).
 
@@ -34,7 +35,7 @@ export class WeightPlan {
   readonly nOut: number;
   readonly k: number;
   readonly rowBytes: number; // GGUF bytes per row
-  readonly fieldRowBytes: number[];
+  readonly fieldRowBytes: number[]; // repacked bytes per row of each field (float rows padded to paddedK(k))
   readonly chunkRows: number;
 
   constructor(readonly file: string, readonly tensor: GGUFTensorInfo, maxBinding: number, readonly pairs = false) {
@@ -43,18 +44,18 @@ export class WeightPlan {
     if (!layout) throw new ModelFormatError(`${name}: GGML type ${tensor.typeName} has no GPU kernels (supported: ${SUPPORTED})`);
     if (tensor.shape.length !== 2) throw new ModelFormatError(`${name}: a GPU weight must be 2-D (n_out, k), got shape [${tensor.shape}]`);
     const [nOut, k] = tensor.shape;
-    if (k % 32 || k === 0 || nOut === 0) {
-      throw new ModelFormatError(
-        `${name}: ${layout.name} weight of shape [${nOut}, ${k}]: k must be a positive multiple of 32 (and of the ${layout.block}-element block)`,
-      );
-    }
-    if (k % layout.block) throw new ModelFormatError(`${name}: ${layout.name} weight of shape [${nOut}, ${k}]: k = ${k} is not a multiple of the ${layout.name} block of ${layout.block}`);
+    const shape = `${name}: ${layout.name} weight of shape [${nOut}, ${k}]`;
+    if (k === 0 || nOut === 0) throw new ModelFormatError(`${shape} is empty`);
+    if (layout.block === 1 && k % 4) throw new ModelFormatError(`${shape}: k = ${k} is not a multiple of 4 (the kernels read x rows of k as vec4s)`);
+    if (layout.block > 1 && k % 32) throw new ModelFormatError(`${shape}: k must be a positive multiple of 32 (and of the ${layout.block}-element block)`);
+    if (k % layout.block) throw new ModelFormatError(`${shape}: k = ${k} is not a multiple of the ${layout.name} block of ${layout.block}`);
     const nb = k / layout.block;
     this.layout = layout;
     this.nOut = nOut;
     this.k = k;
     this.rowBytes = nb * layout.size;
-    this.fieldRowBytes = layout.fields.map((fl) => nb * (fl.end - fl.start));
+    // float rows zero-padded to whole 32-element units (paddedK; quantised rows are whole blocks already)
+    this.fieldRowBytes = layout.fields.map((fl) => (paddedK(k) / layout.block) * (fl.end - fl.start));
     const perRow = Math.max(...this.fieldRowBytes);
     const rows = Math.floor(maxBinding / perRow);
     if (rows < 1) throw new DeviceLimitError("maxStorageBufferBindingSize", perRow, maxBinding, `${name}: one ${layout.name} row (${perRow} bytes)`);
@@ -144,7 +145,7 @@ export class GpuWeight {
       if (filled % p.rowBytes) throw new Error(`internal: ${name} staged ${filled} bytes, not whole rows`);
       const rows = filled / p.rowBytes;
       if (rows === 0) return;
-      repackRows(p.layout, stage, rows, p.k / p.layout.block, out);
+      repackRows(p.layout, stage, rows, p.k, out);
       for (const chunk of this.chunks) {
         // the chunk's rows of this tensor: its own, or a pairs chunk's gate or up half
         const [start, count, at] = p.pairs ? [chunk.rowStart / 2, chunk.rows / 2, half! * (chunk.rows / 2)] : [chunk.rowStart, chunk.rows, 0];
@@ -178,12 +179,27 @@ export class GpuWeight {
   }
 }
 
-/** Split `rows` rows of GGUF blocks in `raw` into the field arrays `out` (weights.py's repack). */
-function repackRows(layout: TypeLayout, raw: Uint8Array, rows: number, nb: number, out: Uint8Array[]): void {
+/** Elements a repacked row holds: k rounded up to whole 32-element units (weights.py's padded_k):
+ * F32/F16/BF16 rows of k % 32 != 0 get zeros after the k-th, which the kernels walk as a last unit. */
+export function paddedK(k: number): number {
+  return Math.ceil(k / 32) * 32;
+}
+
+/** Split `rows` rows (of k elements) of GGUF blocks in `raw` into the field arrays `out` (weights.py's repack). */
+function repackRows(layout: TypeLayout, raw: Uint8Array, rows: number, k: number, out: Uint8Array[]): void {
+  const nb = k / layout.block;
   const nBlocks = rows * nb;
   const size = layout.size;
   if (layout.block === 1) {
-    out[0].set(raw.subarray(0, nBlocks * size)); // float rows are already one aligned array
+    const [rowBytes, padded] = [k * size, paddedK(k) * size];
+    if (rowBytes === padded) {
+      out[0].set(raw.subarray(0, nBlocks * size)); // float rows are already one aligned array
+      return;
+    }
+    for (let r = 0; r < rows; r++) {
+      out[0].set(raw.subarray(r * rowBytes, (r + 1) * rowBytes), r * padded);
+      out[0].fill(0, r * padded + rowBytes, (r + 1) * padded);
+    }
     return;
   }
   layout.fields.forEach((fl, fi) => {

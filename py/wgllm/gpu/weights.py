@@ -10,9 +10,9 @@ array<u32> (or array<f32> for F32), and index them from the first row of the chu
 shaders/compose/types/ by scripts/compose_shaders.py; web/src/weights.ts repacks by the same table):
 
   type  arrays (per row, nb = k / block)                  element e of the row (b = e / block)
-  F32   w: f32[k]                                         w[e]
-  F16   w: f16[k]  (word i = elems 2i | 2i+1 << 16)       w[e]
-  BF16  w: u16[k]  (the top halves of f32s, same pairing) f32(w[e] << 16)
+  F32   w: f32[kp]                                        w[e]
+  F16   w: f16[kp]  (word i = elems 2i | 2i+1 << 16)      w[e]
+  BF16  w: u16[kp]  (the top halves of f32s, same pairing) f32(w[e] << 16)
   Q8_0  qs: i8[k]; d: f16[nb]                             d[b] * qs[e]
   Q4_0  qs: u8[16 nb] (GGUF's bytes); d: f16[nb]          d[b] * (nib - 8)
   Q4_1  qs: as Q4_0; dm: f16[2 nb] (d, m per block)       d[b] * nib + m[b]
@@ -25,6 +25,9 @@ shaders/compose/types/ by scripts/compose_shaders.py; web/src/weights.ts repacks
   Q3_K  hm: u8[32 nb]; qs: as Q2_K; sc3: i8[16 nb]; d: f16[nb]   (d*sc3) * (q2 | hbit << 2 - 4)
   IQ4_XS qs: u8[128 nb] (GGUF's); sl: u8[4 nb]; dh: (f16, u16)[nb]   (d*(sc-32)) * KV[nib]
 
+F32/F16/BF16 take any k % 4 == 0: each row is zero-padded to kp = padded_k(k), whole 32-element
+units, which the kernels walk; they read x (rows of the true k, Params.k) only up to k. Quantised
+rows are whole blocks (k % 32 == 0), kp = k.
 Nibbles keep GGUF's order: in a 32-element block (Q4_0/Q4_1/Q5_0) byte j of qs holds element j
 (low nibble) and j + 16 (high); so u32 word w of a block holds elements 4w..4w+3 in its bytes'
 low nibbles and 16+4w..16+4w+3 in the high ones, and bit j of qh is element j's fifth bit.
@@ -148,6 +151,12 @@ def _rows(x: np.ndarray, n_out: int) -> np.ndarray:
     return np.ascontiguousarray(x).reshape(n_out, -1).view(np.uint8)
 
 
+def padded_k(k: int) -> int:
+    """Elements a repacked row holds: k rounded up to whole 32-element units (F32/F16/BF16 rows of
+    k % 32 != 0 get zeros after the k-th; quantised rows are whole blocks already)."""
+    return -(-k // 32) * 32
+
+
 def _scale_min_k4(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Q4_K's 12 packed bytes (..., 12) -> six-bit sc, m (..., 8): ggml's get_scale_min_k4."""
     lo, mid, hi = packed[..., 0:4], packed[..., 4:8], packed[..., 8:12]
@@ -168,7 +177,11 @@ def repack(raw: np.ndarray, ggml_type: GGMLQuantizationType, shape: tuple[int, .
         raise ValueError(f"{name}: a GPU weight must be 2-D (n_out, k), got shape {tuple(shape)}")
     n_out, k = (int(s) for s in shape)
     block, size = GGML_QUANT_SIZES[t]
-    if k % 32 or k == 0 or n_out == 0:
+    if k == 0 or n_out == 0:
+        raise ValueError(f"{name}: {t.name} weight of shape {(n_out, k)} is empty")
+    if block == 1 and k % 4:
+        raise ValueError(f"{name}: {t.name} weight of shape {(n_out, k)}: k = {k} is not a multiple of 4 (the kernels read x rows of k as vec4s)")
+    if block > 1 and k % 32:
         raise ValueError(f"{name}: {t.name} weight of shape {(n_out, k)}: k must be a positive multiple of 32 (and of the {block}-element block)")
     if k % block:
         raise ValueError(f"{name}: {t.name} weight of shape {(n_out, k)}: k = {k} is not a multiple of the {t.name} block of {block}")
@@ -177,6 +190,8 @@ def repack(raw: np.ndarray, ggml_type: GGMLQuantizationType, shape: tuple[int, .
     if raw.dtype != np.uint8 or raw.size != n_out * nb * size:
         raise ValueError(f"{name}: {t.name} weight of shape {(n_out, k)} needs {n_out * nb * size} uint8 bytes, got {raw.size} of {raw.dtype}")
     blocks = raw.reshape(n_out, nb, size)
+    if block == 1 and k % 32:  # float rows zero-padded to whole 32-element units (padded_k), as the kernels read them
+        blocks = np.concatenate([blocks, np.zeros((n_out, padded_k(k) - k, size), np.uint8)], axis=1)
     arrays = []
     for field, start, end in WEIGHT_TYPES[int(t)][3]:  # the layout table shared with web/src (weight_types)
         if field == "sm":  # Q4_K, Q5_K: their 12 packed scale bytes decoded to eight scales, then eight mins

@@ -2,12 +2,13 @@
 //@ layout
 {"ggml": 1, "block": 1, "bytes": 2, "fields": [["w", 0, 2]]}
 //@ bindings
-@group(0) @binding(1) var<storage, read> w: array<vec2<u32>>; // (rows, k / 4) f16, four in two words
+@group(0) @binding(1) var<storage, read> w: array<vec2<u32>>; // (rows, ceil(k / 32) * 8) f16, four in two words; rows zero-padded to whole 32-element units
 //@ shared
 
-// Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
+// Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised. A row is k elements (k % 4 == 0)
+// stored as ceil(k / 32) whole units, zeros after the k-th (the repacking pads it: weights.py).
 fn weight4(row: u32, i4: u32) -> vec4<f32> {
-    let p = w[row * (params.k / 4u) + i4];
+    let p = w[row * ((params.k + 31u) / 32u * 8u) + i4];
     return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y));
 }
 //@ matmul

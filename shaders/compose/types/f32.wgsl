@@ -2,12 +2,13 @@
 //@ layout
 {"ggml": 0, "block": 1, "bytes": 4, "fields": [["w", 0, 4]]}
 //@ bindings
-@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>; // (rows, k / 4)
+@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>; // (rows, ceil(k / 32) * 8): rows zero-padded to whole 32-element units
 //@ shared
 
-// Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised.
+// Elements 4 * i4 .. 4 * i4 + 3 of chunk row `row`, dequantised. A row is k elements (k % 4 == 0)
+// stored as ceil(k / 32) whole units, zeros after the k-th (the repacking pads it: weights.py).
 fn weight4(row: u32, i4: u32) -> vec4<f32> {
-    return w[row * (params.k / 4u) + i4];
+    return w[row * ((params.k + 31u) / 32u * 8u) + i4];
 }
 //@ matmul
 
