@@ -186,9 +186,17 @@ fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
     let r = chunk_rows(min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.rows - 1u))); // rows past the end repeat the last
     var acc = vec4<f32>(0.0);
-    for (var u = 0u; u < k_units(); u++) {
-        let xs = x_unit(0u, u);
+    let full = params.k / 32u; // whole units: x loaded unmasked (a masked load every unit cost ~11 % of a decode step on lavapipe)
+    for (var u = 0u; u < full; u++) {
+        var xs: array<vec4<f32>, 8>;
+        for (var j = 0u; j < 8u; j++) {
+            xs[j] = x[8u * u + j];
+        }
         acc += vec4<f32>(dot_unit(r.x, u, xs), dot_unit(r.y, u, xs), dot_unit(r.z, u, xs), dot_unit(r.w, u, xs));
+    }
+    if (full < k_units()) { // the zero-padded last unit of a float row of k % 32 != 0
+        let xs = x_unit(0u, full);
+        acc += vec4<f32>(dot_unit(r.x, full, xs), dot_unit(r.y, full, xs), dot_unit(r.z, full, xs), dot_unit(r.w, full, xs));
     }
     store_pair(0u, row0, acc.xy);
     store_pair(0u, row0 + 2u, acc.zw);
@@ -221,8 +229,16 @@ fn matvec_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let r = chunk_rows(min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.rows - 1u))); // rows past the end repeat the last
     var acc = vec4<f32>(0.0);
     var ss = 0.0;
+    let full = params.k / 32u;
     for (var u = li; u < k_units(); u += MV_WG) {
-        var xs = x_unit(0u, u);
+        var xs: array<vec4<f32>, 8>;
+        if (u < full) { // whole units unmasked; the zero-padded last unit of a float row of k % 32 != 0 masked
+            for (var j = 0u; j < 8u; j++) {
+                xs[j] = x[8u * u + j];
+            }
+        } else {
+            xs = x_unit(0u, u);
+        }
         if (params.norm != 0u) {
             ss += norm_unit(&xs, u);
         }
@@ -273,7 +289,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let ra = chunk_rows(min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last)));
     let rb = chunk_rows(min(vec4<u32>(row0) + vec4<u32>(4u, 5u, 6u, 7u), vec4<u32>(last)));
     var acc: array<vec4<f32>, 8>; // acc[2i + h][j]: x row xrow0 + i, W row row0 + 4h + j
-    for (var u = 0u; u < k_units(); u++) {
+    // whole units with x loaded unmasked, then the zero-padded last unit of a float row of k % 32 != 0
+    // with x masked (the same body twice: a masked load, or a branch on it, in the loop cost ~18 % of a
+    // prefill on lavapipe)
+    let full = params.k / 32u;
+    for (var u = 0u; u < full; u++) {
         let w0 = unit(ra.x, u); // each W unit is loaded once and serves four x rows
         let w1 = unit(ra.y, u);
         let w2 = unit(ra.z, u);
@@ -284,7 +304,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let w7 = unit(rb.w, u);
         for (var i = 0u; i < 4u; i++) {
             let xrow = min(xrow0 + i, params.n - 1u);
-            let xs = x_unit(xrow * k4, u);
+            var xs: array<vec4<f32>, 8>;
+            for (var j = 0u; j < 8u; j++) {
+                xs[j] = x[xrow * k4 + 8u * u + j];
+            }
+            acc[2u * i] += vec4<f32>(dot8(w0, xs), dot8(w1, xs), dot8(w2, xs), dot8(w3, xs));
+            acc[2u * i + 1u] += vec4<f32>(dot8(w4, xs), dot8(w5, xs), dot8(w6, xs), dot8(w7, xs));
+        }
+    }
+    if (full < k_units()) {
+        let u = full;
+        let w0 = unit(ra.x, u);
+        let w1 = unit(ra.y, u);
+        let w2 = unit(ra.z, u);
+        let w3 = unit(ra.w, u);
+        let w4 = unit(rb.x, u);
+        let w5 = unit(rb.y, u);
+        let w6 = unit(rb.z, u);
+        let w7 = unit(rb.w, u);
+        for (var i = 0u; i < 4u; i++) {
+            let xs = x_unit(min(xrow0 + i, params.n - 1u) * k4, u);
             acc[2u * i] += vec4<f32>(dot8(w0, xs), dot8(w1, xs), dot8(w2, xs), dot8(w3, xs));
             acc[2u * i + 1u] += vec4<f32>(dot8(w4, xs), dot8(w5, xs), dot8(w6, xs), dot8(w7, xs));
         }
